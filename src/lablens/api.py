@@ -1,0 +1,53 @@
+"""The Python API, verb for verb the same as the command line.
+
+>>> from lablens import api
+>>> result = api.train("data/pbc", "runs/pbc", api.RunConfig())          # doctest: +SKIP
+>>> api.evaluate(result.bundles[0], "data/new", "runs/pbc-eval")         # doctest: +SKIP
+>>> api.predict(result.bundles[0], ["cells/"], "predictions.csv")        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lablens.config import DataConfig, EvalConfig, RunConfig, load_config
+from lablens.data.manifest import Manifest
+from lablens.data.validate import DataReport, load_dataset
+from lablens.infer.bundle import Bundle, load_bundle
+from lablens.infer.predictor import Predictor
+from lablens.registry import create_estimator, list_estimators
+from lablens.workflows.demo import demo
+from lablens.workflows.evaluate import evaluate
+from lablens.workflows.predict import predict
+from lablens.workflows.train import TrainResult, min_groups_for, train
+
+
+def validate_data(data: str | Path, data_cfg: DataConfig | None = None, protocol: str = "8:1:1") -> tuple[Manifest, DataReport]:
+    """Check a dataset: the usable images as a Manifest, and a report of everything skipped and why."""
+    from lablens.workflows.common import limits_from
+
+    d = data_cfg or DataConfig()
+    return load_dataset(
+        data, layout=d.layout, path_column=d.path_column, label_column=d.label_column,
+        group_column=d.group_column, group_regex=d.group_regex, reader_column=d.reader_column,
+        limits=limits_from(d), min_groups_per_class=min_groups_for(protocol),
+    )
+
+
+__all__ = [
+    "Bundle",
+    "DataConfig",
+    "EvalConfig",
+    "Predictor",
+    "RunConfig",
+    "TrainResult",
+    "create_estimator",
+    "demo",
+    "evaluate",
+    "list_estimators",
+    "load_bundle",
+    "load_config",
+    "predict",
+    "train",
+    "validate_data",
+]

@@ -1,0 +1,150 @@
+"""Typed run configuration: YAML → these pydantic models → factories with explicit arguments.
+
+Config flows one way. The CLI merges its options into a :class:`RunConfig` (``apply_overrides``), the
+resolved config is written next to every run's outputs (``config.yaml``), and everything below the CLI
+receives plain, explicit arguments taken from these models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the labelled images are and how to read them."""
+
+    path: str | None = None
+    layout: Literal["auto", "folder", "csv"] = "auto"
+    path_column: str = "path"
+    label_column: str = "label"
+    group_column: str | None = None
+    group_regex: str | None = None
+    reader_column: str | None = None
+    min_side: int = Field(16, ge=1)
+    max_pixels: int = Field(60_000_000, ge=1)
+    resize_mode: Literal["pad", "squash", "crop"] = "pad"
+    cache_dir: str | None = None
+
+
+class SplitConfig(_Strict):
+    """How images are divided. ``protocol`` grammar: ``8:1:1`` (train:val:test), ``9:1`` (train:test,
+    validation carved from train by ``val_fraction``), ``kfold:5``, ``repeated-kfold:5x3``, or a path to a
+    saved ``split.json``."""
+
+    protocol: str = "8:1:1"
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    seed: int = 0
+
+
+class AugmentConfig(_Strict):
+    """On-device microscopy augmentation (all mild by design: stain and focus variation, not distortion)."""
+
+    flips: bool = True
+    rot90: bool = True
+    brightness: float = Field(0.10, ge=0.0, le=1.0)
+    contrast: float = Field(0.10, ge=0.0, le=1.0)
+    saturation: float = Field(0.10, ge=0.0, le=1.0)
+    channel_gain: float = Field(0.03, ge=0.0, le=0.5)
+    blur_prob: float = Field(0.2, ge=0.0, le=1.0)
+    blur_sigma_max: float = Field(1.0, ge=0.0, le=5.0)
+
+
+class ModelConfig(_Strict):
+    """Which estimator, with which initial weights, at which input size."""
+
+    name: str = "resnet18"
+    weights: str = "scratch"
+    image_size: int = Field(224, ge=16, le=2048)
+    drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class TrainConfig(_Strict):
+    """Optimisation, imbalance handling, early stopping and hardware."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float | None = Field(None, gt=0.0)
+    weight_decay: float = Field(0.05, ge=0.0)
+    warmup_epochs: float = Field(1.0, ge=0.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    imbalance: Literal["none", "weighted", "sampler", "focal"] = "weighted"
+    focal_gamma: float = Field(2.0, ge=0.0)
+    monitor: Literal["macro_f1", "accuracy", "balanced_accuracy", "loss"] = "macro_f1"
+    patience: int | None = Field(8, ge=1)
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    seed: int = 0
+    threads: int | None = Field(None, ge=1)
+    augment: AugmentConfig = AugmentConfig()
+
+
+class EvalConfig(_Strict):
+    """Evaluation: bootstrap confidence intervals, top-k, calibration."""
+
+    bootstrap: int = Field(1000, ge=0)
+    level: float = Field(0.95, gt=0.5, lt=1.0)
+    top_k: list[int] = [2, 3]
+    calibrate: bool = True
+    ece_bins: int = Field(15, ge=2)
+    batch_size: int = Field(64, ge=1)
+
+    @field_validator("top_k")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(k < 1 for k in v):
+            raise ValueError("top_k values must be ≥ 1")
+        return sorted(set(v))
+
+
+class RunConfig(_Strict):
+    """Everything a ``lablens train`` run needs; written back as ``config.yaml`` in the run folder."""
+
+    data: DataConfig = DataConfig()
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Read a YAML config (missing keys take defaults; unknown keys are an error naming them)."""
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"config {path} must be a mapping at top level")
+    return RunConfig.model_validate(raw)
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Return a copy with dotted-key overrides applied, e.g. ``{"train.epochs": 5}``; None values are skipped."""
+    data = cfg.model_dump()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        if leaf not in node:
+            raise KeyError(f"unknown config key {key!r}")
+        node[leaf] = value
+    return RunConfig.model_validate(data)
+
+
+def dump_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False), encoding="utf-8")

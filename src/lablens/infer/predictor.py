@@ -1,0 +1,174 @@
+"""Predict: image files or folders → ranked, calibrated class probabilities per image.
+
+The exact preprocessing recorded in the bundle's card is applied (decode → RGB → ``to_square``), images
+are classified in batches, probabilities are temperature-calibrated, and every row carries the bundle
+hash. Files that cannot be read are reported with their reason and skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lablens.data.io import SUPPORTED_SUFFIXES, DecodeLimits, ImageError, is_valid_utf8_name, read_image
+from lablens.data.preprocess import to_square
+from lablens.data.validate import Problem
+from lablens.infer.bundle import Bundle
+from lablens.progress import SilentProgress
+
+
+def softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = logits / max(float(temperature), 1e-6)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class PredictionResult:
+    """Rows in input order (one per readable image) and the skipped inputs."""
+
+    bundle_hash: str
+    classes: list[str]
+    paths: list[str] = field(default_factory=list)
+    proba: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    skipped: list[Problem] = field(default_factory=list)
+
+    def ranked(self, top_k: int) -> list[list[tuple[str, float]]]:
+        k = min(top_k, len(self.classes))
+        order = np.argsort(-self.proba, axis=1, kind="stable")[:, :k]
+        return [[(self.classes[j], float(self.proba[i, j])) for j in row] for i, row in enumerate(order)]
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
+    """Files stay; folders are searched recursively for supported images (hidden entries skipped)."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if name.startswith("."):
+                        continue
+                    f = Path(dirpath) / name
+                    if f.suffix.lower() in SUPPORTED_SUFFIXES:
+                        files.append(f)
+        elif p.is_file():
+            files.append(p)
+        else:
+            problems.append(Problem(str(p), "missing_file", "no such file or folder"))
+    return files, problems
+
+
+class Predictor:
+    """Classifies images with a loaded bundle (torch backend; ONNX Runtime arrives with export)."""
+
+    def __init__(self, bundle: Bundle, batch_size: int = 64, device: str = "auto") -> None:
+        self.bundle = bundle
+        self.batch_size = batch_size
+        self.device = device
+        est = bundle.estimator
+        if hasattr(est, "device"):
+            est.device = device
+        if hasattr(est, "eval_batch_size"):
+            est.eval_batch_size = batch_size
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits for ``N×S×S×3`` uint8 images already at the bundle's size."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.bundle.classes)))
+        return self.bundle.estimator.predict_logits(np.asarray(images))
+
+    def predict_arrays(self, images: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for ``N×S×S×3`` uint8 images already at the bundle's size."""
+        return softmax_t(self.logits(images), self.bundle.temperature)
+
+    def predict_files(
+        self, inputs: Iterable[str | Path], progress: Any = None, limits: DecodeLimits | None = None
+    ) -> PredictionResult:
+        progress = progress or SilentProgress()
+        files, skipped = expand_inputs(inputs)
+        result = PredictionResult(self.bundle.hash, self.bundle.classes, skipped=skipped)
+        size, mode = self.bundle.image_size, self.bundle.resize_mode
+        task = progress.task("predict", len(files))
+        probas = []
+        batch: list[np.ndarray] = []
+        names: list[str] = []
+
+        def flush() -> None:
+            if batch:
+                probas.append(self.predict_arrays(np.stack(batch)))
+                result.paths.extend(names)
+                batch.clear()
+                names.clear()
+
+        for f in files:
+            shown = str(f)
+            if not is_valid_utf8_name(f):
+                result.skipped.append(Problem(shown.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                                              "bad_name", "file name is not valid UTF-8; rename the file"))
+                task.advance(1)
+                continue
+            try:
+                img = read_image(f, limits or DecodeLimits())
+            except ImageError as exc:
+                result.skipped.append(Problem(shown, exc.kind, exc.reason))
+                task.advance(1)
+                continue
+            batch.append(to_square(img.pixels, size, mode))
+            names.append(shown)
+            if len(batch) >= self.batch_size:
+                flush()
+            task.advance(1)
+        flush()
+        task.done()
+        n_classes = len(self.bundle.classes)
+        result.proba = np.concatenate(probas) if probas else np.zeros((0, n_classes))
+        return result
+
+
+def write_predictions(result: PredictionResult, out: str | Path, top_k: int, bundle: Bundle) -> Path:
+    """CSV (one row per image: ``path, class_1, prob_1, … , bundle_hash``) or JSON by the suffix."""
+    out = Path(out)
+    ranked = result.ranked(top_k)
+    k = min(top_k, len(result.classes))
+    if out.suffix.lower() == ".json":
+        doc = {
+            "bundle": {"hash": result.bundle_hash, "path": str(bundle.path), "classes": result.classes,
+                       "temperature": bundle.temperature},
+            "top_k": k,
+            "predictions": [
+                {"path": p, "ranked": [{"class": c, "probability": round(pr, 6)} for c, pr in r],
+                 "bundle_hash": result.bundle_hash}
+                for p, r in zip(result.paths, ranked, strict=True)
+            ],
+            "skipped": [{"path": s.path, "kind": s.kind, "reason": s.reason} for s in result.skipped],
+        }
+        out.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        return out
+    if result.skipped:  # CSV rows cannot hold them: list skipped inputs beside the predictions
+        with out.with_name(out.stem + ".skipped.csv").open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["path", "kind", "reason"])
+            w.writerows([s.path, s.kind, s.reason] for s in result.skipped)
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        header = ["path"]
+        for i in range(1, k + 1):
+            header += [f"class_{i}", f"prob_{i}"]
+        w.writerow([*header, "bundle_hash"])
+        for p, r in zip(result.paths, ranked, strict=True):
+            row: list[Any] = [p]
+            for c, pr in r:
+                row += [c, f"{pr:.6f}"]
+            w.writerow([*row, result.bundle_hash])
+    return out

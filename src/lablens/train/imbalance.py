@@ -1,0 +1,58 @@
+"""Class imbalance: class-weighted loss, a balanced sampler, or focal loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.utils.class_weight import compute_class_weight
+
+IMBALANCE_MODES = ("none", "weighted", "sampler", "focal")
+
+
+def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """``n / (K * count_k)`` per class (scikit-learn's 'balanced'); absent classes get weight 0."""
+    weights = np.zeros(n_classes)
+    present = np.unique(y)
+    weights[present] = compute_class_weight("balanced", classes=present, y=y)
+    return weights
+
+
+def epoch_order(y: np.ndarray, mode: str, generator: torch.Generator) -> np.ndarray:
+    """Sample order for one epoch: a permutation, or (``sampler``) a class-balanced draw with replacement."""
+    n = len(y)
+    if mode == "sampler":
+        counts = np.bincount(y)
+        p = 1.0 / counts[y]
+        idx = torch.multinomial(torch.as_tensor(p, dtype=torch.float64), n, replacement=True, generator=generator)
+        return idx.numpy()
+    return torch.randperm(n, generator=generator).numpy()
+
+
+class ClassificationLoss(torch.nn.Module):
+    """Cross-entropy (optionally class-weighted, label-smoothed) or multi-class focal loss."""
+
+    def __init__(
+        self,
+        mode: str,
+        class_weights: np.ndarray | None = None,
+        focal_gamma: float = 2.0,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if mode not in IMBALANCE_MODES:
+            raise ValueError(f"unknown imbalance mode {mode!r}; choose one of {', '.join(IMBALANCE_MODES)}")
+        self.mode = mode
+        self.focal_gamma = focal_gamma
+        self.label_smoothing = label_smoothing
+        w = torch.as_tensor(class_weights, dtype=torch.float32) if mode == "weighted" else None
+        self.register_buffer("weight", w, persistent=False)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.mode == "focal":
+            logp = F.log_softmax(logits, dim=1)
+            ce = F.nll_loss(logp, target, reduction="none")
+            pt = logp.gather(1, target[:, None]).squeeze(1).exp()
+            return ((1.0 - pt) ** self.focal_gamma * ce).mean()
+        return F.cross_entropy(logits, target, weight=self.weight, label_smoothing=self.label_smoothing)

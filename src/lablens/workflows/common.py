@@ -1,0 +1,157 @@
+"""Pieces shared by the workflows: reading data with progress, and writing an evaluation's outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lablens.config import DataConfig, EvalConfig
+from lablens.data.cache import load_pixels
+from lablens.data.io import DecodeLimits
+from lablens.data.manifest import Manifest
+from lablens.data.validate import DataReport, load_dataset
+from lablens.evaluate.calibration import expected_calibration_error
+from lablens.evaluate.summary import evaluate_predictions
+from lablens.progress import console
+
+
+class RunError(Exception):
+    """A workflow cannot proceed; the message is meant for the user as is."""
+
+
+def limits_from(data_cfg: DataConfig) -> DecodeLimits:
+    return DecodeLimits(max_pixels=data_cfg.max_pixels, min_side=data_cfg.min_side)
+
+
+def read_data(
+    source: str | Path,
+    data_cfg: DataConfig,
+    progress: Any,
+    *,
+    min_groups_per_class: int = 1,
+    known_classes: list[str] | None = None,
+) -> tuple[Manifest, DataReport]:
+    """Load and validate a dataset with a progress bar; print the problems found."""
+    task = progress.task("checking images", 1)
+    manifest, report = load_dataset(
+        source,
+        layout=data_cfg.layout,
+        path_column=data_cfg.path_column,
+        label_column=data_cfg.label_column,
+        group_column=data_cfg.group_column,
+        group_regex=data_cfg.group_regex,
+        reader_column=data_cfg.reader_column,
+        limits=limits_from(data_cfg),
+        min_groups_per_class=min_groups_per_class,
+        known_classes=known_classes,
+        on_progress=task.callback,
+    )
+    task.done()
+    return manifest, report
+
+
+def read_pixels(manifest: Manifest, size: int, data_cfg: DataConfig, progress: Any) -> np.ndarray:
+    task = progress.task(f"decoding to {size}px cache", len(manifest))
+    pixels = load_pixels(
+        manifest.paths, manifest.table["sha256"].tolist(), size, data_cfg.resize_mode,
+        cache_dir=data_cfg.cache_dir, limits=limits_from(data_cfg), on_progress=task.callback,
+    )
+    task.done()
+    return pixels
+
+
+def print_data_report(report: DataReport, max_lines: int = 50) -> None:
+    """Human summary of a data report on stderr: counts, then each problem with its file and reason."""
+    console.print(
+        f"[bold]{report.source}[/bold] ({report.layout}): {report.n_found} files, "
+        f"[green]{report.n_usable} usable[/green], "
+        + (f"[yellow]{report.n_skipped} skipped[/yellow]" if report.n_skipped else "0 skipped")
+        + f"; {len(report.class_counts)} classes, {report.n_groups} groups (groups from {report.group_source})"
+    )
+    for note in report.notes:
+        console.print(f"  note: {note}")
+    if report.class_counts:
+        console.print("  classes: " + ", ".join(f"{c} {n}" for c, n in report.class_counts.items()))
+    for p in report.problems[:max_lines]:
+        console.print(f"  [yellow]skipped[/yellow] {p.path}: {p.reason} [dim]({p.kind})[/dim]", markup=True,
+                      highlight=False)
+    if len(report.problems) > max_lines:
+        console.print(f"  … and {len(report.problems) - max_lines} more (see data_report.json)")
+    if report.problems:
+        console.print("  skipped by reason: " + ", ".join(f"{k} {n}" for k, n in report.counts_by_kind().items()))
+
+
+def write_json(path: Path, doc: Any) -> None:
+    path.write_text(json.dumps(doc, indent=1, default=_json_default), encoding="utf-8")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def evaluate_and_write(
+    out_dir: Path,
+    manifest: Manifest,
+    images: np.ndarray,
+    proba: np.ndarray,
+    *,
+    eval_cfg: EvalConfig,
+    temperature: float = 1.0,
+    uncalibrated_proba: np.ndarray | None = None,
+    history: list[dict] | None = None,
+    run_info: dict | None = None,
+    title: str = "lablens evaluation report",
+    subtitle: str | None = None,
+) -> dict:
+    """Compute the metrics document and write ``metrics.json``, ``predictions.csv`` and ``report.html``."""
+    from lablens.report.html import write_report
+
+    classes = manifest.classes
+    y = manifest.y
+    metrics = evaluate_predictions(
+        y, proba, classes, groups=manifest.groups, reader=manifest.reader, n_boot=eval_cfg.bootstrap,
+        level=eval_cfg.level, seed=0, top_k=tuple(eval_cfg.top_k), n_bins=eval_cfg.ece_bins,
+    )
+    metrics["calibration"]["temperature"] = float(temperature)
+    if uncalibrated_proba is not None:
+        metrics["calibration"]["ece_uncalibrated"] = float(
+            expected_calibration_error(uncalibrated_proba, y, n_bins=eval_cfg.ece_bins)
+        )
+    write_json(out_dir / "metrics.json", metrics)
+    write_prediction_table(out_dir / "predictions.csv", manifest, proba)
+    write_report(
+        out_dir / "report.html", metrics, y_true=y, proba=proba, classes=classes, ids=manifest.ids,
+        images=np.asarray(images), history=history, title=title, subtitle=subtitle, run_info=run_info,
+    )
+    return metrics
+
+
+def write_prediction_table(path: Path, manifest: Manifest, proba: np.ndarray) -> None:
+    """Per-image predictions for an evaluated set: truth, prediction, rank-1 probability, all probabilities."""
+    classes = manifest.classes
+    pred = proba.argmax(1)
+    table = pd.DataFrame(
+        {
+            "id": manifest.ids,
+            "label": manifest.table["label"].tolist(),
+            "group": manifest.table["group"].tolist(),
+            "predicted": [classes[i] for i in pred],
+            "probability": proba.max(1).round(6),
+            "correct": pred == manifest.y,
+        }
+    )
+    if manifest.reader is not None:
+        table["reader"] = manifest.reader
+    for j, c in enumerate(classes):
+        table[f"p_{c}"] = proba[:, j].round(6)
+    table.to_csv(path, index=False)

@@ -1,0 +1,97 @@
+"""``lablens evaluate``: a bundle on a labelled dataset → metrics.json, predictions.csv, report.html.
+
+Images the model saw in training or validation (recognised by the sha256 prefixes stored in its
+card) are left out by default and counted, so an evaluation is never silently optimistic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lablens.config import DataConfig, EvalConfig
+from lablens.data.validate import Problem
+from lablens.infer.bundle import load_bundle
+from lablens.infer.predictor import Predictor, softmax_t
+from lablens.progress import make_progress
+from lablens.workflows.common import (
+    RunError,
+    evaluate_and_write,
+    print_data_report,
+    read_data,
+    read_pixels,
+    write_json,
+)
+
+
+def evaluate(
+    bundle: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    data_cfg: DataConfig | None = None,
+    eval_cfg: EvalConfig | None = None,
+    include_seen: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``bundle`` on labelled ``data``; write results into the new folder ``out``.
+
+    Args:
+        include_seen: also score images the model was trained or validated on (off by default).
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out} exists and is not empty; choose a new --out")
+    data_cfg = data_cfg or DataConfig()
+    eval_cfg = eval_cfg or EvalConfig()
+    b = load_bundle(bundle)
+    data_cfg = data_cfg.model_copy(update={"resize_mode": b.resize_mode})
+    with make_progress(progress) as prog:
+        manifest, report = read_data(data, data_cfg, prog, known_classes=b.classes)
+        seen = set((b.card.get("training") or {}).get("seen_sha256_prefixes") or [])
+        if seen and not include_seen:
+            prefix_len = len(next(iter(seen)))
+            is_seen = manifest.table["sha256"].str[:prefix_len].isin(seen).to_numpy()
+            for rid in manifest.table["id"][is_seen]:
+                report.problems.append(Problem(rid, "seen_in_training",
+                                               "used to train or validate this model (use --include-seen to score it)"))
+            if is_seen.all():
+                raise RunError(
+                    f"every image in {data} was used to train or validate this model; nothing left to evaluate "
+                    "(use --include-seen to score them anyway)"
+                )
+            manifest = manifest.subset(np.flatnonzero(~is_seen))
+            report.n_usable = len(manifest)
+            report.class_counts = manifest.class_counts()
+        if progress:
+            print_data_report(report)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "data_report.json", report.to_dict())
+        pixels = read_pixels(manifest, b.image_size, data_cfg, prog)
+        logits = Predictor(b, batch_size=eval_cfg.batch_size, device=device).logits(pixels)
+        proba = softmax_t(logits, b.temperature)
+        model = b.card.get("model", {})
+        info = {
+            "bundle": str(b.path),
+            "bundle hash": b.short_hash,
+            "model": (b.card.get("estimator") or {}).get("name"),
+            "architecture": model.get("arch"),
+            "image size": f"{b.image_size} px ({b.resize_mode})",
+            "data": str(data),
+            "images evaluated": len(manifest),
+            "skipped": report.n_skipped,
+            "temperature": round(b.temperature, 4),
+        }
+        metrics = evaluate_and_write(
+            out, manifest, pixels, proba, eval_cfg=eval_cfg, temperature=b.temperature,
+            uncalibrated_proba=softmax_t(logits, 1.0), run_info=info,
+            title=f"lablens evaluation — {(b.card.get('estimator') or {}).get('name')} on {Path(data).name}",
+            subtitle=f"bundle {b.short_hash}; {len(manifest)} images"
+            + (f", {report.n_skipped} skipped" if report.n_skipped else ""),
+        )
+        metrics["bundle_hash"] = b.hash
+        write_json(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,50 @@
+"""``lablens predict``: image files or folders → ranked calibrated probabilities in CSV or JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from lablens.infer.bundle import load_bundle
+from lablens.infer.predictor import PredictionResult, Predictor, write_predictions
+from lablens.progress import console, make_progress
+from lablens.workflows.common import RunError
+
+
+def predict(
+    bundle: str | Path,
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    *,
+    top_k: int = 3,
+    batch_size: int = 64,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PredictionResult:
+    """Classify every readable image in ``inputs``; write ``out`` (``.csv`` or ``.json``).
+
+    Unreadable inputs are reported (file and reason), skipped and counted; with CSV output they are
+    also listed in ``<out>.skipped.csv``.
+    """
+    out = Path(out)
+    if out.suffix.lower() not in (".csv", ".json"):
+        raise RunError(f"{out}: the output must end in .csv or .json")
+    if out.exists() and not overwrite:
+        raise RunError(f"{out} exists; choose another --out (or pass --overwrite)")
+    if top_k < 1:
+        raise RunError("--top-k must be at least 1")
+    b = load_bundle(bundle)
+    with make_progress(progress) as prog:
+        result = Predictor(b, batch_size=batch_size, device=device).predict_files(inputs, progress=prog)
+    if not result.paths and not result.skipped:
+        raise RunError("no image files found in the given paths")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_predictions(result, out, top_k, b)
+    if progress:
+        for s in result.skipped:
+            console.print(f"  [yellow]skipped[/yellow] {s.path}: {s.reason} [dim]({s.kind})[/dim]", highlight=False)
+        console.print(
+            f"{len(result.paths)} images classified, {len(result.skipped)} skipped → {out} (bundle {b.short_hash})"
+        )
+    return result

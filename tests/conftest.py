@@ -1,0 +1,57 @@
+"""Shared fixtures: an isolated pixel cache, offline hub, and tiny learnable image folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["LABLENS_CACHE"] = str(tmp_path_factory.mktemp("lablens-cache"))
+    os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the network
+
+
+def shape_image(label: str, rng: np.random.Generator, size: int = 40) -> np.ndarray:
+    """A small, easily learnable image: a disc, a square or a ring on a noisy pale background."""
+    img = np.full((size, size, 3), 220, np.uint8)
+    img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+    c = size // 2 + int(rng.integers(-3, 4))
+    r = size // 4 + int(rng.integers(-2, 3))
+    colour = tuple(int(v) for v in rng.integers(60, 140, 3))
+    if label == "disc":
+        cv2.circle(img, (c, c), r, colour, -1)
+    elif label == "square":
+        cv2.rectangle(img, (c - r, c - r), (c + r, c + r), colour, -1)
+    else:
+        cv2.circle(img, (c, c), r, colour, 3)
+    return img
+
+
+def write_shape_folder(root: Path, per_class: int = 12, size: int = 40, seed: int = 0,
+                       classes: tuple[str, ...] = ("disc", "ring", "square")) -> Path:
+    rng = np.random.default_rng(seed)
+    for label in classes:
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = shape_image(label, rng, size)
+            cv2.imwrite(str(root / label / f"{label}_{i:03d}.png"), img[:, :, ::-1])
+    return root
+
+
+@pytest.fixture
+def shapes_folder(tmp_path: Path) -> Path:
+    return write_shape_folder(tmp_path / "shapes")
+
+
+def shared_data(sub: str) -> Path:
+    path = SHARED_DATA / sub
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (tests on ../shared/data skip on a fresh machine)")
+    return path
