@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from corpus import BAD_FILES, build_bad_corpus
 from lablens.cli import app
+
+from corpus import BAD_FILES, build_bad_corpus
 
 runner = CliRunner()
 

@@ -8,8 +8,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from corpus import bomb_png
 from lablens.data.io import DecodeLimits, ImageError, decode_bytes, read_image
+
+from corpus import bomb_png
 
 LIMITS = DecodeLimits()
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from lablens.data.validate import DataError, load_dataset
+
 from conftest import write_shape_folder
 from corpus import BAD_FILES, build_bad_corpus
-from lablens.data.validate import DataError, load_dataset
 
 
 def test_bad_corpus_each_file_named_with_reason(tmp_path: Path) -> None:

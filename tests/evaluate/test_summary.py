@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from lablens.evaluate.summary import evaluate_predictions, format_ci, overall_names
+from lablens.evaluate.summary import evaluate_predictions, overall_names
 
 CLASSES = ["rbc", "wbc", "platelet", "parasite"]
 
@@ -165,10 +165,3 @@ def test_invalid_inputs_raise() -> None:
         evaluate_predictions(y + 4, proba, CLASSES, n_boot=0)
     with pytest.raises(ValueError):
         evaluate_predictions(y.astype(float), proba, CLASSES, n_boot=0)
-
-
-def test_format_ci() -> None:
-    assert format_ci({"value": 0.95312, "ci": [0.9211, 0.9779]}) == "0.953 (0.921–0.978)"
-    assert format_ci({"value": 0.5, "ci": None}) == "0.500"
-    assert format_ci({"value": None, "ci": None}) == "n/a"
-    assert format_ci({"value": 0.5, "ci": [0.25, 0.75]}, digits=1) == "0.5 (0.2–0.8)"

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shape_image
 from lablens.infer.bundle import BundleError, load_bundle, save_bundle, zip_bundle
 from lablens.registry import create_estimator
+
+from conftest import shape_image
 
 
 @pytest.fixture(scope="module")

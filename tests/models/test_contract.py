@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from conftest import shape_image
 from lablens.registry import create_estimator, get_factory, list_estimators
+
+from conftest import shape_image
 
 CLASSES = ("disc", "ring", "square")
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_shape_folder
 from lablens.train.checkpoint import load_checkpoint
+
+from conftest import write_shape_folder
 
 pytestmark = pytest.mark.slow
 

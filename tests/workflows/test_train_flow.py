@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_shape_folder
 from lablens.config import RunConfig
 from lablens.workflows.common import RunError
 from lablens.workflows.evaluate import evaluate
 from lablens.workflows.predict import predict
 from lablens.workflows.train import train
+
+from conftest import write_shape_folder
 
 pytestmark = pytest.mark.slow
 

@@ -218,22 +218,3 @@ def evaluate_predictions(
         "agreement": agreement,
         "bootstrap": {"replicates": int(n_boot), "level": float(level), "unit": "group", "seed": int(seed)},
     }
-
-
-def format_ci(entry: dict | None, digits: int = 3) -> str:
-    """Format a ``{"value", "ci"}`` entry as e.g. ``"0.953 (0.921–0.978)"``.
-
-    Args:
-        entry: Entry of the metrics document (or None).
-        digits: Decimal places.
-
-    Returns:
-        ``"n/a"`` for an undefined value, the bare value when there is no CI.
-    """
-    if not entry or entry.get("value") is None:
-        return "n/a"
-    text = f"{entry['value']:.{digits}f}"
-    ci = entry.get("ci")
-    if ci is not None:
-        text += f" ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})"
-    return text

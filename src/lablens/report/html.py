@@ -275,18 +275,25 @@ def _per_class_rows(metrics: Mapping[str, Any], classes: Sequence[str]) -> list[
                 "name": name,
                 "support": MISSING if support is None else int(support),
                 "low_support": support is not None and int(support) < LOW_SUPPORT,
-                "cells": [format_ci(stats.get(key)) for key, _ in PER_CLASS_COLUMNS],
+                "cells": [_cell(stats.get(key)) for key, _ in PER_CLASS_COLUMNS],
             }
         )
     return rows
+
+
+def _cell(entry: Mapping[str, Any] | None) -> dict[str, str]:
+    """A table cell: the estimate, and its CI on a second, smaller line (keeps wide tables readable)."""
+    value = entry.get("value") if isinstance(entry, Mapping) else None
+    text = format_value(value)
+    return {"value": text, "ci": format_ci_range(entry) if text != MISSING else ""}
 
 
 def _average_rows(overall: Mapping[str, Any], n: Any) -> list[dict[str, Any]]:
     """Macro- and weighted-average rows for the per-class table footer."""
     rows = []
     for prefix, label in (("macro", "Macro average"), ("weighted", "Weighted average")):
-        cells = [format_ci(overall.get(f"{prefix}_{key}")) for key, _ in PER_CLASS_COLUMNS]
-        if any(cell != MISSING for cell in cells):
+        cells = [_cell(overall.get(f"{prefix}_{key}")) for key, _ in PER_CLASS_COLUMNS]
+        if any(cell["value"] != MISSING for cell in cells):
             rows.append({"name": label, "support": MISSING if n is None else n, "cells": cells})
     return rows
 

@@ -79,11 +79,11 @@ def _mix(*values: int) -> int:
     return int(s.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-class _DeviceImages:
+class DeviceImages:
     """uint8 images resident on the device (or pinned host memory), indexed per batch."""
 
     def __init__(self, images: np.ndarray, device: torch.device) -> None:
-        host = torch.from_numpy(np.ascontiguousarray(images))
+        host = torch.from_numpy(np.array(images))  # a writable in-memory copy of the (read-only) cache
         self.device = device
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
@@ -114,6 +114,50 @@ class _Normalizer:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
 
 
+class BatchMaker:
+    """The input pipeline: index uint8 images → float on the device → augment → normalise."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        device: torch.device,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        augment: AugmentConfig | None,
+        channels_last: bool,
+    ) -> None:
+        self.images = DeviceImages(images, device)
+        self.device = device
+        self.augment = augment
+        self.norm = _Normalizer(mean, std, device, channels_last)
+
+    def __call__(self, idx: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        x = self.norm.to_float(self.images.batch(idx))
+        if self.augment is not None:
+            x = apply_params(x, sample_params(len(idx), self.augment, generator).to(self.device))
+        return self.norm.normalize(x)
+
+
+def train_step(
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loss_fn: torch.nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    amp: bool,
+) -> torch.Tensor:
+    """One optimisation step; returns the (detached) batch loss without synchronising the device."""
+    with _autocast(x.device, amp):
+        logits = net(x)
+    loss = loss_fn(logits, target)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss.detach()
+
+
 def _autocast(device: torch.device, amp: bool) -> Any:
     if amp and device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -139,7 +183,7 @@ def predict_logits(
     norm = _Normalizer(mean, std, device, channels_last)
     out = []
     for start in range(0, len(images), batch_size):
-        xb = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
+        xb = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)  # copy: caches are read-only
         with _autocast(device, amp):
             logits = net(norm.normalize(norm.to_float(xb)))
         out.append(logits.float().cpu())
@@ -199,10 +243,9 @@ def fit_network(
     net.to(device)
     if cl:
         net.to(memory_format=torch.channels_last)
-    train_images = _DeviceImages(x_train, device)
+    make_batch = BatchMaker(x_train, device, s.mean, s.std, s.augment, cl)
     y_train = np.asarray(y_train, dtype=np.int64)
     has_val = x_val is not None and len(x_val) > 0
-    norm = _Normalizer(s.mean, s.std, device, cl)
     loss_fn = ClassificationLoss(
         s.imbalance, balanced_class_weights(y_train, n_classes), s.focal_gamma, s.label_smoothing
     ).to(device)
@@ -251,7 +294,8 @@ def fit_network(
         order = epoch_order(y_train, s.imbalance, gen)
         net.train()
         task = progress.task(f"epoch {epoch}/{s.epochs}", steps_per_epoch)
-        running, seen = 0.0, 0
+        running = torch.zeros((), device=device)  # summed on the device: no sync per step
+        seen = 0
         for b in range(steps_per_epoch):
             idx = order[b * s.batch_size : (b + 1) * s.batch_size]
             if len(idx) == 0 or (len(idx) == 1 and has_bn):
@@ -259,25 +303,16 @@ def fit_network(
             step = (epoch - 1) * steps_per_epoch + b
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total_steps, warmup_steps, s.lr)
-            x = norm.to_float(train_images.batch(idx))
-            if s.augment is not None:
-                x = apply_params(x, sample_params(len(idx), s.augment, gen).to(device))
-            x = norm.normalize(x)
+            x = make_batch(idx, gen)
             target = torch.as_tensor(y_train[idx], device=device)
-            with _autocast(device, s.amp):
-                logits = net(x)
-            loss = loss_fn(logits, target)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            running += loss.item() * len(idx)
+            running += train_step(net, opt, scaler, loss_fn, x, target, s.amp) * len(idx)
             seen += len(idx)
-            task.advance(1, loss=running / max(seen, 1))
+            if b % 10 == 9 or b == steps_per_epoch - 1:
+                task.update(b + 1, loss=running.item() / max(seen, 1))
         task.done()
         record: dict[str, float] = {
             "epoch": epoch,
-            "train_loss": running / max(seen, 1),
+            "train_loss": running.item() / max(seen, 1),
             "lr": opt.param_groups[0]["lr"],
         }
         if has_val:

@@ -75,12 +75,12 @@ def sample_style(rng: np.random.Generator) -> dict[str, float]:
         "stain_balance": float(rng.uniform(-1.0, 1.0)),
         "background_tint": float(rng.beta(0.8, 2.5)),
         "exposure": float(rng.uniform(0.88, 1.1)),
-        "focus_blur_um": float(rng.uniform(0.04, 0.34)),
+        "focus_blur_um": float(rng.uniform(0.03, 0.28)),
         "rbc_density": float(rng.uniform(0.3, 0.75)),
         "rbc_diameter_um": float(rng.uniform(6.9, 8.1)),
         "rbc_pallor": float(rng.uniform(0.35, 0.8)),
         "noise_level": float(rng.uniform(0.004, 0.016)),
-        "magnification": float(rng.uniform(0.85, 1.2)),
+        "magnification": float(rng.uniform(0.94, 1.08)),
     }
 
 
@@ -555,7 +555,7 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
     """Draw every random quantity of one image; :func:`draw` renders the result deterministically."""
     if label not in CLASSES:
         raise ValueError(f"unknown blood-cell class {label!r}; expected one of {CLASSES}")
-    offset = np.clip(rng.normal(0.0, 1.1, 2), -2.8, 2.8)
+    offset = np.clip(rng.normal(0.0, 0.8, 2), -2.0, 2.0)
     cell: dict[str, Any] | None = None
     platelets: list[dict[str, Any]] = []
     if label == "platelet":

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from lablens.config import RunConfig, apply_overrides, dump_config, load_config
+
+
+def test_defaults_roundtrip(tmp_path: Path) -> None:
+    cfg = RunConfig()
+    dump_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
+def test_partial_yaml_and_overrides(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("model:\n  name: resnet34\ntrain:\n  epochs: 7\n  augment:\n    rot90: false\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert (cfg.model.name, cfg.train.epochs, cfg.train.augment.rot90) == ("resnet34", 7, False)
+    cfg2 = apply_overrides(cfg, {"train.epochs": 3, "model.weights": None, "split.protocol": "9:1"})
+    assert cfg2.train.epochs == 3 and cfg2.model.weights == "scratch" and cfg2.split.protocol == "9:1"
+    assert cfg.train.epochs == 7  # the original is untouched
+
+
+def test_unknown_and_invalid_values(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("train:\n  epochz: 3\n")
+    with pytest.raises(ValidationError, match="epochz"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ValidationError):
+        apply_overrides(RunConfig(), {"train.imbalance": "magic"})
+    with pytest.raises(KeyError):
+        apply_overrides(RunConfig(), {"train.nope": 1})
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
