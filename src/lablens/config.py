@@ -45,10 +45,15 @@ class SplitConfig(_Strict):
 
 
 class AugmentConfig(_Strict):
-    """On-device microscopy augmentation (all mild by design: stain and focus variation, not distortion)."""
+    """On-device microscopy augmentation, label-preserving by design: orientation (flips, 90° and free rotation),
+    small zoom/shift, stain and lamp variation, and mild defocus. ``rotate`` is the largest free rotation
+    in degrees (0 turns it off), ``scale`` and ``translate`` are fractions of the image size."""
 
     flips: bool = True
     rot90: bool = True
+    rotate: float = Field(180.0, ge=0.0, le=180.0)
+    scale: float = Field(0.10, ge=0.0, le=0.5)
+    translate: float = Field(0.05, ge=0.0, le=0.3)
     brightness: float = Field(0.10, ge=0.0, le=1.0)
     contrast: float = Field(0.10, ge=0.0, le=1.0)
     saturation: float = Field(0.10, ge=0.0, le=1.0)
@@ -58,12 +63,14 @@ class AugmentConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """Which estimator, with which initial weights, at which input size."""
+    """Which estimator, with which initial weights, at which input size; ``tta`` averages predictions over
+    the 8 flips/rotations of each image (8× the inference cost)."""
 
     name: str = "resnet18"
     weights: str = "scratch"
     image_size: int = Field(224, ge=16, le=2048)
     drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
+    tta: bool = False
 
 
 class TrainConfig(_Strict):
@@ -77,6 +84,8 @@ class TrainConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     imbalance: Literal["none", "weighted", "sampler", "focal"] = "weighted"
     focal_gamma: float = Field(2.0, ge=0.0)
+    ema: bool = True
+    ema_decay: float = Field(0.999, gt=0.0, lt=1.0)
     monitor: Literal["macro_f1", "accuracy", "balanced_accuracy", "loss"] = "macro_f1"
     patience: int | None = Field(8, ge=1)
     device: str = "auto"

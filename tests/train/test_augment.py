@@ -14,7 +14,8 @@ def _batch(n: int = 6, size: int = 12) -> torch.Tensor:
 def _identity(n: int) -> AugmentParams:
     return AugmentParams(
         flip_h=torch.zeros(n, dtype=torch.bool), flip_v=torch.zeros(n, dtype=torch.bool),
-        rot_k=torch.zeros(n, dtype=torch.long), brightness=torch.ones(n), contrast=torch.ones(n),
+        rot_k=torch.zeros(n, dtype=torch.long), angle=torch.zeros(n), zoom=torch.ones(n), shift=torch.zeros(n, 2),
+        brightness=torch.ones(n), contrast=torch.ones(n),
         saturation=torch.ones(n), gain=torch.ones(n, 3), blur_sigma=torch.zeros(n),
     )
 
@@ -46,9 +47,30 @@ def test_flip_and_rotation_are_per_sample() -> None:
 
 
 def test_disabled_geometry_in_config() -> None:
-    cfg = AugmentConfig(flips=False, rot90=False)
+    cfg = AugmentConfig(flips=False, rot90=False, rotate=0, scale=0, translate=0)
     p = sample_params(64, cfg, torch.Generator().manual_seed(0))
     assert not p.flip_h.any() and not p.flip_v.any() and not p.rot_k.any()
+    assert not p.angle.any() and (p.zoom == 1).all() and not p.shift.any()
+
+
+def test_affine_rotation_by_90_matches_rot90() -> None:
+    x = _batch(2, 16)
+    p = _identity(2)
+    p.angle[1] = 90.0
+    out = apply_params(x.clone(), p)
+    torch.testing.assert_close(out[0], x[0])
+    # a 90° free rotation lands on the pixel grid: it equals the exact rotation (either direction convention)
+    candidates = [torch.rot90(x[1], k, dims=(-2, -1)) for k in (1, 3)]
+    assert any(torch.allclose(out[1], c, atol=1e-5) for c in candidates)
+
+
+def test_zoom_in_keeps_centre() -> None:
+    x = torch.zeros(1, 3, 21, 21)
+    x[:, :, 10, 10] = 1.0
+    p = _identity(1)
+    p.zoom[0] = 1.1
+    out = apply_params(x.clone(), p)
+    assert out[0, 0].argmax().item() == 10 * 21 + 10
 
 
 def test_jitter_ranges_respected() -> None:

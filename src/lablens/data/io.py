@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +216,15 @@ def _to_uint8_rgb(arr: np.ndarray) -> np.ndarray:
     arr8 = _to_uint8_rgb_channels(arr)
     arr8 = np.repeat(arr8[..., :1], 3, axis=-1) if channels in (1, 2) else arr8[..., :3]
     return np.ascontiguousarray(arr8)
+
+
+def walk_files(root: str | Path) -> Iterator[Path]:
+    """Every file below ``root`` in sorted order; hidden files and folders (``.name``) are skipped."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
 
 
 def safe_display_name(path: str | Path) -> str:

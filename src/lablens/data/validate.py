@@ -24,6 +24,7 @@ from lablens.data.io import (
     is_valid_utf8_name,
     read_image,
     safe_display_name,
+    walk_files,
 )
 from lablens.data.manifest import Manifest
 
@@ -171,26 +172,21 @@ def _scan_folder(root: Path, report: DataReport) -> pd.DataFrame:
         )
     for class_dir in class_dirs:
         label = class_dir.name
-        for dirpath, dirnames, filenames in os.walk(class_dir):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
-                path = Path(dirpath) / name
-                rid = _relative_id(path, root)
-                if not is_valid_utf8_name(path):
-                    report.problems.append(
-                        Problem(safe_display_name(rid), "bad_name",
-                                "file name is not valid UTF-8; rename the file (names are stored as text)")
-                    )
-                    continue
-                if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                    report.problems.append(
-                        Problem(rid, "not_image", f"unsupported file type '{path.suffix or name}' "
-                                f"(expected {', '.join(SUPPORTED_SUFFIXES)})")
-                    )
-                    continue
-                rows.append({"id": rid, "path": str(path), "label": label})
+        for path in walk_files(class_dir):
+            rid = _relative_id(path, root)
+            if not is_valid_utf8_name(path):
+                report.problems.append(
+                    Problem(safe_display_name(rid), "bad_name",
+                            "file name is not valid UTF-8; rename the file (names are stored as text)")
+                )
+                continue
+            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                report.problems.append(
+                    Problem(rid, "not_image", f"unsupported file type '{path.suffix or path.name}' "
+                            f"(expected {', '.join(SUPPORTED_SUFFIXES)})")
+                )
+                continue
+            rows.append({"id": rid, "path": str(path), "label": label})
     return pd.DataFrame(rows, columns=["id", "path", "label"])
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from lablens.data.io import SUPPORTED_SUFFIXES, DecodeLimits, ImageError, is_valid_utf8_name, read_image
+from lablens.data.io import (
+    SUPPORTED_SUFFIXES,
+    DecodeLimits,
+    ImageError,
+    is_valid_utf8_name,
+    read_image,
+    walk_files,
+)
 from lablens.data.preprocess import to_square
 from lablens.data.validate import Problem
 from lablens.infer.bundle import Bundle
@@ -54,14 +60,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Proble
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            for dirpath, dirnames, filenames in os.walk(p):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    if name.startswith("."):
-                        continue
-                    f = Path(dirpath) / name
-                    if f.suffix.lower() in SUPPORTED_SUFFIXES:
-                        files.append(f)
+            files.extend(f for f in walk_files(p) if f.suffix.lower() in SUPPORTED_SUFFIXES)
         elif p.is_file():
             files.append(p)
         else:

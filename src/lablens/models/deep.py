@@ -41,6 +41,8 @@ class DeepClassifier(ImageClassifier):
         image_size: input side in pixels; images of another size are resized (``resize_mode``).
         lr: peak learning rate of AdamW; default 1e-3 for pretrained weights, 2e-3 from scratch.
         augment: an :class:`~lablens.config.AugmentConfig` as a dict (None → defaults; ``False`` → none).
+        ema: validate, select and keep an exponential moving average of the weights (``ema_decay``).
+        tta: average logits over the 8 flips/rotations of each image at validation and prediction.
         checkpoint_dir: where per-epoch checkpoints go (needed for ``resume``).
         Other arguments: see :class:`~lablens.config.TrainConfig`.
     """
@@ -60,6 +62,8 @@ class DeepClassifier(ImageClassifier):
         label_smoothing: float = 0.0,
         imbalance: str = "weighted",
         focal_gamma: float = 2.0,
+        ema: bool = True,
+        ema_decay: float = 0.999,
         monitor: str = "macro_f1",
         patience: int | None = 8,
         augment: dict | bool | None = None,
@@ -69,6 +73,7 @@ class DeepClassifier(ImageClassifier):
         seed: int = 0,
         threads: int | None = None,
         eval_batch_size: int = 64,
+        tta: bool = False,
         checkpoint_dir: str | None = None,
         resume: bool = False,
         progress: Any = None,
@@ -86,6 +91,8 @@ class DeepClassifier(ImageClassifier):
         self.label_smoothing = label_smoothing
         self.imbalance = imbalance
         self.focal_gamma = focal_gamma
+        self.ema = ema
+        self.ema_decay = ema_decay
         self.monitor = monitor
         self.patience = patience
         self.augment = augment
@@ -95,6 +102,7 @@ class DeepClassifier(ImageClassifier):
         self.seed = seed
         self.threads = threads
         self.eval_batch_size = eval_batch_size
+        self.tta = tta
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.progress = progress
@@ -129,6 +137,8 @@ class DeepClassifier(ImageClassifier):
             label_smoothing=self.label_smoothing,
             imbalance=self.imbalance,
             focal_gamma=self.focal_gamma,
+            ema=self.ema,
+            ema_decay=self.ema_decay,
             monitor=self.monitor,
             patience=self.patience,
             augment=self._augment_config(),
@@ -139,6 +149,7 @@ class DeepClassifier(ImageClassifier):
             mean=self.mean_,
             std=self.std_,
             eval_batch_size=self.eval_batch_size,
+            tta=self.tta,
         )
         result = fit_network(
             net, X, y_idx, X_val, yv_idx, n_classes=len(self.classes_), settings=settings,
@@ -173,7 +184,7 @@ class DeepClassifier(ImageClassifier):
             net = net.to(memory_format=torch.channels_last)
         logits = predict_logits(
             net, X, mean=self.mean_, std=self.std_, device=device, batch_size=self.eval_batch_size,
-            channels_last=self.channels_last, amp=self.amp,
+            channels_last=self.channels_last, amp=self.amp, tta=self.tta,
         )
         self.network_ = net.to("cpu")
         return logits

@@ -4,9 +4,9 @@ Random parameters are *sampled* on the CPU from a seeded ``torch.Generator`` (:f
 and *applied* by a deterministic function (:func:`apply_params`), so a run replays exactly, also after
 a resume, and the same parameters can be inspected or re-applied in tests.
 
-Only mild, label-preserving transforms: flips and 90° rotations (cells have no orientation), small
-brightness/contrast/saturation jitter and per-channel gain (stain and lamp variation), and occasional
-mild Gaussian blur (focus drift).
+Only label-preserving transforms: flips, 90° and free rotations (cells have no orientation), a small
+zoom and shift (one resampling, reflection at the borders), small brightness/contrast/saturation jitter
+and per-channel gain (stain and lamp variation), and occasional mild Gaussian blur (focus drift).
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ class AugmentParams:
     flip_h: torch.Tensor  # bool
     flip_v: torch.Tensor  # bool
     rot_k: torch.Tensor  # int64 in 0..3
+    angle: torch.Tensor  # free rotation, degrees
+    zoom: torch.Tensor  # scale factor
+    shift: torch.Tensor  # (B, 2) translation, fraction of the half-size (affine_grid units)
     brightness: torch.Tensor  # multiplicative factor
     contrast: torch.Tensor
     saturation: torch.Tensor
@@ -46,6 +49,9 @@ def sample_params(n: int, cfg: AugmentConfig, generator: torch.Generator) -> Aug
     flips_h = torch.rand(n, generator=g) < 0.5
     flips_v = torch.rand(n, generator=g) < 0.5
     rot = torch.randint(0, 4, (n,), generator=g)
+    angle = (torch.rand(n, generator=g) * 2.0 - 1.0) * cfg.rotate
+    zoom = _uniform(n, cfg.scale, g)
+    shift = (torch.rand(n, 2, generator=g) * 2.0 - 1.0) * (2.0 * cfg.translate)
     brightness = _uniform(n, cfg.brightness, g)
     contrast = _uniform(n, cfg.contrast, g)
     saturation = _uniform(n, cfg.saturation, g)
@@ -56,6 +62,9 @@ def sample_params(n: int, cfg: AugmentConfig, generator: torch.Generator) -> Aug
         flip_h=flips_h if cfg.flips else torch.zeros_like(flips_h),
         flip_v=flips_v if cfg.flips else torch.zeros_like(flips_v),
         rot_k=rot if cfg.rot90 else torch.zeros_like(rot),
+        angle=angle,
+        zoom=zoom,
+        shift=shift,
         brightness=brightness,
         contrast=contrast,
         saturation=saturation,
@@ -75,6 +84,7 @@ def apply_params(x: torch.Tensor, p: AugmentParams) -> torch.Tensor:
             if bool(sel.any()):
                 rotated[sel] = torch.rot90(x[sel], k, dims=(-2, -1))
         x = rotated
+    x = affine(x, p.angle, p.zoom, p.shift)
     x = x * p.gain[:, :, None, None]
     x = x * p.brightness[:, None, None, None]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -84,6 +94,24 @@ def apply_params(x: torch.Tensor, p: AugmentParams) -> torch.Tensor:
     if bool((p.blur_sigma > 0).any()):
         x = gaussian_blur_per_sample(x, p.blur_sigma)
     return x.clamp_(0.0, 1.0)
+
+
+def affine(x: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate by ``angle`` degrees, zoom by ``zoom`` and shift, per sample, in one bilinear resampling with
+    reflection at the borders. Samples with the identity transform are left untouched (no resampling)."""
+    moved = (angle != 0) | (zoom != 1) | (shift != 0).any(dim=1)
+    if not bool(moved.any()):
+        return x
+    rad = torch.deg2rad(angle.to(x.dtype))
+    cos, sin = torch.cos(rad) / zoom, torch.sin(rad) / zoom
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], dim=1), torch.stack([sin, cos, shift[:, 1]], dim=1)], dim=1
+    ).to(device=x.device, dtype=x.dtype)
+    sel = moved.nonzero().squeeze(1).to(x.device)
+    grid = F.affine_grid(theta[sel], list(x[sel].shape), align_corners=False)
+    out = x.clone()
+    out[sel] = F.grid_sample(x[sel], grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return out
 
 
 def gaussian_blur_per_sample(x: torch.Tensor, sigma: torch.Tensor, radius: int | None = None) -> torch.Tensor:

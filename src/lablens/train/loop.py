@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, f1_score
+from timm.utils import ModelEmaV3
 
 from lablens.config import AugmentConfig
 from lablens.progress import SilentProgress
@@ -50,9 +51,12 @@ class LoopSettings:
     amp: bool = True
     channels_last: bool = True
     seed: int = 0
+    ema: bool = True
+    ema_decay: float = 0.999
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     eval_batch_size: int = 64
+    tta: bool = False
 
 
 @dataclass
@@ -165,6 +169,12 @@ def _autocast(device: torch.device, amp: bool) -> Any:
     return torch.autocast(device.type, enabled=False)
 
 
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 flips/rotations of a square batch (k = 0 is the identity)."""
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return x.flip(-1) if k >= 4 else x
+
+
 @torch.no_grad()
 def predict_logits(
     net: torch.nn.Module,
@@ -176,16 +186,23 @@ def predict_logits(
     batch_size: int = 64,
     channels_last: bool = True,
     amp: bool = True,
+    tta: bool = False,
     progress_task: Any = None,
 ) -> np.ndarray:
-    """Logits (``N×K`` float32) for uint8 NHWC images, in order."""
+    """Logits (``N×K`` float32) for uint8 NHWC images, in order.
+
+    With ``tta`` the logits are averaged over the 8 flips/rotations of each image (cells have no
+    orientation, so this removes the network's residual orientation dependence).
+    """
     net.eval()
     norm = _Normalizer(mean, std, device, channels_last)
     out = []
     for start in range(0, len(images), batch_size):
         xb = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)  # copy: caches are read-only
+        x = norm.to_float(xb)
+        views = range(8) if tta else range(1)
         with _autocast(device, amp):
-            logits = net(norm.normalize(norm.to_float(xb)))
+            logits = sum(net(norm.normalize(dihedral(x, k))).float() for k in views) / len(views)
         out.append(logits.float().cpu())
         if progress_task is not None:
             progress_task.advance(len(xb))
@@ -262,6 +279,9 @@ def fit_network(
     total_steps = s.epochs * steps_per_epoch
     warmup_steps = round(s.warmup_epochs * steps_per_epoch)
 
+    # Exponential moving average of the weights (timm's ModelEmaV3, decay warmed up for short runs):
+    # validation, model selection and the returned weights use the averaged model.
+    ema = ModelEmaV3(net, decay=s.ema_decay, use_warmup=True, warmup_power=3 / 4) if s.ema else None
     has_bn = _has_batchnorm(net)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
     history: list[dict[str, float]] = []
@@ -275,6 +295,8 @@ def fit_network(
         opt.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
+        if ema is not None and state.get("ema"):
+            ema.module.load_state_dict(state["ema"])
         loop = state["loop"]
         history = loop["history"]
         best_key = tuple(loop["best_key"]) if loop["best_key"] is not None else None
@@ -306,6 +328,8 @@ def fit_network(
             x = make_batch(idx, gen)
             target = torch.as_tensor(y_train[idx], device=device)
             running += train_step(net, opt, scaler, loss_fn, x, target, s.amp) * len(idx)
+            if ema is not None:
+                ema.update(net, step=step)
             seen += len(idx)
             if b % 10 == 9 or b == steps_per_epoch - 1:
                 task.update(b + 1, loss=running.item() / max(seen, 1))
@@ -315,10 +339,11 @@ def fit_network(
             "train_loss": running.item() / max(seen, 1),
             "lr": opt.param_groups[0]["lr"],
         }
+        evaluated = ema.module if ema is not None else net
         if has_val:
             logits_val = predict_logits(
-                net, x_val, mean=s.mean, std=s.std, device=device, batch_size=s.eval_batch_size,
-                channels_last=cl, amp=s.amp,
+                evaluated, x_val, mean=s.mean, std=s.std, device=device, batch_size=s.eval_batch_size,
+                channels_last=cl, amp=s.amp, tta=s.tta,
             )
             record.update(_val_metrics(logits_val, np.asarray(y_val, dtype=np.int64)))
         record["seconds"] = time.perf_counter() - t0
@@ -328,7 +353,7 @@ def fit_network(
         improved = best_key is None or key > best_key
         if improved:
             best_key, best_epoch, bad_epochs = key, epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
             if ckpt_dir:
                 save_checkpoint(ckpt_dir / BEST, {"model": best_state, "epoch": epoch})
         else:
@@ -343,6 +368,7 @@ def fit_network(
                     "model": net.state_dict(),
                     "optimizer": opt.state_dict(),
                     "scaler": scaler.state_dict() if use_scaler else {},
+                    "ema": ema.module.state_dict() if ema is not None else {},
                     "loop": {
                         "epoch": epoch,
                         "history": history,
@@ -355,6 +381,8 @@ def fit_network(
             )
     if best_state is not None:
         net.load_state_dict(best_state)
+    elif ema is not None:
+        net.load_state_dict(ema.module.state_dict())
     net.eval()
     return LoopResult(history=history, best_epoch=best_epoch, stopped_early=stopped, resumed_from=resumed_from)
 

@@ -1,6 +1,6 @@
 """Synthetic May-Grünwald-Giemsa peripheral blood smear phantoms, eight CellaVision-style classes.
 
-Each image is a 36 µm square field of view centred on one target cell (or a platelet clump) lying on a
+Each image is a ~36 µm square field of view centred on one target cell (or a platelet clump) lying on a
 background of red cells with central pallor, imaged in brightfield. Rendering has two strictly
 separated steps so that a parameter dict replays to the same pixels:
 
@@ -47,7 +47,7 @@ _COMPONENTS: dict[str, tuple[tuple[float, float, float], float]] = {
     "cytoplasm_blue": ((160, 158, 206), 1.0),
     "cytoplasm_pink": ((226, 196, 200), 0.35),
     "neutrophil_granules": ((196, 150, 180), 0.45),
-    "eosinophil_granules": ((226, 138, 110), 0.0),
+    "eosinophil_granules": ((232, 140, 104), 0.0),
     "basophil_granules": ((62, 30, 112), 0.9),
     "azurophilic_granules": ((128, 62, 140), 0.65),
     "platelet_granules": ((142, 84, 152), 0.7),
@@ -67,7 +67,8 @@ def sample_style(rng: np.random.Generator) -> dict[str, float]:
         ``stain_balance`` (-1 pinker .. +1 bluer), ``background_tint`` (0 cream .. 1 bluish white),
         ``exposure`` (illumination gain), ``focus_blur_um`` (defocus sigma, µm), ``rbc_density``
         (fraction of the field covered by red cells), ``rbc_diameter_um``, ``rbc_pallor`` (depth of
-        the central pallor) and ``noise_level`` (sensor read noise, 0..1 units).
+        the central pallor), ``noise_level`` (sensor read noise, 0..1 units) and ``magnification``
+        (scanner / crop scale: the field of view is ``FIELD_UM / magnification`` µm across).
     """
     return {
         "stain_hue": float(rng.uniform(-1.0, 1.0)),
@@ -277,19 +278,19 @@ def _neutrophil(rng: np.random.Generator, style: dict[str, float]) -> tuple[dict
     r = cell["radius"]
     if rng.random() < 0.85:
         n = int(rng.choice([2, 3, 4, 5], p=[0.15, 0.45, 0.3, 0.10]))
-        cell["lobes"] = _lobes(rng, n, (1.85, 2.45), (0.5, 1.3), r, (0.6, 0.9))
+        cell["lobes"] = _lobes(rng, n, (1.85, 2.45), (0.6, 1.4), r, (0.6, 0.9))
         cell["strand_radius"] = float(rng.uniform(0.15, 0.28))
         subtype = "segmented"
     else:
         length, thick = rng.uniform(9.0, 12.5), rng.uniform(0.9, 1.25)
         cell["chains"] = [_band(rng, length, thick, rng.uniform(2.8, 4.5), r, rng.random() < 0.3)]
         subtype = "band"
-    cell["cyto_od"] = _cytoplasm(style, rng, (0.6, 1.0), (0.55, 1.1))
+    cell["cyto_od"] = _cytoplasm(style, rng, (0.7, 1.0), (0.55, 1.1))
     cell["nuc_od"] = _nuclear(style, rng, (0.95, 1.3))
     cell["chromatin"] = _chromatin(rng, rng.uniform(0.45, 0.7), rng.uniform(0.3, 0.5), rng.uniform(1.0, 2.5))
     n_gran = int(r * r * rng.uniform(5.0, 9.0))
     gran_od = _stain("neutrophil_granules", style, rng, 0.2)
-    cell["granules"] = [_granules(rng, n_gran, r, r, 0.22, (0.3, 0.8), gran_od)]
+    cell["granules"] = [_granules(rng, n_gran, r, r, 0.22, (0.2, 0.6), gran_od)]
     return cell, subtype
 
 
@@ -309,17 +310,17 @@ def _eosinophil(rng: np.random.Generator, style: dict[str, float]) -> tuple[dict
         ]
         subtype = "band"
     cell["strand_radius"] = float(rng.uniform(0.2, 0.35))
-    cell["cyto_od"] = _cytoplasm(style, rng, (0.0, 0.6), (0.5, 1.0))
+    cell["cyto_od"] = _cytoplasm(style, rng, (0.3, 0.9), (0.4, 0.8))
     cell["nuc_od"] = _nuclear(style, rng, (0.85, 1.2))
     cell["chromatin"] = _chromatin(rng, rng.uniform(0.45, 0.7), rng.uniform(0.3, 0.5), rng.uniform(1.0, 2.5))
-    n_gran = int(r * r * rng.uniform(4.5, 7.0))
+    n_gran = int(r * r * rng.uniform(6.0, 9.0))
     gran_od = _stain("eosinophil_granules", style, rng, 0.15)
     cell["granules"] = [_granules(rng, n_gran, r, r, rng.uniform(0.32, 0.42), (0.35, 0.8), gran_od)]
     return cell, subtype
 
 
 def _basophil(rng: np.random.Generator, style: dict[str, float]) -> tuple[dict[str, Any], str]:
-    cell = _base_cell(rng, float(np.clip(rng.normal(12.0, 1.0), 9.5, 14.5)), (0.8, 1.0), 0.07)
+    cell = _base_cell(rng, float(np.clip(rng.normal(12.0, 1.0), 9.5, 14.5)), (0.8, 1.0), 0.09)
     r = cell["radius"]
     if rng.random() < 0.5:
         cell["lobes"] = _lobes(rng, int(rng.integers(2, 4)), (1.5, 2.2), (-0.3, 0.6), r, (0.6, 0.95))
@@ -335,11 +336,11 @@ def _basophil(rng: np.random.Generator, style: dict[str, float]) -> tuple[dict[s
     cell["chromatin"] = _chromatin(rng, 0.6, 0.2, 1.0)
     gran_od = _stain("basophil_granules", style, rng, 0.2)
     sigma = rng.uniform(0.4, 0.55)
-    n_gran = int(r * r * rng.uniform(1.5, 3.0))
+    n_gran = int(r * r * rng.uniform(0.9, 3.0))
     cell["granules"] = [
-        _granules(rng, n_gran, r, r, sigma, (0.4, 1.0), gran_od, "cell"),
+        _granules(rng, n_gran, r, r, sigma, (0.35, 1.0), gran_od, "cell"),
         _granules(
-            rng, int(n_gran * rng.uniform(0.05, 0.2)), r * 1.12, r * 1.12, sigma, (0.3, 0.8), gran_od, "free"
+            rng, int(n_gran * rng.uniform(0.1, 0.3)), r * 1.12, r * 1.12, sigma, (0.3, 0.8), gran_od, "free"
         ),
     ]
     return cell, subtype
@@ -350,16 +351,14 @@ def _lymphocyte(rng: np.random.Generator, style: dict[str, float]) -> tuple[dict
     diameter = rng.uniform(10.0, 12.5) if large else rng.uniform(7.6, 10.2)
     cell = _base_cell(rng, float(diameter), (0.86, 1.0), 0.03)
     r = cell["radius"]
-    frac = rng.uniform(0.68, 0.8) if large else rng.uniform(0.8, 0.92)
+    frac = rng.uniform(0.7, 0.8) if large else rng.uniform(0.8, 0.92)
     nuc = _round_nucleus(rng, r * frac, r * rng.uniform(0.0, 0.98 - frac), 0.04, (0.82, 1.0))
     cell["lobes"] = [nuc]
     if rng.random() < 0.3:
         cell["cuts"] = [_indent(nuc, rng, rng.uniform(0.08, 0.2), rng.uniform(0.3, 0.5))]
     cell["cyto_od"] = _cytoplasm(style, rng, (0.0, 0.55), (0.7, 1.3))
-    cell["nuc_od"] = _nuclear(style, rng, (1.0, 1.35))
-    cell["chromatin"] = _chromatin(
-        rng, rng.uniform(0.55, 0.85), rng.uniform(0.25, 0.45), rng.uniform(1.0, 2.5)
-    )
+    cell["nuc_od"] = _nuclear(style, rng, (0.9, 1.3))
+    cell["chromatin"] = _chromatin(rng, rng.uniform(0.55, 0.85), rng.uniform(0.15, 0.3), rng.uniform(0.8, 1.5))
     if large and rng.random() < 0.4:
         azur = _stain("azurophilic_granules", style, rng)
         cell["granules"] = [_granules(rng, int(rng.integers(3, 12)), r, r, 0.25, (0.4, 0.9), azur)]
@@ -385,7 +384,7 @@ def _monocyte(rng: np.random.Generator, style: dict[str, float]) -> tuple[dict[s
         ]
         subtype = "folded"
     cell["cyto_od"] = _cytoplasm(style, rng, (0.15, 0.75), (0.55, 1.05))
-    cell["nuc_od"] = _nuclear(style, rng, (0.6, 0.95))
+    cell["nuc_od"] = _nuclear(style, rng, (0.7, 1.1))
     cell["chromatin"] = _chromatin(rng, rng.uniform(0.3, 0.45), rng.uniform(0.3, 0.45), rng.uniform(0.6, 1.5))
     cell["texture"] = float(rng.uniform(0.25, 0.45))
     if rng.random() < 0.75:
@@ -428,7 +427,7 @@ def _ig(rng: np.random.Generator, style: dict[str, float]) -> tuple[dict[str, An
         cell["cyto_od"] = _cytoplasm(style, rng, (0.5, 1.0), (0.6, 1.2))
         cell["granules"] = [_granules(rng, int(r * r * rng.uniform(4.0, 7.0)), r, r, 0.24, (0.4, 0.9), fine)]
         chrom = _chromatin(rng, rng.uniform(0.4, 0.6), rng.uniform(0.25, 0.4), rng.uniform(1.0, 2.0))
-    cell["nuc_od"] = _nuclear(style, rng, (0.7, 1.1))
+    cell["nuc_od"] = _nuclear(style, rng, (0.75, 1.2))
     cell["chromatin"] = chrom
     return cell, subtype
 
@@ -438,12 +437,12 @@ def _erythroblast(rng: np.random.Generator, style: dict[str, float]) -> tuple[di
     diameter = float(np.clip(rng.normal(10.2 - 1.5 * stage, 1.0), 7.5, 13.0))
     cell = _base_cell(rng, diameter, (0.88, 1.0), 0.02)
     r = cell["radius"]
-    frac = rng.uniform(0.5, 0.7) - 0.15 * stage
+    frac = rng.uniform(0.48, 0.66) - 0.15 * stage
     cell["lobes"] = [_round_nucleus(rng, r * frac, r * rng.uniform(0.05, 0.95 - frac), 0.01, (0.92, 1.0))]
     pink, gain = (stage * 0.7, stage * 0.7 + 0.3), (1.5 - 0.6 * stage, 1.9 - 0.7 * stage)
     cell["cyto_od"] = _cytoplasm(style, rng, pink, gain)
     cell["texture"] = float(rng.uniform(0.05, 0.12))
-    cell["nuc_od"] = _nuclear(style, rng, (1.05, 1.5))
+    cell["nuc_od"] = _nuclear(style, rng, (0.95, 1.4))
     pyknotic = stage > 0.65 and rng.random() < 0.6
     if pyknotic:
         cell["chromatin"] = _chromatin(rng, 0.8, 0.06, 1.0)
@@ -508,11 +507,15 @@ _CELL_SAMPLERS = {
 
 
 def _red_cells(
-    rng: np.random.Generator, style: dict[str, float], keep_out: tuple[float, float, float], field_um: float
+    rng: np.random.Generator,
+    style: dict[str, float],
+    keep_out: list[tuple[float, float, float]],
+    field_um: float,
 ) -> dict[str, Any]:
     """Dart-throw red cells over the field (plus a margin), allowing partial overlaps.
 
-    ``keep_out`` is ``(x, y, radius)`` in µm: red-cell centres stay at least ``radius`` away.
+    ``keep_out`` holds ``(x, y, radius)`` circles in µm that red-cell centres stay ``radius`` (plus
+    a little) away from: the target cell and any neighbouring white cells.
     """
     half = field_um / 2 + 4.0
     mean_r = style["rbc_diameter_um"] / 2
@@ -521,29 +524,55 @@ def _red_cells(
     overlap = rng.uniform(0.72, 0.92)
     cand = rng.uniform(-half, half, (target * 4, 2))
     radii = mean_r * rng.normal(1.0, 0.05, len(cand))
-    kx, ky, kr = keep_out
-    away = np.hypot(cand[:, 0] - kx, cand[:, 1] - ky) > kr + 0.45 * radii
-    centres: list[np.ndarray] = []
-    rads: list[float] = []
-    for c, rad in zip(cand[away], radii[away], strict=True):
-        if len(centres) >= target:
+    away = np.ones(len(cand), bool)
+    for kx, ky, kr in keep_out:
+        away &= np.hypot(cand[:, 0] - kx, cand[:, 1] - ky) > kr + 0.45 * radii
+    cand, radii = cand[away], radii[away]
+    gap = np.hypot(cand[:, None, 0] - cand[None, :, 0], cand[:, None, 1] - cand[None, :, 1])
+    clash = gap < overlap * (radii[:, None] + radii[None, :])
+    chosen = np.zeros(len(cand), bool)
+    n = 0
+    for i in range(len(cand)):
+        if n >= target:
             break
-        if centres:
-            dist = np.hypot(*(np.asarray(centres) - c).T)
-            if np.any(dist < overlap * (np.asarray(rads) + rad)):
-                continue
-        centres.append(c)
-        rads.append(float(rad))
-    n = len(centres)
+        if not clash[i, chosen].any():
+            chosen[i] = True
+            n += 1
     return {
-        "centers": np.asarray(centres, float).reshape(-1, 2).tolist(),
-        "radii": rads,
+        "centers": cand[chosen].tolist(),
+        "radii": radii[chosen].tolist(),
         "aspects": rng.uniform(0.86, 1.0, n).tolist(),
         "angles": rng.uniform(0, np.pi, n).tolist(),
         "pallor": np.clip(style["rbc_pallor"] + rng.normal(0.0, 0.08, n), 0.05, 0.9).tolist(),
         "pallor_radius": float(rng.uniform(0.42, 0.55)),
         "od": _stain("rbc", style, rng, 0.1),
     }
+
+
+def _reach(cell: dict[str, Any]) -> float:
+    return float(cell["radius"] * (1.0 + sum(abs(h[1]) for h in cell["harmonics"])))
+
+
+def _neighbour(
+    rng: np.random.Generator, style: dict[str, float], field_um: float, avoid: tuple[float, float, float]
+) -> dict[str, Any]:
+    """A white cell cut by the field edge (smears are crowded): a nuisance the classifier must ignore."""
+    kind = str(rng.choice(_NEIGHBOUR_KINDS, p=_NEIGHBOUR_P))
+    cell, _ = _CELL_SAMPLERS[kind](rng, style)
+    ang = rng.uniform(0, 2 * np.pi)
+    direction = np.array([np.cos(ang), np.sin(ang)])
+    dist = field_um / 2 + rng.uniform(-0.2, 0.5) * cell["radius"]
+    ax, ay, ar = avoid
+    while np.hypot(*(dist * direction - (ax, ay))) < ar + _reach(cell) + 0.3:
+        dist += 0.5
+    cell["center"] = (dist * direction).tolist()
+    cell["angle"] = float(rng.uniform(0, 2 * np.pi))
+    cell["kind"] = kind
+    return cell
+
+
+_NEIGHBOUR_KINDS = ("neutrophil", "lymphocyte", "monocyte", "eosinophil")
+_NEIGHBOUR_P = (0.55, 0.3, 0.1, 0.05)
 
 
 # ==================================================================================================
@@ -555,6 +584,7 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
     """Draw every random quantity of one image; :func:`draw` renders the result deterministically."""
     if label not in CLASSES:
         raise ValueError(f"unknown blood-cell class {label!r}; expected one of {CLASSES}")
+    field_um = FIELD_UM / (style["magnification"] * rng.uniform(0.97, 1.03))
     offset = np.clip(rng.normal(0.0, 0.8, 2), -2.0, 2.0)
     cell: dict[str, Any] | None = None
     platelets: list[dict[str, Any]] = []
@@ -562,30 +592,35 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
         n = int(rng.choice([1, 2, 3, 4, 5, 6, 7], p=[0.4, 0.2, 0.13, 0.09, 0.07, 0.06, 0.05]))
         platelets = _platelet_fragments(rng, style, n, offset, 1.2)
         far = max(float(np.hypot(*(np.array(f["center"]) - offset))) + f["radius"] for f in platelets)
-        keep_out = (float(offset[0]), float(offset[1]), far + 0.3)
+        target = (float(offset[0]), float(offset[1]), far + 0.3)
         subtype = "single" if n == 1 else "clump"
     else:
         cell, subtype = _CELL_SAMPLERS[label](rng, style)
         cell["center"] = offset.tolist()
         cell["angle"] = float(rng.uniform(0, 2 * np.pi))
-        reach = cell["radius"] * (1.0 + sum(abs(h[1]) for h in cell["harmonics"]))
-        keep_out = (float(offset[0]), float(offset[1]), reach)
+        target = (float(offset[0]), float(offset[1]), _reach(cell))
+    keep_out = [target]
+    neighbours = []
+    if rng.random() < 0.25:
+        neighbours.append(_neighbour(rng, style, field_um, target))
+        keep_out.append((*neighbours[0]["center"], _reach(neighbours[0])))
     if label != "platelet" and rng.random() < 0.3:
         ang = rng.uniform(0, 2 * np.pi)
         anchor = np.array([np.cos(ang), np.sin(ang)]) * rng.uniform(11.0, 16.0)
         platelets = _platelet_fragments(rng, style, int(rng.integers(1, 3)), anchor, 1.0)
-    field_um = FIELD_UM / (style["magnification"] * rng.uniform(0.97, 1.03))
     tint = style["background_tint"]
     white = np.array(REFERENCE_WHITE) * (1 - tint) + np.array(BLUISH_WHITE) * tint
     return {
         "label": label,
         "subtype": subtype,
-        "illumination": (white / 255.0 * style["exposure"] * rng.uniform(0.95, 1.05)).tolist(),
+        "illumination": (white / 255.0 * style["exposure"] * rng.uniform(0.93, 1.07)).tolist(),
+        "smear_thickness": float(rng.uniform(0.82, 1.18)),
         "vignette": float(rng.uniform(0.0, 0.02)),
         "vignette_seed": int(rng.integers(2**31)),
         "field_um": field_um,
         "rbc": _red_cells(rng, style, keep_out, field_um),
         "cell": cell,
+        "neighbours": neighbours,
         "platelets": platelets,
         "blur_um": float(style["focus_blur_um"] + abs(rng.normal(0.0, 0.06))),
         "noise_read": float(style["noise_level"] * rng.uniform(0.8, 1.25)),
@@ -742,8 +777,11 @@ def draw(params: dict[str, Any], size: int = 128) -> np.ndarray:
     od = _draw_red_cells(shape, fr, params["rbc"])
     if params["platelets"]:
         od += _draw_platelets(shape, fr, params["platelets"])
+    for i, neighbour in enumerate(params["neighbours"]):
+        od += _draw_cell(shape, fr, neighbour, seed_mix + 101 * (i + 1))
     if params["cell"] is not None:
         od += _draw_cell(shape, fr, params["cell"], seed_mix)
+    od *= params["smear_thickness"]
     light = np.asarray(params["illumination"], np.float32)[None, None, :]
     if params["vignette"] > 0:
         field = d.smooth_noise(shape, size / 2.0, params["vignette_seed"] + seed_mix)
@@ -770,8 +808,10 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
         "blur_sigma": round(params["blur_um"] * fr.ppu, 4),
         "field_um": round(params["field_um"], 3),
         "noise_sigma": round(params["noise_read"], 5),
+        "smear_thickness": round(params["smear_thickness"], 4),
         "n_rbc": len(params["rbc"]["radii"]),
         "n_platelet_fragments": len(params["platelets"]),
+        "n_neighbour_cells": len(params["neighbours"]),
     }
     if cell is None:
         centre = np.mean([f["center"] for f in params["platelets"]], axis=0)
