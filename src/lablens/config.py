@@ -70,7 +70,7 @@ class ModelConfig(_Strict):
     weights: str = "scratch"
     image_size: int = Field(224, ge=16, le=2048)
     drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
-    tta: bool = False
+    tta: bool = True
 
 
 class TrainConfig(_Strict):

@@ -33,6 +33,7 @@ def test_offline_lite_weights_fill_every_tensor(name: str) -> None:
     for k in body:
         torch.testing.assert_close(own[k], converted[k])
     assert own["classifier.weight"].shape == (5, 1280)
+    assert not own["classifier.weight"].any()  # a new head on pretrained features starts at zero
 
 
 def test_local_safetensors_and_state_dict_files(tmp_path: Path) -> None:
@@ -44,7 +45,11 @@ def test_local_safetensors_and_state_dict_files(tmp_path: Path) -> None:
         net, info = build_network("test_resnet", str(tmp_path / f), num_classes=3)
         assert info.weights_source == f"file:{f}"
         torch.testing.assert_close(net.state_dict()["conv1.0.weight"], donor.state_dict()["conv1.0.weight"])
-        assert net.state_dict()["fc.weight"].shape == (3, donor.num_features)  # head re-initialised
+        assert net.state_dict()["fc.weight"].shape == (3, donor.num_features)  # head re-initialised at zero
+        assert not net.state_dict()["fc.weight"].any()
+    # a file with a fitting head keeps it
+    net, _ = build_network("test_resnet", str(tmp_path / "w.safetensors"), num_classes=10)
+    torch.testing.assert_close(net.state_dict()["fc.weight"], donor.state_dict()["fc.weight"])
 
 
 def test_weights_for_another_architecture_refused(tmp_path: Path) -> None:

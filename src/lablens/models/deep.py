@@ -73,7 +73,7 @@ class DeepClassifier(ImageClassifier):
         seed: int = 0,
         threads: int | None = None,
         eval_batch_size: int = 64,
-        tta: bool = False,
+        tta: bool = True,
         checkpoint_dir: str | None = None,
         resume: bool = False,
         progress: Any = None,

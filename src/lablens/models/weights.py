@@ -72,8 +72,17 @@ def build_network(
             f"weights {weights!r}: not 'scratch', not 'imagenet', and no such file"
         )
     net = timm.create_model(model_name, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
-    load_weights_file(net, path)
+    if load_weights_file(net, path):
+        _zero_head(net)
     return net, _info(net, model_name, f"file:{path.name}")
+
+
+def _zero_head(net: torch.nn.Module) -> None:
+    """Start a new classifier head on pretrained features at zero: the first predictions are uniform and
+    the loss starts at log(K), instead of large random logits on large pretrained features."""
+    head = net.get_classifier() if hasattr(net, "get_classifier") else None
+    for p in head.parameters() if isinstance(head, torch.nn.Module) else ():
+        torch.nn.init.zeros_(p)
 
 
 def _info(net: torch.nn.Module, arch: str, source: str) -> NetInfo:
@@ -95,6 +104,7 @@ def _build_from_hub(model_name: str, num_classes: int, drop_rate: float) -> tupl
             "This needs internet access. Offline options: --weights scratch, --weights PATH to a local "
             "weights file, or efficientnet_lite0/1/2 whose ImageNet weights ship with lablens."
         ) from exc
+    _zero_head(net)
     return net, _info(net, model_name, "imagenet:hub")
 
 
@@ -117,6 +127,7 @@ def _build_lite_offline(model_name: str, num_classes: int, drop_rate: float) -> 
     arch = "tf_" + model_name
     net = timm.create_model(arch, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
     load_weights_file(net, path)
+    _zero_head(net)
     return net, _info(net, arch, f"imagenet:{module_name}")
 
 
@@ -141,8 +152,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_weights_file(net: torch.nn.Module, path: Path, min_match: float = 0.9) -> None:
+def load_weights_file(net: torch.nn.Module, path: Path, min_match: float = 0.9) -> bool:
     """Load matching tensors into ``net``; classifier tensors whose shapes differ are skipped.
+
+    Returns:
+        True when the classifier head was not loaded (it keeps a fresh initialisation).
 
     Raises:
         WeightsError: when fewer than ``min_match`` of the network's non-head tensors are filled.
@@ -161,6 +175,7 @@ def load_weights_file(net: torch.nn.Module, path: Path, min_match: float = 0.9) 
             "shape (is it for another architecture?)"
         )
     net.load_state_dict(usable, strict=False)
+    return bool(head) and not all(k in usable for k in head)
 
 
 def _classifier_keys(net: torch.nn.Module) -> list[str]:

@@ -11,6 +11,9 @@ driven by explicit NumPy generators, so a dataset replays byte for byte::
 
 Seeding convention: image ``index`` uses ``np.random.default_rng([seed, index])`` and group ``g``
 uses ``np.random.default_rng([seed, 7919, g])`` for its style.
+
+``docs/phantoms/blood-cells.png`` is ``montage("blood-cells", path, per_class=8, seed=0, size=96)``
+re-saved as a 256-colour palette PNG (PIL ``Quantize.MAXCOVERAGE``, no dither) to keep it small.
 """
 
 from __future__ import annotations

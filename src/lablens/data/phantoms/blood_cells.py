@@ -358,7 +358,9 @@ def _lymphocyte(rng: np.random.Generator, style: dict[str, float]) -> tuple[dict
         cell["cuts"] = [_indent(nuc, rng, rng.uniform(0.08, 0.2), rng.uniform(0.3, 0.5))]
     cell["cyto_od"] = _cytoplasm(style, rng, (0.0, 0.55), (0.7, 1.3))
     cell["nuc_od"] = _nuclear(style, rng, (0.9, 1.3))
-    cell["chromatin"] = _chromatin(rng, rng.uniform(0.55, 0.85), rng.uniform(0.15, 0.3), rng.uniform(0.8, 1.5))
+    cell["chromatin"] = _chromatin(
+        rng, rng.uniform(0.55, 0.85), rng.uniform(0.15, 0.3), rng.uniform(0.8, 1.5)
+    )
     if large and rng.random() < 0.4:
         azur = _stain("azurophilic_granules", style, rng)
         cell["granules"] = [_granules(rng, int(rng.integers(3, 12)), r, r, 0.25, (0.4, 0.9), azur)]
