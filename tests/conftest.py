@@ -11,11 +11,14 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# Set before any test module imports timm / huggingface_hub, which read these at import time.
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the network
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
 
 @pytest.fixture(autouse=True, scope="session")
-def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["LABLENS_CACHE"] = str(tmp_path_factory.mktemp("lablens-cache"))
-    os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the network
 
 
 def shape_image(label: str, rng: np.random.Generator, size: int = 40) -> np.ndarray:

@@ -132,3 +132,12 @@ def test_kfold_training(tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "cv" / "folds").iterdir()} == {"fold1", "fold2", "fold3"}
     acc = result.metrics["summary"]["accuracy"]
     assert len(acc["values"]) == 3 and acc["sd"] is not None
+
+
+def test_failed_start_leaves_no_run_folder(tmp_path: Path) -> None:
+    data = write_shape_folder(tmp_path / "data", per_class=6)
+    cfg = tiny_config()
+    cfg.model.weights = str(tmp_path / "missing.safetensors")
+    with pytest.raises(Exception, match="no such file"):
+        train(data, tmp_path / "run", cfg, progress=False)
+    assert not (tmp_path / "run").exists()

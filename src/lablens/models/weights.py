@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +96,45 @@ def _info(net: torch.nn.Module, arch: str, source: str) -> NetInfo:
     return NetInfo(arch=arch, mean=mean, std=std, weights_source=source)  # type: ignore[arg-type]
 
 
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A quick TCP check, so an offline machine gets its answer in seconds, not after minutes of retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _cached_hub_file(net: torch.nn.Module) -> Path | None:
+    """The model's ImageNet weights in the local Hugging Face cache, if an earlier online run put them there."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = (getattr(net, "pretrained_cfg", None) or {}).get("hf_hub_id")
+    if not repo:
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(repo, filename)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
 def _build_from_hub(model_name: str, num_classes: int, drop_rate: float) -> tuple[torch.nn.Module, NetInfo]:
+    if not _hub_reachable():
+        net = timm.create_model(model_name, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
+        cached = _cached_hub_file(net)
+        if cached is None:
+            raise WeightsError(
+                f"could not get ImageNet weights for {model_name!r}: the Hugging Face hub is not reachable from "
+                "this machine and the weights are not in the local cache. This needs internet access once. "
+                "Offline options: --weights scratch, --weights PATH to a local weights file, or "
+                "efficientnet_lite0/1/2 whose ImageNet weights ship with lablens."
+            )
+        load_weights_file(net, cached)
+        _zero_head(net)
+        return net, _info(net, model_name, "imagenet:hub-cache")
     try:
         net = timm.create_model(model_name, pretrained=True, num_classes=num_classes, drop_rate=drop_rate)
     except Exception as exc:  # hub errors come in many types (OSError, HTTP, LocalEntryNotFound, …)

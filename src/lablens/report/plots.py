@@ -27,7 +27,7 @@ __all__ = [
 
 DPI = 100
 _FONT_SIZE = 9
-_NOT_PLOTTED = ("epoch", "step", "time", "seconds", "duration", "elapsed")
+_NOT_PLOTTED = ("epoch", "step", "time", "seconds", "duration", "elapsed", "per_s")
 _METRIC_LABELS = {
     "precision": "Precision (PPV)",
     "recall": "Sensitivity (recall)",

@@ -152,9 +152,20 @@ def train(
         cfg.data.path = str(Path(data).resolve())
     if cfg.data.path is None and not resume:
         raise RunError("no data given")
+    created = not resume and not out.exists()
     cfg = _prepare_run_dir(out, cfg, resume)
     if resume and (out / "bundle" / "card.json").exists():
         raise RunError(f"{out} is already complete (bundle written); nothing to resume")
+    try:
+        metrics, bundles = _run(out, cfg, resume, progress)
+    except BaseException:
+        if created and not any(out.rglob("*.safetensors")):
+            shutil.rmtree(out, ignore_errors=True)  # nothing was trained: leave no half-made run folder behind
+        raise
+    return TrainResult(out, metrics, bundles, time.perf_counter() - t0)
+
+
+def _run(out: Path, cfg: RunConfig, resume: bool, progress: bool) -> tuple[dict[str, Any], list[Path]]:
     with make_progress(progress) as prog:
         manifest, report = read_data(
             cfg.data.path, cfg.data, prog, min_groups_per_class=min_groups_for(cfg.split.protocol)
@@ -177,7 +188,7 @@ def train(
         else:
             metrics = summarise_folds([r[0] for r in results], [f.name for f in folds])
             write_json(out / "metrics.json", metrics)
-    return TrainResult(out, metrics, [r[1].path for r in results], time.perf_counter() - t0)
+    return metrics, [r[1].path for r in results]
 
 
 def _train_fold(
