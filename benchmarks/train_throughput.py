@@ -47,8 +47,9 @@ def _images(data: str | None, size: int, n: int) -> tuple[np.ndarray, float]:
             write_phantoms("blood-cells", data, n=n, seed=0, size=max(size, 64))
         manifest, _ = load_dataset(data)
         t0 = time.perf_counter()
-        pixels = load_pixels(manifest.paths, manifest.table["sha256"].tolist(), size, "pad",
-                             cache_dir=Path(tmp) / "cache")
+        pixels = load_pixels(
+            manifest.paths, manifest.table["sha256"].tolist(), size, "pad", cache_dir=Path(tmp) / "cache"
+        )
         pixels = np.array(pixels)  # into memory before the temporary cache goes away
         decode_rate = len(pixels) / (time.perf_counter() - t0)
     return pixels, decode_rate
@@ -93,8 +94,13 @@ def bench_device(model: str, pixels: np.ndarray, device: torch.device, batch: in
     predict_logits(net, sample, mean=info.mean, std=info.std, device=device, batch_size=batch, amp=amp)
     _sync(device)
     infer = len(sample) / (time.perf_counter() - t0)
-    return {"pipeline_images_per_s": pipeline, "train_images_per_s": train, "infer_images_per_s": infer,
-            "amp": amp, "channels_last": True}
+    return {
+        "pipeline_images_per_s": pipeline,
+        "train_images_per_s": train,
+        "infer_images_per_s": infer,
+        "amp": amp,
+        "channels_last": True,
+    }
 
 
 def main() -> None:
@@ -142,8 +148,10 @@ def main() -> None:
         if isinstance(res, str):
             print(f"  {dev:5s} {res}")
         else:
-            print(f"  {dev:5s} pipeline {res['pipeline_images_per_s']:8.0f} img/s   train "
-                  f"{res['train_images_per_s']:7.1f} img/s   infer {res['infer_images_per_s']:7.1f} img/s")
+            print(
+                f"  {dev:5s} pipeline {res['pipeline_images_per_s']:8.0f} img/s   train "
+                f"{res['train_images_per_s']:7.1f} img/s   infer {res['infer_images_per_s']:7.1f} img/s"
+            )
     print(f"→ {out}")
 
 

@@ -37,8 +37,13 @@ def shape_image(label: str, rng: np.random.Generator, size: int = 40) -> np.ndar
     return img
 
 
-def write_shape_folder(root: Path, per_class: int = 12, size: int = 40, seed: int = 0,
-                       classes: tuple[str, ...] = ("disc", "ring", "square")) -> Path:
+def write_shape_folder(
+    root: Path,
+    per_class: int = 12,
+    size: int = 40,
+    seed: int = 0,
+    classes: tuple[str, ...] = ("disc", "ring", "square"),
+) -> Path:
     rng = np.random.default_rng(seed)
     for label in classes:
         (root / label).mkdir(parents=True, exist_ok=True)
@@ -56,5 +61,7 @@ def shapes_folder(tmp_path: Path) -> Path:
 def shared_data(sub: str) -> Path:
     path = SHARED_DATA / sub
     if not path.exists():
-        pytest.skip(f"real data not available: {path} is absent (tests on ../shared/data skip on a fresh machine)")
+        pytest.skip(
+            f"real data not available: {path} is absent (tests on ../shared/data skip on a fresh machine)"
+        )
     return path

@@ -53,14 +53,19 @@ def build_bad_corpus(root: Path) -> Path:
     rng = np.random.default_rng(1)
     # good files in every awkward-but-valid format
     extra = {
-        "disc/grey16.tif": lambda p: tifffile.imwrite(p, (shape_image("disc", rng)[..., 0].astype(np.uint16) * 257)),
+        "disc/grey16.tif": lambda p: tifffile.imwrite(
+            p, (shape_image("disc", rng)[..., 0].astype(np.uint16) * 257)
+        ),
         "ring/rgba.png": lambda p: Image.fromarray(shape_image("ring", rng)).convert("RGBA").save(p),
         "ring/palette.png": lambda p: Image.fromarray(shape_image("ring", rng)).convert("P").save(p),
         "square/cmyk.jpg": lambda p: Image.fromarray(shape_image("square", rng)).convert("CMYK").save(p),
         "square/bitmap.bmp": lambda p: Image.fromarray(shape_image("square", rng)).save(p),
         "square/four16.tiff": lambda p: tifffile.imwrite(
-            p, np.dstack([shape_image("square", rng), np.full((40, 40), 255, np.uint8)]).astype(np.uint16) * 257,
-            photometric="rgb", extrasamples=[2]),
+            p,
+            np.dstack([shape_image("square", rng), np.full((40, 40), 255, np.uint8)]).astype(np.uint16) * 257,
+            photometric="rgb",
+            extrasamples=[2],
+        ),
     }
     for rel, write in extra.items():
         write(root / rel)
@@ -77,9 +82,9 @@ def build_bad_corpus(root: Path) -> Path:
     shutil.copyfile(root / "ring/ring_000.png", root / "disc/conflict.png")
     # the original ring_000.png also takes part in the conflict
     with open(os.fsencode(root) + b"/" + BAD_NAME, "wb") as fh:
-        Image.fromarray(shape_image("disc", rng)).save(fh, format="PNG")  # a valid image with a non-UTF-8 name
+        Image.fromarray(shape_image("disc", rng)).save(
+            fh, format="PNG"
+        )  # a valid image with a non-UTF-8 name
     (root / "lonely").mkdir()
     Image.fromarray(shape_image("disc", rng)).save(root / "lonely/only_one.png")
     return root
-
-

@@ -32,8 +32,18 @@ def test_validate_data_names_every_bad_file(tmp_path: Path) -> None:
     text = _out(result)
     for rel in BAD_FILES:
         assert rel in text, rel
-    for reason in ("truncated", "empty file", "not a recognised image", "unsupported file type", "too large",
-                   "too small", "duplicate of", "identical bytes", "not valid UTF-8", "at least 3 groups"):
+    for reason in (
+        "truncated",
+        "empty file",
+        "not a recognised image",
+        "unsupported file type",
+        "too large",
+        "too small",
+        "duplicate of",
+        "identical bytes",
+        "not valid UTF-8",
+        "at least 3 groups",
+    ):
         assert reason in text, reason
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["n_usable"] + report["n_skipped"] == report["n_found"]
@@ -43,8 +53,24 @@ def test_validate_data_names_every_bad_file(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_train_goes_on_without_bad_files(tmp_path: Path) -> None:
     root = build_bad_corpus(tmp_path / "corpus")
-    result = runner.invoke(app, ["train", str(root), "--out", str(tmp_path / "run"), "--model", "test_resnet",
-                                 "--image-size", "32", "--epochs", "1", "--device", "cpu", "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(root),
+            "--out",
+            str(tmp_path / "run"),
+            "--model",
+            "test_resnet",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, _out(result)
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["n_skipped"] >= len(BAD_FILES)
@@ -57,9 +83,12 @@ def test_no_readable_image_is_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "data" / "b").mkdir()
     (tmp_path / "data" / "b" / "y.jpg").write_text("text")
     for verb in ("validate-data", "train"):
-        args = [verb, str(tmp_path / "data")] + (["--out", str(tmp_path / f"run-{verb}")] if verb == "train" else [])
-        result = subprocess.run([sys.executable, "-m", "lablens.cli", *args], capture_output=True, text=True,
-                                timeout=300)
+        args = [verb, str(tmp_path / "data")] + (
+            ["--out", str(tmp_path / f"run-{verb}")] if verb == "train" else []
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "lablens.cli", *args], capture_output=True, text=True, timeout=300
+        )
         assert result.returncode == 1
         lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
         assert len(lines) == 1 and "no usable image" in lines[0], result.stderr
@@ -76,7 +105,9 @@ def test_unknown_model_is_explained(tmp_path: Path) -> None:
     from conftest import write_shape_folder
 
     data = write_shape_folder(tmp_path / "d", per_class=6)
-    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "r"), "--model", "resnet9000", "-q"])
+    result = runner.invoke(
+        app, ["train", str(data), "--out", str(tmp_path / "r"), "--model", "resnet9000", "-q"]
+    )
     assert result.exit_code == 1
     assert "unknown model 'resnet9000'" in _out(result)
 
@@ -85,8 +116,22 @@ def test_imagenet_offline_message(tmp_path: Path) -> None:
     from conftest import write_shape_folder
 
     data = write_shape_folder(tmp_path / "d", per_class=6)
-    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "r"), "--model", "resnet18",
-                                 "--weights", "imagenet", "--epochs", "1", "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--out",
+            str(tmp_path / "r"),
+            "--model",
+            "resnet18",
+            "--weights",
+            "imagenet",
+            "--epochs",
+            "1",
+            "-q",
+        ],
+    )
     assert result.exit_code == 1
     text = _out(result)
     assert "could not get ImageNet weights" in text and "internet" in text
@@ -112,6 +157,8 @@ def test_predict_refuses_pickle_bundle(tmp_path: Path) -> None:
     torch.save({"w": torch.zeros(1)}, tmp_path / "model.pt")
     img = tmp_path / "x.png"
     img.write_bytes(b"")
-    result = runner.invoke(app, ["predict", str(tmp_path / "model.pt"), str(img), "--out", str(tmp_path / "p.csv")])
+    result = runner.invoke(
+        app, ["predict", str(tmp_path / "model.pt"), str(img), "--out", str(tmp_path / "p.csv")]
+    )
     assert result.exit_code == 1
     assert "never unpickles" in _out(result)

@@ -15,7 +15,9 @@ def test_defaults_roundtrip(tmp_path: Path) -> None:
 
 
 def test_partial_yaml_and_overrides(tmp_path: Path) -> None:
-    (tmp_path / "c.yaml").write_text("model:\n  name: resnet34\ntrain:\n  epochs: 7\n  augment:\n    rot90: false\n")
+    (tmp_path / "c.yaml").write_text(
+        "model:\n  name: resnet34\ntrain:\n  epochs: 7\n  augment:\n    rot90: false\n"
+    )
     cfg = load_config(tmp_path / "c.yaml")
     assert (cfg.model.name, cfg.train.epochs, cfg.train.augment.rot90) == ("resnet34", 7, False)
     cfg2 = apply_overrides(cfg, {"train.epochs": 3, "model.weights": None, "split.protocol": "9:1"})
@@ -36,7 +38,9 @@ def test_unknown_and_invalid_values(tmp_path: Path) -> None:
         load_config(tmp_path / "list.yaml")
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_shipped_configs_load(path: Path) -> None:
     cfg = load_config(path)
     assert cfg.model.name

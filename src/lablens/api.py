@@ -22,15 +22,23 @@ from lablens.workflows.predict import predict
 from lablens.workflows.train import TrainResult, min_groups_for, train
 
 
-def validate_data(data: str | Path, data_cfg: DataConfig | None = None, protocol: str = "8:1:1") -> tuple[Manifest, DataReport]:
+def validate_data(
+    data: str | Path, data_cfg: DataConfig | None = None, protocol: str = "8:1:1"
+) -> tuple[Manifest, DataReport]:
     """Check a dataset: the usable images as a Manifest, and a report of everything skipped and why."""
     from lablens.workflows.common import limits_from
 
     d = data_cfg or DataConfig()
     return load_dataset(
-        data, layout=d.layout, path_column=d.path_column, label_column=d.label_column,
-        group_column=d.group_column, group_regex=d.group_regex, reader_column=d.reader_column,
-        limits=limits_from(d), min_groups_per_class=min_groups_for(protocol),
+        data,
+        layout=d.layout,
+        path_column=d.path_column,
+        label_column=d.label_column,
+        group_column=d.group_column,
+        group_regex=d.group_regex,
+        reader_column=d.reader_column,
+        limits=limits_from(d),
+        min_groups_per_class=min_groups_for(protocol),
     )
 
 

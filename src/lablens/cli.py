@@ -33,8 +33,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from lablens.models.weights import WeightsError
     from lablens.workflows.common import RunError
 
-    return (RunError, DataError, SplitError, BundleError, WeightsError, ValidationError, KeyError, ValueError,
-            FileExistsError)
+    return (
+        RunError,
+        DataError,
+        SplitError,
+        BundleError,
+        WeightsError,
+        ValidationError,
+        KeyError,
+        ValueError,
+        FileExistsError,
+    )
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,21 +69,31 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 @app.command()
 @friendly
 def train(
-    data: Path | None = typer.Argument(None, help="Image folder (root/<class>/<image>) or CSV (path,label[,group,reader])."),
+    data: Path | None = typer.Argument(
+        None, help="Image folder (root/<class>/<image>) or CSV (path,label[,group,reader])."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="New run folder (or the run to --resume)."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config; options below override it."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML config; options below override it."
+    ),
     model: str | None = typer.Option(None, help="Registered model or any timm model name, e.g. resnet34."),
     weights: str | None = typer.Option(None, help="scratch | imagenet | path to .safetensors/.pth weights."),
     image_size: int | None = typer.Option(None, help="Input size in pixels (square)."),
     epochs: int | None = typer.Option(None, help="Maximum epochs."),
     batch_size: int | None = typer.Option(None, help="Batch size."),
     lr: float | None = typer.Option(None, help="Peak learning rate (AdamW)."),
-    split: str | None = typer.Option(None, help="8:1:1 | 9:1 | 70:30 | kfold:5 | repeated-kfold:5x3 | split.json"),
+    split: str | None = typer.Option(
+        None, help="8:1:1 | 9:1 | 70:30 | kfold:5 | repeated-kfold:5x3 | split.json"
+    ),
     group_column: str | None = typer.Option(None, help="CSV column naming patient/specimen/slide."),
-    group_regex: str | None = typer.Option(None, help="Regex on file names giving the group, e.g. '^(P\\d+)_'."),
+    group_regex: str | None = typer.Option(
+        None, help="Regex on file names giving the group, e.g. '^(P\\d+)_'."
+    ),
     reader_column: str | None = typer.Option(None, help="CSV column with a second reader's label."),
     imbalance: str | None = typer.Option(None, help="none | weighted | sampler | focal"),
-    monitor: str | None = typer.Option(None, help="Validation metric for early stopping: macro_f1 | accuracy | balanced_accuracy | loss"),
+    monitor: str | None = typer.Option(
+        None, help="Validation metric for early stopping: macro_f1 | accuracy | balanced_accuracy | loss"
+    ),
     patience: int | None = typer.Option(None, help="Early-stopping patience in epochs."),
     device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:1"),
     seed: int | None = typer.Option(None, help="Seed for split, initialisation and augmentation."),
@@ -87,13 +106,26 @@ def train(
     if data is None and not resume:
         raise ValueError("DATA is required (except with --resume)")
     cfg = load_config(config)
-    cfg = apply_overrides(cfg, {
-        "model.name": model, "model.weights": weights, "model.image_size": image_size,
-        "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "split.protocol": split,
-        "data.group_column": group_column, "data.group_regex": group_regex, "data.reader_column": reader_column,
-        "train.imbalance": imbalance, "train.monitor": monitor, "train.patience": patience,
-        "train.device": device, "train.seed": seed,
-    })
+    cfg = apply_overrides(
+        cfg,
+        {
+            "model.name": model,
+            "model.weights": weights,
+            "model.image_size": image_size,
+            "train.epochs": epochs,
+            "train.batch_size": batch_size,
+            "train.lr": lr,
+            "split.protocol": split,
+            "data.group_column": group_column,
+            "data.group_regex": group_regex,
+            "data.reader_column": reader_column,
+            "train.imbalance": imbalance,
+            "train.monitor": monitor,
+            "train.patience": patience,
+            "train.device": device,
+            "train.seed": seed,
+        },
+    )
     if seed is not None:
         cfg = apply_overrides(cfg, {"split.seed": seed})
     result = run_train(data, out, cfg, resume=resume, progress=not quiet)
@@ -115,8 +147,11 @@ def _print_headline(metrics: dict) -> None:
         console.print(f"test (n={metrics.get('n')}): " + ", ".join(parts))
     elif "summary" in metrics:
         s = metrics["summary"]
-        parts = [f"{k} {s[k]['mean']:.3f} ± {s[k]['sd'] or 0:.3f}" for k in ("accuracy", "macro_f1")
-                 if s.get(k, {}).get("mean") is not None]
+        parts = [
+            f"{k} {s[k]['mean']:.3f} ± {s[k]['sd'] or 0:.3f}"
+            for k in ("accuracy", "macro_f1")
+            if s.get(k, {}).get("mean") is not None
+        ]
         console.print(f"cross-validation over {len(metrics['folds'])} folds: " + ", ".join(parts))
 
 
@@ -125,25 +160,44 @@ def _print_headline(metrics: dict) -> None:
 def evaluate(
     bundle: Path = typer.Argument(..., help="Bundle folder or .zip."),
     data: Path = typer.Argument(..., help="Labelled image folder or CSV."),
-    out: Path = typer.Option(..., "--out", "-o", help="New folder for metrics.json, predictions.csv, report.html."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (its data and eval sections)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="New folder for metrics.json, predictions.csv, report.html."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML config (its data and eval sections)."
+    ),
     group_column: str | None = typer.Option(None, help="CSV column naming patient/specimen/slide."),
     group_regex: str | None = typer.Option(None, help="Regex on file names giving the group."),
     reader_column: str | None = typer.Option(None, help="CSV column with a second reader's label."),
     bootstrap: int | None = typer.Option(None, help="Bootstrap replicates for CIs (0 = none)."),
-    include_seen: bool = typer.Option(False, "--include-seen", help="Also score images the model trained on."),
+    include_seen: bool = typer.Option(
+        False, "--include-seen", help="Also score images the model trained on."
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Evaluate a bundle on labelled images (images seen in training are left out unless --include-seen)."""
     from lablens.workflows.evaluate import evaluate as run_evaluate
 
-    cfg = apply_overrides(load_config(config), {
-        "data.group_column": group_column, "data.group_regex": group_regex, "data.reader_column": reader_column,
-        "eval.bootstrap": bootstrap,
-    })
-    metrics = run_evaluate(bundle, data, out, data_cfg=cfg.data, eval_cfg=cfg.eval, include_seen=include_seen,
-                           device=device, progress=not quiet)
+    cfg = apply_overrides(
+        load_config(config),
+        {
+            "data.group_column": group_column,
+            "data.group_regex": group_regex,
+            "data.reader_column": reader_column,
+            "eval.bootstrap": bootstrap,
+        },
+    )
+    metrics = run_evaluate(
+        bundle,
+        data,
+        out,
+        data_cfg=cfg.data,
+        eval_cfg=cfg.eval,
+        include_seen=include_seen,
+        device=device,
+        progress=not quiet,
+    )
     _print_headline(metrics)
     console.print(f"report: {out / 'report.html'}")
 
@@ -163,8 +217,16 @@ def predict(
     """Classify images: top-k classes with calibrated probabilities and the bundle hash, per image."""
     from lablens.workflows.predict import predict as run_predict
 
-    run_predict(bundle, paths, out, top_k=top_k, batch_size=batch_size, device=device, overwrite=overwrite,
-                progress=not quiet)
+    run_predict(
+        bundle,
+        paths,
+        out,
+        top_k=top_k,
+        batch_size=batch_size,
+        device=device,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
 
 
 @app.command("validate-data")
@@ -175,7 +237,9 @@ def validate_data(
     group_column: str | None = typer.Option(None),
     group_regex: str | None = typer.Option(None),
     reader_column: str | None = typer.Option(None),
-    split: str | None = typer.Option(None, help="Protocol the data must support (sets the minimum groups per class)."),
+    split: str | None = typer.Option(
+        None, help="Protocol the data must support (sets the minimum groups per class)."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
 ) -> None:
     """Check a dataset and print what would be used and what is skipped (file and reason). Trains nothing."""
@@ -183,10 +247,15 @@ def validate_data(
     from lablens.workflows.common import print_data_report, read_data
     from lablens.workflows.train import min_groups_for
 
-    cfg = apply_overrides(load_config(config), {
-        "data.group_column": group_column, "data.group_regex": group_regex, "data.reader_column": reader_column,
-        "split.protocol": split,
-    })
+    cfg = apply_overrides(
+        load_config(config),
+        {
+            "data.group_column": group_column,
+            "data.group_regex": group_regex,
+            "data.reader_column": reader_column,
+            "split.protocol": split,
+        },
+    )
     with make_progress(sys.stderr.isatty()) as prog:
         _, report = read_data(data, cfg.data, prog, min_groups_per_class=min_groups_for(cfg.split.protocol))
     print_data_report(report, max_lines=10_000)
@@ -199,7 +268,9 @@ def validate_data(
 @app.command()
 @friendly
 def demo(
-    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for the demo (default ./lablens-demo, never reused)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder for the demo (default ./lablens-demo, never reused)."
+    ),
     task: str = typer.Option("blood-cells", help="Phantom task."),
     n: int = typer.Option(800, help="Number of synthetic images."),
     epochs: int = typer.Option(8, help="Training epochs."),
@@ -211,8 +282,16 @@ def demo(
     """Run the whole flow on built-in synthetic data and print where the report is."""
     from lablens.workflows.demo import demo as run_demo
 
-    run_demo(out, task=task, n=n, epochs=epochs, image_size=image_size, model=model, weights=weights,
-             progress=not quiet)
+    run_demo(
+        out,
+        task=task,
+        n=n,
+        epochs=epochs,
+        image_size=image_size,
+        model=model,
+        weights=weights,
+        progress=not quiet,
+    )
 
 
 @app.command()
@@ -226,7 +305,9 @@ def models() -> None:
 
 @app.command("show-config")
 @friendly
-def show_config(config: Path | None = typer.Argument(None, help="YAML file to resolve (defaults if omitted).")) -> None:
+def show_config(
+    config: Path | None = typer.Argument(None, help="YAML file to resolve (defaults if omitted)."),
+) -> None:
     """Print the fully resolved configuration (defaults filled in)."""
     import yaml
 

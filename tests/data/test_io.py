@@ -86,8 +86,13 @@ def test_tiff_channel_counts(channels: int, dtype: type) -> None:
     arr = rng.integers(0, top, (18, 22, channels), endpoint=True).astype(dtype)
     buf = io.BytesIO()
     photometric = "minisblack" if channels in (1, 2) else "rgb"
-    tifffile.imwrite(buf, arr if channels > 1 else arr[..., 0], photometric=photometric,
-                     extrasamples=[0] if channels == 4 else None, planarconfig="contig")
+    tifffile.imwrite(
+        buf,
+        arr if channels > 1 else arr[..., 0],
+        photometric=photometric,
+        extrasamples=[0] if channels == 4 else None,
+        planarconfig="contig",
+    )
     out = decode_bytes(buf.getvalue(), LIMITS)
     assert out.pixels.shape == (18, 22, 3)
     scale = 1 if dtype == np.uint8 else 257

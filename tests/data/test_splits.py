@@ -31,7 +31,12 @@ def grouped_data(n_groups: int = 60, per_group: tuple[int, int] = (1, 6), n_clas
 
 @pytest.mark.parametrize(
     ("spec", "fractions"),
-    [("8:1:1", (0.8, 0.1, 0.1)), ("9:1", (0.9, 0.1)), ("70:30", (0.7, 0.3)), ("0.6/0.2/0.2", (0.6, 0.2, 0.2))],
+    [
+        ("8:1:1", (0.8, 0.1, 0.1)),
+        ("9:1", (0.9, 0.1)),
+        ("70:30", (0.7, 0.3)),
+        ("0.6/0.2/0.2", (0.6, 0.2, 0.2)),
+    ],
 )
 def test_parse_holdout(spec: str, fractions: tuple[float, ...]) -> None:
     p = parse_protocol(spec)

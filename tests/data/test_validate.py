@@ -29,8 +29,15 @@ def test_bad_corpus_each_file_named_with_reason(tmp_path: Path) -> None:
     assert set(manifest.classes) == {"disc", "ring", "square"}
     ids = set(manifest.ids)
     assert not ids & set(BAD_FILES)
-    for good in ("disc/grey16.tif", "ring/rgba.png", "ring/palette.png", "square/cmyk.jpg",
-                 "square/bitmap.bmp", "square/four16.tiff", "square/square_000.png"):
+    for good in (
+        "disc/grey16.tif",
+        "ring/rgba.png",
+        "ring/palette.png",
+        "square/cmyk.jpg",
+        "square/bitmap.bmp",
+        "square/four16.tiff",
+        "square/square_000.png",
+    ):
         assert good in ids
     assert report.n_usable == len(manifest)
     assert report.n_found == report.n_usable + report.n_skipped
@@ -54,12 +61,25 @@ def test_csv_manifest_with_groups_reader_and_meta(tmp_path: Path) -> None:
     rows = []
     for label in ("disc", "ring", "square"):
         for i in range(4):
-            rows.append({"path": f"{label}/{label}_{i:03d}.png", "label": label, "patient": f"P{i % 2}",
-                         "second_reader": label if i else "ring", "stain_batch": "B7"})
-    rows.append({"path": "disc/missing.png", "label": "disc", "patient": "P9", "second_reader": "", "stain_batch": ""})
-    rows.append({"path": "disc/disc_000.png", "label": "", "patient": "P9", "second_reader": "", "stain_batch": ""})
+            rows.append(
+                {
+                    "path": f"{label}/{label}_{i:03d}.png",
+                    "label": label,
+                    "patient": f"P{i % 2}",
+                    "second_reader": label if i else "ring",
+                    "stain_batch": "B7",
+                }
+            )
+    rows.append(
+        {"path": "disc/missing.png", "label": "disc", "patient": "P9", "second_reader": "", "stain_batch": ""}
+    )
+    rows.append(
+        {"path": "disc/disc_000.png", "label": "", "patient": "P9", "second_reader": "", "stain_batch": ""}
+    )
     pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
-    manifest, report = load_dataset(root / "labels.csv", group_column="patient", reader_column="second_reader")
+    manifest, report = load_dataset(
+        root / "labels.csv", group_column="patient", reader_column="second_reader"
+    )
     assert len(manifest) == 12
     assert set(manifest.groups) == {"P0", "P1"}
     assert manifest.reader is not None and list(manifest.reader).count("ring") == 4 + 2
@@ -71,8 +91,11 @@ def test_csv_manifest_with_groups_reader_and_meta(tmp_path: Path) -> None:
 def test_folder_with_manifest_csv_uses_it(tmp_path: Path) -> None:
     root = write_shape_folder(tmp_path / "d", per_class=3)
     pd.DataFrame(
-        [{"path": f"{c}/{c}_{i:03d}.png", "label": c, "group": f"G{i}"} for c in ("disc", "ring", "square")
-         for i in range(3)]
+        [
+            {"path": f"{c}/{c}_{i:03d}.png", "label": c, "group": f"G{i}"}
+            for c in ("disc", "ring", "square")
+            for i in range(3)
+        ]
     ).to_csv(root / "manifest.csv", index=False)
     manifest, report = load_dataset(root)
     assert report.layout == "csv"

@@ -28,8 +28,16 @@ def fitted() -> tuple:
 
 def _save(tmp_path: Path, fitted: tuple, name: str = "bundle") -> Path:
     est, _ = fitted
-    save_bundle(tmp_path / name, est, estimator_name="test_resnet", image_size=32, resize_mode="pad",
-                temperature=1.7, training={"manifest_hash": "abc"}, metrics={"test": {"accuracy": {"value": 1.0}}})
+    save_bundle(
+        tmp_path / name,
+        est,
+        estimator_name="test_resnet",
+        image_size=32,
+        resize_mode="pad",
+        temperature=1.7,
+        training={"manifest_hash": "abc"},
+        metrics={"test": {"accuracy": {"value": 1.0}}},
+    )
     return tmp_path / name
 
 

@@ -34,7 +34,9 @@ def test_estimator_contract(name: str) -> None:
     params = est.get_params()
     for k, v in kwargs.items():
         assert params[k] is v or params[k] == v
-    assert not [a for a in vars(est) if a.endswith("_") and not a.startswith("_")], "learned attributes before fit"
+    assert not [a for a in vars(est) if a.endswith("_") and not a.startswith("_")], (
+        "learned attributes before fit"
+    )
     X, y = _data(kwargs["image_size"])
     assert est.fit(X, y, X[:3], y[:3]) is est
     assert list(est.classes_) == list(CLASSES)
@@ -55,8 +57,16 @@ def test_estimator_contract(name: str) -> None:
 
 def test_registry_has_study_models() -> None:
     names = set(list_estimators())
-    for required in ("resnet18", "resnet34", "vgg16", "inception_v3", "densenet121", "efficientnet_b0",
-                     "efficientnet_b7", "efficientnet_lite0"):
+    for required in (
+        "resnet18",
+        "resnet34",
+        "vgg16",
+        "inception_v3",
+        "densenet121",
+        "efficientnet_b0",
+        "efficientnet_b7",
+        "efficientnet_lite0",
+    ):
         assert required in names
 
 

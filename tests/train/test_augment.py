@@ -13,10 +13,17 @@ def _batch(n: int = 6, size: int = 12) -> torch.Tensor:
 
 def _identity(n: int) -> AugmentParams:
     return AugmentParams(
-        flip_h=torch.zeros(n, dtype=torch.bool), flip_v=torch.zeros(n, dtype=torch.bool),
-        rot_k=torch.zeros(n, dtype=torch.long), angle=torch.zeros(n), zoom=torch.ones(n), shift=torch.zeros(n, 2),
-        brightness=torch.ones(n), contrast=torch.ones(n),
-        saturation=torch.ones(n), gain=torch.ones(n, 3), blur_sigma=torch.zeros(n),
+        flip_h=torch.zeros(n, dtype=torch.bool),
+        flip_v=torch.zeros(n, dtype=torch.bool),
+        rot_k=torch.zeros(n, dtype=torch.long),
+        angle=torch.zeros(n),
+        zoom=torch.ones(n),
+        shift=torch.zeros(n, 2),
+        brightness=torch.ones(n),
+        contrast=torch.ones(n),
+        saturation=torch.ones(n),
+        gain=torch.ones(n, 3),
+        blur_sigma=torch.zeros(n),
     )
 
 
@@ -89,8 +96,12 @@ def test_blur_matches_reference_and_sigma_zero_is_identity() -> None:
     x = _batch(2, 16)
     out = gaussian_blur_per_sample(x, torch.tensor([0.0, 1.2]), radius=4)
     torch.testing.assert_close(out[0], x[0])
-    ref = torch.stack([torch.from_numpy(gaussian_filter(x[1, c].numpy(), 1.2, mode="mirror", truncate=4 / 1.2))
-                       for c in range(3)])
+    ref = torch.stack(
+        [
+            torch.from_numpy(gaussian_filter(x[1, c].numpy(), 1.2, mode="mirror", truncate=4 / 1.2))
+            for c in range(3)
+        ]
+    )
     torch.testing.assert_close(out[1], ref, atol=1e-5, rtol=1e-4)
 
 

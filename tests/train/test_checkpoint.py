@@ -13,8 +13,11 @@ def test_roundtrip_of_model_and_optimizer_state(tmp_path: Path) -> None:
     opt = torch.optim.AdamW(net.parameters(), lr=0.01, betas=(0.8, 0.95))
     net(torch.randn(5, 4)).sum().backward()
     opt.step()
-    state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "loop": {"epoch": 3, "best": [0.5, -1.0],
-             "history": [{"epoch": 1, "loss": 0.25}], "flag": None}}
+    state = {
+        "model": net.state_dict(),
+        "optimizer": opt.state_dict(),
+        "loop": {"epoch": 3, "best": [0.5, -1.0], "history": [{"epoch": 1, "loss": 0.25}], "flag": None},
+    }
     save_checkpoint(tmp_path / "c.safetensors", state)
     back = load_checkpoint(tmp_path / "c.safetensors")
     assert back["loop"] == state["loop"]
@@ -24,7 +27,9 @@ def test_roundtrip_of_model_and_optimizer_state(tmp_path: Path) -> None:
     opt2.load_state_dict(back["optimizer"])
     assert opt2.param_groups[0]["lr"] == 0.01
     assert tuple(opt2.param_groups[0]["betas"]) == (0.8, 0.95)
-    torch.testing.assert_close(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    torch.testing.assert_close(
+        opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"]
+    )
 
 
 def test_int_keys_survive() -> None:

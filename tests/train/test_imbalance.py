@@ -40,7 +40,9 @@ def test_weighted_loss_uses_weights() -> None:
     target = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])
     w = np.array([0.5, 2.0])
     got = ClassificationLoss("weighted", class_weights=w)(logits, target)
-    torch.testing.assert_close(got, F.cross_entropy(logits, target, weight=torch.tensor(w, dtype=torch.float32)))
+    torch.testing.assert_close(
+        got, F.cross_entropy(logits, target, weight=torch.tensor(w, dtype=torch.float32))
+    )
 
 
 def test_unknown_mode() -> None:

@@ -26,8 +26,23 @@ def _cmd(data: Path | None, out: Path, *extra: str) -> list[str]:
     args = [sys.executable, "-m", "lablens.cli", "train"]
     if data is not None:
         args.append(str(data))
-    return [*args, "--out", str(out), "--model", "test_resnet", "--image-size", "64", "--epochs", str(EPOCHS),
-            "--batch-size", "8", "--device", "cpu", "--quiet", *extra]
+    return [
+        *args,
+        "--out",
+        str(out),
+        "--model",
+        "test_resnet",
+        "--image-size",
+        "64",
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -53,7 +68,9 @@ def test_sigkill_during_epoch_two_then_resume(tmp_path: Path) -> None:
     assert state["loop"]["epoch"] == 1, "the kill must land during epoch 2"
     assert not (run / "bundle").exists()
 
-    resumed = subprocess.run(_cmd(None, run, "--resume"), env=_env(), capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        _cmd(None, run, "--resume"), env=_env(), capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     card = json.loads((run / "bundle" / "card.json").read_text())
     history = card["training"]["history"]
@@ -76,7 +93,8 @@ def test_sigkill_during_epoch_two_then_resume(tmp_path: Path) -> None:
 
 
 def test_resume_without_run_folder_explains(tmp_path: Path) -> None:
-    res = subprocess.run(_cmd(None, tmp_path / "nothing", "--resume"), env=_env(), capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        _cmd(None, tmp_path / "nothing", "--resume"), env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 1
     assert "cannot resume" in res.stdout + res.stderr

@@ -42,9 +42,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_run_folder_contents(trained: tuple[Path, Path]) -> None:
     _, run = trained
-    for name in ("config.yaml", "data_report.json", "manifest.csv", "split.json", "metrics.json",
-                 "predictions.csv", "report.html", "bundle/card.json", "bundle/weights.safetensors",
-                 "checkpoints/last.safetensors"):
+    for name in (
+        "config.yaml",
+        "data_report.json",
+        "manifest.csv",
+        "split.json",
+        "metrics.json",
+        "predictions.csv",
+        "report.html",
+        "bundle/card.json",
+        "bundle/weights.safetensors",
+        "checkpoints/last.safetensors",
+    ):
         assert (run / name).exists(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["schema"] == "lablens.metrics/1"

@@ -63,7 +63,9 @@ def load_pixels(
     fd, tmp_name = tempfile.mkstemp(prefix=".building-", suffix=".npy", dir=cache_dir)
     os.close(fd)
     try:
-        out = np.lib.format.open_memmap(tmp_name, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+        out = np.lib.format.open_memmap(
+            tmp_name, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3)
+        )
         write_pixels(out, paths, size, resize_mode, limits, on_progress)
         out.flush()
         del out

@@ -67,7 +67,9 @@ class Manifest:
 
     def subset(self, rows: np.ndarray | list[int]) -> Manifest:
         """Rows by position, keeping the full class list."""
-        return Manifest(self.table.iloc[np.asarray(rows, dtype=np.int64)].copy(), self.root, list(self.classes))
+        return Manifest(
+            self.table.iloc[np.asarray(rows, dtype=np.int64)].copy(), self.root, list(self.classes)
+        )
 
     def content_hash(self) -> str:
         """sha256 over (id, label, group, file sha256) in row order: names the exact data a model saw."""

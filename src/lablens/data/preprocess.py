@@ -40,9 +40,7 @@ def to_square(img: np.ndarray, size: int, mode: str = "pad") -> np.ndarray:
     resized = _resize(img, new_w, new_h)
     pad_y, pad_x = size - new_h, size - new_w
     top, left = pad_y // 2, pad_x // 2
-    return cv2.copyMakeBorder(
-        resized, top, pad_y - top, left, pad_x - left, borderType=cv2.BORDER_REPLICATE
-    )
+    return cv2.copyMakeBorder(resized, top, pad_y - top, left, pad_x - left, borderType=cv2.BORDER_REPLICATE)
 
 
 def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:

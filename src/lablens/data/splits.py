@@ -88,7 +88,9 @@ def parse_protocol(spec: str) -> Protocol:
             f"cannot read split protocol {spec!r}: use e.g. 8:1:1, 9:1, 70:30, kfold:5 or repeated-kfold:5x3"
         ) from None
     if len(values) not in (2, 3) or any(v < 0 for v in values) or values[0] <= 0 or values[-1] <= 0:
-        raise SplitError(f"hold-out protocol {spec!r} needs 2 (train:test) or 3 (train:val:test) positive parts")
+        raise SplitError(
+            f"hold-out protocol {spec!r} needs 2 (train:test) or 3 (train:val:test) positive parts"
+        )
     total = sum(values)
     return Protocol("holdout", fractions=tuple(v / total for v in values))
 
@@ -209,8 +211,12 @@ def split_to_dict(split: Split, ids: list[str], groups: np.ndarray) -> dict:
         "val_fraction": split.val_fraction,
         "groups": {ids_arr[i]: groups[i] for i in used},
         "folds": [
-            {"name": f.name, "train": ids_arr[f.train].tolist(), "val": ids_arr[f.val].tolist(),
-             "test": ids_arr[f.test].tolist()}
+            {
+                "name": f.name,
+                "train": ids_arr[f.train].tolist(),
+                "val": ids_arr[f.val].tolist(),
+                "test": ids_arr[f.test].tolist(),
+            }
             for f in split.folds
         ],
     }
@@ -252,8 +258,9 @@ def load_split(path: str | Path, ids: list[str], groups: np.ndarray) -> tuple[Sp
         notes.append(f"{len(missing)} image(s) named in {path.name} are not in the data and were dropped")
     if not any(len(f.train) for f in folds):
         raise SplitError(f"split file {path} shares no image with this data")
-    split = Split(str(doc.get("protocol", "file")), int(doc.get("seed", 0)),
-                  float(doc.get("val_fraction", 0.1)), folds)
+    split = Split(
+        str(doc.get("protocol", "file")), int(doc.get("seed", 0)), float(doc.get("val_fraction", 0.1)), folds
+    )
     check_no_leakage(split, groups)
     recorded = doc.get("groups") or {}
     if recorded:

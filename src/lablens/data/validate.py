@@ -176,14 +176,21 @@ def _scan_folder(root: Path, report: DataReport) -> pd.DataFrame:
             rid = _relative_id(path, root)
             if not is_valid_utf8_name(path):
                 report.problems.append(
-                    Problem(safe_display_name(rid), "bad_name",
-                            "file name is not valid UTF-8; rename the file (names are stored as text)")
+                    Problem(
+                        safe_display_name(rid),
+                        "bad_name",
+                        "file name is not valid UTF-8; rename the file (names are stored as text)",
+                    )
                 )
                 continue
             if path.suffix.lower() not in SUPPORTED_SUFFIXES:
                 report.problems.append(
-                    Problem(rid, "not_image", f"unsupported file type '{path.suffix or path.name}' "
-                            f"(expected {', '.join(SUPPORTED_SUFFIXES)})")
+                    Problem(
+                        rid,
+                        "not_image",
+                        f"unsupported file type '{path.suffix or path.name}' "
+                        f"(expected {', '.join(SUPPORTED_SUFFIXES)})",
+                    )
                 )
                 continue
             rows.append({"id": rid, "path": str(path), "label": label})
@@ -312,10 +319,15 @@ def _drop_duplicates(df: pd.DataFrame, report: DataReport) -> pd.DataFrame:
         ids = grp["id"].tolist()
         if len(labels) > 1:
             for rid, label in zip(ids, grp["label"], strict=True):
-                others = ", ".join(f"{o} ({lab})" for o, lab in zip(ids, grp["label"], strict=True) if o != rid)
+                others = ", ".join(
+                    f"{o} ({lab})" for o, lab in zip(ids, grp["label"], strict=True) if o != rid
+                )
                 report.problems.append(
-                    Problem(rid, "label_conflict",
-                            f"identical bytes to {others} but labelled {label!r}; all copies left out")
+                    Problem(
+                        rid,
+                        "label_conflict",
+                        f"identical bytes to {others} but labelled {label!r}; all copies left out",
+                    )
                 )
             drop.update(grp.index)
         else:
@@ -349,7 +361,9 @@ def _assign_groups(df: pd.DataFrame, group_regex: str | None, report: DataReport
                 groups.append(m.group(1) if m.groups() else m.group(0))
         report.group_source = f"regex {group_regex!r} on file names"
         if unmatched:
-            report.notes.append(f"{unmatched} file names did not match the group regex: each is its own group")
+            report.notes.append(
+                f"{unmatched} file names did not match the group regex: each is its own group"
+            )
         return df.assign(group=groups)
     report.group_source = "file (no group information: each image is its own group)"
     return df.assign(group=df["id"])
@@ -363,8 +377,11 @@ def _drop_small_classes(df: pd.DataFrame, min_groups: int, report: DataReport) -
     for label in small:
         n_img = int((df["label"] == label).sum())
         report.problems.append(
-            Problem(label + "/", "class_too_small",
-                    f"class {label!r} has {n_img} image(s) in {int(n_groups[label])} group(s); the split needs "
-                    f"at least {min_groups} groups per class, so its images are left out")
+            Problem(
+                label + "/",
+                "class_too_small",
+                f"class {label!r} has {n_img} image(s) in {int(n_groups[label])} group(s); the split needs "
+                f"at least {min_groups} groups per class, so its images are left out",
+            )
         )
     return df[~df["label"].isin(small)].reset_index(drop=True)

@@ -114,8 +114,10 @@ def save_bundle(
     if out_dir.exists():
         raise BundleError(f"{out_dir} exists; a bundle is never overwritten")
     tensors, meta = estimator.export_state()
-    tensors = {k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v).contiguous()
-               for k, v in tensors.items()}
+    tensors = {
+        k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v).contiguous()
+        for k, v in tensors.items()
+    }
     weights_bytes = save_safetensors_bytes(tensors, metadata={"format": "lablens", "schema": BUNDLE_SCHEMA})
     card = {
         "schema": BUNDLE_SCHEMA,
@@ -134,7 +136,9 @@ def save_bundle(
         "training": training or {},
         "metrics": metrics or {},
         "versions": package_versions(),
-        "files": {WEIGHTS: {"sha256": hashlib.sha256(weights_bytes).hexdigest(), "bytes": len(weights_bytes)}},
+        "files": {
+            WEIGHTS: {"sha256": hashlib.sha256(weights_bytes).hexdigest(), "bytes": len(weights_bytes)}
+        },
     }
     card_bytes = json.dumps(card, indent=1, sort_keys=False).encode("utf-8")
     # Write into a hidden sibling and rename: a killed run never leaves a half-written bundle.
@@ -158,7 +162,9 @@ def _read_members(path: Path) -> tuple[bytes, bytes]:
     if path.is_dir():
         card_p, weights_p = path / CARD, path / WEIGHTS
         if not card_p.is_file():
-            pickles = [p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".pkl", ".pickle", ".bin")]
+            pickles = [
+                p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".pkl", ".pickle", ".bin")
+            ]
             extra = f" (found {', '.join(pickles)}: pickle-based files are never loaded)" if pickles else ""
             raise BundleError(f"{path} is not a lablens bundle: it has no {CARD}{extra}")
         if not weights_p.is_file():

@@ -113,8 +113,13 @@ class Predictor:
         for f in files:
             shown = str(f)
             if not is_valid_utf8_name(f):
-                result.skipped.append(Problem(shown.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                                              "bad_name", "file name is not valid UTF-8; rename the file"))
+                result.skipped.append(
+                    Problem(
+                        shown.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                        "bad_name",
+                        "file name is not valid UTF-8; rename the file",
+                    )
+                )
                 task.advance(1)
                 continue
             try:
@@ -142,12 +147,19 @@ def write_predictions(result: PredictionResult, out: str | Path, top_k: int, bun
     k = min(top_k, len(result.classes))
     if out.suffix.lower() == ".json":
         doc = {
-            "bundle": {"hash": result.bundle_hash, "path": str(bundle.path), "classes": result.classes,
-                       "temperature": bundle.temperature},
+            "bundle": {
+                "hash": result.bundle_hash,
+                "path": str(bundle.path),
+                "classes": result.classes,
+                "temperature": bundle.temperature,
+            },
             "top_k": k,
             "predictions": [
-                {"path": p, "ranked": [{"class": c, "probability": round(pr, 6)} for c, pr in r],
-                 "bundle_hash": result.bundle_hash}
+                {
+                    "path": p,
+                    "ranked": [{"class": c, "probability": round(pr, 6)} for c, pr in r],
+                    "bundle_hash": result.bundle_hash,
+                }
                 for p, r in zip(result.paths, ranked, strict=True)
             ],
             "skipped": [{"path": s.path, "kind": s.kind, "reason": s.reason} for s in result.skipped],

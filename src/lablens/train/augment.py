@@ -89,7 +89,7 @@ def apply_params(x: torch.Tensor, p: AugmentParams) -> torch.Tensor:
     x = x * p.brightness[:, None, None, None]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * p.contrast[:, None, None, None] + mean
-    grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
     x = (x - grey) * p.saturation[:, None, None, None] + grey
     if bool((p.blur_sigma > 0).any()):
         x = gaussian_blur_per_sample(x, p.blur_sigma)

@@ -24,7 +24,9 @@ def epoch_order(y: np.ndarray, mode: str, generator: torch.Generator) -> np.ndar
     if mode == "sampler":
         counts = np.bincount(y)
         p = 1.0 / counts[y]
-        idx = torch.multinomial(torch.as_tensor(p, dtype=torch.float64), n, replacement=True, generator=generator)
+        idx = torch.multinomial(
+            torch.as_tensor(p, dtype=torch.float64), n, replacement=True, generator=generator
+        )
         return idx.numpy()
     return torch.randperm(n, generator=generator).numpy()
 

@@ -104,7 +104,9 @@ class DeviceImages:
 
 
 class _Normalizer:
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, cl: bool) -> None:
+    def __init__(
+        self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, cl: bool
+    ) -> None:
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
         self.channels_last = cl
@@ -198,7 +200,9 @@ def predict_logits(
     norm = _Normalizer(mean, std, device, channels_last)
     out = []
     for start in range(0, len(images), batch_size):
-        xb = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)  # copy: caches are read-only
+        xb = torch.from_numpy(np.array(images[start : start + batch_size])).to(
+            device
+        )  # copy: caches are read-only
         x = norm.to_float(xb)
         views = range(8) if tta else range(1)
         with _autocast(device, amp):
@@ -271,7 +275,8 @@ def fit_network(
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=s.lr
+        [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=s.lr,
     )
     use_scaler = s.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
@@ -342,8 +347,15 @@ def fit_network(
         evaluated = ema.module if ema is not None else net
         if has_val:
             logits_val = predict_logits(
-                evaluated, x_val, mean=s.mean, std=s.std, device=device, batch_size=s.eval_batch_size,
-                channels_last=cl, amp=s.amp, tta=s.tta,
+                evaluated,
+                x_val,
+                mean=s.mean,
+                std=s.std,
+                device=device,
+                batch_size=s.eval_batch_size,
+                channels_last=cl,
+                amp=s.amp,
+                tta=s.tta,
             )
             record.update(_val_metrics(logits_val, np.asarray(y_val, dtype=np.int64)))
         record["seconds"] = time.perf_counter() - t0
@@ -384,7 +396,9 @@ def fit_network(
     elif ema is not None:
         net.load_state_dict(ema.module.state_dict())
     net.eval()
-    return LoopResult(history=history, best_epoch=best_epoch, stopped_early=stopped, resumed_from=resumed_from)
+    return LoopResult(
+        history=history, best_epoch=best_epoch, stopped_early=stopped, resumed_from=resumed_from
+    )
 
 
 def _has_batchnorm(net: torch.nn.Module) -> bool:

@@ -57,8 +57,13 @@ def read_data(
 def read_pixels(manifest: Manifest, size: int, data_cfg: DataConfig, progress: Any) -> np.ndarray:
     task = progress.task(f"decoding to {size}px cache", len(manifest))
     pixels = load_pixels(
-        manifest.paths, manifest.table["sha256"].tolist(), size, data_cfg.resize_mode,
-        cache_dir=data_cfg.cache_dir, limits=limits_from(data_cfg), on_progress=task.callback,
+        manifest.paths,
+        manifest.table["sha256"].tolist(),
+        size,
+        data_cfg.resize_mode,
+        cache_dir=data_cfg.cache_dir,
+        limits=limits_from(data_cfg),
+        on_progress=task.callback,
     )
     task.done()
     return pixels
@@ -77,12 +82,17 @@ def print_data_report(report: DataReport, max_lines: int = 50) -> None:
     if report.class_counts:
         console.print("  classes: " + ", ".join(f"{c} {n}" for c, n in report.class_counts.items()))
     for p in report.problems[:max_lines]:
-        console.print(f"  [yellow]skipped[/yellow] {p.path}: {p.reason} [dim]({p.kind})[/dim]", markup=True,
-                      highlight=False)
+        console.print(
+            f"  [yellow]skipped[/yellow] {p.path}: {p.reason} [dim]({p.kind})[/dim]",
+            markup=True,
+            highlight=False,
+        )
     if len(report.problems) > max_lines:
         console.print(f"  … and {len(report.problems) - max_lines} more (see data_report.json)")
     if report.problems:
-        console.print("  skipped by reason: " + ", ".join(f"{k} {n}" for k, n in report.counts_by_kind().items()))
+        console.print(
+            "  skipped by reason: " + ", ".join(f"{k} {n}" for k, n in report.counts_by_kind().items())
+        )
 
 
 def write_json(path: Path, doc: Any) -> None:
@@ -119,8 +129,16 @@ def evaluate_and_write(
     classes = manifest.classes
     y = manifest.y
     metrics = evaluate_predictions(
-        y, proba, classes, groups=manifest.groups, reader=manifest.reader, n_boot=eval_cfg.bootstrap,
-        level=eval_cfg.level, seed=0, top_k=tuple(eval_cfg.top_k), n_bins=eval_cfg.ece_bins,
+        y,
+        proba,
+        classes,
+        groups=manifest.groups,
+        reader=manifest.reader,
+        n_boot=eval_cfg.bootstrap,
+        level=eval_cfg.level,
+        seed=0,
+        top_k=tuple(eval_cfg.top_k),
+        n_bins=eval_cfg.ece_bins,
     )
     metrics["calibration"]["temperature"] = float(temperature)
     if uncalibrated_proba is not None:
@@ -130,8 +148,17 @@ def evaluate_and_write(
     write_json(out_dir / "metrics.json", metrics)
     write_prediction_table(out_dir / "predictions.csv", manifest, proba)
     write_report(
-        out_dir / "report.html", metrics, y_true=y, proba=proba, classes=classes, ids=manifest.ids,
-        images=np.asarray(images), history=history, title=title, subtitle=subtitle, run_info=run_info,
+        out_dir / "report.html",
+        metrics,
+        y_true=y,
+        proba=proba,
+        classes=classes,
+        ids=manifest.ids,
+        images=np.asarray(images),
+        history=history,
+        title=title,
+        subtitle=subtitle,
+        run_info=run_info,
     )
     return metrics
 

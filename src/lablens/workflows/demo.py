@@ -22,8 +22,9 @@ def unique_dir(base: Path) -> Path:
     return Path(f"{base}-{i}")
 
 
-def demo_config(image_size: int = 64, epochs: int = 8, model: str = "efficientnet_lite0",
-                weights: str = "imagenet") -> RunConfig:
+def demo_config(
+    image_size: int = 64, epochs: int = 8, model: str = "efficientnet_lite0", weights: str = "imagenet"
+) -> RunConfig:
     cfg = RunConfig()
     cfg.model.name = model
     cfg.model.weights = weights

@@ -56,8 +56,13 @@ def evaluate(
             prefix_len = len(next(iter(seen)))
             is_seen = manifest.table["sha256"].str[:prefix_len].isin(seen).to_numpy()
             for rid in manifest.table["id"][is_seen]:
-                report.problems.append(Problem(rid, "seen_in_training",
-                                               "used to train or validate this model (use --include-seen to score it)"))
+                report.problems.append(
+                    Problem(
+                        rid,
+                        "seen_in_training",
+                        "used to train or validate this model (use --include-seen to score it)",
+                    )
+                )
             if is_seen.all():
                 raise RunError(
                     f"every image in {data} was used to train or validate this model; nothing left to evaluate "
@@ -86,8 +91,14 @@ def evaluate(
             "temperature": round(b.temperature, 4),
         }
         metrics = evaluate_and_write(
-            out, manifest, pixels, proba, eval_cfg=eval_cfg, temperature=b.temperature,
-            uncalibrated_proba=softmax_t(logits, 1.0), run_info=info,
+            out,
+            manifest,
+            pixels,
+            proba,
+            eval_cfg=eval_cfg,
+            temperature=b.temperature,
+            uncalibrated_proba=softmax_t(logits, 1.0),
+            run_info=info,
             title=f"lablens evaluation — {(b.card.get('estimator') or {}).get('name')} on {Path(data).name}",
             subtitle=f"bundle {b.short_hash}; {len(manifest)} images"
             + (f", {report.n_skipped} skipped" if report.n_skipped else ""),

@@ -43,7 +43,9 @@ def predict(
     write_predictions(result, out, top_k, b)
     if progress:
         for s in result.skipped:
-            console.print(f"  [yellow]skipped[/yellow] {s.path}: {s.reason} [dim]({s.kind})[/dim]", highlight=False)
+            console.print(
+                f"  [yellow]skipped[/yellow] {s.path}: {s.reason} [dim]({s.kind})[/dim]", highlight=False
+            )
         console.print(
             f"{len(result.paths)} images classified, {len(result.skipped)} skipped → {out} (bundle {b.short_hash})"
         )

@@ -98,7 +98,9 @@ def _prepare_run_dir(out: Path, cfg: RunConfig, resume: bool) -> RunConfig:
             raise RunError(f"cannot resume: {out} holds no config.yaml from an earlier run")
         return load_config(saved)
     if out.exists() and any(out.iterdir()):
-        raise RunError(f"{out} exists and is not empty; use --resume to continue that run, or choose a new --out")
+        raise RunError(
+            f"{out} exists and is not empty; use --resume to continue that run, or choose a new --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
     return cfg
@@ -114,7 +116,9 @@ def _get_split(out: Path, manifest: Manifest, cfg: RunConfig, progress: Any) -> 
         split, notes = load_split(proto, manifest.ids, groups)
         shutil.copyfile(proto, saved)
     else:
-        split = make_split(manifest.y, groups, proto, val_fraction=cfg.split.val_fraction, seed=cfg.split.seed)
+        split = make_split(
+            manifest.y, groups, proto, val_fraction=cfg.split.val_fraction, seed=cfg.split.seed
+        )
         save_split(split, manifest.ids, groups, saved)
         notes = []
     for n in notes:
@@ -160,7 +164,9 @@ def train(
         metrics, bundles = _run(out, cfg, resume, progress)
     except BaseException:
         if created and not any(out.rglob("*.safetensors")):
-            shutil.rmtree(out, ignore_errors=True)  # nothing was trained: leave no half-made run folder behind
+            shutil.rmtree(
+                out, ignore_errors=True
+            )  # nothing was trained: leave no half-made run folder behind
         raise
     return TrainResult(out, metrics, bundles, time.perf_counter() - t0)
 
@@ -181,7 +187,9 @@ def _run(out: Path, cfg: RunConfig, resume: bool, progress: bool) -> tuple[dict[
             fold_dir = out if len(folds) == 1 else out / "folds" / fold.name
             fold_dir.mkdir(parents=True, exist_ok=True)
             if len(folds) > 1:
-                prog.log(f"[bold]{fold.name}[/bold]: train {len(fold.train)}, val {len(fold.val)}, test {len(fold.test)}")
+                prog.log(
+                    f"[bold]{fold.name}[/bold]: train {len(fold.train)}, val {len(fold.val)}, test {len(fold.test)}"
+                )
             results.append(_train_fold(fold_dir, fold, manifest, pixels, cfg, resume, prog))
         if len(folds) == 1:
             metrics = results[0][0]
@@ -192,13 +200,22 @@ def _run(out: Path, cfg: RunConfig, resume: bool, progress: bool) -> tuple[dict[
 
 
 def _train_fold(
-    fold_dir: Path, fold: Fold, manifest: Manifest, pixels: np.ndarray, cfg: RunConfig, resume: bool, prog: Any
+    fold_dir: Path,
+    fold: Fold,
+    manifest: Manifest,
+    pixels: np.ndarray,
+    cfg: RunConfig,
+    resume: bool,
+    prog: Any,
 ) -> tuple[dict, Bundle]:
     labels = manifest.table["label"].to_numpy()
     train_x = pixels[fold.train]
     val_x = pixels[fold.val] if len(fold.val) else None
     est = create_estimator(
-        cfg.model.name, **estimator_kwargs(cfg), checkpoint_dir=str(fold_dir / "checkpoints"), resume=resume,
+        cfg.model.name,
+        **estimator_kwargs(cfg),
+        checkpoint_dir=str(fold_dir / "checkpoints"),
+        resume=resume,
         progress=prog,
     )
     est.fit(train_x, labels[fold.train], val_x, labels[fold.val] if len(fold.val) else None)
@@ -212,8 +229,15 @@ def _train_fold(
     proba = softmax_t(test_logits, temperature)
     info = run_info(cfg, manifest, fold, est)
     metrics = evaluate_and_write(
-        fold_dir, test, pixels[fold.test], proba, eval_cfg=cfg.eval, temperature=temperature,
-        uncalibrated_proba=softmax_t(test_logits, 1.0), history=est.history_, run_info=info,
+        fold_dir,
+        test,
+        pixels[fold.test],
+        proba,
+        eval_cfg=cfg.eval,
+        temperature=temperature,
+        uncalibrated_proba=softmax_t(test_logits, 1.0),
+        history=est.history_,
+        run_info=info,
         title=f"lablens — {cfg.model.name} on {Path(cfg.data.path or '').name}",
         subtitle=f"{fold.name} test set: {len(fold.test)} images never seen in training or model selection",
     )
@@ -223,17 +247,31 @@ def _train_fold(
         "data": cfg.data.path,
         "manifest_hash": manifest.content_hash(),
         "class_counts": manifest.class_counts(),
-        "split": {"protocol": cfg.split.protocol, "seed": cfg.split.seed, "fold": fold.name,
-                  "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test)},
+        "split": {
+            "protocol": cfg.split.protocol,
+            "seed": cfg.split.seed,
+            "fold": fold.name,
+            "n_train": len(fold.train),
+            "n_val": len(fold.val),
+            "n_test": len(fold.test),
+        },
         "history": est.history_,
         "best_epoch": est.best_epoch_,
         "seen_sha256_prefixes": sorted({s[:SEEN_PREFIX] for s in seen}),
     }
-    summary = {k: metrics["overall"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "kappa",
-                                                     "macro_auc", "ece") if k in metrics["overall"]}
+    summary = {
+        k: metrics["overall"][k]
+        for k in ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "kappa", "macro_auc", "ece")
+        if k in metrics["overall"]
+    }
     bundle = save_bundle(
-        fold_dir / "bundle", est, estimator_name=cfg.model.name, image_size=cfg.model.image_size,
-        resize_mode=cfg.data.resize_mode, temperature=temperature, training=training,
+        fold_dir / "bundle",
+        est,
+        estimator_name=cfg.model.name,
+        image_size=cfg.model.image_size,
+        resize_mode=cfg.data.resize_mode,
+        temperature=temperature,
+        training=training,
         metrics={"test": summary, "n_test": len(fold.test), "level": cfg.eval.level},
     )
     prog.log(f"bundle {bundle.path} (hash {bundle.short_hash})")
@@ -270,5 +308,9 @@ def summarise_folds(fold_metrics: list[dict], names: list[str]) -> dict[str, Any
             "sd": float(np.std(finite, ddof=1)) if len(finite) > 1 else None,
             "values": values,
         }
-    return {"schema": "lablens.cv-metrics/1", "classes": fold_metrics[0]["classes"], "folds": names,
-            "summary": summary}
+    return {
+        "schema": "lablens.cv-metrics/1",
+        "classes": fold_metrics[0]["classes"],
+        "folds": names,
+        "summary": summary,
+    }
