@@ -271,7 +271,7 @@ def demo(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Folder for the demo (default ./lablens-demo, never reused)."
     ),
-    task: str = typer.Option("blood-cells", help="Phantom task."),
+    task: str = typer.Option("blood-cells", help="Phantom task (`lablens phantom list`)."),
     n: int = typer.Option(800, help="Number of synthetic images."),
     epochs: int = typer.Option(8, help="Training epochs."),
     image_size: int = typer.Option(64, help="Input size in pixels."),
@@ -291,6 +291,41 @@ def demo(
         model=model,
         weights=weights,
         progress=not quiet,
+    )
+
+
+@app.command()
+@friendly
+def phantom(
+    task: str = typer.Argument(..., help="Phantom task (see `lablens phantom list`), or `list`."),
+    out: Path | None = typer.Argument(None, help="New or empty output folder."),
+    n: int = typer.Option(400, "--n", "-n", help="Number of images (or fields)."),
+    seed: int = typer.Option(0, help="Master seed: the same arguments give byte-identical files."),
+    size: int | None = typer.Option(None, help="Image side in pixels (default: the task's)."),
+    groups: int | None = typer.Option(None, help="Synthetic patients/slides (default: ~25 images each)."),
+    blur: str = typer.Option("0", help="Extra defocus levels, e.g. 0-4 or 0,2,4 (level L: sigma L*size/96)."),
+    fields: bool = typer.Option(False, "--fields", help="Whole fields with boxes and masks of every object."),
+) -> None:
+    """Write synthetic phantoms with known truth: ImageFolder tree + manifest.csv (+ cells.csv, COCO json)."""
+    from lablens.data.phantoms import PHANTOM_TASKS, write_phantoms
+    from lablens.progress import make_progress
+
+    if task == "list":
+        for name, spec in PHANTOM_TASKS.items():
+            extra = " [--fields]" if spec.fields else ""
+            typer.echo(f"{name:24s}{len(spec.classes):3d} classes{extra}  {spec.description}")
+        return
+    if out is None:
+        raise ValueError("give an output folder: lablens phantom TASK OUT")
+    with make_progress(sys.stderr.isatty()) as prog:
+        df = write_phantoms(
+            task, out, n=n, seed=seed, size=size, groups=groups, blur=blur, fields=fields, progress=prog
+        )
+    counts = df["label"].value_counts().sort_index()
+    console.print(
+        f"wrote {len(df)} {'fields' if fields else 'images'} of '{task}' in {df['group'].nunique()} groups → {out}"
+        + "".join(f"\n  {label:24s}{k:6d}" for label, k in counts.items()),
+        highlight=False,
     )
 
 

@@ -161,3 +161,19 @@ def test_load_split_rejects_foreign_file(tmp_path: Path) -> None:
     p.write_text("{}")
     with pytest.raises(SplitError, match="not a lablens split"):
         load_split(p, ["a"], np.array(["a"]))
+
+
+def test_few_large_groups_still_fill_every_partition() -> None:
+    y = np.arange(160) % 8
+    groups = np.array([f"P{i * 6 // 160}" for i in range(160)])  # 6 mixed groups for 3 partitions
+    fold = make_split(y, groups, "8:1:1").folds[0]
+    assert len(fold.train) and len(fold.val) and len(fold.test)
+    sides = [set(groups[fold.train]), set(groups[fold.val]), set(groups[fold.test])]
+    assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
+
+
+def test_fewer_groups_than_partitions_is_a_clear_error() -> None:
+    y = np.arange(20) % 2
+    groups = np.array(["A"] * 10 + ["B"] * 10)
+    with pytest.raises(SplitError, match="at least one group per partition"):
+        make_split(y, groups, "8:1:1")

@@ -132,7 +132,28 @@ def allocate_groups(
         assign[g] = best
         current[best] += counts[g]
         sizes[best] += counts[g].sum()
+    _fill_empty_partitions(assign, counts.sum(1), frac)
     return assign[g_idx]
+
+
+def _fill_empty_partitions(assign: np.ndarray, group_sizes: np.ndarray, frac: np.ndarray) -> None:
+    """Give every partition with a positive fraction at least one group (few large groups can starve one).
+
+    The smallest group of the partition holding the most groups moves over; in place.
+    """
+    wanted = [p for p in range(len(frac)) if frac[p] > 0]
+    if len(group_sizes) < len(wanted):
+        raise SplitError(
+            f"only {len(group_sizes)} group(s) (patients/slides) for {len(wanted)} partitions; a grouped split "
+            "needs at least one group per partition: add data, or use fewer partitions (e.g. 9:1)"
+        )
+    for p in wanted:
+        if (assign == p).any():
+            continue
+        holders = np.bincount(assign, minlength=len(frac))
+        donor = int(np.argmax(holders))
+        candidates = np.flatnonzero(assign == donor)
+        assign[candidates[np.argmin(group_sizes[candidates])]] = p
 
 
 def make_split(

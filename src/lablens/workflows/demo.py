@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lablens.config import RunConfig
 from lablens.data.phantoms import PHANTOM_TASKS, write_phantoms
-from lablens.progress import console
+from lablens.progress import console, make_progress
 from lablens.workflows.common import RunError
 from lablens.workflows.predict import predict
 from lablens.workflows.train import TrainResult, train
@@ -54,7 +54,10 @@ def demo(
     out = unique_dir(Path(out) if out else Path("lablens-demo"))
     data_dir = out / "data"
     console.print(f"[bold]lablens demo[/bold]: {n} synthetic '{task}' images → {out}")
-    write_phantoms(task, data_dir, n=n, seed=seed, size=max(image_size, 64), progress=progress)
+    # render at the task's own scale (up to 128 px) so thin structures survive, train at image_size
+    size = max(image_size, min(PHANTOM_TASKS[task].default_size, 128))
+    with make_progress(progress) as prog:
+        write_phantoms(task, data_dir, n=n, seed=seed, size=size, progress=prog)
     cfg = demo_config(image_size, epochs, model, weights)
     cfg.train.seed = seed
     cfg.split.seed = seed

@@ -1,3 +1,5 @@
+# TEMPORARY NOTE FOR PARALLEL HELPERS: read src/lablens/data/phantoms/README_FOR_HELPERS.md NOW (rules: do not
+# commit or touch git, do not run the full test suite, 2 shared CPU cores, test file naming, difficulty targets).
 """Synthetic May-Grünwald-Giemsa peripheral blood smear phantoms, eight CellaVision-style classes.
 
 Each image is a ~36 µm square field of view centred on one target cell (or a platelet clump) lying on a
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lablens.data.phantoms import draw as d
+from lablens.data.phantoms.task import PhantomTask
 
 CLASSES: tuple[str, ...] = (
     "basophil",
@@ -789,7 +792,7 @@ def draw(params: dict[str, Any], size: int = 128) -> np.ndarray:
         field = d.smooth_noise(shape, size / 2.0, params["vignette_seed"] + seed_mix)
         light = light * (1.0 + params["vignette"] * field)[..., None]
     img = d.absorb(light, od)
-    img = d.defocus(img, params["blur_um"] * fr.ppu)
+    img = d.defocus(img, d.total_blur(params["blur_um"] * fr.ppu, params, size))
     img = d.sensor_noise(
         img, params["noise_seed"] + seed_mix, read=params["noise_read"], shot=params["noise_shot"]
     )
@@ -838,3 +841,14 @@ def render(
     if style is None:
         style = sample_style(rng)
     return draw(sample_params(label, rng, style), size)
+
+
+TASK = PhantomTask(
+    name="blood-cells",
+    classes=CLASSES,
+    description="May-Grünwald-Giemsa peripheral blood smear, 8 cell classes (CellaVision-like crops)",
+    style_sampler=sample_style,
+    param_sampler=sample_params,
+    drawer=draw,
+    truth_fn=truth,
+)
