@@ -305,9 +305,13 @@ def phantom(
     groups: int | None = typer.Option(None, help="Synthetic patients/slides (default: ~25 images each)."),
     blur: str = typer.Option("0", help="Extra defocus levels, e.g. 0-4 or 0,2,4 (level L: sigma L*size/96)."),
     fields: bool = typer.Option(False, "--fields", help="Whole fields with boxes and masks of every object."),
+    montage: bool = typer.Option(
+        False, "--montage", help="Write a labelled contact sheet to OUT (a .png) instead of a dataset."
+    ),
 ) -> None:
     """Write synthetic phantoms with known truth: ImageFolder tree + manifest.csv (+ cells.csv, COCO json)."""
     from lablens.data.phantoms import PHANTOM_TASKS, write_phantoms
+    from lablens.data.phantoms import montage as contact_sheet
     from lablens.progress import make_progress
 
     if task == "list":
@@ -317,6 +321,12 @@ def phantom(
         return
     if out is None:
         raise ValueError("give an output folder: lablens phantom TASK OUT")
+    if montage:
+        if out.exists():
+            raise FileExistsError(f"{out} exists; not overwritten")
+        contact_sheet(task, out, per_class=8, seed=seed, size=size or 96, compact=True)
+        console.print(f"wrote contact sheet of '{task}' → {out}", highlight=False)
+        return
     with make_progress(sys.stderr.isatty()) as prog:
         df = write_phantoms(
             task, out, n=n, seed=seed, size=size, groups=groups, blur=blur, fields=fields, progress=prog

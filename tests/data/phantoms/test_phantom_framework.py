@@ -96,10 +96,26 @@ def test_blur_levels_are_balanced_and_really_blur(task: str, tmp_path: Path) -> 
     assert np.median([sharpness(p) for p in blurred.path]) < np.median([sharpness(p) for p in sharp.path])
 
 
-def test_rle_round_trip() -> None:
+def _naive_rle(mask: np.ndarray) -> list[int]:
+    counts, current, run = [], False, 0
+    for v in mask.ravel(order="F"):
+        if v == current:
+            run += 1
+        else:
+            counts.append(run)
+            current, run = bool(v), 1
+    return [*counts, run]
+
+
+def test_rle_matches_a_naive_encoder_and_round_trips() -> None:
     rng = np.random.default_rng(0)
-    for shape in ((7, 5), (32, 32), (1, 9)):
-        mask = rng.random(shape) > 0.6
+    for _ in range(500):
+        h, w = rng.integers(1, 12, 2)
+        mask = np.zeros((h, w), bool)
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        mask[y0 : y0 + rng.integers(1, 6), x0 : x0 + rng.integers(1, 6)] = rng.random() > 0.1
+        mask &= rng.random((h, w)) > 0.3
+        assert rle_encode(mask)["counts"] == _naive_rle(mask)
         assert np.array_equal(rle_decode(rle_encode(mask)), mask)
     full = np.ones((3, 4), bool)
     assert rle_encode(full)["counts"] == [0, 12]
@@ -169,3 +185,14 @@ def test_cli_phantom_list_write_and_refuse_overwrite(tmp_path: Path) -> None:
     assert _tree(out) == before
     bad = runner.invoke(app, ["phantom", "no-such-task", str(tmp_path / "y")])
     assert bad.exit_code == 1 and "unknown phantom task" in bad.output
+
+
+def test_cli_montage_writes_a_palette_png_and_never_overwrites(tmp_path: Path) -> None:
+    runner = CliRunner()
+    png = tmp_path / "sheet.png"
+    ok = runner.invoke(app, ["phantom", "blood-cells", str(png), "--montage", "--size", "32"])
+    assert ok.exit_code == 0, ok.output
+    with Image.open(png) as im:
+        assert im.mode == "P" and im.width > 8 * 32 and im.height >= 8 * 32
+    again = runner.invoke(app, ["phantom", "blood-cells", str(png), "--montage"])
+    assert again.exit_code == 1 and "not overwritten" in again.output

@@ -12,7 +12,7 @@ parameters. Everything is driven by explicit NumPy generators, so a dataset repl
     # demo-data/<class>/<class>_00000.png ... + demo-data/manifest.csv (path, label, group, truth)
 
 One module per task defines ``TASK``; the table below collects them. ``docs/phantoms/<task>.png``
-is ``montage(task, path)`` re-saved as a 256-colour palette PNG (PIL ``Quantize.MAXCOVERAGE``).
+is ``lablens phantom <task> docs/phantoms/<task>.png --montage``.
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ def montage(
     seed: int = 0,
     size: int = 96,
     field_size: int | None = None,
+    compact: bool = False,
 ) -> Path:
     """Save a labelled contact sheet; see :func:`lablens.data.phantoms.contact_sheet.montage`."""
-    return _sheet.montage(get_task(task), out_png, per_class, seed, size, field_size)
+    return _sheet.montage(get_task(task), out_png, per_class, seed, size, field_size, compact)

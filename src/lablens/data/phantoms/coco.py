@@ -14,13 +14,27 @@ import numpy as np
 
 def rle_encode(mask: np.ndarray) -> dict[str, Any]:
     """Uncompressed COCO RLE of a boolean ``(H, W)`` mask."""
-    flat = np.asarray(mask, bool).ravel(order="F")
-    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    mask = np.asarray(mask, bool)
+    h, w = mask.shape
+    size = [int(h), int(w)]
+    cols = np.flatnonzero(mask.any(axis=0))
+    if len(cols) == 0:
+        return {"counts": [h * w], "size": size}
+    # Column-major order: the full-height slab of occupied columns is one contiguous stretch, so encode
+    # only that and add the background before and after it (a small object costs little in a big field).
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    flat = mask[:, x0:x1].ravel(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     bounds = np.concatenate([[0], change, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat.size and flat[0]:
-        counts = [0, *counts]
-    return {"counts": [int(c) for c in counts], "size": [int(mask.shape[0]), int(mask.shape[1])]}
+    runs = np.diff(bounds)
+    counts = [0] if flat[0] else []  # counts start with a background run, possibly empty
+    counts += [int(c) for c in runs]
+    counts[0] += x0 * h  # background runs before the slab ...
+    if not flat[-1]:
+        counts[-1] += (w - x1) * h  # ... and after it
+    elif x1 < w:
+        counts.append((w - x1) * h)
+    return {"counts": counts, "size": size}
 
 
 def rle_decode(rle: dict[str, Any]) -> np.ndarray:

@@ -18,11 +18,13 @@ def montage(
     seed: int = 0,
     size: int = 96,
     field_size: int | None = None,
+    compact: bool = False,
 ) -> Path:
     """Save a labelled grid (one row per class, ``per_class`` examples) and return its path.
 
     Column ``k`` uses group style ``k`` for every row, so a column shows one synthetic slide. When the
     task has whole fields, one field is appended below the grid, plain and with its object boxes.
+    ``compact`` saves a 256-colour palette PNG (PIL ``Quantize.MAXCOVERAGE``, no dither), as in ``docs/``.
     """
     label_w = 8 + 7 * max(len(c) for c in task.classes)
     pad = 2
@@ -47,6 +49,8 @@ def montage(
         grid.paste(field_img, (0, rows_h + pad))
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if compact:
+        grid = grid.quantize(256, method=Image.Quantize.MAXCOVERAGE, dither=Image.Dither.NONE)
     grid.save(out, format="PNG", optimize=True)
     return out
 

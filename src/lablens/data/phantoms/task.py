@@ -51,10 +51,11 @@ class Instance:
 
     def box(self) -> tuple[int, int, int, int]:
         """Tight box ``(x0, y0, x1, y1)`` in pixels, ``x1``/``y1`` exclusive; ``(0, 0, 0, 0)`` if empty."""
-        ys, xs = np.nonzero(self.mask)
-        if len(xs) == 0:
+        rows = np.flatnonzero(self.mask.any(axis=1))
+        if len(rows) == 0:
             return (0, 0, 0, 0)
-        return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        cols = np.flatnonzero(self.mask[rows[0] : rows[-1] + 1].any(axis=0))
+        return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,12 @@ def parse_blur_levels(levels: str | Sequence[int] | None) -> tuple[int, ...]:
 
 
 def default_groups(n: int, n_classes: int, one_label_per_group: bool) -> int:
-    """Synthetic patients: ~25 images each; with one label per group at least 5 groups per class."""
+    """Synthetic patients: ~25 images each; with one label per group ~10 each and at least 5 per class.
+
+    One-label groups are smaller so that a 10 % test split still holds several patients per class.
+    """
     if one_label_per_group:
-        return min(n, max(5 * n_classes, n // 20))
+        return min(n, max(5 * n_classes, n // 10))
     return max(4, n // 25)
 
 

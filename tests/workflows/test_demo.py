@@ -1,0 +1,42 @@
+"""``lablens demo --task`` runs the whole flow on every phantom task (tiny settings; the timed runs are in the README)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lablens.data.phantoms import PHANTOM_TASKS
+from lablens.workflows.common import RunError
+from lablens.workflows.demo import demo
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(PHANTOM_TASKS))
+def test_demo_runs_for_every_task(task: str, tmp_path: Path) -> None:
+    n = 6 * len(PHANTOM_TASKS[task].classes)
+    result = demo(
+        tmp_path / "demo",
+        task=task,
+        n=n,
+        image_size=32,
+        epochs=1,
+        model="resnet18",
+        weights="scratch",
+        progress=False,
+    )
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["overall"]["accuracy"]["value"] <= 1.0
+    assert (result.run_dir / "report.html").is_file()
+    assert result.bundles and (result.bundles[0] / "card.json").is_file()
+    card = json.loads((result.bundles[0] / "card.json").read_text())
+    assert card["classes"] == sorted(PHANTOM_TASKS[task].classes)
+    rows = pd.read_csv(tmp_path / "demo" / "predictions.csv")
+    assert len(rows) >= 1 and set(rows["class_1"]) <= set(PHANTOM_TASKS[task].classes)
+
+
+def test_demo_refuses_unknown_task(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="unknown demo task"):
+        demo(tmp_path / "d", task="no-such-task", progress=False)
