@@ -1,5 +1,3 @@
-# TEMPORARY NOTE FOR PARALLEL HELPERS: read src/lablens/data/phantoms/README_FOR_HELPERS.md NOW (rules: do not
-# commit or touch git, do not run the full test suite, 2 shared CPU cores, test file naming, difficulty targets).
 """Synthetic image phantoms: built-in demo and test data with known ground truth.
 
 A :class:`PhantomTask` (see :mod:`.task`) renders labelled images from a per-group *style* (a

@@ -1,5 +1,3 @@
-# TEMPORARY NOTE FOR PARALLEL HELPERS: read src/lablens/data/phantoms/README_FOR_HELPERS.md NOW (rules: do not
-# commit or touch git, do not run the full test suite, 2 shared CPU cores, test file naming, difficulty targets).
 """Synthetic May-Grünwald-Giemsa peripheral blood smear phantoms, eight CellaVision-style classes.
 
 Each image is a ~36 µm square field of view centred on one target cell (or a platelet clump) lying on a

@@ -1,5 +1,3 @@
-# TEMPORARY NOTE FOR PARALLEL HELPERS: read src/lablens/data/phantoms/README_FOR_HELPERS.md NOW (rules: do not
-# commit or touch git, do not run the full test suite, 2 shared CPU cores, test file naming, difficulty targets).
 """Deterministic drawing primitives for synthetic microscopy phantoms.
 
 Everything here is modality-neutral: soft (anti-aliased) masks, shape unions, granule and texture

@@ -1,5 +1,3 @@
-# TEMPORARY NOTE FOR PARALLEL HELPERS: read src/lablens/data/phantoms/README_FOR_HELPERS.md NOW (rules: do not
-# commit or touch git, do not run the full test suite, 2 shared CPU cores, test file naming, difficulty targets).
 """The contract every phantom generator obeys: :class:`PhantomTask`, :class:`FieldSpec`, :class:`Instance`.
 
 A task module (``blood_cells.py``, ``ana_hep2.py`` ...) defines four plain functions and builds one
