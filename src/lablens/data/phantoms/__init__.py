@@ -16,13 +16,20 @@ is ``lablens phantom <task> docs/phantoms/<task>.png --montage``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from lablens.data.phantoms import (
+    ana_hep2,
+    blood_cells,
+    blood_smear,
+    kidney_if,
+    nailfold,
+    neutrophil_inclusions,
+)
 from lablens.data.phantoms import contact_sheet as _sheet
 from lablens.data.phantoms import write as _write
 from lablens.data.phantoms.task import FieldSpec, Instance, PhantomTask
@@ -41,37 +48,18 @@ __all__ = [
     "write_phantoms",
 ]
 
-# One module per task, each defining ``TASK``. (While tasks are being added, a module that does not
-# exist yet is skipped; any other import error is raised.)
-_TASK_MODULES = ("blood_cells", "neutrophil_inclusions", "ana_hep2", "kidney_if", "nailfold")
-# Whole-field modes kept in their own module (defining ``FIELDS``) for tasks whose cell module is large.
-_FIELD_MODULES = {"blood-cells": "blood_smear"}
-
-
-def _import(name: str) -> Any:
-    qualified = f"{__name__}.{name}"
-    try:
-        return importlib.import_module(qualified)
-    except ModuleNotFoundError as exc:
-        if exc.name == qualified:
-            return None
-        raise
-
-
-def _load_tasks() -> dict[str, PhantomTask]:
-    tasks: dict[str, PhantomTask] = {}
-    for name in _TASK_MODULES:
-        module = _import(name)
-        if module is not None:
-            tasks[module.TASK.name] = module.TASK
-    for task_name, name in _FIELD_MODULES.items():
-        module = _import(name)
-        if module is not None and task_name in tasks:
-            tasks[task_name] = dataclasses.replace(tasks[task_name], fields=module.FIELDS)
-    return tasks
-
-
-PHANTOM_TASKS: dict[str, PhantomTask] = _load_tasks()
+# One module per task, each defining ``TASK``; whole-field modes kept in their own module (``FIELDS``)
+# where the cell module is already large.
+PHANTOM_TASKS: dict[str, PhantomTask] = {
+    t.name: t
+    for t in (
+        dataclasses.replace(blood_cells.TASK, fields=blood_smear.FIELDS),
+        neutrophil_inclusions.TASK,
+        ana_hep2.TASK,
+        kidney_if.TASK,
+        nailfold.TASK,
+    )
+}
 
 
 def get_task(task: str | PhantomTask) -> PhantomTask:

@@ -358,7 +358,7 @@ def _plexus(
         out.append(
             {
                 "points": pts,
-                "radii": (rng.uniform(12.0, 30.0) * rng.uniform(0.8, 1.2, len(pts))).tolist(),
+                "radii": (rng.uniform(12.0, 40.0) * rng.uniform(0.8, 1.2, len(pts))).tolist(),
                 "contrast": float(visibility * rng.uniform(0.3, 0.8)),
             }
         )
@@ -375,7 +375,7 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
     if label not in CLASSES:
         raise ValueError(f"unknown nailfold class {label!r}; expected one of {CLASSES}")
     field_um = FIELD_UM / (style["magnification"] * rng.uniform(0.97, 1.03))
-    row_y = rng.uniform(-0.26, -0.12) * field_um
+    row_y = rng.uniform(-0.3, -0.08) * field_um
     loops, n_haem = _row(label, rng, field_um, row_y)
     haem = _haemorrhages(label, rng, loops, n_haem)
     glare = []
@@ -399,12 +399,12 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
         "plexus": _plexus(rng, field_um, row_y, style["plexus_visibility"]),
         "skin_od": _od("skin", style, rng),
         "cuticle_od": _od("cuticle", style, rng),
-        "blood_od": [v * style["vessel_contrast"] for v in _od("blood", style, rng, 0.15)],
+        "blood_od": [v * style["vessel_contrast"] for v in _od("blood", style, rng, 0.25)],
         "haem_od": _od("haemorrhage", style, rng, 0.1),
         "melanin_od": [v * style["melanin"] for v in _od("melanin", style, rng)],
-        "redness": float(style["skin_redness"] * rng.uniform(0.9, 1.1)),
+        "redness": float(style["skin_redness"] * rng.uniform(0.8, 1.2)),
         "illumination": (
-            np.asarray(REFERENCE_LIGHT) / 255.0 * style["exposure"] * rng.uniform(0.94, 1.06)
+            np.asarray(REFERENCE_LIGHT) / 255.0 * style["exposure"] * rng.uniform(0.86, 1.14)  # auto-exposure
         ).tolist(),
         "gradient": float(style["illumination_gradient"] * rng.uniform(0.5, 1.0)),
         "gradient_angle": float(rng.uniform(0.0, 2 * np.pi)),
@@ -536,7 +536,7 @@ def _render(params: dict[str, Any], size: int, want_masks: bool) -> tuple[np.nda
     for lp in params["loops"]:
         outer = _chain_masks(shape, fr, lp["chains"], soft)
         core = _chain_masks(shape, fr, lp["chains"], soft, 0.5)
-        gain = float(np.clip((lp["apical_um"] / 15.0) ** 0.3, 0.8, 1.5))
+        gain = float(np.clip((lp["apical_um"] / 15.0) ** 0.12, 0.9, 1.2))
         vessels = np.maximum(vessels, gain * (0.75 * outer + 0.25 * core))
         loop_masks.append(outer)
     plexus = np.zeros(shape, np.float32)
