@@ -26,7 +26,7 @@ the deterministic primitives of :mod:`lablens.data.phantoms.draw`.
 
 Brightness is deliberately a weak cue: the camera auto-exposes every image (a group-dependent share
 of the gain follows the brightest structures), the specific stain intensity overlaps between the
-positive classes (trace to 3+), the negative class keeps its tubular autofluorescence and a faint
+positive classes (1+ to 3+), the negative class keeps its tubular autofluorescence and a faint
 non-specific mesangial smudge, and bright class-independent distractors appear in any class: protein
 casts and reabsorption droplets in tubules (they bind the conjugate non-specifically) and the
 autofluorescent elastic lamina of an arteriole. A classifier has to read where the glomerular signal
@@ -61,7 +61,7 @@ def sample_style(rng: np.random.Generator) -> dict[str, float]:
     Returns:
         ``stain_gain`` (conjugate brightness), ``fitc_tint`` (-1 cyan-green .. +1 yellow-green),
         ``autofluorescence`` (tissue autofluorescence level), ``autofluor_yellow`` (how much yellower
-        the autofluorescence is than FITC, 0..0.35), ``background`` (black level), ``exposure`` (gain),
+        the autofluorescence is than FITC, 0..0.6), ``background`` (black level), ``exposure`` (gain),
         ``auto_exposure`` (0 fixed gain .. 1 gain fully set by the brightest structures),
         ``focus_blur_um`` (defocus sigma, µm), ``glom_diameter_um`` (mean glomerular tuft diameter),
         ``framing`` (field of view / tuft diameter), ``loop_radius_um`` (mean capillary lumen
@@ -74,19 +74,19 @@ def sample_style(rng: np.random.Generator) -> dict[str, float]:
         "stain_gain": float(rng.uniform(0.65, 1.35)),
         "fitc_tint": float(rng.uniform(-1.0, 1.0)),
         "autofluorescence": float(rng.uniform(0.04, 0.2)),
-        "autofluor_yellow": float(rng.uniform(0.0, 0.35)),
-        "background": float(rng.uniform(0.005, 0.085)),
+        "autofluor_yellow": float(rng.uniform(0.0, 0.6)),
+        "background": float(rng.uniform(0.008, 0.05)),
         "exposure": float(rng.uniform(0.8, 1.2)),
         "auto_exposure": float(rng.uniform(0.5, 0.95)),
         "focus_blur_um": float(rng.uniform(0.2, 0.9)),
         "glom_diameter_um": float(rng.uniform(120.0, 185.0)),
-        "framing": float(rng.uniform(1.2, 1.7)),
+        "framing": float(rng.uniform(1.25, 1.75)),
         "loop_radius_um": float(rng.uniform(3.8, 5.4)),
         "noise_level": float(rng.uniform(0.006, 0.022)),
         "vignette": float(rng.uniform(0.0, 0.25)),
         "vessel_chance": float(rng.uniform(0.2, 0.7)),
         "cast_rate": float(rng.beta(0.7, 4.0) * 0.5),
-        "droplet_rate": float(rng.beta(0.6, 2.0) * 0.2),
+        "droplet_rate": float(rng.beta(0.6, 2.0) * 0.1),
     }
 
 
@@ -537,10 +537,10 @@ _EXPANSION = {  # mesangial stalk width factor: expanded in IgA nephropathy and 
 }
 
 _INTENSITY = {  # specific stain level (before the group's stain gain): trace/1+ to 3+, overlapping
-    "anti_gbm": (0.4, 0.95),
-    "iga_mesangial": (0.4, 1.0),
-    "lupus_full_house": (0.5, 1.1),
-    "membranous": (0.4, 0.95),
+    "anti_gbm": (0.45, 0.95),
+    "iga_mesangial": (0.5, 1.0),
+    "lupus_full_house": (0.6, 1.1),
+    "membranous": (0.45, 0.95),
     "negative": (0.0, 0.0),
 }
 
@@ -559,7 +559,7 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
     tubules = _tubules(rng, field_um, capsule, vessels, style["cast_rate"] * rng.uniform(0.0, 2.0))
     deposits = _deposits(label, rng, tuft, loops, tubules, capsule, field_um)
     droplets = _droplets(rng, tubules, style["droplet_rate"] * rng.uniform(0.0, 2.0))
-    tint = style["fitc_tint"] * 0.18 + rng.normal(0.0, 0.02)
+    tint = style["fitc_tint"] * 0.14 + rng.normal(0.0, 0.02)
     fitc = np.clip(np.asarray(FITC_RGB) + np.array([tint, 0.0, -0.6 * tint]), 0.0, 1.0)
     yellow = style["autofluor_yellow"]
     af_rgb = (1 - yellow) * fitc + yellow * np.asarray(AUTOFLUOR_RGB)
@@ -582,7 +582,7 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
             "tubule": float(af),
             "tuft": float(af * rng.uniform(0.2, 0.4)),
             "capsule": float(af * rng.uniform(0.3, 0.6)),
-            "interstitium": float(af * rng.uniform(0.04, 0.14)),
+            "interstitium": float(af * rng.uniform(0.08, 0.2)),
             "granularity": float(rng.uniform(0.4, 0.8)),
             "seed": int(rng.integers(2**31)),
         },
