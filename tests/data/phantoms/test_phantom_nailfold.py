@@ -103,14 +103,14 @@ def test_normal_is_a_regular_row_of_thin_loops() -> None:
 def test_early_keeps_density_with_a_few_enlarged_loops() -> None:
     for t in _truths("ssc_early"):
         assert 7.0 <= t["capillaries_per_mm"] <= 10.0
-        assert t["n_giant"] <= 2 and t["n_giant"] + t["n_dilated"] >= 2
+        assert 1 <= t["n_giant"] <= 2 and t["n_dilated"] >= 1
         assert t["n_haemorrhage"] <= 2 and t["n_ramified"] == 0
 
 
 def test_active_has_giants_haemorrhages_and_moderate_loss() -> None:
     for t in _truths("ssc_active"):
         assert 4.0 <= t["capillaries_per_mm"] <= 6.0
-        assert t["n_giant"] >= 2 and t["max_apical_diameter_um"] >= nf.GIANT_UM
+        assert t["n_giant"] >= 3 and t["max_apical_diameter_um"] >= nf.GIANT_UM
         assert t["n_haemorrhage"] >= 3
 
 

@@ -9,10 +9,11 @@ patterns:
 
 * ``normal`` — a regular row of thin hairpin loops, 9–12 per mm, uniform and parallel, arms and apex
   at most 20 µm across, no giant capillary, no haemorrhage;
-* ``ssc_early`` — architecture and density (7–10 per mm) preserved, a few dilated (20–50 µm) or giant
-  (≥ 50 µm) capillaries and a few haemorrhages;
-* ``ssc_active`` — frequent giant capillaries (apical diameter ≥ 50 µm), frequent micro-haemorrhages
-  (dark brown-red deposits above the apices), moderate loss (4–6 per mm), mild disorganisation;
+* ``ssc_early`` — architecture and density (7–10 per mm) preserved, a few dilated (20–50 µm) and one
+  or two giant (≥ 50 µm) capillaries, at most two haemorrhages;
+* ``ssc_active`` — frequent giant capillaries (three or more, apical diameter ≥ 50 µm), frequent
+  micro-haemorrhages (dark brown-red deposits above the apices), moderate loss (4–6 per mm), mild
+  disorganisation;
 * ``ssc_late`` — severe loss (fewer than 4 per mm) leaving avascular areas, ramified / bushy
   neoangiogenic capillaries, marked disorganisation, few or no giants and haemorrhages.
 
@@ -83,9 +84,9 @@ def sample_style(rng: np.random.Generator) -> dict[str, float]:
         "skin_hue": float(rng.uniform(-1.0, 1.0)),
         "skin_redness": float(rng.uniform(0.75, 1.3)),
         "melanin": float(rng.beta(1.2, 4.0)),
-        "exposure": float(rng.uniform(0.82, 1.08)),
-        "vessel_contrast": float(rng.uniform(0.55, 1.4)),
-        "plexus_visibility": float(rng.uniform(0.15, 1.0)),
+        "exposure": float(rng.uniform(0.72, 1.12)),
+        "vessel_contrast": float(rng.uniform(0.8, 1.3)),
+        "plexus_visibility": float(rng.uniform(0.1, 1.0)),
         "focus_blur_um": float(rng.uniform(1.5, 5.0)),
         "deep_blur_um": float(rng.uniform(10.0, 22.0)),
         "glare": float(rng.uniform(0.0, 1.0)),
@@ -162,9 +163,9 @@ def _branches(
         base = trunk[i]
         outward = np.sign(base[0]) if abs(base[0]) > 1e-6 else rng.choice([-1.0, 1.0])
         up = float(outward * rng.uniform(0.25, 1.35) + rng.normal(0.0, 0.2))  # up and outward
-        length = rng.uniform(35.0, 120.0)
-        half = rng.uniform(6.0, 15.0)
-        r = float(min(trunk_r[i] * rng.uniform(0.6, 0.9), rng.uniform(4.0, 8.0)))
+        length = rng.uniform(50.0, 140.0)
+        half = rng.uniform(7.0, 16.0)
+        r = float(min(trunk_r[i] * rng.uniform(0.7, 1.0), rng.uniform(5.0, 9.0)))
         pts, radii = _hairpin(rng, length, half, r, (r, r), rng.uniform(0.4, 1.4))
         pts = _place(pts - np.array([0.0, length]), up, base)
         out.append({"points": pts.tolist(), "radii": radii.tolist()})
@@ -177,13 +178,16 @@ def _branches(
     return out
 
 
-def _loop_shape(kind: str, rng: np.random.Generator, tort: float, depth: float) -> dict[str, Any]:
+def _loop_shape(
+    kind: str, rng: np.random.Generator, tort: float, depth: float, mild: bool = False
+) -> dict[str, Any]:
     """Local geometry of one capillary of ``kind`` (``normal``, ``dilated``, ``giant``, ``ramified``).
 
-    ``depth`` scales the visible length of the arms (how deep the skin lets one see).
+    ``depth`` scales the visible length of the arms (how deep the skin lets one see); ``mild`` giants
+    (early pattern) stay below about 70 µm.
     """
     if kind == "giant":
-        apical = rng.uniform(54.0, 95.0)
+        apical = rng.uniform(54.0, 95.0) if not mild else rng.uniform(52.0, 72.0)
         length, gap = rng.uniform(130.0, 250.0), rng.uniform(15.0, 60.0)
         arms = apical * rng.uniform(0.55, 0.85, 2)
         tort *= 0.35  # homogeneously enlarged: a broad, smooth U
@@ -193,13 +197,13 @@ def _loop_shape(kind: str, rng: np.random.Generator, tort: float, depth: float) 
         arms = apical * rng.uniform(0.65, 0.9, 2)
         tort *= 0.6
     elif kind == "ramified":
-        apical = rng.uniform(14.0, 30.0)
+        apical = rng.uniform(16.0, 34.0)
         length, gap = rng.uniform(90.0, 200.0), rng.uniform(10.0, 35.0)
         arms = apical * rng.uniform(0.7, 1.0, 2)
     else:
-        apical = rng.uniform(9.0, 17.0)
+        apical = rng.uniform(11.0, 19.0)
         length, gap = rng.uniform(170.0, 320.0), rng.uniform(8.0, 24.0)
-        arms = np.array([rng.uniform(6.0, 0.8 * apical), rng.uniform(0.7 * apical, apical)])
+        arms = np.array([rng.uniform(8.0, 0.85 * apical), rng.uniform(0.75 * apical, apical)])
     half = (gap + apical) / 2.0
     pts, radii = _hairpin(rng, length * depth, half, apical / 2.0, (arms[0] / 2.0, arms[1] / 2.0), tort)
     chains = [{"points": pts.tolist(), "radii": radii.tolist()}]
@@ -209,7 +213,7 @@ def _loop_shape(kind: str, rng: np.random.Generator, tort: float, depth: float) 
         "kind": kind,
         "apical_um": float(apical),
         "half": float(half),
-        "length": float(length),
+        "length": float(length * depth),
         "chains": chains,
     }
 
@@ -241,8 +245,8 @@ def _kinds(label: str, rng: np.random.Generator, n: int) -> tuple[list[str], int
     if label == "normal":
         return ["normal"] * n, 0
     if label == "ssc_early":
-        giants = int(rng.choice([1, 2], p=[0.6, 0.4]))
-        dilated = int(rng.integers(1, 4))
+        giants = int(rng.choice([1, 2], p=[0.75, 0.25]))
+        dilated = int(rng.integers(1, 3))
         kinds = ["giant"] * giants + ["dilated"] * dilated
         haem = int(rng.choice([0, 1, 2], p=[0.35, 0.4, 0.25]))
     elif label == "ssc_active":
@@ -251,7 +255,7 @@ def _kinds(label: str, rng: np.random.Generator, n: int) -> tuple[list[str], int
         if n > giants and rng.random() < 0.15:
             kinds.append("ramified")
         kinds += [str(rng.choice(["dilated", "normal"], p=[0.6, 0.4])) for _ in range(n - len(kinds))]
-        haem = int(rng.integers(3, 8))
+        haem = int(rng.integers(4, 9))
     else:
         ramified = int(rng.integers(1, n + 1))
         kinds = ["ramified"] * ramified
@@ -271,7 +275,8 @@ def _row(
     n = _n_loops(label, rng, field_um / 1000.0)
     kinds, n_haem = _kinds(label, rng, n)
     depth = rng.uniform(0.6, 1.35)
-    shapes = [_loop_shape(k, rng, arch["tort"] * rng.uniform(0.5, 1.5), depth) for k in kinds]
+    mild = label == "ssc_early"
+    shapes = [_loop_shape(k, rng, arch["tort"] * rng.uniform(0.5, 1.5), depth, mild) for k in kinds]
     extents = [_extent_x(s) for s in shapes]
     widths = np.array([hi - lo for lo, hi in extents])
     free = max(field_um - float(widths.sum()) - 10.0, 0.0)
@@ -294,9 +299,7 @@ def _row(
     return shapes, n_haem
 
 
-def _haemorrhages(
-    label: str, rng: np.random.Generator, loops: list[dict[str, Any]], n: int
-) -> list[dict[str, Any]]:
+def _haemorrhages(rng: np.random.Generator, loops: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     """Micro-haemorrhages: dark deposits just distal to (above) an apex, preferably of an enlarged loop."""
     weight = np.array([{"giant": 4.0, "dilated": 2.0}.get(lp["kind"], 1.0) for lp in loops])
     out = []
@@ -304,7 +307,7 @@ def _haemorrhages(
         host = loops[int(rng.choice(len(loops), p=weight / weight.sum()))]
         width = 2 * host["half"] + host["apical_um"]
         cap = rng.random() < 0.4  # a "cap" over the apex
-        radius = rng.uniform(0.3, 0.5) * width if cap else rng.uniform(9.0, 22.0)
+        radius = rng.uniform(0.3, 0.5) * width if cap else rng.uniform(12.0, 28.0)
         radius = float(np.clip(radius, 9.0, 45.0))
         aspect = rng.uniform(0.3, 0.55) if cap else rng.uniform(0.55, 1.0)
         lift = host["apical_um"] / 2 + aspect * radius + rng.uniform(4.0, 45.0)
@@ -358,8 +361,8 @@ def _plexus(
         out.append(
             {
                 "points": pts,
-                "radii": (rng.uniform(12.0, 40.0) * rng.uniform(0.8, 1.2, len(pts))).tolist(),
-                "contrast": float(visibility * rng.uniform(0.3, 0.8)),
+                "radii": (rng.uniform(15.0, 40.0) * rng.uniform(0.8, 1.2, len(pts))).tolist(),
+                "contrast": float(visibility * rng.uniform(0.45, 1.1)),
             }
         )
     return out
@@ -377,7 +380,7 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
     field_um = FIELD_UM / (style["magnification"] * rng.uniform(0.97, 1.03))
     row_y = rng.uniform(-0.3, -0.08) * field_um
     loops, n_haem = _row(label, rng, field_um, row_y)
-    haem = _haemorrhages(label, rng, loops, n_haem)
+    haem = _haemorrhages(rng, loops, n_haem)
     glare = []
     for _ in range(int(rng.poisson(0.6 + 2.5 * style["glare"]))):
         glare.append(
@@ -399,12 +402,12 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
         "plexus": _plexus(rng, field_um, row_y, style["plexus_visibility"]),
         "skin_od": _od("skin", style, rng),
         "cuticle_od": _od("cuticle", style, rng),
-        "blood_od": [v * style["vessel_contrast"] for v in _od("blood", style, rng, 0.25)],
+        "blood_od": [v * style["vessel_contrast"] for v in _od("blood", style, rng, 0.15)],
         "haem_od": _od("haemorrhage", style, rng, 0.1),
         "melanin_od": [v * style["melanin"] for v in _od("melanin", style, rng)],
         "redness": float(style["skin_redness"] * rng.uniform(0.8, 1.2)),
         "illumination": (
-            np.asarray(REFERENCE_LIGHT) / 255.0 * style["exposure"] * rng.uniform(0.86, 1.14)  # auto-exposure
+            np.asarray(REFERENCE_LIGHT) / 255.0 * style["exposure"] * rng.uniform(0.85, 1.15)  # auto-exposure
         ).tolist(),
         "gradient": float(style["illumination_gradient"] * rng.uniform(0.5, 1.0)),
         "gradient_angle": float(rng.uniform(0.0, 2 * np.pi)),
@@ -546,7 +549,7 @@ def _render(params: dict[str, Any], size: int, want_masks: bool) -> tuple[np.nda
     deep_sigma = params["deep_blur_um"] * fr.ppu
     depth = _depth(shape, fr, params["row_y"])
     blood = (1.0 - depth) * sharp + depth * 0.8 * d.defocus(sharp, deep_sigma)
-    blood += d.defocus(plexus, deep_sigma)
+    blood += d.defocus(plexus, 0.6 * deep_sigma)
     od += d.colour_layer(blood, params["blood_od"])
 
     haem_masks = []
