@@ -11,6 +11,7 @@ import pytest
 
 from lablens.data.phantoms import PHANTOM_TASKS, write_phantoms
 from lablens.data.phantoms import ana_hep2 as ana
+from lablens.data.phantoms.draw import Frame
 
 TASK = PHANTOM_TASKS["ana-hep2"]
 TRUTH_COLUMNS = ("subtype", "phase", "mitotic", "n_dots", "n_nucleoli", "titer", "intensity", "blur_sigma")
@@ -186,7 +187,7 @@ def test_homogeneous_mitoses_are_bright_and_speckled_mitoses_dark(monkeypatch: p
         p["cells"] = p["cells"][:1]
         p["blur_um"] = 0.0
         size = 128
-        fr = ana._Frame(size, p["field_um"])
+        fr = Frame(size, p["field_um"])
         img = ana.draw(p, size)[..., 1].astype(float)
         cx, cy = np.rint(fr.xy(p["cells"][0]["center"])).astype(int)
         angle = p["cells"][0]["angle"]

@@ -10,6 +10,7 @@ import pytest
 
 from lablens.data.phantoms import BLUR_STEP, PHANTOM_TASKS, write_phantoms
 from lablens.data.phantoms import kidney_if as k
+from lablens.data.phantoms.draw import Frame
 
 TASK = PHANTOM_TASKS["kidney-if"]
 TRUTH_KEYS = {
@@ -42,7 +43,7 @@ def _sharp(params: dict) -> dict:
 
 def _on_mask(points_um: list, params: dict, mask: np.ndarray, size: int) -> float:
     """Share of µm points whose pixel falls on ``mask`` dilated by one pixel."""
-    fr = k._Frame(size, params["field_um"])
+    fr = Frame(size, params["field_um"])
     xy = np.rint(fr.xy(points_um)).astype(int)
     inside = (xy >= 0).all(1) & (xy < size).all(1)
     grown = cv2.dilate((mask > 0.3).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0

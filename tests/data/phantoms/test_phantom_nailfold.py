@@ -12,6 +12,7 @@ import pytest
 from lablens.data.phantoms import PHANTOM_TASKS, write_phantoms
 from lablens.data.phantoms import draw as d
 from lablens.data.phantoms import nailfold as nf
+from lablens.data.phantoms.draw import Frame
 
 TASK = PHANTOM_TASKS["nailfold"]
 TRUTH_COLUMNS = (
@@ -135,7 +136,7 @@ def test_piecewise_vessel_masks_equal_capsule_chains() -> None:
     rng = np.random.default_rng(9)
     params = nf.sample_params("ssc_late", rng, nf.sample_style(rng))
     for size in (48, 300):
-        fr = nf._Frame(size, params["field_um"])
+        fr = Frame(size, params["field_um"])
         for chains in [lp["chains"] for lp in params["loops"]] + [params["plexus"]]:
             ref = d.union(
                 *[

@@ -10,6 +10,7 @@ import pytest
 from lablens.data.phantoms import PHANTOM_TASKS, write_phantoms
 from lablens.data.phantoms import blood_cells as bc
 from lablens.data.phantoms import neutrophil_inclusions as ni
+from lablens.data.phantoms.draw import Frame
 
 TASK = ni.TASK
 CLASSES = ("neu", "hyp", "cry", "db", "hjbli", "gbi", "bac")
@@ -160,7 +161,7 @@ def test_inclusions_are_drawn_with_their_colour(sampled: dict) -> None:
         bare = ni.draw(_without_inclusions(params), size).astype(float)
         diff = np.abs(with_inc - bare).sum(axis=2)
         assert diff.max() > 30, label
-        fr = bc._Frame(size, params["field_um"])
+        fr = Frame(size, params["field_um"])
         ys, xs = np.nonzero(diff > 10)
         dist = np.hypot(*(np.column_stack([xs, ys]) - fr.xy(params["cell"]["center"])).T) / fr.ppu
         assert dist.max() < params["cell"]["radius"] * 1.15 + 0.5, label

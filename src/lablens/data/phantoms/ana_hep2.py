@@ -589,18 +589,6 @@ def sample_field(label: str, rng: np.random.Generator, style: dict[str, float]) 
 # ==================================================================================================
 
 
-class _Frame:
-    """Maps µm field coordinates (origin at the centre) to pixels for one output size."""
-
-    def __init__(self, size: int, field_um: float) -> None:
-        self.size = size
-        self.ppu = size / field_um
-        self.centre = (size - 1) / 2.0
-
-    def xy(self, p: Any) -> np.ndarray:
-        return np.asarray(p, float) * self.ppu + self.centre
-
-
 def _cell_to_field(points: Any, cell: Cell) -> np.ndarray:
     return _rotate(points, cell["angle"]) + np.asarray(cell["center"], float)
 
@@ -652,7 +640,7 @@ def _spots(shape: tuple[int, int], pts: np.ndarray, amp: np.ndarray, sigma_px: n
 
 
 def _render_cell(
-    cell: Cell, fr: _Frame, tex: dict[str, np.ndarray], canvas: dict[str, np.ndarray]
+    cell: Cell, fr: d.Frame, tex: dict[str, np.ndarray], canvas: dict[str, np.ndarray]
 ) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """Draw one cell into the cytoplasm / nucleus / occupancy canvases; return its window and nuclear mask."""
     ppu, size = fr.ppu, fr.size
@@ -740,7 +728,7 @@ def _render_cell(
 
 def _render(params: dict[str, Any], size: int, want_masks: bool) -> tuple[np.ndarray, list[np.ndarray]]:
     shape = (size, size)
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     ppu = fr.ppu
     seed = params["tex_seed"] + size * 7_919  # textures are resampled per output size; geometry is not
     tex = {
@@ -790,7 +778,7 @@ def draw(params: dict[str, Any], size: int = 128) -> np.ndarray:
 def draw_field(params: dict[str, Any], size: int = 512) -> tuple[np.ndarray, list[Instance]]:
     """Render a field from :func:`sample_field`; one :class:`Instance` per nucleus (mask = soft mask >= 0.5)."""
     img, masks = _render(params, size, want_masks=True)
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     instances = []
     for cell, mask in zip(params["cells"], masks, strict=True):
         x, y = fr.xy(cell["center"])
@@ -829,7 +817,7 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     (bright in ``nucleolar``, 2-6; unstained or faint otherwise; none in mitosis or in ``centromere``).
     """
     cell = params["cells"][0]
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     shape = cell["nucleus"]
     return {
         "subtype": params["subtype"],
@@ -852,7 +840,7 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
 def field_truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     """Per-field truth: cell and mitosis counts, titer (0 for negative), mean brightness, optics."""
     cells = params["cells"]
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     return {
         "subtype": params["subtype"],
         "n_cells": len(cells),

@@ -637,18 +637,6 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
 # ==================================================================================================
 
 
-class _Frame:
-    """Maps µm field coordinates (origin at the centre) to pixels for one output size."""
-
-    def __init__(self, size: int, field_um: float = FIELD_UM) -> None:
-        self.size = size
-        self.ppu = size / field_um
-        self.centre = (size - 1) / 2.0
-
-    def xy(self, p: Any) -> np.ndarray:
-        return np.asarray(p, float) * self.ppu + self.centre
-
-
 def _cell_to_field(points: Any, cell: dict[str, Any]) -> np.ndarray:
     """Rotate cell-frame µm offsets by the cell angle and translate to the cell centre."""
     p = np.asarray(points, float).reshape(-1, 2)
@@ -657,7 +645,7 @@ def _cell_to_field(points: Any, cell: dict[str, Any]) -> np.ndarray:
     return p @ rot.T + np.asarray(cell["center"], float)
 
 
-def _draw_red_cells(shape: tuple[int, int], fr: _Frame, rbc: dict[str, Any]) -> np.ndarray:
+def _draw_red_cells(shape: tuple[int, int], fr: d.Frame, rbc: dict[str, Any]) -> np.ndarray:
     if not rbc["radii"]:
         return np.zeros((*shape, 3), np.float32)
     thickness = d.pallor_discs(
@@ -673,7 +661,7 @@ def _draw_red_cells(shape: tuple[int, int], fr: _Frame, rbc: dict[str, Any]) -> 
     return d.colour_layer(thickness, rbc["od"])
 
 
-def _nucleus_mask(shape: tuple[int, int], fr: _Frame, cell: dict[str, Any], soft: float) -> np.ndarray:
+def _nucleus_mask(shape: tuple[int, int], fr: d.Frame, cell: dict[str, Any], soft: float) -> np.ndarray:
     masks = []
     if cell["lobes"]:
         lobes = [
@@ -700,7 +688,7 @@ def _nucleus_mask(shape: tuple[int, int], fr: _Frame, cell: dict[str, Any], soft
 
 
 def _draw_granules(
-    shape: tuple[int, int], fr: _Frame, sets: list[dict[str, Any]], place: Any
+    shape: tuple[int, int], fr: d.Frame, sets: list[dict[str, Any]], place: Any
 ) -> list[tuple[np.ndarray, list[float], str]]:
     out = []
     for g in sets:
@@ -711,7 +699,7 @@ def _draw_granules(
     return out
 
 
-def _draw_cell(shape: tuple[int, int], fr: _Frame, cell: dict[str, Any], seed_mix: int) -> np.ndarray:
+def _draw_cell(shape: tuple[int, int], fr: d.Frame, cell: dict[str, Any], seed_mix: int) -> np.ndarray:
     soft = max(0.7, 0.1 * fr.ppu)
     centre = fr.xy(cell["center"])
     radius = cell["radius"] * fr.ppu
@@ -749,7 +737,7 @@ def _draw_cell(shape: tuple[int, int], fr: _Frame, cell: dict[str, Any], seed_mi
     return od
 
 
-def _draw_platelets(shape: tuple[int, int], fr: _Frame, frags: list[dict[str, Any]]) -> np.ndarray:
+def _draw_platelets(shape: tuple[int, int], fr: d.Frame, frags: list[dict[str, Any]]) -> np.ndarray:
     od = np.zeros((*shape, 3), np.float32)
     soft = max(0.6, 0.1 * fr.ppu)
     for f in frags:
@@ -775,7 +763,7 @@ def _draw_platelets(shape: tuple[int, int], fr: _Frame, frags: list[dict[str, An
 def draw(params: dict[str, Any], size: int = 128) -> np.ndarray:
     """Render a parameter dict from :func:`sample_params` as a ``uint8`` RGB image ``size`` x ``size``."""
     shape = (size, size)
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     seed_mix = size * 7_919  # textures are resampled per output size; geometry is not
     od = _draw_red_cells(shape, fr, params["rbc"])
     if params["platelets"]:
@@ -805,7 +793,7 @@ def draw(params: dict[str, Any], size: int = 128) -> np.ndarray:
 def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     """Per-image generator truth (scalars) for a manifest: geometry, counts, optics."""
     cell = params["cell"]
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     out: dict[str, Any] = {
         "subtype": params["subtype"],
         "blur_sigma": round(params["blur_um"] * fr.ppu, 4),
@@ -830,15 +818,6 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
         )
     out.update(offset_x_um=round(float(centre[0]), 3), offset_y_um=round(float(centre[1]), 3))
     return out
-
-
-def render(
-    label: str, rng: np.random.Generator, size: int = 128, style: dict[str, float] | None = None
-) -> np.ndarray:
-    """Sample and draw one image of ``label`` (``style`` is sampled from ``rng`` when omitted)."""
-    if style is None:
-        style = sample_style(rng)
-    return draw(sample_params(label, rng, style), size)
 
 
 TASK = PhantomTask(

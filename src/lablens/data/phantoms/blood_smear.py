@@ -48,7 +48,6 @@ from lablens.data.phantoms.blood_cells import (
     _draw_cell,
     _draw_platelets,
     _draw_red_cells,
-    _Frame,
     _platelet_fragments,
     _reach,
     _stain,
@@ -422,10 +421,10 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
 # ==================================================================================================
 
 
-class _Window(_Frame):
+class _Window(d.Frame):
     """A frame that draws into the image window whose top-left pixel is ``(x0, y0)``."""
 
-    def __init__(self, fr: _Frame, x0: int, y0: int) -> None:
+    def __init__(self, fr: d.Frame, x0: int, y0: int) -> None:
         super().__init__(fr.size, fr.size / fr.ppu)
         self.ppu = fr.ppu
         self.origin = np.array([x0, y0], float)
@@ -434,7 +433,7 @@ class _Window(_Frame):
         return super().xy(p) - self.origin
 
 
-def _local(fr: _Frame, centre_um: Any, reach_um: float) -> tuple[slice, slice, _Frame] | None:
+def _local(fr: d.Frame, centre_um: Any, reach_um: float) -> tuple[slice, slice, d.Frame] | None:
     """The image window around an object and a frame drawing into it (same scale, shifted origin)."""
     cx, cy = fr.xy(centre_um)
     reach = reach_um * fr.ppu + 3.0
@@ -445,7 +444,7 @@ def _local(fr: _Frame, centre_um: Any, reach_um: float) -> tuple[slice, slice, _
     return slice(y0, y1), slice(x0, x1), _Window(fr, x0, y0)
 
 
-def _wbc_body(shape: tuple[int, int], fr: _Frame, cell: dict[str, Any]) -> np.ndarray:
+def _wbc_body(shape: tuple[int, int], fr: d.Frame, cell: dict[str, Any]) -> np.ndarray:
     """The cell-body mask exactly as :func:`blood_cells._draw_cell` draws it."""
     return d.polar_blob(
         shape,
@@ -458,7 +457,7 @@ def _wbc_body(shape: tuple[int, int], fr: _Frame, cell: dict[str, Any]) -> np.nd
     )
 
 
-def _platelet_body(shape: tuple[int, int], fr: _Frame, frags: list[dict[str, Any]]) -> np.ndarray:
+def _platelet_body(shape: tuple[int, int], fr: d.Frame, frags: list[dict[str, Any]]) -> np.ndarray:
     """Union of fragment bodies exactly as :func:`blood_cells._draw_platelets` draws them."""
     soft = max(0.6, 0.1 * fr.ppu)
     bodies = [
@@ -476,7 +475,7 @@ def _platelet_body(shape: tuple[int, int], fr: _Frame, frags: list[dict[str, Any
     return d.union(*bodies)
 
 
-def _fill_rbc_mask(mask: np.ndarray, fr: _Frame, rbc: dict[str, Any], i: int) -> None:
+def _fill_rbc_mask(mask: np.ndarray, fr: d.Frame, rbc: dict[str, Any], i: int) -> None:
     """Set disc ``i`` of :func:`lablens.data.phantoms.draw.pallor_discs` (inside the half-way line of its edge ramp)."""
     cx, cy = fr.xy(rbc["centers"][i])
     r = rbc["radii"][i] * fr.ppu
@@ -500,7 +499,7 @@ def _attrs(subtype: str, visible: float, truncated: bool) -> dict[str, Any]:
 def draw(params: dict[str, Any], size: int = 512) -> tuple[np.ndarray, list[Instance]]:
     """Render a field from :func:`sample_params`: ``uint8`` RGB image and one :class:`Instance` per object."""
     shape = (size, size)
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     seed_mix = size * 7_919  # textures are resampled per output size; geometry is not
     rbc = params["rbc"]
     od = _draw_red_cells(shape, fr, rbc)
@@ -575,7 +574,7 @@ def draw(params: dict[str, Any], size: int = 512) -> tuple[np.ndarray, list[Inst
 
 def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     """Per-field scalar truth: object counts (equal to the instances per label), differential, optics."""
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     kinds = [c["kind"] for c in params["wbcs"]]
     out: dict[str, Any] = {
         "n_wbc": len(kinds),

@@ -26,6 +26,7 @@ Shape = tuple[int, int]
 ArrayLike = np.ndarray | Sequence[float]
 
 __all__ = [
+    "Frame",
     "absorb",
     "alpha_over",
     "capsule_chain",
@@ -76,6 +77,21 @@ def _harmonic_array(harmonics: ArrayLike | None) -> np.ndarray:
         return np.zeros((0, 3), np.float32)
     arr = np.asarray(harmonics, np.float32).reshape(-1, 3)
     return arr
+
+
+class Frame:
+    """Maps µm field coordinates (origin at the image centre) to pixels for one output size.
+
+    Generators sample geometry in µm; drawing through a frame renders it at any output size.
+    """
+
+    def __init__(self, size: int, field_um: float) -> None:
+        self.size = size
+        self.ppu = size / field_um
+        self.centre = (size - 1) / 2.0
+
+    def xy(self, p: ArrayLike) -> np.ndarray:
+        return np.asarray(p, float) * self.ppu + self.centre
 
 
 # --------------------------------------------------------------------------------------------------

@@ -607,20 +607,8 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
 # ==================================================================================================
 
 
-class _Frame:
-    """Maps µm field coordinates (origin at the centre) to pixels for one output size."""
-
-    def __init__(self, size: int, field_um: float) -> None:
-        self.size = size
-        self.ppu = size / field_um
-        self.centre = (size - 1) / 2.0
-
-    def xy(self, p: Any) -> np.ndarray:
-        return np.asarray(p, float) * self.ppu + self.centre
-
-
 def _stamps(
-    fr: _Frame, blobs: list[dict[str, Any]], offsets_um: np.ndarray, soft: float
+    fr: d.Frame, blobs: list[dict[str, Any]], offsets_um: np.ndarray, soft: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Soft insides of many blob outlines, each moved outwards by its own offsets (µm), in one go.
 
@@ -687,7 +675,7 @@ def _scatter_max(
 def _anatomy(params: dict[str, Any], size: int) -> dict[str, np.ndarray]:
     """Structure masks plus ``tubule_level`` (epithelium weighted by each tubule's brightness)."""
     shape = (size, size)
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     soft = max(0.6, 0.3 * fr.ppu)
     thin = 0.8 / fr.ppu  # membranes at least ~0.8 px wide so that they survive small output sizes
     keys = ("lumens", "gbm", "tubules", "tbm", "tubule_level", "casts")
@@ -746,14 +734,14 @@ def structure_masks(params: dict[str, Any], size: int) -> dict[str, np.ndarray]:
     return masks
 
 
-def _granule_layer(shape: tuple[int, int], fr: _Frame, spec: dict[str, Any]) -> np.ndarray:
+def _granule_layer(shape: tuple[int, int], fr: d.Frame, spec: dict[str, Any]) -> np.ndarray:
     if not spec["points"]:
         return np.zeros(shape, np.float32)
     return d.granule_field(shape, fr.xy(spec["points"]), spec["amp"], spec["sigma_um"] * fr.ppu)
 
 
 def _specific(
-    shape: tuple[int, int], fr: _Frame, params: dict[str, Any], m: dict[str, np.ndarray], seed: int
+    shape: tuple[int, int], fr: d.Frame, params: dict[str, Any], m: dict[str, np.ndarray], seed: int
 ) -> np.ndarray:
     """Specific FITC signal (before the stain intensity): deposits, linear and diffuse staining."""
     dep = params["deposits"]
@@ -776,7 +764,7 @@ def _specific(
 
 
 def _autofluorescence(
-    shape: tuple[int, int], fr: _Frame, params: dict[str, Any], m: dict[str, np.ndarray], seed: int
+    shape: tuple[int, int], fr: d.Frame, params: dict[str, Any], m: dict[str, np.ndarray], seed: int
 ) -> np.ndarray:
     """Non-specific tissue autofluorescence: granular tubular epithelium, faint tuft and capsule."""
     af = params["autofluor"]
@@ -801,7 +789,7 @@ def _gain(signal: np.ndarray, params: dict[str, Any]) -> float:
 def draw(params: dict[str, Any], size: int = 128) -> np.ndarray:
     """Render a parameter dict from :func:`sample_params` as a ``uint8`` RGB image ``size`` x ``size``."""
     shape = (size, size)
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     seed_mix = size * 7_919  # textures are resampled per output size; geometry is not
     masks = _anatomy(params, size)
     specific = params["intensity"] * _specific(shape, fr, params, masks, params["texture_seed"] + seed_mix)
@@ -831,7 +819,7 @@ def draw(params: dict[str, Any], size: int = 128) -> np.ndarray:
 def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     """Per-image generator truth (scalars) for a manifest: pattern, counts, intensity, geometry, optics."""
     dep = params["deposits"]
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     counts = {k: len(dep[k]["points"]) for k in ("mesangial", "capillary", "tbm", "interstitial")}
     return {
         "subtype": dep["subtype"],
@@ -854,15 +842,6 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
         "autofluorescence": round(params["autofluor"]["tubule"], 4),
         "noise_sigma": round(params["noise_read"], 5),
     }
-
-
-def render(
-    label: str, rng: np.random.Generator, size: int = 128, style: dict[str, float] | None = None
-) -> np.ndarray:
-    """Sample and draw one image of ``label`` (``style`` is sampled from ``rng`` when omitted)."""
-    if style is None:
-        style = sample_style(rng)
-    return draw(sample_params(label, rng, style), size)
 
 
 TASK = PhantomTask(

@@ -430,20 +430,8 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
 _PIECE = 8  # segments per piece of a centre line in :func:`_chain_masks`
 
 
-class _Frame:
-    """Maps µm field coordinates (origin at the centre) to pixels for one output size."""
-
-    def __init__(self, size: int, field_um: float) -> None:
-        self.size = size
-        self.ppu = size / field_um
-        self.centre = (size - 1) / 2.0
-
-    def xy(self, p: Any) -> np.ndarray:
-        return np.asarray(p, float) * self.ppu + self.centre
-
-
 def _chain_masks(
-    shape: tuple[int, int], fr: _Frame, chains: list[dict[str, Any]], soft: float, scale: float = 1.0
+    shape: tuple[int, int], fr: d.Frame, chains: list[dict[str, Any]], soft: float, scale: float = 1.0
 ) -> np.ndarray:
     """Soft mask of centre-line chains (µm) swept by a disc of their radii times ``scale``.
 
@@ -484,7 +472,7 @@ def _sweep(out: np.ndarray, pts: np.ndarray, rad: np.ndarray, soft: float) -> No
     np.maximum(out[r0:r1, c0:c1], np.clip(0.5 - dist / max(soft, 1e-3), 0.0, 1.0), out=out[r0:r1, c0:c1])
 
 
-def _haem_mask(shape: tuple[int, int], fr: _Frame, h: dict[str, Any], soft: float) -> np.ndarray:
+def _haem_mask(shape: tuple[int, int], fr: d.Frame, h: dict[str, Any], soft: float) -> np.ndarray:
     return d.union(
         *[
             d.polar_blob(
@@ -501,7 +489,7 @@ def _haem_mask(shape: tuple[int, int], fr: _Frame, h: dict[str, Any], soft: floa
     )
 
 
-def _skin(shape: tuple[int, int], fr: _Frame, params: dict[str, Any], seed: int) -> np.ndarray:
+def _skin(shape: tuple[int, int], fr: d.Frame, params: dict[str, Any], seed: int) -> np.ndarray:
     """Background OD: dermis with blotchy redness, the paler cuticle band distal to the row, pigment."""
     h, w = shape
     ys = (np.arange(h, dtype=np.float32) - fr.centre) / fr.ppu
@@ -518,7 +506,7 @@ def _skin(shape: tuple[int, int], fr: _Frame, params: dict[str, Any], seed: int)
     return skin + np.asarray(params["melanin_od"], np.float32)
 
 
-def _depth(shape: tuple[int, int], fr: _Frame, row_y: float) -> np.ndarray:
+def _depth(shape: tuple[int, int], fr: d.Frame, row_y: float) -> np.ndarray:
     """0 at the focal plane of the apices, rising to 1 for the deeper, out-of-focus layer."""
     ys = (np.arange(shape[0], dtype=np.float32) - fr.centre) / fr.ppu
     col = np.clip((ys - row_y - 110.0) / 220.0, 0.0, 1.0)
@@ -527,7 +515,7 @@ def _depth(shape: tuple[int, int], fr: _Frame, row_y: float) -> np.ndarray:
 
 def _render(params: dict[str, Any], size: int, want_masks: bool) -> tuple[np.ndarray, list[Instance]]:
     shape = (size, size)
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     soft = max(0.6, 1.5 * fr.ppu)
     seed = params["texture_seed"] + size * 7_919  # textures are resampled per output size; geometry is not
     od = _skin(shape, fr, params, seed)
@@ -596,7 +584,7 @@ def _loop_label(lp: dict[str, Any]) -> str:
 
 
 def _instances(
-    fr: _Frame, params: dict[str, Any], loop_masks: list[np.ndarray], haem_masks: list[np.ndarray]
+    fr: d.Frame, params: dict[str, Any], loop_masks: list[np.ndarray], haem_masks: list[np.ndarray]
 ) -> list[Instance]:
     """One instance per capillary of the row and per haemorrhage; touching masks may overlap."""
     masks = [m >= 0.5 for m in (*loop_masks, *haem_masks)]
@@ -644,7 +632,7 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     """Per-image generator truth (scalars): capillary density, counts by kind, largest gap, optics."""
     loops = params["loops"]
     field_mm = params["field_um"] / 1000.0
-    fr = _Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     xs = sorted(lp["apex"][0] for lp in loops)
     edges = [-params["field_um"] / 2, *xs, params["field_um"] / 2]
     labels = [_loop_label(lp) for lp in loops]
@@ -662,15 +650,6 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
         "field_um": round(params["field_um"], 2),
         "noise_sigma": round(params["noise_read"], 5),
     }
-
-
-def render(
-    label: str, rng: np.random.Generator, size: int = 256, style: dict[str, float] | None = None
-) -> np.ndarray:
-    """Sample and draw one field of ``label`` (``style`` is sampled from ``rng`` when omitted)."""
-    if style is None:
-        style = sample_style(rng)
-    return draw(sample_params(label, rng, style), size)
 
 
 FIELDS = FieldSpec(

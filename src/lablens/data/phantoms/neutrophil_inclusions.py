@@ -465,7 +465,7 @@ def _polygon_mask(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
 
 
 def _inclusion_density(
-    shape: tuple[int, int], fr: bc._Frame, cell: dict[str, Any], inc: dict[str, Any], soft: float
+    shape: tuple[int, int], fr: d.Frame, cell: dict[str, Any], inc: dict[str, Any], soft: float
 ) -> np.ndarray:
     """Soft density map of one inclusion (1 inside, ``1 - highlight`` at a refractile centre)."""
     place = lambda p: fr.xy(bc._cell_to_field(p, cell))  # noqa: E731
@@ -482,7 +482,7 @@ def _inclusion_density(
     return mask
 
 
-def _draw_target(shape: tuple[int, int], fr: bc._Frame, params: dict[str, Any], seed_mix: int) -> np.ndarray:
+def _draw_target(shape: tuple[int, int], fr: d.Frame, params: dict[str, Any], seed_mix: int) -> np.ndarray:
     """The neutrophil (``blood_cells`` drawing) with its inclusions composited into the cytoplasm."""
     cell = params["cell"]
     od = bc._draw_cell(shape, fr, cell, seed_mix)
@@ -512,7 +512,7 @@ def _draw_target(shape: tuple[int, int], fr: bc._Frame, params: dict[str, Any], 
 def draw(params: dict[str, Any], size: int = 128) -> np.ndarray:
     """Render a parameter dict from :func:`sample_params` as a ``uint8`` RGB image ``size`` x ``size``."""
     shape = (size, size)
-    fr = bc._Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     seed_mix = size * 7_919  # textures are resampled per output size; geometry is not
     od = bc._draw_red_cells(shape, fr, params["rbc"])
     if params["platelets"]:
@@ -554,7 +554,7 @@ def _inclusion_area_um2(params: dict[str, Any]) -> float:
 def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     """Per-image generator truth (scalars) for a manifest: inclusions, nucleus, granules, optics."""
     cell = params["cell"]
-    fr = bc._Frame(size, params["field_um"])
+    fr = d.Frame(size, params["field_um"])
     return {
         "subtype": params["subtype"],
         "blur_sigma": round(params["blur_um"] * fr.ppu, 4),

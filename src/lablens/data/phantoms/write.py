@@ -143,14 +143,15 @@ def write_phantoms(
     """
     if fields and task.fields is None:
         raise ValueError(f"phantom task {task.name!r} has no whole-field mode (--fields)")
-    classes = task.fields.classes if fields and task.fields else task.classes
+    spec = task.fields if fields else None
+    classes = spec.classes if spec else task.classes
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    size = int(size or (task.fields.default_size if fields and task.fields else task.default_size))
+    size = int(size or (spec.default_size if spec else task.default_size))
     if size < 16:
         raise ValueError(f"size must be >= 16 pixels, got {size}")
     levels = parse_blur_levels(blur)
-    per_group = task.fields.one_label_per_group if fields and task.fields else task.one_label_per_group
+    per_group = spec.one_label_per_group if spec else task.one_label_per_group
     groups = default_groups(n, len(classes), per_group) if groups is None else int(groups)
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups}")
@@ -171,7 +172,7 @@ def write_phantoms(
     for index, ((label, g), level) in enumerate(zip(plan, blur_levels, strict=True)):
         extra = level * BLUR_STEP
         rel = f"{label}/{label}_{index:05d}.png"
-        if fields:
+        if spec:
             rng = np.random.default_rng([seed, FIELD_SALT, index])
             img, instances, truth = task.render_field(label, rng, size, styles[g], extra)
             truth["n_objects"] = len(instances)
@@ -199,7 +200,7 @@ def write_phantoms(
                     {
                         "id": len(coco_anns) + 1,
                         "image_id": index + 1,
-                        "category_id": task.fields.instance_classes.index(inst.label) + 1,  # type: ignore[union-attr]
+                        "category_id": spec.instance_classes.index(inst.label) + 1,
                         "bbox": [x0, y0, x1 - x0, y1 - y0],
                         "area": area,
                         "iscrowd": 0,
@@ -226,9 +227,9 @@ def write_phantoms(
     bar.done()
     df = pd.DataFrame(rows)
     df.to_csv(out / "manifest.csv", index=False)
-    if fields:
+    if spec:
         pd.DataFrame(objects).to_csv(out / "cells.csv", index=False)
         info = {"description": f"lablens phantom fields, task {task.name}", "seed": seed, "size": size}
-        doc = coco_document(coco_images, coco_anns, task.fields.instance_classes, info)  # type: ignore[union-attr]
+        doc = coco_document(coco_images, coco_anns, spec.instance_classes, info)
         (out / "annotations.json").write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
     return df
