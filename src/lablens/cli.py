@@ -302,7 +302,9 @@ def phantom(
     n: int = typer.Option(400, "--n", "-n", help="Number of images (or fields)."),
     seed: int = typer.Option(0, help="Master seed: the same arguments give byte-identical files."),
     size: int | None = typer.Option(None, help="Image side in pixels (default: the task's)."),
-    groups: int | None = typer.Option(None, help="Synthetic patients/slides (default: ~25 images each)."),
+    groups: int | None = typer.Option(
+        None, help="Synthetic patients/slides (default: ~25 images each; ~10 where a patient has one class)."
+    ),
     blur: str = typer.Option("0", help="Extra defocus levels, e.g. 0-4 or 0,2,4 (level L: sigma L*size/96)."),
     fields: bool = typer.Option(False, "--fields", help="Whole fields with boxes and masks of every object."),
     montage: bool = typer.Option(

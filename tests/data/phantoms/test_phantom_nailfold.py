@@ -95,22 +95,24 @@ def test_ssc_landscape_for_every_class() -> None:
 
 def test_normal_is_a_regular_row_of_thin_loops() -> None:
     for t in _truths("normal"):
-        assert 9.0 <= t["capillaries_per_mm"] <= 12.0
-        assert t["n_giant"] == t["n_dilated"] == t["n_ramified"] == t["n_haemorrhage"] == 0
-        assert t["max_apical_diameter_um"] <= 20.0
+        assert 8.0 <= t["capillaries_per_mm"] <= 12.0
+        assert t["n_giant"] == t["n_ramified"] == t["n_haemorrhage"] == 0
+        assert t["n_dilated"] <= 1  # one mildly dilated loop occurs in healthy subjects
+        assert t["max_apical_diameter_um"] <= (32.0 if t["n_dilated"] else 20.0)
         assert t["max_gap_um"] < 200.0  # no avascular area
 
 
 def test_early_keeps_density_with_a_few_enlarged_loops() -> None:
     for t in _truths("ssc_early"):
         assert 7.0 <= t["capillaries_per_mm"] <= 10.0
-        assert 1 <= t["n_giant"] <= 2 and t["n_dilated"] >= 1
+        assert 1 <= t["n_giant"] <= 2 and t["n_dilated"] <= 2
+        assert nf.GIANT_UM <= t["max_apical_diameter_um"] <= 66.0
         assert t["n_haemorrhage"] <= 2 and t["n_ramified"] == 0
 
 
 def test_active_has_giants_haemorrhages_and_moderate_loss() -> None:
     for t in _truths("ssc_active"):
-        assert 4.0 <= t["capillaries_per_mm"] <= 6.0
+        assert 4.0 <= t["capillaries_per_mm"] <= 7.0
         assert t["n_giant"] >= 3 and t["max_apical_diameter_um"] >= nf.GIANT_UM
         assert t["n_haemorrhage"] >= 3
 

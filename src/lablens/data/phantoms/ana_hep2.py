@@ -115,7 +115,7 @@ def _serum(pattern: str, rng: np.random.Generator, style: dict[str, float]) -> d
         "titer": float(titer),
         "scale": style["nucleus_scale"],
         "speckle": style["speckle_scale"],
-        "dot_sigma": float(rng.uniform(0.2, 0.27)),
+        "dot_sigma": float(rng.uniform(0.24, 0.32)),
     }
 
 

@@ -4,15 +4,17 @@ Each image is a field about 1 mm wide, as a 200× videocapillaroscope shows it: 
 through immersion oil, the pale cuticle at the top, the distal row of capillary loops (dark red hairpins
 seen from above, apex pointing distally, i.e. up) across the upper half, and below them the
 out-of-focus deeper layer (the lower ends of the loops and the subpapillary venous plexus), with
-uneven illumination and specular glare from the oil. Classes follow the SCLEROCAP study and Cutolo's
+uneven illumination and specular glare from the oil; loops lie at different depths (each has its own
+contrast) and the curved nailfold often leaves one side of the field out of focus. Classes follow the SCLEROCAP study and Cutolo's
 patterns:
 
-* ``normal`` — a regular row of thin hairpin loops, 9–12 per mm, uniform and parallel, arms and apex
-  at most 20 µm across, no giant capillary, no haemorrhage;
-* ``ssc_early`` — architecture and density (7–10 per mm) preserved, a few dilated (20–50 µm) and one
-  or two giant (≥ 50 µm) capillaries, at most two haemorrhages;
+* ``normal`` — a regular row of thin hairpin loops, 8–12 per mm, uniform and parallel, arms and apex
+  at most 20 µm across except, in about a third of healthy subjects, one mildly dilated loop (20–32 µm);
+  no giant capillary, no haemorrhage;
+* ``ssc_early`` — architecture and density (7–10 per mm) preserved, up to two dilated (20–32 µm) and one
+  or two giant (≥ 50 µm, mostly just above) capillaries, at most two haemorrhages;
 * ``ssc_active`` — frequent giant capillaries (three or more, apical diameter ≥ 50 µm), frequent
-  micro-haemorrhages (dark brown-red deposits above the apices), moderate loss (4–6 per mm), mild
+  micro-haemorrhages (dark brown-red deposits above the apices), moderate loss (4–7 per mm), mild
   disorganisation;
 * ``ssc_late`` — severe loss (fewer than 4 per mm) leaving avascular areas, ramified / bushy
   neoangiogenic capillaries, marked disorganisation, few or no giants and haemorrhages.
@@ -58,9 +60,9 @@ HUE_RANGE = 0.12  # radians of colour rotation at |skin_hue| = 1
 # Per-class row architecture: loops per mm, spread of apex height (µm), tilt (degrees), tortuosity
 # (relative to the loop's half width), Dirichlet concentration of the spacing (high = regular).
 _ARCH: dict[str, dict[str, Any]] = {
-    "normal": {"density": (9.0, 12.0), "apex_sd": 10.0, "tilt_sd": 3.0, "tort": 0.25, "regular": 60.0},
-    "ssc_early": {"density": (7.0, 10.0), "apex_sd": 16.0, "tilt_sd": 5.0, "tort": 0.4, "regular": 25.0},
-    "ssc_active": {"density": (4.0, 6.0), "apex_sd": 40.0, "tilt_sd": 12.0, "tort": 0.6, "regular": 4.0},
+    "normal": {"density": (8.0, 12.0), "apex_sd": 10.0, "tilt_sd": 3.0, "tort": 0.25, "regular": 60.0},
+    "ssc_early": {"density": (7.0, 10.0), "apex_sd": 12.0, "tilt_sd": 3.5, "tort": 0.3, "regular": 40.0},
+    "ssc_active": {"density": (4.0, 7.0), "apex_sd": 40.0, "tilt_sd": 12.0, "tort": 0.6, "regular": 4.0},
     "ssc_late": {"density": (1.0, 4.0), "apex_sd": 80.0, "tilt_sd": 28.0, "tort": 0.9, "regular": 0.8},
 }
 
@@ -85,7 +87,7 @@ def sample_style(rng: np.random.Generator) -> dict[str, float]:
         "skin_redness": float(rng.uniform(0.75, 1.3)),
         "melanin": float(rng.beta(1.2, 4.0)),
         "exposure": float(rng.uniform(0.72, 1.12)),
-        "vessel_contrast": float(rng.uniform(0.8, 1.3)),
+        "vessel_contrast": float(rng.uniform(0.55, 1.3)),
         "plexus_visibility": float(rng.uniform(0.1, 1.0)),
         "focus_blur_um": float(rng.uniform(1.5, 5.0)),
         "deep_blur_um": float(rng.uniform(10.0, 22.0)),
@@ -184,15 +186,16 @@ def _loop_shape(
     """Local geometry of one capillary of ``kind`` (``normal``, ``dilated``, ``giant``, ``ramified``).
 
     ``depth`` scales the visible length of the arms (how deep the skin lets one see); ``mild`` giants
-    (early pattern) stay below about 70 µm.
+    (early pattern) stay below about 66 µm and ``mild`` dilated loops (normal and early) below 32 µm.
+    The classes overlap at their borders as Cutolo's semi-quantitative patterns do in readers' hands.
     """
     if kind == "giant":
-        apical = rng.uniform(54.0, 95.0) if not mild else rng.uniform(52.0, 72.0)
+        apical = rng.uniform(54.0, 95.0) if not mild else rng.uniform(51.0, 66.0)
         length, gap = rng.uniform(130.0, 250.0), rng.uniform(15.0, 60.0)
         arms = apical * rng.uniform(0.55, 0.85, 2)
         tort *= 0.35  # homogeneously enlarged: a broad, smooth U
     elif kind == "dilated":
-        apical = rng.uniform(23.0, 45.0)
+        apical = rng.uniform(23.0, 45.0) if not mild else rng.uniform(21.0, 32.0)
         length, gap = rng.uniform(150.0, 290.0), rng.uniform(10.0, 35.0)
         arms = apical * rng.uniform(0.65, 0.9, 2)
         tort *= 0.6
@@ -243,23 +246,24 @@ def _n_loops(label: str, rng: np.random.Generator, field_mm: float) -> int:
 def _kinds(label: str, rng: np.random.Generator, n: int) -> tuple[list[str], int]:
     """Kind of every capillary of the row (shuffled) and the number of haemorrhages."""
     if label == "normal":
-        return ["normal"] * n, 0
-    if label == "ssc_early":
-        giants = int(rng.choice([1, 2], p=[0.75, 0.25]))
-        dilated = int(rng.integers(1, 3))
+        kinds = ["dilated"] if rng.random() < 0.35 else []
+        haem = 0
+    elif label == "ssc_early":
+        giants = int(rng.choice([1, 2], p=[0.85, 0.15]))
+        dilated = int(rng.integers(0, 3))
         kinds = ["giant"] * giants + ["dilated"] * dilated
-        haem = int(rng.choice([0, 1, 2], p=[0.35, 0.4, 0.25]))
+        haem = int(rng.choice([0, 1, 2], p=[0.45, 0.35, 0.2]))
     elif label == "ssc_active":
-        giants = min(n, max(3, round(rng.uniform(0.5, 0.85) * n)))
+        giants = min(n, max(3, round(rng.uniform(0.35, 0.75) * n)))
         kinds = ["giant"] * giants
-        if n > giants and rng.random() < 0.15:
+        if n > giants and rng.random() < 0.3:
             kinds.append("ramified")
         kinds += [str(rng.choice(["dilated", "normal"], p=[0.6, 0.4])) for _ in range(n - len(kinds))]
-        haem = int(rng.integers(4, 9))
+        haem = int(rng.integers(3, 8))
     else:
         ramified = int(rng.integers(1, n + 1))
         kinds = ["ramified"] * ramified
-        if n > ramified and rng.random() < 0.2:
+        if n > ramified and rng.random() < 0.35:
             kinds.append("giant")
         kinds += [str(rng.choice(["dilated", "normal"])) for _ in range(n - len(kinds))]
         haem = int(rng.random() < 0.25)
@@ -275,7 +279,7 @@ def _row(
     n = _n_loops(label, rng, field_um / 1000.0)
     kinds, n_haem = _kinds(label, rng, n)
     depth = rng.uniform(0.6, 1.35)
-    mild = label == "ssc_early"
+    mild = label in ("normal", "ssc_early")
     shapes = [_loop_shape(k, rng, arch["tort"] * rng.uniform(0.5, 1.5), depth, mild) for k in kinds]
     extents = [_extent_x(s) for s in shapes]
     widths = np.array([hi - lo for lo, hi in extents])
@@ -381,6 +385,11 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
     row_y = rng.uniform(-0.3, -0.08) * field_um
     loops, n_haem = _row(label, rng, field_um, row_y)
     haem = _haemorrhages(rng, loops, n_haem)
+    for lp in loops:  # loops lie at different depths under a more or less transparent skin
+        lp["contrast"] = float(rng.uniform(0.4, 1.0))
+    # the nailfold is curved: often one side of the field lies outside the focal plane
+    soft_side = int(rng.choice([-1, 1])) if rng.random() < 0.6 else 0
+    soft_share = float(rng.uniform(0.15, 0.5)) if soft_side else 0.0
     glare = []
     for _ in range(int(rng.poisson(0.6 + 2.5 * style["glare"]))):
         glare.append(
@@ -415,6 +424,9 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
         "glare": glare,
         "texture_seed": int(rng.integers(2**31)),
         "blur_um": float(style["focus_blur_um"] * rng.uniform(0.85, 1.15)),
+        "soft_side": soft_side,
+        "soft_share": soft_share,
+        "soft_blur_um": float(rng.uniform(18.0, 35.0)),
         "deep_blur_um": float(style["deep_blur_um"] * rng.uniform(0.85, 1.15)),
         "noise_read": float(style["noise_level"] * rng.uniform(0.8, 1.25)),
         "noise_shot": float(rng.uniform(0.0005, 0.002)),
@@ -528,7 +540,7 @@ def _render(params: dict[str, Any], size: int, want_masks: bool) -> tuple[np.nda
         outer = _chain_masks(shape, fr, lp["chains"], soft)
         core = _chain_masks(shape, fr, lp["chains"], soft, 0.5)
         gain = float(np.clip((lp["apical_um"] / 15.0) ** 0.12, 0.9, 1.2))
-        vessels = np.maximum(vessels, gain * (0.75 * outer + 0.25 * core))
+        vessels = np.maximum(vessels, lp["contrast"] * gain * (0.75 * outer + 0.25 * core))
         loop_masks.append(outer)
     plexus = np.zeros(shape, np.float32)
     for v in params["plexus"]:
@@ -566,6 +578,10 @@ def _render(params: dict[str, Any], size: int, want_masks: bool) -> tuple[np.nda
         )
         img = d.alpha_over(img, (1.0, 0.98, 0.96), g["strength"] * spot)
     img = d.defocus(img, d.total_blur(params["blur_um"] * fr.ppu, params, size))
+    if params["soft_side"]:  # the part of the curved nailfold outside the focal plane
+        ramp = (params["soft_side"] * xx + 0.5 - (1.0 - params["soft_share"])) / 0.15
+        far = np.clip(ramp, 0.0, 1.0)[..., None]
+        img = (1.0 - far) * img + far * d.defocus(img, params["soft_blur_um"] * fr.ppu)
     img = d.sensor_noise(
         img, params["noise_seed"] + size * 7_919, read=params["noise_read"], shot=params["noise_shot"]
     )
@@ -647,6 +663,7 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
         "max_gap_um": round(float(np.diff(edges).max()), 1),
         "ssc_landscape": int(params["label"] != "normal"),
         "blur_sigma": round(params["blur_um"] * fr.ppu, 4),
+        "defocused_share": round(params["soft_share"], 3),  # of the field width, on one side
         "field_um": round(params["field_um"], 2),
         "noise_sigma": round(params["noise_read"], 5),
     }

@@ -36,13 +36,13 @@ from lablens.data.phantoms.task import PhantomTask
 
 CLASSES: tuple[str, ...] = ("neu", "hyp", "cry", "db", "hjbli", "gbi", "bac")
 
-FIELD_UM = 21.0  # side of the field of view in µm at magnification 1: a tight crop around one neutrophil
+FIELD_UM = 18.0  # side of the field of view in µm at magnification 1: a tight crop around one neutrophil
 
 # Inclusion colours as they look on the blood-cells reference background (RGB) and how "azure" each
 # is (see ``blood_cells._COMPONENTS``): the group's stain hue, intensity and balance act on them too.
 _INCLUSIONS: dict[str, tuple[tuple[float, float, float], float]] = {
     "dohle": ((150, 164, 212), 1.0),
-    "cryoglobulin": ((174, 182, 214), 0.75),
+    "cryoglobulin": ((162, 174, 214), 0.75),
     "hj_body": ((66, 28, 118), 0.85),
     "green_blue": ((72, 196, 178), 0.6),
     "bacteria": ((58, 44, 128), 0.9),
@@ -240,11 +240,11 @@ def _cry(rng: np.random.Generator, style: dict[str, float], cell: dict[str, Any]
     taken: list[tuple[float, float, float]] = []
     out: Inclusions = []
     for _ in range(n):
-        radius = float(rng.uniform(1.6, 2.3) if subtype == "large" else rng.uniform(0.8, 1.3))
+        radius = float(rng.uniform(1.8, 2.5) if subtype == "large" else rng.uniform(1.0, 1.5))
         center = _place(rng, cell, radius, (0.35, 0.8), taken)
         taken.append((*center, radius))
-        density = float(rng.uniform(1.0, 1.4))
-        displace = float(rng.uniform(0.75, 0.95))
+        density = float(rng.uniform(1.4, 1.9))
+        displace = float(rng.uniform(0.8, 0.95))
         if subtype == "angular":
             k = int(rng.integers(4, 7))
             ang = np.sort(rng.uniform(0, 2 * np.pi, k) + np.arange(k) * 2 * np.pi / k) % (2 * np.pi)
@@ -296,7 +296,7 @@ def _db(rng: np.random.Generator, style: dict[str, float], cell: dict[str, Any])
                 center,
                 length,
                 od,
-                float(rng.uniform(0.8, 1.2)),
+                float(rng.uniform(1.1, 1.5)),
                 aspect=float(rng.uniform(0.45, 0.8)),
                 angle=tangent,
                 harmonics=bc._outline(rng, 0.12, 5),
@@ -317,7 +317,7 @@ def _hjbli(rng: np.random.Generator, style: dict[str, float], cell: dict[str, An
     taken: list[tuple[float, float, float]] = []
     out: Inclusions = []
     for _ in range(n):
-        radius = float(rng.uniform(0.55, 0.8))
+        radius = float(rng.uniform(0.65, 0.9))
         center = _place(rng, cell, radius + 0.4, (0.25, 0.85), taken)
         taken.append((*center, radius))
         out.append(
@@ -339,7 +339,7 @@ def _gbi(rng: np.random.Generator, style: dict[str, float], cell: dict[str, Any]
                 center,
                 radius,
                 _stain("green_blue", style, rng, 0.15),
-                float(rng.uniform(0.55, 0.9)),
+                float(rng.uniform(0.8, 1.1)),
                 aspect=float(rng.uniform(0.75, 1.0)),
                 angle=float(rng.uniform(0, np.pi)),
                 displace=0.8,
@@ -362,7 +362,7 @@ def _bacterium(
             {
                 "shape": "rod",
                 "points": [(center - half * unit).tolist(), (center + half * unit).tolist()],
-                "radius": float(rng.uniform(0.28, 0.36)),
+                "radius": float(rng.uniform(0.3, 0.4)),
                 "od": od,
                 "density": density,
                 "displace": 0.0,
@@ -381,7 +381,7 @@ def _bac(rng: np.random.Generator, style: dict[str, float], cell: dict[str, Any]
     subtype = "rods" if u < 0.45 else "cocci" if u < 0.8 else "mixed"
     for _ in range(int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))):
         _vacuole(rng, cell, (1.0, 1.7))
-    n = int(rng.integers(2, 8))
+    n = int(rng.integers(3, 9))
     taken: list[tuple[float, float, float]] = []
     out: Inclusions = []
     for i in range(n):
@@ -412,7 +412,7 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
         raise ValueError(f"unknown neutrophil-inclusion class {label!r}; expected one of {CLASSES}")
     style = _image_style(rng, style)
     field_um = FIELD_UM / (style["magnification"] * rng.uniform(0.97, 1.03))
-    offset = np.clip(rng.normal(0.0, 0.6, 2), -1.5, 1.5)
+    offset = np.clip(rng.normal(0.0, 0.4, 2), -1.0, 1.0)
     cell, _ = bc._neutrophil(rng, style)
     cell["center"] = offset.tolist()
     cell["angle"] = float(rng.uniform(0, 2 * np.pi))
