@@ -25,7 +25,7 @@ TRUTH_COLUMNS = (
 )
 
 
-def _truths(label: str, n: int = 25) -> list[dict]:
+def _all_truths(label: str, n: int = 25) -> list[dict]:
     """Truth of ``n`` parameter draws of ``label``, each under its own synthetic patient."""
     out = []
     for i in range(n):
@@ -33,6 +33,23 @@ def _truths(label: str, n: int = 25) -> list[dict]:
         params = nf.sample_params(label, rng, nf.sample_style(rng))
         out.append(nf.truth(params, 256))
     return out
+
+
+def _truths(label: str, n: int = 25) -> list[dict]:
+    """The draws of ``label`` whose field shows that pattern (not a spared, milder finger)."""
+    out = [t for t in _all_truths(label, n) if t["shown_pattern"] == label]
+    assert len(out) >= n // 2
+    return out
+
+
+def test_spared_fingers_show_the_next_milder_pattern_under_the_patients_label() -> None:
+    milder = {"ssc_early": "normal", "ssc_active": "ssc_early", "ssc_late": "ssc_active"}
+    assert all(t["shown_pattern"] == "normal" for t in _all_truths("normal", 40))
+    for label, mild in milder.items():
+        shown = [t["shown_pattern"] for t in _all_truths(label, 200)]
+        assert set(shown) == {label, mild}
+        assert 0.05 < shown.count(mild) / len(shown) < 0.2
+        assert all(t["ssc_landscape"] == 1 for t in _all_truths(label, 10))
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:

@@ -5,7 +5,9 @@ through immersion oil, the pale cuticle at the top, the distal row of capillary 
 seen from above, apex pointing distally, i.e. up) across the upper half, and below them the
 out-of-focus deeper layer (the lower ends of the loops and the subpapillary venous plexus), with
 uneven illumination and specular glare from the oil; loops lie at different depths (each has its own
-contrast) and the curved nailfold often leaves one side of the field out of focus. Classes follow the SCLEROCAP study and Cutolo's
+contrast) and the curved nailfold often leaves one side of the field out of focus. A patient (group) has
+one pattern, but about one image in eight of an SSc patient shows a spared finger with the next milder
+pattern (:data:`SPARED_SHARE`), as patients are classified over all their fingers. Classes follow the SCLEROCAP study and Cutolo's
 patterns:
 
 * ``normal`` — a regular row of thin hairpin loops, 8–12 per mm, uniform and parallel, arms and apex
@@ -46,6 +48,10 @@ INSTANCE_CLASSES: tuple[str, ...] = ("normal", "dilated", "giant", "ramified", "
 FIELD_UM = 1000.0  # field width in µm at magnification 1 (200× NVC: about 1 mm across)
 GIANT_UM = 50.0  # apical diameter of a giant capillary (Cutolo; EULAR consensus)
 DILATED_UM = 20.0  # apical diameter above which a capillary is dilated (enlarged)
+# SSc spares fingers unevenly and a patient's pattern is read over all fingers, so some images of a
+# patient show the next milder pattern; the image keeps the patient's label (``shown_pattern`` in truth).
+SPARED_SHARE = 0.12
+_MILDER = {"ssc_early": "normal", "ssc_active": "ssc_early", "ssc_late": "ssc_active"}
 
 REFERENCE_LIGHT = (255.0, 247.0, 240.0)  # warm white of the videocapillaroscope's LEDs
 _COLOURS: dict[str, tuple[float, float, float]] = {
@@ -383,7 +389,8 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
         raise ValueError(f"unknown nailfold class {label!r}; expected one of {CLASSES}")
     field_um = FIELD_UM / (style["magnification"] * rng.uniform(0.97, 1.03))
     row_y = rng.uniform(-0.3, -0.08) * field_um
-    loops, n_haem = _row(label, rng, field_um, row_y)
+    shown = _MILDER[label] if label in _MILDER and rng.random() < SPARED_SHARE else label
+    loops, n_haem = _row(shown, rng, field_um, row_y)
     haem = _haemorrhages(rng, loops, n_haem)
     for lp in loops:  # loops lie at different depths under a more or less transparent skin
         lp["contrast"] = float(rng.uniform(0.4, 1.0))
@@ -403,6 +410,7 @@ def sample_params(label: str, rng: np.random.Generator, style: dict[str, float])
         )
     return {
         "label": label,
+        "shown_pattern": shown,
         "field_um": field_um,
         "row_y": float(row_y),
         "cuticle_edge_um": float(rng.uniform(25.0, 70.0)),
@@ -661,7 +669,8 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
         "n_haemorrhage": len(params["haemorrhages"]),
         "max_apical_diameter_um": round(max(lp["apical_um"] for lp in loops), 2),
         "max_gap_um": round(float(np.diff(edges).max()), 1),
-        "ssc_landscape": int(params["label"] != "normal"),
+        "ssc_landscape": int(params["label"] != "normal"),  # the patient's verdict
+        "shown_pattern": params["shown_pattern"],  # what this finger shows (milder on spared fingers)
         "blur_sigma": round(params["blur_um"] * fr.ppu, 4),
         "defocused_share": round(params["soft_share"], 3),  # of the field width, on one side
         "field_um": round(params["field_um"], 2),
