@@ -229,6 +229,98 @@ def predict(
     )
 
 
+@app.command()
+@friendly
+def compare(
+    data: Path = typer.Argument(..., help="Image folder (root/<class>/<image>) or CSV (path,label[,group])."),
+    methods: str | None = typer.Option(
+        None,
+        "--methods",
+        "-m",
+        help="Comma-separated methods: FEATURES:CLASSIFIER (e.g. hu+haralick+lbp:lightgbm, "
+        "deep[efficientnet_lite0]:svm_rbf), finetune[MODEL], or a registered model name.",
+    ),
+    out: Path = typer.Option(Path("lablens-compare"), "--out", "-o", help="New folder for the comparison."),
+    preset: str | None = typer.Option(None, help="Study protocol preset: acevedo2019 | sclerocap2025."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (over the preset)."),
+    folds: int | None = typer.Option(None, help="k of grouped stratified k-fold CV (replaces a hold-out)."),
+    repeats: int | None = typer.Option(None, help="Repeats of the k-fold CV or of the hold-out."),
+    holdout: str | None = typer.Option(None, help="Repeated hold-out instead of k-fold, e.g. 70:30."),
+    primary_metric: str | None = typer.Option(None, help="Ranking metric: macro_f1 | accuracy | mcc | …"),
+    search: bool | None = typer.Option(
+        None, "--search/--no-search", help="Grid-search classifier settings in grouped inner CV."
+    ),
+    save_winner: bool = typer.Option(
+        False, "--save-winner", help="Refit the winner on all data as a bundle."
+    ),
+    label_column: str | None = typer.Option(None, help="CSV/manifest column holding the label."),
+    group_column: str | None = typer.Option(None, help="CSV column naming patient/specimen/slide."),
+    group_regex: str | None = typer.Option(None, help="Regex on file names giving the group."),
+    image_size: int | None = typer.Option(None, help="Crop size in pixels every method sees."),
+    weights: str | None = typer.Option(None, help="Initial weights of finetune[...] methods."),
+    epochs: int | None = typer.Option(None, help="Epochs of finetune[...] methods."),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda"),
+    threads: int | None = typer.Option(None, help="CPU threads for torch and the classifiers."),
+    seed: int | None = typer.Option(None, help="Seed of the folds and of every method."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Compare methods on identical grouped folds: ranks, CIs, pairwise tests and an HTML report."""
+    import yaml
+
+    from lablens.presets import deep_merge, load_preset
+    from lablens.workflows.compare import compare as run_compare
+
+    raw: dict[str, Any] = load_preset(preset) if preset else {}
+    if config is not None:
+        raw = deep_merge(raw, yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {})
+    cfg = RunConfig.model_validate(raw)
+    overrides: dict[str, Any] = {
+        "compare.folds": folds,
+        "compare.repeats": repeats,
+        "compare.holdout": holdout,
+        "compare.primary_metric": primary_metric,
+        "compare.search": search,
+        "data.label_column": label_column,
+        "data.group_column": group_column,
+        "data.group_regex": group_regex,
+        "model.image_size": image_size,
+        "model.weights": weights,
+        "train.epochs": epochs,
+        "train.device": device,
+        "train.threads": threads,
+        "train.seed": seed,
+        "split.seed": seed,
+    }
+    if methods:
+        overrides["compare.methods"] = [methods]
+    if save_winner:
+        overrides["compare.save_winner"] = True
+    cfg = apply_overrides(cfg, overrides)
+    if folds is not None and holdout is None:
+        cfg = cfg.model_copy(update={"compare": cfg.compare.model_copy(update={"holdout": None})})
+    if not cfg.compare.methods:
+        raise ValueError("no methods: give --methods or a --preset")
+    result = run_compare(data, out, cfg, progress=not quiet)
+    _print_ranking(result.document)
+    console.print(f"report: {result.report}")
+    if result.winner_bundle:
+        console.print(f"winner bundle: {result.winner_bundle}")
+
+
+def _print_ranking(doc: dict) -> None:
+    from rich.table import Table
+
+    primary = doc["primary_metric"]
+    table = Table(title=f"ranking by {primary} ({doc['protocol']})", title_justify="left")
+    for col in ("#", "method", primary, "accuracy", "fit s/fold"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for row in doc["table"]:
+        p, a = row["metrics"][primary], row["metrics"]["accuracy"]
+        fmt = lambda s: "–" if s["mean"] is None else f"{s['mean']:.3f} ± {s['sd'] or 0:.3f}"  # noqa: E731
+        table.add_row(str(row["rank"]), row["method"], fmt(p), fmt(a), f"{row['fit_s']:.1f}")
+    console.print(table)
+
+
 @app.command("validate-data")
 @friendly
 def validate_data(

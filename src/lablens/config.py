@@ -114,14 +114,36 @@ class EvalConfig(_Strict):
         return sorted(set(v))
 
 
+class CompareConfig(_Strict):
+    """``lablens compare``: which methods, on which folds, ranked by which metric.
+
+    Folds are grouped and stratified: ``folds``-fold cross-validation repeated ``repeats`` times, or, when
+    ``holdout`` is set (e.g. ``70:30``), that hold-out split drawn ``repeats`` times with different seeds.
+    ``split.val_fraction`` of each training part is carved off for the deep models' model selection (the
+    classical models train on it too). ``model``/``train`` settle image size and fine-tuning settings."""
+
+    methods: list[str] = []
+    folds: int = Field(5, ge=2)
+    repeats: int = Field(1, ge=1)
+    holdout: str | None = None
+    primary_metric: Literal[
+        "accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "mcc", "kappa", "macro_auc"
+    ] = "macro_f1"
+    search: bool = False
+    search_folds: int = Field(3, ge=2)
+    save_winner: bool = False
+
+
 class RunConfig(_Strict):
-    """Everything a ``lablens train`` run needs; written back as ``config.yaml`` in the run folder."""
+    """Everything a ``lablens train`` (or ``compare``) run needs; written back as ``config.yaml`` in the run
+    folder."""
 
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    compare: CompareConfig = CompareConfig()
 
 
 def load_config(path: str | Path | None) -> RunConfig:

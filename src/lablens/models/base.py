@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from lablens.data.preprocess import to_square
+
 
 class ImageClassifier(ClassifierMixin, BaseEstimator):
     """Base class providing ``predict`` and helpers; subclasses implement the rest of the contract."""
@@ -41,6 +43,13 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self, tensors: dict[str, Any], meta: dict[str, Any]
     ) -> ImageClassifier:  # pragma: no cover
         raise NotImplementedError
+
+    def _sized(self, X: np.ndarray) -> np.ndarray:
+        """Crops at the estimator's ``image_size`` (resized by ``resize_mode`` when they are not)."""
+        size = self.image_size  # type: ignore[attr-defined]
+        if X.shape[1:3] == (size, size):
+            return X
+        return np.stack([to_square(np.asarray(im), size, self.resize_mode) for im in X])  # type: ignore[attr-defined]
 
     @staticmethod
     def _check_images(X: np.ndarray) -> np.ndarray:

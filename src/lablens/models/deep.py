@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from lablens.config import AugmentConfig
-from lablens.data.preprocess import to_square
 from lablens.models.base import ImageClassifier
 from lablens.models.weights import build_network, check_model_name
 from lablens.registry import register, register_fallback
@@ -182,11 +181,6 @@ class DeepClassifier(ImageClassifier):
         if isinstance(self.augment, AugmentConfig):
             return self.augment
         return AugmentConfig(**self.augment)
-
-    def _sized(self, X: np.ndarray) -> np.ndarray:
-        if X.shape[1:3] == (self.image_size, self.image_size):
-            return X
-        return np.stack([to_square(np.asarray(im), self.image_size, self.resize_mode) for im in X])
 
     # -- inference ----------------------------------------------------------------------------------
     def predict_logits(self, X: np.ndarray) -> np.ndarray:

@@ -434,7 +434,7 @@ def _figures(
 
 
 @lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
     """The Jinja2 environment (templates are package data of ``lablens.report``)."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("lablens.report", "templates"),
@@ -532,7 +532,7 @@ def render_report(
         run_info=run_info,
         max_errors=max_errors,
     )
-    return _environment().get_template(TEMPLATE_NAME).render(**context)
+    return template_environment().get_template(TEMPLATE_NAME).render(**context)
 
 
 def write_report(

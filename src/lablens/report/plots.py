@@ -396,3 +396,30 @@ def per_class_bar_png(
     _style_axes(ax)
     ax.grid(False, axis="y")
     return _to_png(fig)
+
+
+def fold_boxplot_png(values: Mapping[str, Sequence[float | None]], metric: str) -> bytes:
+    """Box plot of one metric's per-fold values, one box per method (folds drawn as dots).
+
+    Args:
+        values: method name → per-fold values (None/NaN are left out).
+        metric: axis label.
+
+    Returns:
+        PNG bytes.
+    """
+    names = list(values)
+    data = [[v for v in (_as_float(x) for x in values[n]) if math.isfinite(v)] for n in names]
+    if not any(data):
+        return _message_png(f"no finite values of {metric}")
+    height = max(2.4, 0.42 * len(names) + 1.0)
+    fig = _new_figure(6.4, height)
+    ax = fig.add_subplot()
+    ax.boxplot([d or [math.nan] for d in data], orientation="horizontal", widths=0.55, showfliers=False)
+    for i, d in enumerate(data, start=1):
+        ax.scatter(d, [i] * len(d), s=12, color="#0f766e", alpha=0.8, zorder=3)
+    ax.set_yticks(range(1, len(names) + 1), [_plain(n) for n in names])
+    ax.invert_yaxis()
+    ax.set_xlabel(_plain(metric), fontsize=_FONT_SIZE)
+    _style_axes(ax)
+    return _to_png(fig)

@@ -1,0 +1,1 @@
+"""Compare methods on identical grouped folds: per-fold metrics, summaries, ranks, pairwise tests, report."""

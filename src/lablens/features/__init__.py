@@ -1,0 +1,1 @@
+"""Feature extractors (handcrafted and deep), registered by name and combined by spec strings."""

@@ -1,0 +1,208 @@
+"""``lablens compare``: several methods on the same grouped folds, ranked and tested against each other.
+
+Run folder layout::
+
+    OUT/config.yaml            resolved configuration (methods, folds, settings)
+    OUT/data_report.json       what ingestion found and skipped
+    OUT/manifest.csv           the usable images
+    OUT/split.json             the shared folds
+    OUT/comparison.json        summaries, ranks, pairwise tests, importances, per-fold metrics
+    OUT/ranking.csv            the rank table (one row per method)
+    OUT/per_fold.csv           every method × fold: metrics and timings
+    OUT/predictions/<m>.csv    out-of-fold probabilities per method
+    OUT/report.html            the report
+    OUT/winner/bundle/         (``save_winner``) the best method refitted on all images, as a model bundle
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lablens.compare.folds import comparison_folds, comparison_protocol
+from lablens.compare.methods import Method, parse_method, split_methods
+from lablens.compare.report import write_compare_report
+from lablens.compare.runner import FoldResult, run_all
+from lablens.compare.summary import summarise
+from lablens.config import RunConfig, dump_config
+from lablens.data.manifest import Manifest
+from lablens.data.splits import Split, allocate_groups, save_split
+from lablens.evaluate.calibration import fit_temperature
+from lablens.infer.bundle import save_bundle
+from lablens.progress import make_progress
+from lablens.workflows.common import RunError, print_data_report, read_data, read_pixels, write_json
+
+
+@dataclass
+class CompareResult:
+    """What a comparison produced."""
+
+    out: Path
+    document: dict[str, Any]
+    seconds: float
+    winner_bundle: Path | None = None
+
+    @property
+    def report(self) -> Path:
+        return self.out / "report.html"
+
+
+def compare(
+    data: str | Path, out: str | Path, config: RunConfig | None = None, *, progress: bool = True
+) -> CompareResult:
+    """Compare ``config.compare.methods`` on ``data``; write the run folder described in the module docstring."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    cfg = (config or RunConfig()).model_copy(deep=True)
+    cfg.data.path = str(Path(data).resolve())
+    try:
+        methods = [parse_method(m, cfg) for m in split_methods(cfg.compare.methods)]
+    except (KeyError, ValueError) as exc:
+        raise RunError(f"methods: {exc}") from exc
+    if len({m.name for m in methods}) != len(methods):
+        raise RunError("a method is listed twice")
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out} exists and is not empty; choose a new --out (results are never overwritten)")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out / "config.yaml")
+    try:
+        doc, winner = _run(out, cfg, methods, progress)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)  # nothing finished: leave no half-made folder behind
+        raise
+    return CompareResult(out, doc, time.perf_counter() - t0, winner)
+
+
+def _run(out: Path, cfg: RunConfig, methods: list[Method], progress: bool) -> tuple[dict, Path | None]:
+    c = cfg.compare
+    with make_progress(progress) as prog:
+        min_groups = 3 if c.holdout else max(c.folds, 3)
+        manifest, report = read_data(cfg.data.path, cfg.data, prog, min_groups_per_class=min_groups)
+        if progress:
+            print_data_report(report)
+        write_json(out / "data_report.json", report.to_dict())
+        manifest.to_csv(out / "manifest.csv")
+        groups = np.asarray(manifest.groups).astype(str)
+        folds = comparison_folds(manifest.y, groups, c, cfg.split)
+        save_split(
+            Split(comparison_protocol(c), cfg.split.seed, cfg.split.val_fraction, folds),
+            manifest.ids,
+            groups,
+            out / "split.json",
+        )
+        pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
+        results = run_all(methods, folds, pixels, manifest.y, groups, manifest.classes, prog)
+        doc = summarise(
+            results, [m.name for m in methods], manifest.y, manifest.classes, c.primary_metric, cfg.eval.level
+        )
+        doc["protocol"] = comparison_protocol(c)
+        doc["data"] = cfg.data.path
+        doc["n_images"] = len(manifest)
+        doc["n_groups"] = int(np.unique(groups).size)
+        _write_tables(out, doc, results, manifest, methods)
+        winner = None
+        if c.save_winner:
+            best = next(m for m in methods if m.name == doc["winner"])
+            winner = _save_winner(out / "winner", best, manifest, pixels, cfg, doc, prog)
+            doc["winner_bundle"] = str(winner)
+        write_json(out / "comparison.json", doc)
+        settings = [
+            ("data", f"{cfg.data.path} ({len(manifest)} images, {doc['n_groups']} groups)"),
+            (
+                "protocol",
+                f"{doc['protocol']}, seed {cfg.split.seed}, validation share {cfg.split.val_fraction}",
+            ),
+            ("image size", f"{cfg.model.image_size} px ({cfg.data.resize_mode})"),
+            ("hyper-parameter search", "grouped inner CV" if c.search else "off (defaults)"),
+            ("methods", ", ".join(m.name for m in methods)),
+        ]
+        title = f"lablens compare — {Path(cfg.data.path).name}"
+        write_compare_report(out / "report.html", doc, title, settings)
+    return doc, winner
+
+
+def _write_tables(
+    out: Path, doc: dict, results: list[FoldResult], manifest: Manifest, methods: list[Method]
+) -> None:
+    rows = []
+    for row in doc["table"]:
+        flat = {"rank": row["rank"], "method": row["method"], "mean_fold_rank": row["mean_fold_rank"]}
+        for k, s in row["metrics"].items():
+            flat[f"{k}_mean"], flat[f"{k}_sd"] = s["mean"], s["sd"]
+        flat["fit_s"], flat["predict_s"] = row["fit_s"], row["predict_s"]
+        rows.append(flat)
+    pd.DataFrame(rows).to_csv(out / "ranking.csv", index=False)
+    pd.DataFrame(doc["per_fold"]).to_csv(out / "per_fold.csv", index=False)
+    pred_dir = out / "predictions"
+    pred_dir.mkdir(exist_ok=True)
+    classes = manifest.classes
+    for m in methods:
+        frames = []
+        for r in (r for r in results if r.method == m.name):
+            sub = manifest.subset(r.test)
+            frame = pd.DataFrame(
+                {
+                    "fold": r.fold,
+                    "id": sub.ids,
+                    "label": sub.table["label"].tolist(),
+                    "predicted": [classes[i] for i in r.proba.argmax(1)],
+                }
+            )
+            for j, c in enumerate(classes):
+                frame[f"p_{c}"] = r.proba[:, j].round(6)
+            frames.append(frame)
+        pd.concat(frames).to_csv(pred_dir / f"{m.slug}.csv", index=False)
+
+
+def _save_winner(
+    folder: Path, method: Method, manifest: Manifest, pixels: np.ndarray, cfg: RunConfig, doc: dict, prog: Any
+) -> Path:
+    """Refit the winning method on all images (a validation share carved by group for the deep models'
+    model selection and calibration) and save it as a normal bundle whose card carries the CV estimates."""
+    prog.log(f"refitting the winner {method.name} on all {len(manifest)} images")
+    y, groups = manifest.y, np.asarray(manifest.groups).astype(str)
+    vf = cfg.split.val_fraction
+    part = allocate_groups(y, groups, (1.0 - vf, vf), np.random.default_rng([cfg.split.seed, 99]))
+    train, val = np.flatnonzero(part == 0), np.flatnonzero(part == 1)
+    labels = np.asarray(manifest.classes)[y]
+    est = method.build()
+    kwargs = {"groups": groups[train], "groups_val": groups[val]} if method.family == "features" else {}
+    est.fit(pixels[train], labels[train], pixels[val], labels[val], **kwargs)
+    temperature = 1.0
+    if method.family == "deep" and cfg.eval.calibrate and len(val):
+        temperature = fit_temperature(est.predict_logits(pixels[val]), y[val])  # val never trained on
+    row = doc["table"][0]
+    folder.mkdir(parents=True, exist_ok=True)
+    bundle = save_bundle(
+        folder / "bundle",
+        est,
+        estimator_name=method.estimator,
+        image_size=cfg.model.image_size,
+        resize_mode=cfg.data.resize_mode,
+        temperature=temperature,
+        training={
+            "config": cfg.model_dump(),
+            "data": cfg.data.path,
+            "manifest_hash": manifest.content_hash(),
+            "class_counts": manifest.class_counts(),
+            "method": method.name,
+            "selected_by": f"lablens compare ({doc['protocol']}), {doc['primary_metric']}",
+            "split": {"n_train": len(train), "n_val": len(val), "n_test": 0},
+        },
+        metrics={
+            "cross_validation": {
+                k: {"mean": v["mean"], "sd": v["sd"], "ci": v["ci"]} for k, v in row["metrics"].items()
+            },
+            "note": "refitted on all images after selection; the figures are the cross-validated estimates",
+        },
+    )
+    prog.log(f"winner bundle {bundle.path} (hash {bundle.short_hash})")
+    return bundle.path
