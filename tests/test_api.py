@@ -10,7 +10,16 @@ from conftest import write_shape_folder
 
 
 def test_api_verbs_exist() -> None:
-    for verb in ("train", "evaluate", "predict", "validate_data", "demo", "load_bundle", "create_estimator"):
+    for verb in (
+        "train",
+        "evaluate",
+        "predict",
+        "compare",
+        "validate_data",
+        "demo",
+        "load_bundle",
+        "create_estimator",
+    ):
         assert callable(getattr(api, verb))
 
 

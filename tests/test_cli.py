@@ -162,3 +162,40 @@ def test_predict_refuses_pickle_bundle(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "never unpickles" in _out(result)
+
+
+def test_compare_cli_ranks_methods_and_explains_bad_presets(tmp_path: Path) -> None:
+    from conftest import write_shape_folder
+
+    data = write_shape_folder(tmp_path / "shapes", per_class=9)
+    out = tmp_path / "cmp"
+    args = [
+        "compare",
+        str(data),
+        "-m",
+        "hu+morphology:logreg,colour:rf",
+        "--folds",
+        "3",
+        "--image-size",
+        "40",
+    ]
+    result = runner.invoke(app, [*args, "-o", str(out), "-q"])
+    assert result.exit_code == 0, _out(result)
+    text = _out(result)
+    assert "ranking by macro_f1 (kfold:3)" in text and "colour:rf" in text
+    assert (out / "report.html").is_file() and (out / "comparison.json").is_file()
+    bad = runner.invoke(app, ["compare", str(data), "--preset", "nope", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 1 and "unknown preset 'nope'; available: acevedo2019, sclerocap2025" in _out(bad)
+    none = runner.invoke(app, ["compare", str(data), "-o", str(tmp_path / "y")])
+    assert none.exit_code == 1 and "no methods" in _out(none)
+
+
+def test_presets_load_as_valid_configs() -> None:
+    from lablens.config import RunConfig
+    from lablens.presets import load_preset, preset_names
+
+    for name in preset_names():
+        cfg = RunConfig.model_validate(load_preset(name))
+        assert cfg.compare.methods and cfg.compare.holdout
+    sclerocap = RunConfig.model_validate(load_preset("sclerocap2025")).compare
+    assert len(sclerocap.methods) == 4 * 6 + 3 and sclerocap.holdout == "70:30"

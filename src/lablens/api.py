@@ -4,6 +4,8 @@
 >>> result = api.train("data/pbc", "runs/pbc", api.RunConfig())          # doctest: +SKIP
 >>> api.evaluate(result.bundles[0], "data/new", "runs/pbc-eval")         # doctest: +SKIP
 >>> api.predict(result.bundles[0], ["cells/"], "predictions.csv")        # doctest: +SKIP
+>>> cfg = api.RunConfig(compare={"methods": ["hu+haralick+lbp:lightgbm", "finetune[resnet18]"]})
+>>> api.compare("data/pbc", "runs/pbc-compare", cfg)                    # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from lablens.data.validate import DataReport, load_dataset
 from lablens.infer.bundle import Bundle, load_bundle
 from lablens.infer.predictor import Predictor
 from lablens.registry import create_estimator, list_estimators
+from lablens.workflows.compare import CompareResult, compare
 from lablens.workflows.demo import demo
 from lablens.workflows.evaluate import evaluate
 from lablens.workflows.predict import predict
@@ -44,11 +47,13 @@ def validate_data(
 
 __all__ = [
     "Bundle",
+    "CompareResult",
     "DataConfig",
     "EvalConfig",
     "Predictor",
     "RunConfig",
     "TrainResult",
+    "compare",
     "create_estimator",
     "demo",
     "evaluate",

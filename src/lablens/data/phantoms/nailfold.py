@@ -610,7 +610,8 @@ def _loop_label(lp: dict[str, Any]) -> str:
 def _instances(
     fr: d.Frame, params: dict[str, Any], loop_masks: list[np.ndarray], haem_masks: list[np.ndarray]
 ) -> list[Instance]:
-    """One instance per capillary of the row and per haemorrhage; touching masks may overlap."""
+    """One instance per capillary of the row and per haemorrhage; touching masks may overlap; an object cut by
+    the field's edge is marked ``truncated`` (its centre may lie outside the image)."""
     masks = [m >= 0.5 for m in (*loop_masks, *haem_masks)]
     labels = [_loop_label(lp) for lp in params["loops"]] + ["haemorrhage"] * len(haem_masks)
     centres = [lp["apex"] for lp in params["loops"]] + [h["center"] for h in params["haemorrhages"]]
@@ -625,13 +626,14 @@ def _instances(
         if not m.any():
             continue
         cx, cy = fr.xy(centres[i])
+        cut = bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())  # cut by the field's edge
         out.append(
             Instance(
                 label=labels[i],
                 mask=m,
                 center=(float(cx), float(cy)),
                 may_overlap=bool((cover[m] > 1).any()),
-                attrs=attrs[i],
+                attrs={**attrs[i], "truncated": cut},
             )
         )
     return out
