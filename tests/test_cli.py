@@ -173,7 +173,7 @@ def test_compare_cli_ranks_methods_and_explains_bad_presets(tmp_path: Path) -> N
         "compare",
         str(data),
         "-m",
-        "hu+morphology:logreg,colour:rf",
+        "hu+morphology:logreg,lbp[points=8, radii=1]:rf",
         "--folds",
         "3",
         "--image-size",
@@ -182,7 +182,8 @@ def test_compare_cli_ranks_methods_and_explains_bad_presets(tmp_path: Path) -> N
     result = runner.invoke(app, [*args, "-o", str(out), "-q"])
     assert result.exit_code == 0, _out(result)
     text = _out(result)
-    assert "ranking by macro_f1 (kfold:3)" in text and "colour:rf" in text
+    assert "ranking by macro_f1 (kfold:3)" in text
+    assert "lbp[points=8, radii=1]:rf" in text  # brackets shown, not swallowed as Rich markup
     assert (out / "report.html").is_file() and (out / "comparison.json").is_file()
     bad = runner.invoke(app, ["compare", str(data), "--preset", "nope", "-o", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "unknown preset 'nope'; available: acevedo2019, sclerocap2025" in _out(bad)

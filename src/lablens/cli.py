@@ -308,6 +308,7 @@ def compare(
 
 
 def _print_ranking(doc: dict) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     primary = doc["primary_metric"]
@@ -317,7 +318,7 @@ def _print_ranking(doc: dict) -> None:
     for row in doc["table"]:
         p, a = row["metrics"][primary], row["metrics"]["accuracy"]
         fmt = lambda s: "–" if s["mean"] is None else f"{s['mean']:.3f} ± {s['sd'] or 0:.3f}"  # noqa: E731
-        table.add_row(str(row["rank"]), row["method"], fmt(p), fmt(a), f"{row['fit_s']:.1f}")
+        table.add_row(str(row["rank"]), escape(row["method"]), fmt(p), fmt(a), f"{row['fit_s']:.1f}")
     console.print(table)
 
 

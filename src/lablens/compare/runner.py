@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 
 from lablens.compare.methods import Method
 from lablens.data.splits import Fold
@@ -108,7 +109,8 @@ def run_all(
     """Every method on every fold, in order (method-major), with one progress bar per method."""
     results = []
     for method in methods:
-        task = progress.task(method.name, len(folds))
+        shown = escape(method.name)  # method names contain brackets, which Rich would read as markup
+        task = progress.task(shown, len(folds))
         for fold in folds:
             res = run_fold(method, fold, pixels, y, np.asarray(groups).astype(str), classes)
             results.append(res)
@@ -117,7 +119,7 @@ def run_all(
         done = [r for r in results if r.method == method.name]
         mean_acc = np.mean([r.metrics["accuracy"] for r in done])
         progress.log(
-            f"{method.name}: accuracy {mean_acc:.3f} over {len(done)} folds "
+            f"{shown}: accuracy {mean_acc:.3f} over {len(done)} folds "
             f"(fit {np.mean([r.fit_s for r in done]):.1f} s/fold)"
         )
     return results

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich.markup import escape
 
 from lablens.compare.folds import comparison_folds, comparison_protocol
 from lablens.compare.methods import Method, parse_method, split_methods
@@ -167,7 +168,7 @@ def _save_winner(
 ) -> Path:
     """Refit the winning method on all images (a validation share carved by group for the deep models'
     model selection and calibration) and save it as a normal bundle whose card carries the CV estimates."""
-    prog.log(f"refitting the winner {method.name} on all {len(manifest)} images")
+    prog.log(f"refitting the winner {escape(method.name)} on all {len(manifest)} images")
     y, groups = manifest.y, np.asarray(manifest.groups).astype(str)
     vf = cfg.split.val_fraction
     part = allocate_groups(y, groups, (1.0 - vf, vf), np.random.default_rng([cfg.split.seed, 99]))
