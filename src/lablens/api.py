@@ -6,6 +6,9 @@
 >>> api.predict(result.bundles[0], ["cells/"], "predictions.csv")        # doctest: +SKIP
 >>> cfg = api.RunConfig(compare={"methods": ["hu+haralick+lbp:lightgbm", "finetune[resnet18]"]})
 >>> api.compare("data/pbc", "runs/pbc-compare", cfg)                    # doctest: +SKIP
+>>> api.degrade("data/pbc", "runs/pbc-blur", levels="0-4", size=96)       # doctest: +SKIP
+>>> api.quality(["slides/"], model="runs/quality/bundle")               # doctest: +SKIP
+>>> api.blur_study("data/pbc", "runs/pbc-blur-study", api.RunConfig())   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ from lablens.data.manifest import Manifest
 from lablens.data.validate import DataReport, load_dataset
 from lablens.infer.bundle import Bundle, load_bundle
 from lablens.infer.predictor import Predictor
+from lablens.quality.gate import QualityGate
 from lablens.registry import create_estimator, list_estimators
+from lablens.workflows.blur_study import BlurStudyResult, blur_study
 from lablens.workflows.compare import CompareResult, compare
+from lablens.workflows.degrade import DegradeResult, degrade
 from lablens.workflows.demo import demo
 from lablens.workflows.evaluate import evaluate
 from lablens.workflows.predict import predict
+from lablens.workflows.quality import QualityResult, quality
 from lablens.workflows.train import TrainResult, min_groups_for, train
 
 
@@ -46,21 +53,28 @@ def validate_data(
 
 
 __all__ = [
+    "BlurStudyResult",
     "Bundle",
     "CompareResult",
     "DataConfig",
+    "DegradeResult",
     "EvalConfig",
     "Predictor",
+    "QualityGate",
+    "QualityResult",
     "RunConfig",
     "TrainResult",
+    "blur_study",
     "compare",
     "create_estimator",
+    "degrade",
     "demo",
     "evaluate",
     "list_estimators",
     "load_bundle",
     "load_config",
     "predict",
+    "quality",
     "train",
     "validate_data",
 ]

@@ -85,6 +85,7 @@ def train(
     split: str | None = typer.Option(
         None, help="8:1:1 | 9:1 | 70:30 | kfold:5 | repeated-kfold:5x3 | split.json"
     ),
+    label_column: str | None = typer.Option(None, help="CSV/manifest column holding the label."),
     group_column: str | None = typer.Option(None, help="CSV column naming patient/specimen/slide."),
     group_regex: str | None = typer.Option(
         None, help="Regex on file names giving the group, e.g. '^(P\\d+)_'."
@@ -116,6 +117,7 @@ def train(
             "train.batch_size": batch_size,
             "train.lr": lr,
             "split.protocol": split,
+            "data.label_column": label_column,
             "data.group_column": group_column,
             "data.group_regex": group_regex,
             "data.reader_column": reader_column,
@@ -212,6 +214,12 @@ def predict(
     batch_size: int = typer.Option(64, help="Images per batch."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    quality: Path | None = typer.Option(
+        None, help="Quality (blur-level) bundle: images above --max-level are 'not evaluable'."
+    ),
+    max_level: float = typer.Option(
+        2.5, help="Highest quality score (expected blur level) still classified."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Classify images: top-k classes with calibrated probabilities and the bundle hash, per image."""
@@ -225,6 +233,8 @@ def predict(
         batch_size=batch_size,
         device=device,
         overwrite=overwrite,
+        quality=quality,
+        max_level=max_level,
         progress=not quiet,
     )
 
@@ -320,6 +330,102 @@ def _print_ranking(doc: dict) -> None:
         fmt = lambda s: "–" if s["mean"] is None else f"{s['mean']:.3f} ± {s['sd'] or 0:.3f}"  # noqa: E731
         table.add_row(str(row["rank"]), escape(row["method"]), fmt(p), fmt(a), f"{row['fit_s']:.1f}")
     console.print(table)
+
+
+@app.command()
+@friendly
+def degrade(
+    data: Path = typer.Argument(..., help="Image folder or CSV to degrade."),
+    out: Path = typer.Argument(..., help="New folder for the degraded copies and manifest.csv."),
+    levels: str = typer.Option("0-4", help="Blur levels, e.g. 0-4 or 0,2,4 (level L: PSF sd L·side/96 px)."),
+    kinds: str = typer.Option("defocus,gaussian,motion", help="Blur kinds drawn per copy."),
+    noise: float = typer.Option(
+        0.01, help="Largest sensor-noise sd (0..1 intensity units) of blurred copies."
+    ),
+    size: int | None = typer.Option(None, help="Resize each image to a size×size crop first."),
+    label_column: str | None = typer.Option(None, help="CSV/manifest column holding the label."),
+    group_column: str | None = typer.Option(None, help="CSV column naming patient/specimen/slide."),
+    seed: int = typer.Option(0, help="Same seed, same files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Write every image at graded blur levels (a synthetic-blur database) with the recipe of each copy."""
+    from lablens.workflows.degrade import degrade as run_degrade
+
+    cfg = apply_overrides(RunConfig(), {"data.label_column": label_column, "data.group_column": group_column})
+    run_degrade(
+        data,
+        out,
+        levels=levels,
+        kinds=kinds,
+        noise=noise,
+        size=size,
+        seed=seed,
+        data_cfg=cfg.data,
+        progress=not quiet,
+    )
+
+
+@app.command()
+@friendly
+def quality(
+    paths: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="Quality (blur-level) bundle."),
+    max_level: float = typer.Option(2.5, help="Highest quality score (expected blur level) still evaluable."),
+    size: int = typer.Option(128, help="Crop size the measures are taken at."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Per-image CSV."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Per-image quality (sharpness, exposure, noise; with --model a score and flag) and a summary."""
+    from lablens.workflows.quality import quality as run_quality
+
+    run_quality(paths, out, model=model, max_level=max_level, size=size, progress=not quiet)
+
+
+@app.command("blur-study")
+@friendly
+def blur_study(
+    data: Path = typer.Argument(..., help="Labelled image folder or CSV."),
+    out: Path = typer.Option(..., "--out", "-o", help="New folder for the study."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML config; options below override it."
+    ),
+    model: str | None = typer.Option(None, help="timm CNN shared by all arms (default efficientnet_lite0)."),
+    weights: str | None = typer.Option(None, help="scratch | imagenet | weights file."),
+    image_size: int | None = typer.Option(None, help="Crop size in pixels."),
+    epochs: int | None = typer.Option(None, help="Epochs of each arm."),
+    levels: str = typer.Option("0-4", help="Blur levels (0 = clean)."),
+    kinds: str = typer.Option("defocus,gaussian,motion", help="Blur kinds."),
+    max_level: float = typer.Option(2.5, help="Quality gate: highest score still evaluable."),
+    label_column: str | None = typer.Option(None, help="CSV/manifest column holding the label."),
+    group_column: str | None = typer.Option(None, help="CSV column naming patient/specimen/slide."),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda"),
+    threads: int | None = typer.Option(None, help="CPU threads."),
+    seed: int | None = typer.Option(None, help="Seed of the split and the training."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Accuracy vs blur level for single-task, blur-augmented, de-blur-then-classify and multi-task models."""
+    from lablens.workflows.blur_study import blur_study as run_study
+
+    cfg = load_config(config)
+    if config is None:
+        cfg = apply_overrides(cfg, {"model.name": "efficientnet_lite0", "model.weights": "imagenet"})
+        cfg = apply_overrides(cfg, {"model.image_size": 96, "train.epochs": 10})
+    cfg = apply_overrides(
+        cfg,
+        {
+            "model.name": model,
+            "model.weights": weights,
+            "model.image_size": image_size,
+            "train.epochs": epochs,
+            "data.label_column": label_column,
+            "data.group_column": group_column,
+            "train.device": device,
+            "train.threads": threads,
+            "train.seed": seed,
+            "split.seed": seed,
+        },
+    )
+    run_study(data, out, cfg, levels=levels, kinds=kinds, max_level=max_level, progress=not quiet)
 
 
 @app.command("validate-data")

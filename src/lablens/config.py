@@ -64,13 +64,15 @@ class AugmentConfig(_Strict):
 
 class ModelConfig(_Strict):
     """Which estimator, with which initial weights, at which input size; ``tta`` averages predictions over
-    the 8 flips/rotations of each image (8× the inference cost)."""
+    the 8 flips/rotations of each image (8× the inference cost); ``params`` passes arguments only one model
+    family has (e.g. ``features``/``classifier`` of ``features``, ``deblur_weight`` of ``multitask``)."""
 
     name: str = "resnet18"
     weights: str = "scratch"
     image_size: int = Field(224, ge=16, le=2048)
     drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
     tta: bool = True
+    params: dict[str, Any] = {}  # family-specific estimator arguments, e.g. {deblur_weight: 0} for multitask
 
 
 class TrainConfig(_Strict):

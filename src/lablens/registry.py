@@ -60,6 +60,21 @@ def get_factory(name: str) -> Callable[..., Any]:
     raise KeyError(f"unknown model {name!r}: not registered in lablens and not a timm model name.{hint}")
 
 
+def accepted_parameters(name: str) -> set[str]:
+    """The keyword arguments the factory registered as ``name`` takes (a partial's fixed ones excluded)."""
+    import functools
+    import inspect
+
+    factory = get_factory(name)
+    fixed: set[str] = set()
+    while isinstance(factory, functools.partial):
+        fixed |= set(factory.keywords)
+        factory = factory.func
+    target = factory.__init__ if isinstance(factory, type) else factory
+    params = inspect.signature(target).parameters
+    return {p for p in params if p != "self"} - fixed
+
+
 def create_estimator(name: str, **kwargs: Any) -> Any:
     """Create the estimator registered as ``name`` with explicit keyword arguments."""
     return get_factory(name)(**kwargs)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from lablens.registry import create_estimator, get_factory, list_estimators
+from lablens.registry import accepted_parameters, create_estimator, get_factory, list_estimators
 
 from conftest import shape_image
 
@@ -20,11 +20,8 @@ def _data(size: int, per_class: int = 4) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-FEATURE_FAMILIES = ("features", "handcrafted", "cnn_features")
-
-
 def _tiny_kwargs(name: str) -> dict:
-    if name in FEATURE_FAMILIES:
+    if "epochs" not in accepted_parameters(name):  # a features + classifier pipeline
         return dict(image_size=48, seed=0, threads=1)
     size = 80 if name == "inception_v3" else 48
     return dict(image_size=size, epochs=1, batch_size=6, augment=None, device="cpu", patience=None, seed=0)
@@ -71,7 +68,10 @@ def test_registry_has_study_models() -> None:
         "efficientnet_b0",
         "efficientnet_b7",
         "efficientnet_lite0",
-        *FEATURE_FAMILIES,
+        "features",
+        "handcrafted",
+        "cnn_features",
+        "blur_level",
     ):
         assert required in names
 

@@ -33,7 +33,7 @@ def register_extractor(name: str) -> Any:
 
 
 def _ensure_loaded() -> None:
-    from lablens.features import deep, handcrafted  # noqa: F401  (run the decorators)
+    from lablens.features import deep, handcrafted, quality  # noqa: F401  (run the decorators)
 
 
 def list_extractors() -> list[str]:

@@ -2,7 +2,9 @@
 
 The exact preprocessing recorded in the bundle's card is applied (decode → RGB → ``to_square``), images
 are classified in batches, probabilities are temperature-calibrated, and every row carries the bundle
-hash. Files that cannot be read are reported with their reason and skipped.
+hash. Files that cannot be read are reported with their reason and skipped. With a quality gate
+(:class:`~lablens.quality.gate.QualityGate`) every row also carries its quality score, and an image above the
+gate's blur level is reported as not evaluable: its probabilities are NaN and no class is given.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +30,9 @@ from lablens.data.preprocess import to_square
 from lablens.data.validate import Problem
 from lablens.infer.bundle import Bundle
 from lablens.progress import SilentProgress
+
+if TYPE_CHECKING:
+    from lablens.quality.gate import QualityGate
 
 
 def softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -46,11 +51,29 @@ class PredictionResult:
     paths: list[str] = field(default_factory=list)
     proba: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     skipped: list[Problem] = field(default_factory=list)
+    quality: np.ndarray | None = None  # expected blur level per row, when a quality gate was used
+    max_level: float | None = None
+
+    @property
+    def evaluable(self) -> np.ndarray:
+        """Per row: False when the quality gate judged the image too blurred to classify."""
+        if self.quality is None or self.max_level is None:
+            return np.ones(len(self.paths), dtype=bool)
+        return self.quality <= self.max_level
+
+    @property
+    def n_not_evaluable(self) -> int:
+        return int((~self.evaluable).sum())
 
     def ranked(self, top_k: int) -> list[list[tuple[str, float]]]:
+        """Top-k (class, probability) per row; an empty list for a row that is not evaluable."""
         k = min(top_k, len(self.classes))
-        order = np.argsort(-self.proba, axis=1, kind="stable")[:, :k]
-        return [[(self.classes[j], float(self.proba[i, j])) for j in row] for i, row in enumerate(order)]
+        order = np.argsort(-np.nan_to_num(self.proba, nan=-1.0), axis=1, kind="stable")[:, :k]
+        ok = self.evaluable
+        return [
+            [(self.classes[j], float(self.proba[i, j])) for j in row] if ok[i] else []
+            for i, row in enumerate(order)
+        ]
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
@@ -71,8 +94,11 @@ def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Proble
 class Predictor:
     """Classifies images with a loaded bundle (torch backend; ONNX Runtime arrives with export)."""
 
-    def __init__(self, bundle: Bundle, batch_size: int = 64, device: str = "auto") -> None:
+    def __init__(
+        self, bundle: Bundle, batch_size: int = 64, device: str = "auto", gate: QualityGate | None = None
+    ) -> None:
         self.bundle = bundle
+        self.gate = gate
         self.batch_size = batch_size
         self.device = device
         est = bundle.estimator
@@ -99,16 +125,23 @@ class Predictor:
         result = PredictionResult(self.bundle.hash, self.bundle.classes, skipped=skipped)
         size, mode = self.bundle.image_size, self.bundle.resize_mode
         task = progress.task("predict", len(files))
-        probas = []
+        probas: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
         batch: list[np.ndarray] = []
+        raw: list[np.ndarray] = []
         names: list[str] = []
 
         def flush() -> None:
             if batch:
-                probas.append(self.predict_arrays(np.stack(batch)))
+                proba = self.predict_arrays(np.stack(batch))
+                if self.gate is not None:
+                    score = self.gate.score(raw)
+                    proba[~self.gate.evaluable(score)] = np.nan  # not evaluable: no class is given
+                    scores.append(score)
+                probas.append(proba)
                 result.paths.extend(names)
-                batch.clear()
-                names.clear()
+                for buf in (batch, raw, names):
+                    buf.clear()
 
         for f in files:
             shown = str(f)
@@ -129,6 +162,8 @@ class Predictor:
                 task.advance(1)
                 continue
             batch.append(to_square(img.pixels, size, mode))
+            if self.gate is not None:
+                raw.append(img.pixels)
             names.append(shown)
             if len(batch) >= self.batch_size:
                 flush()
@@ -137,15 +172,37 @@ class Predictor:
         task.done()
         n_classes = len(self.bundle.classes)
         result.proba = np.concatenate(probas) if probas else np.zeros((0, n_classes))
+        if self.gate is not None:
+            result.quality = np.concatenate(scores) if scores else np.zeros(0)
+            result.max_level = self.gate.max_level
         return result
 
 
+def _status(result: PredictionResult) -> list[str]:
+    return ["classified" if ok else "not_evaluable" for ok in result.evaluable]
+
+
 def write_predictions(result: PredictionResult, out: str | Path, top_k: int, bundle: Bundle) -> Path:
-    """CSV (one row per image: ``path, class_1, prob_1, … , bundle_hash``) or JSON by the suffix."""
+    """CSV (one row per image: ``path, class_1, prob_1, … , bundle_hash``) or JSON by the suffix.
+
+    With a quality gate, rows also carry ``status`` (``classified`` | ``not_evaluable``) and
+    ``quality_score`` (expected blur level); a not-evaluable row has no classes.
+    """
     out = Path(out)
     ranked = result.ranked(top_k)
     k = min(top_k, len(result.classes))
+    gated = result.quality is not None
+    status = _status(result)
     if out.suffix.lower() == ".json":
+        rows = []
+        for i, (p, r) in enumerate(zip(result.paths, ranked, strict=True)):
+            row: dict[str, Any] = {"path": p}
+            if gated:
+                row["status"] = status[i]
+                row["quality_score"] = round(float(result.quality[i]), 4)  # type: ignore[index]
+            row["ranked"] = [{"class": c, "probability": round(pr, 6)} for c, pr in r]
+            row["bundle_hash"] = result.bundle_hash
+            rows.append(row)
         doc = {
             "bundle": {
                 "hash": result.bundle_hash,
@@ -154,14 +211,10 @@ def write_predictions(result: PredictionResult, out: str | Path, top_k: int, bun
                 "temperature": bundle.temperature,
             },
             "top_k": k,
-            "predictions": [
-                {
-                    "path": p,
-                    "ranked": [{"class": c, "probability": round(pr, 6)} for c, pr in r],
-                    "bundle_hash": result.bundle_hash,
-                }
-                for p, r in zip(result.paths, ranked, strict=True)
-            ],
+            "quality_gate": {"max_level": result.max_level, "not_evaluable": result.n_not_evaluable}
+            if gated
+            else None,
+            "predictions": rows,
             "skipped": [{"path": s.path, "kind": s.kind, "reason": s.reason} for s in result.skipped],
         }
         out.write_text(json.dumps(doc, indent=1), encoding="utf-8")
@@ -173,13 +226,16 @@ def write_predictions(result: PredictionResult, out: str | Path, top_k: int, bun
             w.writerows([s.path, s.kind, s.reason] for s in result.skipped)
     with out.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        header = ["path"]
+        header = ["path", *(["status", "quality_score"] if gated else [])]
         for i in range(1, k + 1):
             header += [f"class_{i}", f"prob_{i}"]
         w.writerow([*header, "bundle_hash"])
-        for p, r in zip(result.paths, ranked, strict=True):
-            row: list[Any] = [p]
+        for i, (p, r) in enumerate(zip(result.paths, ranked, strict=True)):
+            cells: list[Any] = [p]
+            if gated:
+                cells += [status[i], f"{result.quality[i]:.4f}"]  # type: ignore[index]
             for c, pr in r:
-                row += [c, f"{pr:.6f}"]
-            w.writerow([*row, result.bundle_hash])
+                cells += [c, f"{pr:.6f}"]
+            cells += [""] * (2 * (k - len(r)))
+            w.writerow([*cells, result.bundle_hash])
     return out

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from lablens.models import classical, deep  # noqa: F401  (registers the deep and the features families)
+from lablens.models import classical, deep, multitask  # noqa: F401  (registers every family)

@@ -189,3 +189,6 @@ register("handcrafted")(functools.partial(FeatureClassifier, features=HANDCRAFTE
 register("cnn_features")(
     functools.partial(FeatureClassifier, features="deep[efficientnet_lite0]", classifier="svm_rbf")
 )
+# A blur-level (image quality) model: the quality measures + gradient boosting, trained on the
+# ``blur_level`` column of a degraded set (``lablens degrade``); see lablens.quality.gate.
+register("blur_level")(functools.partial(FeatureClassifier, features="quality", classifier="lightgbm"))

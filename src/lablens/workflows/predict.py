@@ -8,6 +8,7 @@ from pathlib import Path
 from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import PredictionResult, Predictor, write_predictions
 from lablens.progress import console, make_progress
+from lablens.quality.gate import QualityGate, has_quality_head
 from lablens.workflows.common import RunError
 
 
@@ -20,12 +21,16 @@ def predict(
     batch_size: int = 64,
     device: str = "auto",
     overwrite: bool = False,
+    quality: str | Path | None = None,
+    max_level: float = 2.5,
     progress: bool = True,
 ) -> PredictionResult:
     """Classify every readable image in ``inputs``; write ``out`` (``.csv`` or ``.json``).
 
-    Unreadable inputs are reported (file and reason), skipped and counted; with CSV output they are
-    also listed in ``<out>.skipped.csv``.
+        Unreadable inputs are reported (file and reason), skipped and counted; with CSV output they are
+        also listed in ``<out>.skipped.csv``. With ``quality`` (a blur-level bundle), images whose quality score
+        exceeds ``max_level`` are reported as not evaluable instead of classified; a ``multitask`` bundle's own
+    quality head does this without ``quality``.
     """
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".json"):
@@ -35,8 +40,15 @@ def predict(
     if top_k < 1:
         raise RunError("--top-k must be at least 1")
     b = load_bundle(bundle)
+    if quality is not None:
+        gate: QualityGate | None = QualityGate.load(quality, max_level)
+    elif has_quality_head(b):  # a multitask model gates its own predictions
+        gate = QualityGate(b, max_level)
+    else:
+        gate = None
     with make_progress(progress) as prog:
-        result = Predictor(b, batch_size=batch_size, device=device).predict_files(inputs, progress=prog)
+        predictor = Predictor(b, batch_size=batch_size, device=device, gate=gate)
+        result = predictor.predict_files(inputs, progress=prog)
     if not result.paths and not result.skipped:
         raise RunError("no image files found in the given paths")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +58,9 @@ def predict(
             console.print(
                 f"  [yellow]skipped[/yellow] {s.path}: {s.reason} [dim]({s.kind})[/dim]", highlight=False
             )
+        gated = f", {result.n_not_evaluable} not evaluable (quality above {max_level:g})" if gate else ""
         console.print(
-            f"{len(result.paths)} images classified, {len(result.skipped)} skipped → {out} (bundle {b.short_hash})"
+            f"{len(result.paths) - result.n_not_evaluable} images classified{gated}, "
+            f"{len(result.skipped)} skipped → {out} (bundle {b.short_hash})"
         )
     return result

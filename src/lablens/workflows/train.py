@@ -33,7 +33,7 @@ from lablens.evaluate.calibration import fit_temperature
 from lablens.infer.bundle import Bundle, save_bundle
 from lablens.infer.predictor import softmax_t
 from lablens.progress import make_progress
-from lablens.registry import create_estimator
+from lablens.registry import accepted_parameters, create_estimator
 from lablens.workflows.common import (
     RunError,
     evaluate_and_write,
@@ -89,6 +89,27 @@ def estimator_kwargs(cfg: RunConfig) -> dict[str, Any]:
         "threads": t.threads,
         "eval_batch_size": cfg.eval.batch_size,
     }
+
+
+def fold_estimator_kwargs(cfg: RunConfig, **runtime: Any) -> dict[str, Any]:
+    """The config's estimator arguments (and runtime ones) that ``cfg.model.name``'s factory accepts.
+
+    Deep models take the training settings; feature pipelines take only image size, seed, threads and the
+    search settings, so a ``lablens train --model handcrafted`` run ignores epochs and learning rates.
+    """
+    candidates = {
+        **estimator_kwargs(cfg),
+        "search": cfg.compare.search,
+        "search_folds": cfg.compare.search_folds,
+        **runtime,
+    }
+    accepted = accepted_parameters(cfg.model.name)
+    unknown = sorted(set(cfg.model.params) - accepted)
+    if unknown:
+        raise RunError(
+            f"model.params {unknown} are not arguments of {cfg.model.name!r}; it takes {', '.join(sorted(accepted))}"
+        )
+    return {**{k: v for k, v in candidates.items() if k in accepted}, **cfg.model.params}
 
 
 def _prepare_run_dir(out: Path, cfg: RunConfig, resume: bool) -> RunConfig:
@@ -213,10 +234,9 @@ def _train_fold(
     val_x = pixels[fold.val] if len(fold.val) else None
     est = create_estimator(
         cfg.model.name,
-        **estimator_kwargs(cfg),
-        checkpoint_dir=str(fold_dir / "checkpoints"),
-        resume=resume,
-        progress=prog,
+        **fold_estimator_kwargs(
+            cfg, checkpoint_dir=str(fold_dir / "checkpoints"), resume=resume, progress=prog
+        ),
     )
     est.fit(train_x, labels[fold.train], val_x, labels[fold.val] if len(fold.val) else None)
     if list(est.classes_) != manifest.classes:
@@ -236,7 +256,7 @@ def _train_fold(
         eval_cfg=cfg.eval,
         temperature=temperature,
         uncalibrated_proba=softmax_t(test_logits, 1.0),
-        history=est.history_,
+        history=getattr(est, "history_", []),
         run_info=info,
         title=f"lablens — {cfg.model.name} on {Path(cfg.data.path or '').name}",
         subtitle=f"{fold.name} test set: {len(fold.test)} images never seen in training or model selection",
@@ -255,8 +275,8 @@ def _train_fold(
             "n_val": len(fold.val),
             "n_test": len(fold.test),
         },
-        "history": est.history_,
-        "best_epoch": est.best_epoch_,
+        "history": getattr(est, "history_", []),
+        "best_epoch": getattr(est, "best_epoch_", None),
         "seen_sha256_prefixes": sorted({s[:SEEN_PREFIX] for s in seen}),
     }
     summary = {

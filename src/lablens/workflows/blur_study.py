@@ -1,0 +1,322 @@
+"""``lablens blur-study``: accuracy under graded blur for four strategies, on one grouped split.
+
+The DeepMT-ND comparison, on any labelled dataset. All four arms share the encoder, the training loop and
+the settings; only the tasks differ:
+
+- (a) ``single``: a classifier trained on clean images (epoch chosen on clean validation images);
+- (b) ``single_blur_aug``: the same classifier trained under the degradation protocol (blur augmentation);
+- (c) ``deblur_then_classify``: the multi-task model's decoder restores each test image, then (a) classifies it;
+- (d) ``multitask``: classification + blur level + de-blurring, jointly.
+
+Every test image is degraded at every level with fixed records (the same for every arm). The run folder
+gets ``blur_study.json`` and ``.csv`` (accuracy and macro F1 per arm and level), PSNR/SSIM of the decoder
+per level, the quality gate's flag rates per level (the multi-task quality head, and a ``blur_level`` model
+trained on degraded copies of the training images only), ``accuracy_vs_blur.png``, ``report.html``,
+``config.yaml`` and the multi-task model's bundle.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from sklearn.metrics import accuracy_score, f1_score
+
+from lablens import __version__
+from lablens.config import RunConfig, dump_config
+from lablens.data.splits import make_split
+from lablens.infer.bundle import save_bundle
+from lablens.progress import console, make_progress
+from lablens.quality.degrade import apply_degradation, parse_kinds, parse_levels, sample_degradation
+from lablens.quality.gate import expected_level
+from lablens.registry import accepted_parameters, create_estimator
+from lablens.train.multitask_loop import MultiTaskSettings, fixed_records
+from lablens.workflows.common import RunError, print_data_report, read_data, read_pixels, write_json
+from lablens.workflows.train import estimator_kwargs
+
+ARMS = ("single", "single_blur_aug", "deblur_then_classify", "multitask")
+EVAL_SEED = 20231  # the test records: the same for every arm and every run
+
+
+@dataclass
+class BlurStudyResult:
+    out: Path
+    doc: dict[str, Any]
+
+
+def _arm_kwargs(cfg: RunConfig, levels: str, kinds: str, noise: float) -> dict[str, dict[str, Any]]:
+    """Arguments of the three trained arms: one ``multitask`` estimator each, differing only in tasks."""
+    accepted = accepted_parameters("multitask")
+    base = {k: v for k, v in estimator_kwargs(cfg).items() if k in accepted}
+    base.update(
+        model_name=cfg.model.name,
+        augment={**cfg.train.augment.model_dump(), "blur_prob": 0.0},  # blur comes from the protocol only
+        kinds=kinds,
+        noise=noise,
+        levels=levels,
+    )
+    return {
+        "single": {**base, "levels": "0", "quality_weight": 0.0, "deblur_weight": 0.0},
+        "single_blur_aug": {**base, "quality_weight": 0.0, "deblur_weight": 0.0},
+        "multitask": {**base, **cfg.model.params},
+    }
+
+
+def _scores(y: np.ndarray, logits: np.ndarray, n_classes: int) -> dict[str, float]:
+    pred = logits.argmax(1)
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, labels=np.arange(n_classes), average="macro", zero_division=0)),
+    }
+
+
+def _image_quality(restored: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """Mean PSNR (dB, capped at 100 for identical images) and SSIM against the clean images."""
+    with np.errstate(divide="ignore"):
+        psnr = [peak_signal_noise_ratio(c, r, data_range=255) for r, c in zip(restored, clean, strict=True)]
+    ssim = [
+        structural_similarity(c, r, data_range=255, channel_axis=2)
+        for r, c in zip(restored, clean, strict=True)
+    ]
+    return float(np.mean(np.minimum(psnr, 100.0))), float(np.mean(ssim))
+
+
+def blur_study(
+    data: str | Path,
+    out: str | Path,
+    cfg: RunConfig,
+    *,
+    levels: str = "0-4",
+    kinds: str = "defocus,gaussian,motion",
+    noise: float = 0.01,
+    max_level: float = 2.5,
+    progress: bool = True,
+) -> BlurStudyResult:
+    """Train arms (a), (b), (d) on one grouped split and score all four at every blur level."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out} exists and is not empty; choose a new folder (nothing is overwritten)")
+    lv = parse_levels(levels)
+    parse_kinds(kinds)
+    if lv[0] != 0 or len(lv) < 2:
+        raise RunError("--levels must include 0 (clean) and at least one blur level, e.g. 0-4")
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.model_copy(deep=True)
+    cfg.data.path = str(data)
+    dump_config(cfg, out / "config.yaml")
+    timings: dict[str, float] = {}
+    with make_progress(progress) as prog:
+        manifest, report = read_data(data, cfg.data, prog, min_groups_per_class=3)
+        if progress:
+            print_data_report(report)
+        pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
+        split = make_split(
+            manifest.y,
+            manifest.groups,
+            cfg.split.protocol,
+            val_fraction=cfg.split.val_fraction,
+            seed=cfg.split.seed,
+        )
+        fold = split.folds[0]
+        if len(fold.val) == 0 or len(fold.test) == 0:
+            raise RunError(f"split {cfg.split.protocol!r} gives no validation or test part; use e.g. 8:1:1")
+        labels = manifest.table["label"].to_numpy()
+        n_classes = len(manifest.classes)
+        x_tr, x_va, x_te = pixels[fold.train], pixels[fold.val], pixels[fold.test]
+        y_te = manifest.y[fold.test]
+        kwargs = _arm_kwargs(cfg, ",".join(map(str, lv)), kinds, noise)
+        models = {}
+        for arm in ("single", "single_blur_aug", "multitask"):
+            prog.log(f"training ({'abd'[('single', 'single_blur_aug', 'multitask').index(arm)]}) {arm}")
+            t0 = time.perf_counter()
+            est = create_estimator("multitask", **kwargs[arm], progress=prog)
+            est.fit(x_tr, labels[fold.train], x_va, labels[fold.val])
+            timings[f"fit_{arm}"] = time.perf_counter() - t0
+            models[arm] = est
+        settings = MultiTaskSettings(levels=lv, kinds=parse_kinds(kinds), noise=noise)
+        gate_model = _fit_blur_level_model(x_tr, settings, cfg, prog)
+        rows, deblur, gate = [], {}, {}
+        task = prog.task("scoring under blur", len(lv))
+        for level in lv:
+            records = fixed_records(len(x_te), level, settings, EVAL_SEED)
+            blurred = np.stack([apply_degradation(im, r) for im, r in zip(x_te, records, strict=True)])
+            mt = models["multitask"].outputs(x_te, records=records, want_deblurred=True)
+            logits = {
+                "single": models["single"].outputs(x_te, records=records)["logits"],
+                "single_blur_aug": models["single_blur_aug"].outputs(x_te, records=records)["logits"],
+                "deblur_then_classify": models["single"].predict_logits(mt["deblurred"]),
+                "multitask": mt["logits"],
+            }
+            for arm in ARMS:
+                rows.append({"arm": arm, "level": level, **_scores(y_te, logits[arm], n_classes)})
+            psnr_b, ssim_b = _image_quality(blurred, x_te)
+            psnr_d, ssim_d = _image_quality(mt["deblurred"], x_te)
+            deblur[level] = {
+                "psnr_blurred": psnr_b,
+                "psnr_deblurred": psnr_d,
+                "ssim_blurred": ssim_b,
+                "ssim_deblurred": ssim_d,
+            }
+            head = mt.get("level")
+            measured = expected_level(gate_model.predict_proba(blurred), list(gate_model.classes_))
+            gate[level] = {
+                "head_mean_level": float(np.mean(head)) if head is not None else None,
+                "head_flagged": float(np.mean(head > max_level)) if head is not None else None,
+                "blur_level_model_mean": float(np.mean(measured)),
+                "blur_level_model_flagged": float(np.mean(measured > max_level)),
+            }
+            task.advance(1)
+        task.done()
+        (out / "multitask").mkdir(exist_ok=True)
+        bundle = save_bundle(
+            out / "multitask" / "bundle",
+            models["multitask"],
+            estimator_name="multitask",
+            image_size=cfg.model.image_size,
+            resize_mode=cfg.data.resize_mode,
+            training={
+                "config": cfg.model_dump(),
+                "data": str(data),
+                "manifest_hash": manifest.content_hash(),
+            },
+            metrics={"blur_study": rows},
+        )
+    doc = _document(rows, deblur, gate, lv, manifest, fold, cfg, max_level, timings, t_start, bundle.path)
+    write_json(out / "blur_study.json", doc)
+    _write_csv(out / "blur_study.csv", rows)
+    png = accuracy_vs_blur_png(rows, lv)
+    (out / "accuracy_vs_blur.png").write_bytes(png)
+    (out / "report.html").write_text(_render(doc, png, str(data)), encoding="utf-8")
+    if progress:
+        print_blur_table(doc)
+        console.print(f"report: {out / 'report.html'}")
+    return BlurStudyResult(out, doc)
+
+
+def _fit_blur_level_model(x_train: np.ndarray, s: MultiTaskSettings, cfg: RunConfig, prog: Any) -> Any:
+    """The ``blur_level`` quality model, fitted on degraded copies of the training images only."""
+    rng = np.random.default_rng([cfg.train.seed, 313])
+    images, levels = [], []
+    for level in s.levels:
+        recs = [sample_degradation(level, s.kinds, rng, s.noise) for _ in range(len(x_train))]
+        images.append(np.stack([apply_degradation(im, r) for im, r in zip(x_train, recs, strict=True)]))
+        levels += [str(level)] * len(x_train)
+    prog.log(f"fitting the blur_level quality model on {len(levels)} degraded training crops")
+    model = create_estimator(
+        "blur_level", image_size=cfg.model.image_size, seed=cfg.train.seed, threads=cfg.train.threads
+    )
+    return model.fit(np.concatenate(images), np.asarray(levels))
+
+
+def _document(
+    rows: list[dict],
+    deblur: dict,
+    gate: dict,
+    lv: tuple[int, ...],
+    manifest: Any,
+    fold: Any,
+    cfg: RunConfig,
+    max_level: float,
+    timings: dict,
+    t_start: float,
+    bundle: Path,
+) -> dict[str, Any]:
+    acc = {(r["arm"], r["level"]): r["accuracy"] for r in rows}
+    heavy = lv[-2:]
+    summary = {
+        arm: {
+            "mean_accuracy": float(np.mean([acc[(arm, level)] for level in lv])),
+            "heavy_accuracy": float(np.mean([acc[(arm, level)] for level in heavy])),
+            "clean_accuracy": acc[(arm, 0)],
+        }
+        for arm in ARMS
+    }
+    checks = {
+        "heavy_levels": list(heavy),
+        "multitask_minus_single_heavy_points": 100
+        * (summary["multitask"]["heavy_accuracy"] - summary["single"]["heavy_accuracy"]),
+        "multitask_minus_blur_aug_clean_points": 100
+        * (summary["multitask"]["clean_accuracy"] - summary["single_blur_aug"]["clean_accuracy"]),
+        "deblur_psnr_gain_db": {
+            str(k): v["psnr_deblurred"] - v["psnr_blurred"] for k, v in deblur.items() if k > 0
+        },
+    }
+    return {
+        "schema": "lablens.blur_study/1",
+        "data": cfg.data.path,
+        "classes": manifest.classes,
+        "n_train": len(fold.train),
+        "n_val": len(fold.val),
+        "n_test": len(fold.test),
+        "levels": list(lv),
+        "level_sd_fraction_of_side": 1 / 96,
+        "image_size": cfg.model.image_size,
+        "model": cfg.model.name,
+        "weights": cfg.model.weights,
+        "epochs": cfg.train.epochs,
+        "max_level": max_level,
+        "rows": rows,
+        "summary": summary,
+        "checks": checks,
+        "deblur": {str(k): v for k, v in deblur.items()},
+        "gate": {str(k): v for k, v in gate.items()},
+        "timings_s": {**timings, "total": time.perf_counter() - t_start},
+        "bundle": str(bundle),
+        "version": __version__,
+    }
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def accuracy_vs_blur_png(rows: list[dict], levels: tuple[int, ...]) -> bytes:
+    from lablens.report.plots import _new_figure, _style_axes, _to_png
+
+    fig = _new_figure(6.4, 3.6)
+    ax = fig.add_subplot()
+    for arm, marker in zip(ARMS, "osD^", strict=True):
+        ys = [next(r["accuracy"] for r in rows if r["arm"] == arm and r["level"] == lv) for lv in levels]
+        ax.plot(levels, ys, marker=marker, label=arm.replace("_", " "))
+    ax.set_xlabel("blur level (PSF sd = level × side / 96)")
+    ax.set_ylabel("test accuracy")
+    ax.set_xticks(list(levels))
+    ax.legend(fontsize=8, frameon=False)
+    _style_axes(ax)
+    return _to_png(fig)
+
+
+def print_blur_table(doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="accuracy by blur level", title_justify="left")
+    table.add_column("arm")
+    for lv in doc["levels"]:
+        table.add_column(f"L{lv}", justify="right")
+    for arm in ARMS:
+        vals = {r["level"]: r["accuracy"] for r in doc["rows"] if r["arm"] == arm}
+        table.add_row(arm, *(f"{vals[lv]:.3f}" for lv in doc["levels"]))
+    console.print(table)
+    c = doc["checks"]
+    console.print(
+        f"multitask − single on the two heaviest levels: {c['multitask_minus_single_heavy_points']:+.1f} points; "
+        f"multitask − blur-augmented single on clean: {c['multitask_minus_blur_aug_clean_points']:+.1f} points"
+    )
+
+
+def _render(doc: dict[str, Any], png: bytes, data: str) -> str:
+    from lablens.report.html import template_environment
+
+    return (
+        template_environment()
+        .get_template("blur_study.html.j2")
+        .render(doc=doc, arms=ARMS, data=data, png=base64.b64encode(png).decode("ascii"), version=__version__)
+    )
