@@ -75,6 +75,7 @@ def main() -> None:
         doc = blur_study(data, work / f"{name}-study", _config(args, size), levels=args.levels).doc
         doc["wall_s"] = time.perf_counter() - t0
         results[name] = doc
+        _write(args, size, cuda, notes, results)  # after every dataset: an interrupted run keeps what it did
     for name, doc in results.items():
         print(f"\n{name}: accuracy by blur level ({doc['n_test']} test images, {doc['wall_s']:.0f} s)")
         print("arm".ljust(22) + "".join(f"L{lv}".rjust(8) for lv in doc["levels"]))
@@ -96,6 +97,10 @@ def main() -> None:
                 for k, v in doc["gate"].items()
             )
         )
+    print(f"\nwrote {args.out}")
+
+
+def _write(args: argparse.Namespace, size: int, cuda: bool, notes: list[str], results: dict) -> None:
     report = {
         "benchmark": "quality",
         "command": "python benchmarks/quality.py "
@@ -110,7 +115,6 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":
