@@ -10,6 +10,7 @@ grouped split never puts a blurred copy on the other side of its clean twin.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -113,6 +114,4 @@ def degrade(
 
 def _stable_int(text: str) -> int:
     """A process-independent integer from a string (Python's ``hash`` is salted per process)."""
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")

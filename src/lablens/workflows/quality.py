@@ -83,7 +83,9 @@ def quality(
         raise RunError("no image files found in the given paths")
     gate = QualityGate.load(model, max_level) if model is not None else None
     levels = _manifest_levels(inputs)
-    rows, raw = [], []
+    rows: list[dict[str, object]] = []
+    raw: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
     with make_progress(progress) as prog:
         task = prog.task("measuring quality", len(files))
         for f in files:
@@ -101,13 +103,16 @@ def quality(
             rows.append(row)
             if gate is not None:
                 raw.append(img.pixels)
+                if len(raw) == 64:  # score in batches: full-size images are not all held in memory
+                    scores.append(gate.score(raw))
+                    raw.clear()
             task.advance(1)
         task.done()
     table = pd.DataFrame(rows)
     if gate is not None and len(table):
-        scores = np.concatenate([gate.score(raw[i : i + 64]) for i in range(0, len(raw), 64)])
-        table["quality_score"] = scores
-        table["evaluable"] = gate.evaluable(scores)
+        scores.append(gate.score(raw))
+        table["quality_score"] = np.concatenate(scores)
+        table["evaluable"] = gate.evaluable(table["quality_score"].to_numpy())
     result = QualityResult(table, skipped, max_level if gate is not None else None)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

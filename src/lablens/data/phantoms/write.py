@@ -19,33 +19,23 @@ from PIL import Image
 from lablens.data.phantoms.coco import coco_document, rle_encode
 from lablens.data.phantoms.task import PhantomTask
 from lablens.progress import SilentProgress
+from lablens.quality.degrade import LEVEL_STEP, MAX_LEVEL, parse_levels
 
 STYLE_SALT = 7919
 FIELD_SALT = 104_729
-BLUR_STEP = 1.0 / 96.0  # extra defocus sigma per blur level, as a fraction of the image side
-MAX_BLUR_LEVEL = 8
+BLUR_STEP = LEVEL_STEP  # extra defocus sigma per blur level, as a fraction of the image side
+MAX_BLUR_LEVEL = MAX_LEVEL
 
 
 def parse_blur_levels(levels: str | Sequence[int] | None) -> tuple[int, ...]:
-    """``"0,2,4"`` or ``"0-4"`` or ``[0, 2]`` → sorted unique levels in ``0..MAX_BLUR_LEVEL``."""
+    """``"0,2,4"`` or ``"0-4"`` or ``[0, 2]`` → sorted unique levels in ``0..MAX_BLUR_LEVEL``; None → ``(0,)``.
+
+    The grammar is the degradation protocol's (:func:`lablens.quality.degrade.parse_levels`), so a phantom's
+    ``--blur`` level and a ``lablens degrade`` level mean the same blur.
+    """
     if levels is None or levels == "":
         return (0,)
-    if isinstance(levels, str):
-        out: list[int] = []
-        for part in levels.replace(" ", "").split(","):
-            try:
-                if "-" in part:
-                    a, b = (int(x) for x in part.split("-", 1))
-                    out.extend(range(a, b + 1))
-                else:
-                    out.append(int(part))
-            except ValueError:
-                raise ValueError(f"blur levels must look like '0,1,2' or '0-4', got {levels!r}") from None
-    else:
-        out = [int(x) for x in levels]
-    if not out or any(not 0 <= x <= MAX_BLUR_LEVEL for x in out):
-        raise ValueError(f"blur levels must lie in 0..{MAX_BLUR_LEVEL}, got {levels!r}")
-    return tuple(sorted(set(out)))
+    return parse_levels(levels)
 
 
 def default_groups(n: int, n_classes: int, one_label_per_group: bool) -> int:
