@@ -9,6 +9,7 @@
 >>> api.degrade("data/pbc", "runs/pbc-blur", levels="0-4", size=96)       # doctest: +SKIP
 >>> api.quality(["slides/"], model="runs/quality/bundle")               # doctest: +SKIP
 >>> api.blur_study("data/pbc", "runs/pbc-blur-study", api.RunConfig())   # doctest: +SKIP
+>>> api.analyze("runs/pbc/bundle", ["fields/"], "runs/smear-1", task="blood")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from lablens.infer.bundle import Bundle, load_bundle
 from lablens.infer.predictor import Predictor
 from lablens.quality.gate import QualityGate
 from lablens.registry import create_estimator, list_estimators
+from lablens.workflows.analyze import AnalyzeResult, analyze
 from lablens.workflows.blur_study import BlurStudyResult, blur_study
 from lablens.workflows.compare import CompareResult, compare
 from lablens.workflows.degrade import DegradeResult, degrade
@@ -53,6 +55,7 @@ def validate_data(
 
 
 __all__ = [
+    "AnalyzeResult",
     "BlurStudyResult",
     "Bundle",
     "CompareResult",
@@ -64,6 +67,7 @@ __all__ = [
     "QualityResult",
     "RunConfig",
     "TrainResult",
+    "analyze",
     "blur_study",
     "compare",
     "create_estimator",

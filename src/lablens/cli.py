@@ -428,6 +428,67 @@ def blur_study(
     run_study(data, out, cfg, levels=levels, kinds=kinds, max_level=max_level, progress=not quiet)
 
 
+@app.command()
+@friendly
+def analyze(
+    bundle: Path = typer.Argument(..., help="Trained bundle (folder or .zip) that classifies single cells."),
+    fields: list[Path] = typer.Argument(
+        ..., help="Field images or folders, or one CSV (path[,sample][,um_per_px])."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="New folder for the results."),
+    task: str = typer.Option("blood", help="blood (WBC differential) | ana (HEp-2 IIF) | nailfold (frames)."),
+    um_per_px: float | None = typer.Option(None, help="Field scale in µm per pixel (default: the task's)."),
+    samples: str = typer.Option("together", help="together: all fields are one sample | per-field."),
+    sample_id: str | None = typer.Option(None, help="Name of the sample when --samples together."),
+    min_confidence: float = typer.Option(0.5, help="Cells below this top probability are unidentified."),
+    min_cells: int = typer.Option(100, help="Differential: flag samples with fewer identified cells."),
+    ignore_region: list[str] = typer.Option(
+        [], help="x0,y0,x1,y1 pixel box to leave out (scale bar, label); repeatable."
+    ),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Detect cells on whole fields, classify each, and report the sample (differential, ANA, verdict)."""
+    from lablens.workflows.analyze import analyze as run_analyze
+    from lablens.workflows.common import RunError
+
+    regions = []
+    for r in ignore_region:
+        try:
+            x0, y0, x1, y1 = (int(v) for v in r.split(","))
+        except ValueError as exc:
+            raise RunError(f"--ignore-region {r!r}: expected four integers x0,y0,x1,y1") from exc
+        regions.append((x0, y0, x1, y1))
+    result = run_analyze(
+        bundle,
+        list(fields),
+        out,
+        task=task,
+        um_per_px=um_per_px,
+        samples=samples,
+        sample_id=sample_id,
+        min_confidence=min_confidence,
+        min_cells=min_cells,
+        ignore_regions=regions,
+        device=device,
+        progress=not quiet,
+    )
+    for name, doc in result.samples.items():
+        if "percent" in doc:
+            parts = ", ".join(f"{c} {v:.1f} %" for c, v in doc["percent"].items() if doc["counts"][c])
+            console.print(
+                f"[bold]{name}[/bold]: {doc['n_identified']} cells identified — {parts}", highlight=False
+            )
+        elif "dominant_pattern" in doc:
+            console.print(
+                f"[bold]{name}[/bold]: {doc['result']} ({doc['dominant_pattern']})", highlight=False
+            )
+        else:
+            console.print(f"[bold]{name}[/bold]: {doc['verdict']}", highlight=False)
+        for f in doc.get("flags", []):
+            console.print(f"  [yellow]flag[/yellow] {f}", highlight=False)
+
+
 @app.command("validate-data")
 @friendly
 def validate_data(

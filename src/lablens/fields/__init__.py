@@ -1,0 +1,1 @@
+"""Whole fields → detected cells → per-cell classes → a sample-level answer (``lablens analyze``)."""

@@ -1,0 +1,144 @@
+"""Per-cell probabilities → the sample's answer, with the rules a laboratory reports by.
+
+* :func:`differential` — a white-cell differential like CellaVision's: cells whose top probability is below
+  ``min_confidence`` are *unidentified* (left for the technician) and not in the percentages; each class gets
+  its percentage with a Wilson 95 % interval; flags for immature or abnormal cells, too few cells and many
+  unidentified. Predicted non-white classes (a PBC model's ``platelet``) are counted apart.
+* :func:`ana_report` — positive/negative, the dominant pattern, mixed patterns with their cell shares and the
+  patterns seen on mitotic cells (mitoses separate, for example, homogeneous from speckled sera).
+* :func:`verdict` — one answer from several images of one patient (nailfold frames): the mean probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from statsmodels.stats.proportion import proportion_confint
+
+IMMATURE = ("ig", "erythroblast", "blast", "promyelocyte", "myelocyte", "metamyelocyte")
+NON_WBC = ("platelet", "rbc", "artefact", "smudge")
+NEGATIVE = ("negative", "neg", "NEG")
+
+
+def _ci(k: int, n: int) -> list[float]:
+    if n == 0:
+        return [float("nan"), float("nan")]
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    return [round(100 * float(lo), 2), round(100 * float(hi), 2)]
+
+
+def differential(
+    proba: np.ndarray,
+    classes: Sequence[str],
+    *,
+    min_confidence: float = 0.5,
+    min_cells: int = 100,
+    immature: Sequence[str] = IMMATURE,
+    non_wbc: Sequence[str] = NON_WBC,
+    max_unidentified: float = 0.10,
+) -> dict[str, Any]:
+    """White-cell differential from per-cell probabilities (``N × C``, rows in cell order).
+
+    Returns a JSON-ready dict: ``counts``, ``percent`` and ``ci95`` per white-cell class (percent of identified
+    white cells), ``n_cells``, ``n_identified``, ``n_unidentified``, ``n_non_wbc`` (per class) and ``flags``.
+    """
+    proba = np.asarray(proba, dtype=float).reshape(-1, len(classes))
+    top = proba.argmax(axis=1) if len(proba) else np.zeros(0, dtype=int)
+    conf = proba.max(axis=1) if len(proba) else np.zeros(0)
+    sure = conf >= min_confidence
+    wbc_classes = [c for c in classes if c not in non_wbc]
+    counts = {c: int(((top == classes.index(c)) & sure).sum()) for c in wbc_classes}
+    others = {c: int(((top == classes.index(c)) & sure).sum()) for c in classes if c in non_wbc}
+    n_id = sum(counts.values())
+    n_unid = int((~sure).sum())
+    doc: dict[str, Any] = {
+        "n_cells": len(proba),
+        "n_identified": n_id,
+        "n_unidentified": n_unid,
+        "n_non_wbc": others,
+        "min_confidence": min_confidence,
+        "counts": counts,
+        "percent": {c: round(100 * k / n_id, 2) if n_id else float("nan") for c, k in counts.items()},
+        "ci95": {c: _ci(k, n_id) for c, k in counts.items()},
+    }
+    flags: list[str] = []
+    for c in wbc_classes:
+        if c.lower() in immature and counts[c] > 0:
+            flags.append(f"{c}: {counts[c]} cell(s) — immature/abnormal cells present, review the smear")
+    if n_id < min_cells:
+        flags.append(f"only {n_id} white cells identified (< {min_cells}): percentages have wide intervals")
+    if len(proba) and n_unid / len(proba) > max_unidentified:
+        flags.append(
+            f"{n_unid} of {len(proba)} cells unidentified (confidence < {min_confidence:g}): review them"
+        )
+    doc["flags"] = flags
+    return doc
+
+
+def ana_report(
+    proba: np.ndarray,
+    classes: Sequence[str],
+    mitotic: Sequence[bool] | None = None,
+    *,
+    min_confidence: float = 0.5,
+    mixed_share: float = 0.2,
+    negative: Sequence[str] = NEGATIVE,
+) -> dict[str, Any]:
+    """Serum-level ANA answer from per-cell pattern probabilities.
+
+    The sample's pattern probabilities are the mean over cells; the dominant class is their arg-max and the
+    serum is positive when it is not a negative class. Mixed patterns: other positive patterns that are the
+    top class of at least ``mixed_share`` of the confident cells.
+    """
+    proba = np.asarray(proba, dtype=float).reshape(-1, len(classes))
+    n = len(proba)
+    mean = proba.mean(axis=0) if n else np.full(len(classes), np.nan)
+    top = proba.argmax(axis=1) if n else np.zeros(0, dtype=int)
+    sure = proba.max(axis=1) >= min_confidence if n else np.zeros(0, dtype=bool)
+    n_sure = int(sure.sum())
+    shares = {
+        c: round(float(((top == j) & sure).sum() / n_sure), 4) if n_sure else 0.0
+        for j, c in enumerate(classes)
+    }
+    dominant = classes[int(np.nanargmax(mean))] if n else None
+    positive = dominant is not None and dominant not in negative
+    mixed = [c for c in classes if c != dominant and c not in negative and shares[c] >= mixed_share]
+    doc: dict[str, Any] = {
+        "n_cells": n,
+        "n_confident": n_sure,
+        "result": None if dominant is None else ("positive" if positive else "negative"),
+        "dominant_pattern": dominant,
+        "mean_probability": {c: round(float(v), 4) for c, v in zip(classes, mean, strict=True)},
+        "cell_share": shares,
+        "mixed_patterns": mixed,
+    }
+    if mitotic is not None:
+        m = np.asarray(mitotic, dtype=bool)
+        doc["n_mitotic"] = int(m.sum())
+        doc["mitotic_patterns"] = {
+            c: int(((top == j) & m).sum()) for j, c in enumerate(classes) if ((top == j) & m).any()
+        }
+    flags = []
+    if n == 0:
+        flags.append("no cells found: the field may be empty, out of focus or not IIF")
+    elif n_sure < 0.5 * n:
+        flags.append(f"only {n_sure} of {n} cells classified confidently: review the pattern by eye")
+    doc["flags"] = flags
+    return doc
+
+
+def verdict(proba: np.ndarray, classes: Sequence[str], *, min_images: int = 1) -> dict[str, Any]:
+    """One answer over several images of one subject: the class with the highest mean probability."""
+    proba = np.asarray(proba, dtype=float).reshape(-1, len(classes))
+    n = len(proba)
+    mean = proba.mean(axis=0) if n else np.full(len(classes), np.nan)
+    doc: dict[str, Any] = {
+        "n_images": n,
+        "verdict": classes[int(np.nanargmax(mean))] if n else None,
+        "mean_probability": {c: round(float(v), 4) for c, v in zip(classes, mean, strict=True)},
+        "per_image": [classes[int(j)] for j in proba.argmax(axis=1)] if n else [],
+    }
+    doc["flags"] = [] if n >= min_images else [f"only {n} image(s); at least {min_images} expected"]
+    return doc

@@ -1,0 +1,45 @@
+"""Truth boxes for detection evaluation: Pascal VOC XML files and lablens phantom ``cells.csv``."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pandas as pd
+
+Truth = list[tuple[str, tuple[float, float, float, float]]]
+BCCD_NAMES = {"WBC": "wbc", "RBC": "rbc", "Platelets": "platelet"}  # BCCD's VOC names → detector labels
+
+
+def read_voc(path: str | Path, rename: dict[str, str] | None = None) -> Truth:
+    """Objects of one Pascal VOC annotation as ``(label, (x0, y0, x1, y1))``.
+
+    VOC boxes are 1-based and inclusive; they are converted to 0-based exclusive ``x1``/``y1`` by keeping
+    ``xmin - 1`` and ``xmax``. ``rename`` maps VOC names to detector labels (``{"WBC": "wbc"}``); names it
+    does not list are lower-cased. Objects marked ``difficult`` are kept (BCCD marks none).
+    """
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise ValueError(f"{path}: not a readable Pascal VOC file ({exc})") from exc
+    rename = rename or {}
+    out: Truth = []
+    for obj in root.iter("object"):
+        name = (obj.findtext("name") or "").strip()
+        bb = obj.find("bndbox")
+        if bb is None:
+            raise ValueError(f"{path}: object {name!r} has no bndbox")
+        x0, y0, x1, y1 = (float(bb.findtext(k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax"))
+        out.append((rename.get(name, name.lower()), (x0 - 1, y0 - 1, x1, y1)))
+    return out
+
+
+def read_phantom_cells(cells_csv: str | Path, rename: dict[str, str] | None = None) -> dict[str, Truth]:
+    """Per field path (as in the manifest), the objects of a phantom ``cells.csv`` (``--fields``)."""
+    df = pd.read_csv(cells_csv)
+    rename = rename or {}
+    out: dict[str, Truth] = {}
+    for row in df.itertuples(index=False):
+        lab = rename.get(row.label, row.label)
+        out.setdefault(row.path, []).append((lab, (row.x0, row.y0, row.x1, row.y1)))
+    return out

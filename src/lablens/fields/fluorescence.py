@@ -1,0 +1,136 @@
+"""Fluorescence (IIF) nucleus detector for HEp-2 fields, with mitotic cells marked.
+
+The signal channel (FITC green by default) is stretched between robust percentiles, so dim negative wells are
+segmented like bright ones, then smoothed at about 1 µm so that a speckled, dotted or nucleolar nucleus reads
+as one blob. A pixel is foreground when it is above the local threshold (scikit-image ``threshold_local`` over a
+window of a few cells) *and* above a fraction of the field's Otsu level (so that the dark gaps between
+cells are not segmented as "locally bright"). Holes are filled, specks removed, and touching nuclei split by a
+watershed on the distance transform.
+
+For cytoplasmic patterns (AMA, fibrillar) the stained object is the cell body rather than the nucleus; the
+detector then returns cells, which is what a per-cell classifier needs.
+
+Mitotic cells: condensed chromatin makes a metaphase plate or prophase nucleus smaller and brighter than the
+interphase nuclei of the same field, so a nucleus whose area is below ``mitotic_area`` × the field median and
+whose mean signal is above ``mitotic_bright`` × the field median is marked ``mitotic`` (a candidate for the
+reader to confirm, as in a manual IIF read).
+
+Burned-in overlays (scale bars, text) are excluded with ``ignore_regions``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.filters import threshold_local, threshold_otsu
+from skimage.measure import regionprops
+
+from lablens.fields.brightfield import split_touching
+from lablens.fields.detection import Detection, register_detector
+
+CHANNELS = {"red": 0, "green": 1, "blue": 2}
+
+
+@register_detector("nuclei")
+class NucleiDetector:
+    """Nuclei (or stained cells) on an immunofluorescence field.
+
+    Args:
+        um_per_px: field scale in µm per pixel.
+        channel: ``green`` | ``red`` | ``blue`` | ``grey`` (mean of the three).
+        nucleus_um: typical nucleus diameter; sets the smoothing, the local window and the watershed spacing.
+        min_nucleus_um2: smallest object kept.
+        otsu_fraction: foreground must also exceed this fraction of the field's Otsu threshold.
+        mitotic_area: a mitotic candidate is smaller than this × the median nucleus area ...
+        mitotic_bright: ... and brighter than this × the median nucleus mean signal.
+        ignore_regions: ``(x0, y0, x1, y1)`` pixel boxes to leave out (scale bars, labels).
+    """
+
+    def __init__(
+        self,
+        um_per_px: float | None = 0.093,
+        channel: str = "green",
+        nucleus_um: float = 12.0,
+        min_nucleus_um2: float = 15.0,
+        otsu_fraction: float = 0.5,
+        mitotic_area: float = 0.75,
+        mitotic_bright: float = 1.3,
+        ignore_regions: Sequence[Sequence[int]] = (),
+    ) -> None:
+        self.um_per_px = um_per_px
+        self.channel = channel
+        self.nucleus_um = nucleus_um
+        self.min_nucleus_um2 = min_nucleus_um2
+        self.otsu_fraction = otsu_fraction
+        self.mitotic_area = mitotic_area
+        self.mitotic_bright = mitotic_bright
+        self.ignore_regions = ignore_regions
+
+    def signal(self, image: np.ndarray) -> np.ndarray:
+        """The signal channel as float in [0, 1] after a robust stretch (ignored regions set to background)."""
+        img = np.asarray(image, dtype=np.float32)
+        if self.channel == "grey":
+            g = img.mean(axis=2)
+        elif self.channel in CHANNELS:
+            g = img[..., CHANNELS[self.channel]]
+        else:
+            raise ValueError(f"unknown channel {self.channel!r}; choose green, red, blue or grey")
+        keep = np.ones(g.shape, dtype=bool)
+        for x0, y0, x1, y1 in self.ignore_regions:
+            keep[max(0, int(y0)) : max(0, int(y1)), max(0, int(x0)) : max(0, int(x1))] = False
+        lo, hi = np.percentile(g[keep], [0.5, 99.8]) if keep.any() else (0.0, 1.0)
+        out = np.clip((g - lo) / max(hi - lo, 1e-6), 0, 1)
+        out[~keep] = 0.0
+        return out
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        if not self.um_per_px or self.um_per_px <= 0:
+            raise ValueError("the nuclei detector needs the field scale: give um_per_px (µm per pixel)")
+        um = float(self.um_per_px)
+        raw = self.signal(image)
+        smooth = cv2.GaussianBlur(raw, (0, 0), sigmaX=max(0.5, 1.0 / um))
+        diam_px = self.nucleus_um / um
+        block = int(3 * diam_px) | 1
+        local = threshold_local(smooth, block_size=block, method="gaussian")
+        floor = self.otsu_fraction * threshold_otsu(smooth)
+        mask = (smooth > local) & (smooth > floor)
+        mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, _disc(0.15 * diam_px)) > 0
+        mask = ndi.binary_fill_holes(mask)
+        cells = split_touching(mask, 0.35 * diam_px)
+        min_px = self.min_nucleus_um2 / (um * um)
+        regions = [r for r in regionprops(cells, intensity_image=raw) if r.area >= min_px]
+        if not regions:
+            return []
+        med_area = float(np.median([r.area for r in regions]))
+        med_int = float(np.median([r.intensity_mean for r in regions]))
+        h, w = raw.shape
+        out: list[Detection] = []
+        for r in regions:
+            y0, x0, y1, x1 = r.bbox
+            mitotic = bool(
+                r.area < self.mitotic_area * med_area and r.intensity_mean > self.mitotic_bright * med_int
+            )
+            out.append(
+                Detection(
+                    "nucleus",
+                    (x0, y0, x1, y1),
+                    score=float(min(1.0, r.area / (2 * min_px))),
+                    area=int(r.area),
+                    attrs={
+                        "mitotic": mitotic,
+                        "edge": y0 <= 0 or x0 <= 0 or y1 >= h or x1 >= w,
+                        "mean_signal": round(float(r.intensity_mean), 4),
+                        "solidity": round(float(r.solidity), 3),
+                    },
+                )
+            )
+        return out
+
+
+def _disc(radius_px: float) -> np.ndarray:
+    r = max(1, math.floor(radius_px))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))

@@ -1,0 +1,304 @@
+"""``lablens analyze``: whole fields → detected cells → per-cell classes → a sample-level report.
+
+For each field: detect (the task preset's detector at the field's scale), crop the cells to classify at one
+physical size, classify them with any lablens bundle, draw an overlay. Then per sample (all fields together,
+one per field, or a ``sample`` column of a fields CSV) aggregate by the preset's rule: a white-cell
+differential, an ANA serum report, or a patient verdict over frames.
+
+Writes into ``out`` (a new folder): ``cells.csv`` (one row per detected object), ``fields.csv``,
+``samples.json``, ``overlays/``, ``report.html``, ``analyze.json`` (the resolved settings) and, when inputs were
+unreadable, ``skipped.csv`` (file and reason). Inputs are only read.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from lablens import __version__
+from lablens.data.io import DecodeLimits, ImageError, read_image
+from lablens.data.preprocess import to_square
+from lablens.data.validate import Problem
+from lablens.fields import aggregate
+from lablens.fields.crops import crop_cells, draw_overlay
+from lablens.fields.detection import Detection, create_detector
+from lablens.fields.presets import FieldPreset, get_preset
+from lablens.infer.bundle import load_bundle
+from lablens.infer.predictor import Predictor, expand_inputs
+from lablens.progress import console, make_progress
+from lablens.workflows.common import RunError, write_json
+
+SAMPLE_MODES = ("together", "per-field")
+
+
+@dataclass
+class FieldInput:
+    path: Path
+    sample: str
+    um_per_px: float | None
+
+
+@dataclass
+class AnalyzeResult:
+    out: Path
+    samples: dict[str, dict[str, Any]]
+    cells: pd.DataFrame
+    skipped: list[Problem] = field(default_factory=list)
+
+
+def read_fields(
+    inputs: list[str | Path], samples: str, sample_id: str | None
+) -> tuple[list[FieldInput], list[Problem]]:
+    """Field files from paths/folders, or from one CSV (``path`` [, ``sample``] [, ``um_per_px``])."""
+    if samples not in SAMPLE_MODES:
+        raise RunError(f"--samples must be one of {', '.join(SAMPLE_MODES)}")
+    if len(inputs) == 1 and str(inputs[0]).lower().endswith(".csv"):
+        csv = Path(inputs[0])
+        if not csv.is_file():
+            raise RunError(f"{csv}: no such file")
+        df = pd.read_csv(csv)
+        if "path" not in df.columns:
+            raise RunError(
+                f"{csv}: a fields CSV needs a 'path' column (and optionally 'sample', 'um_per_px')"
+            )
+        out: list[FieldInput] = []
+        problems: list[Problem] = []
+        for row in df.to_dict("records"):
+            p = Path(str(row["path"]))
+            p = p if p.is_absolute() else csv.parent / p
+            if not p.is_file():
+                problems.append(Problem(str(p), "missing_file", "listed in the CSV but not found"))
+                continue
+            scale = row.get("um_per_px")
+            sample = str(row["sample"]) if "sample" in df.columns else _sample_name(p, samples, sample_id)
+            out.append(FieldInput(p, sample, float(scale) if scale == scale and scale is not None else None))
+        return out, problems
+    files, problems = expand_inputs(inputs)
+    return [FieldInput(f, _sample_name(f, samples, sample_id), None) for f in sorted(files)], problems
+
+
+def _sample_name(path: Path, samples: str, sample_id: str | None) -> str:
+    return path.stem if samples == "per-field" else (sample_id or "sample")
+
+
+def _png_b64(img: np.ndarray, max_side: int = 900) -> str:
+    pil = Image.fromarray(img)
+    pil.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def analyze(
+    bundle: str | Path,
+    fields: list[str | Path],
+    out: str | Path,
+    *,
+    task: str = "blood",
+    um_per_px: float | None = None,
+    samples: str = "together",
+    sample_id: str | None = None,
+    min_confidence: float = 0.5,
+    min_cells: int = 100,
+    ignore_regions: list[tuple[int, int, int, int]] | None = None,
+    detector_kwargs: dict[str, Any] | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    progress: bool = True,
+) -> AnalyzeResult:
+    """Analyse whole fields with a bundle; see the module docstring for what is written."""
+    preset = get_preset(task)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out} exists and is not empty; choose a new --out (nothing is overwritten)")
+    b = load_bundle(bundle)
+    items, skipped = read_fields(list(fields), samples, sample_id)
+    if not items and not skipped:
+        raise RunError("no image files found in the given paths")
+    kwargs = dict(preset.detector_kwargs)
+    kwargs.update(detector_kwargs or {})
+    if ignore_regions:
+        kwargs["ignore_regions"] = [tuple(int(v) for v in r) for r in ignore_regions]
+    predictor = Predictor(b, batch_size=batch_size, device=device)
+    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    cell_rows: list[dict[str, Any]] = []
+    field_rows: list[dict[str, Any]] = []
+    overlays: dict[str, list[dict[str, str]]] = {}
+    with make_progress(progress) as prog:
+        bar = prog.task("analyze fields", len(items))
+        for k, item in enumerate(items):
+            try:
+                img = read_image(item.path, DecodeLimits()).pixels
+            except ImageError as exc:
+                skipped.append(Problem(str(item.path), exc.kind, exc.reason))
+                bar.advance(1)
+                continue
+            scale = item.um_per_px or um_per_px or preset.um_per_px
+            dets, proba = _analyze_field(img, preset, scale, kwargs, predictor, b.image_size, b.resize_mode)
+            names = _names(proba, b.classes, min_confidence)
+            overlay = draw_overlay(img, dets, names)
+            name = f"{k:04d}_{item.path.stem}.png"
+            Image.fromarray(overlay).save(out / "overlays" / name)
+            overlays.setdefault(item.sample, []).append({"field": str(item.path), "png": _png_b64(overlay)})
+            field_rows.append(_field_row(item, img, dets, scale))
+            cell_rows.extend(_cell_rows(item, dets, proba, names, b.classes))
+            bar.advance(1)
+        bar.done()
+    cells = pd.DataFrame(cell_rows)
+    docs = _aggregate(cells, preset, b.classes, min_confidence, min_cells)
+    for s, doc in docs.items():
+        doc["n_fields"] = sum(r["sample"] == s for r in field_rows)
+    cells.to_csv(out / "cells.csv", index=False)
+    pd.DataFrame(field_rows).to_csv(out / "fields.csv", index=False)
+    write_json(out / "samples.json", docs)
+    settings = {
+        "lablens_version": __version__,
+        "bundle": str(bundle),
+        "bundle_hash": b.hash,
+        "classes": b.classes,
+        "task": preset.name,
+        "detector": preset.detector,
+        "detector_kwargs": kwargs,
+        "um_per_px": um_per_px or preset.um_per_px,
+        "crop_um": preset.crop_um,
+        "samples": samples,
+        "min_confidence": min_confidence,
+        "min_cells": min_cells,
+        "n_fields": len(field_rows),
+        "n_skipped": len(skipped),
+    }
+    write_json(out / "analyze.json", settings)
+    if skipped:
+        pd.DataFrame([s.__dict__ for s in skipped]).to_csv(out / "skipped.csv", index=False)
+    (out / "report.html").write_text(_render(docs, overlays, settings, preset), encoding="utf-8")
+    if progress:
+        for s in skipped:
+            console.print(
+                f"  [yellow]skipped[/yellow] {s.path}: {s.reason} [dim]({s.kind})[/dim]", highlight=False
+            )
+        console.print(
+            f"{len(field_rows)} fields, {len(cells)} objects, {len(docs)} sample(s), {len(skipped)} skipped → {out}"
+        )
+    return AnalyzeResult(out, docs, cells, skipped)
+
+
+def _analyze_field(
+    img: np.ndarray,
+    preset: FieldPreset,
+    scale: float | None,
+    kwargs: dict[str, Any],
+    predictor: Predictor,
+    size: int,
+    resize_mode: str,
+) -> tuple[list[Detection], np.ndarray]:
+    """Detections of the field and the class probabilities of those to classify (NaN rows for the rest)."""
+    n_classes = len(predictor.bundle.classes)
+    if preset.detector is None:  # the whole frame is the unit
+        h, w = img.shape[:2]
+        det = Detection("image", (0, 0, w, h), area=h * w)
+        return [det], predictor.predict_arrays(to_square(img, size, resize_mode)[None])
+    detector = create_detector(preset.detector, um_per_px=scale, **kwargs)
+    dets = detector.detect(img)
+    proba = np.full((len(dets), n_classes), np.nan)
+    todo = [i for i, d in enumerate(dets) if d.label in preset.classify]
+    if todo:
+        crops = crop_cells(img, [dets[i] for i in todo], preset.crop_um / float(scale), size)
+        proba[todo] = predictor.predict_arrays(crops)
+    return dets, proba
+
+
+def _names(proba: np.ndarray, classes: list[str], min_confidence: float) -> list[str]:
+    """Per object: its class, ``unidentified`` below ``min_confidence``, or "" when it was not classified."""
+    names = []
+    for p in proba:
+        if np.isnan(p).all():
+            names.append("")
+        elif p.max() < min_confidence:
+            names.append("unidentified")
+        else:
+            names.append(classes[int(p.argmax())])
+    return names
+
+
+def _field_row(
+    item: FieldInput, img: np.ndarray, dets: list[Detection], scale: float | None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "sample": item.sample,
+        "field": str(item.path),
+        "width": img.shape[1],
+        "height": img.shape[0],
+        "um_per_px": scale,
+    }
+    for d in dets:
+        row[f"n_{d.label}"] = row.get(f"n_{d.label}", 0) + 1
+    return row
+
+
+def _cell_rows(
+    item: FieldInput, dets: list[Detection], proba: np.ndarray, names: list[str], classes: list[str]
+) -> list[dict[str, Any]]:
+    rows = []
+    for i, (d, p, name) in enumerate(zip(dets, proba, names, strict=True)):
+        row: dict[str, Any] = {
+            "sample": item.sample,
+            "field": str(item.path),
+            "object": i,
+            "kind": d.label,
+            "x0": d.box[0],
+            "y0": d.box[1],
+            "x1": d.box[2],
+            "y1": d.box[3],
+            "score": round(d.score, 4),
+            "area_px": d.area,
+            **{k: v for k, v in d.attrs.items() if np.isscalar(v)},
+            "class": name,
+            "confidence": round(float(np.nanmax(p)), 4) if not np.isnan(p).all() else np.nan,
+        }
+        row.update({f"p_{c}": round(float(v), 4) for c, v in zip(classes, p, strict=True)})
+        rows.append(row)
+    return rows
+
+
+def _aggregate(
+    cells: pd.DataFrame, preset: FieldPreset, classes: list[str], min_confidence: float, min_cells: int
+) -> dict[str, dict[str, Any]]:
+    docs: dict[str, dict[str, Any]] = {}
+    if cells.empty:
+        return docs
+    pcols = [f"p_{c}" for c in classes]
+    for sample, df in cells.groupby("sample", sort=True):
+        df = df[df[pcols].notna().all(axis=1)]
+        proba = df[pcols].to_numpy(dtype=float)
+        if preset.aggregator == "differential":
+            doc = aggregate.differential(proba, classes, min_confidence=min_confidence, min_cells=min_cells)
+        elif preset.aggregator == "ana":
+            mitotic = df["mitotic"].astype(bool).to_numpy() if "mitotic" in df else None
+            doc = aggregate.ana_report(proba, classes, mitotic, min_confidence=min_confidence)
+        else:
+            doc = aggregate.verdict(proba, classes)
+        doc["task"] = preset.name
+        docs[str(sample)] = doc
+    return docs
+
+
+def _render(
+    docs: dict[str, dict[str, Any]],
+    overlays: dict[str, list[dict[str, str]]],
+    settings: dict[str, Any],
+    preset: FieldPreset,
+) -> str:
+    from lablens.report.html import template_environment
+
+    return (
+        template_environment()
+        .get_template("analyze.html.j2")
+        .render(docs=docs, overlays=overlays, settings=settings, preset=preset, version=__version__)
+    )

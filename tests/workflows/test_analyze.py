@@ -1,0 +1,126 @@
+"""``lablens analyze`` end to end on phantom smear fields with a small single-cell bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lablens.cli import app
+from lablens.config import RunConfig
+from lablens.data.phantoms import get_task
+from lablens.data.phantoms.write import write_phantoms
+from lablens.workflows.analyze import analyze
+from lablens.workflows.common import RunError
+from lablens.workflows.train import train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("analyze")
+    task = get_task("blood-cells")
+    write_phantoms(task, root / "cells", n=80, seed=1, size=48)
+    write_phantoms(task, root / "fields", n=5, seed=2, fields=True, size=320)
+    cfg = RunConfig()
+    cfg.model.name, cfg.model.image_size = "handcrafted", 48
+    cfg.train.threads = 1
+    cfg.eval.bootstrap = 0
+    run = train(root / "cells", root / "run", cfg, progress=False)
+    man = pd.read_csv(root / "fields" / "manifest.csv")
+    csv = root / "fields.csv"
+    pd.DataFrame(
+        {
+            "path": "fields/" + man["path"],
+            "sample": ["A", "A", "B", "B", "B"],
+            "um_per_px": man["field_um"] / 320,
+        }
+    ).to_csv(csv, index=False)
+    return {"root": root, "bundle": run.bundles[0], "csv": csv, "fields": root / "fields"}
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def test_analyze_writes_cells_samples_overlays_and_report(setup: dict[str, Path], tmp_path: Path) -> None:
+    before = _digest(setup["fields"])
+    res = analyze(
+        setup["bundle"], [setup["csv"]], tmp_path / "out", task="blood", min_cells=5, progress=False
+    )
+    out = tmp_path / "out"
+    for name in ("cells.csv", "fields.csv", "samples.json", "analyze.json", "report.html"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "overlays").glob("*.png"))) == 5
+    cells = pd.read_csv(out / "cells.csv")
+    wbc = cells[cells["kind"] == "wbc"]
+    assert len(wbc) >= 3 and wbc["class"].notna().all() and (wbc["confidence"] > 0).all()
+    docs = json.loads((out / "samples.json").read_text())
+    assert set(docs) == {"A", "B"} and docs["A"]["n_fields"] == 2
+    for doc in docs.values():
+        assert doc["n_cells"] == doc["n_identified"] + doc["n_unidentified"] + sum(doc["n_non_wbc"].values())
+        pct = [v for v in doc["percent"].values() if v == v]
+        assert not pct or abs(sum(pct) - 100) < 0.1
+    html = (out / "report.html").read_text()
+    assert "Sample A" in html and "95 % CI" in html
+    assert res.samples == docs
+    assert _digest(setup["fields"]) == before  # inputs are only read
+
+
+def test_analyze_skips_unreadable_fields_and_refuses_a_used_folder(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
+    bad = tmp_path / "in"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"not a png")
+    first = next(setup["fields"].rglob("*.png"))
+    (bad / "good.png").write_bytes(first.read_bytes())
+    res = analyze(setup["bundle"], [bad], tmp_path / "out", um_per_px=0.34, min_cells=5, progress=False)
+    assert len(res.skipped) == 1 and res.skipped[0].path.endswith("broken.png")
+    assert "broken.png" in (tmp_path / "out" / "skipped.csv").read_text()
+    with pytest.raises(RunError, match="not empty"):
+        analyze(setup["bundle"], [bad], tmp_path / "out", progress=False)
+
+
+def test_cli_analyze_per_field_samples(setup: dict[str, Path], tmp_path: Path) -> None:
+    r = runner.invoke(
+        app,
+        [
+            "analyze",
+            str(setup["bundle"]),
+            str(setup["fields"]),
+            "--out",
+            str(tmp_path / "cli"),
+            "--samples",
+            "per-field",
+            "--um-per-px",
+            "0.34",
+            "--min-cells",
+            "3",
+            "-q",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert len(json.loads((tmp_path / "cli" / "samples.json").read_text())) == 5
+    r = runner.invoke(
+        app,
+        [
+            "analyze",
+            str(setup["bundle"]),
+            str(setup["fields"]),
+            "-o",
+            str(tmp_path / "x"),
+            "--ignore-region",
+            "1,2,3",
+        ],
+    )
+    assert r.exit_code != 0 and "four integers" in r.output
