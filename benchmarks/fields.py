@@ -2,7 +2,7 @@
 
 Command:
     python benchmarks/fields.py [--sections bccd,ana,phantom] [--phantom-n 40]
-        [--phantom-bundle RUN/bundle] [--montage docs/fields/ana_nuclei.png]
+        [--phantom-bundle RUN/bundle] [--montage docs/fields/ana_nuclei.jpg]
         [--out benchmarks/results/fields.json]
 
 * ``bccd``: the ``smear`` detector on the BCCD *test* list (72 fields; detector defaults were set on
@@ -94,7 +94,7 @@ def bench_ana(root: Path, montage: Path | None) -> dict:
             view = np.clip(img.astype(float) * 255 / max(np.percentile(img[..., 1], 99.8), 1), 0, 255).astype(
                 np.uint8
             )
-            tile = cv2.resize(draw_overlay(view, found), (432, 322), interpolation=cv2.INTER_AREA)
+            tile = cv2.resize(draw_overlay(view, found), (288, 215), interpolation=cv2.INTER_AREA)
             cv2.putText(
                 tile,
                 f"{Path(row.path).stem}: {len(found)}",
@@ -197,7 +197,7 @@ def main() -> None:
     ap.add_argument("--sections", default="bccd,ana,phantom")
     ap.add_argument("--phantom-n", type=int, default=40)
     ap.add_argument("--phantom-bundle", default=None)
-    ap.add_argument("--montage", type=Path, default=Path("docs/fields/ana_nuclei.png"))
+    ap.add_argument("--montage", type=Path, default=Path("docs/fields/ana_nuclei.jpg"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/fields.json"))
     args = ap.parse_args()
     doc: dict = {"machine": platform.platform(), "cpu_count": __import__("os").cpu_count()}
