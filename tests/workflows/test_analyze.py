@@ -124,3 +124,16 @@ def test_cli_analyze_per_field_samples(setup: dict[str, Path], tmp_path: Path) -
         ],
     )
     assert r.exit_code != 0 and "four integers" in r.output
+
+
+def test_fields_csv_with_a_bad_scale_names_the_file(tmp_path: Path) -> None:
+    from lablens.workflows.analyze import read_fields
+
+    (tmp_path / "f.png").write_bytes(b"x")
+    csv = tmp_path / "fields.csv"
+    csv.write_text("path,um_per_px\nf.png,abc\n")
+    with pytest.raises(RunError, match=r"fields\.csv: um_per_px 'abc' of f\.png is not a number"):
+        read_fields([csv], "together", None)
+    csv.write_text("path,um_per_px\nf.png,\nmissing.png,0.1\n")
+    items, problems = read_fields([csv], "together", None)
+    assert items[0].um_per_px is None and problems[0].kind == "missing_file"

@@ -19,6 +19,7 @@ was used only to measure (benchmarks/fields.py). scikit-image and OpenCV do the 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -81,8 +82,9 @@ def _inside(x: float, y: float, box: tuple[int, int, int, int]) -> bool:
     return box[0] <= x < box[2] and box[1] <= y < box[3]
 
 
-def _touches_edge(bbox: tuple[int, int, int, int], shape: tuple[int, int]) -> bool:
-    y0, x0, y1, x1 = bbox
+def touches_edge(box: Sequence[int], shape: tuple[int, ...]) -> bool:
+    """Whether an ``(x0, y0, x1, y1)`` box reaches the border of an image of ``shape`` (H, W, ...)."""
+    x0, y0, x1, y1 = box
     return y0 <= 0 or x0 <= 0 or y1 >= shape[0] or x1 >= shape[1]
 
 
@@ -185,7 +187,7 @@ class SmearDetector:
         for n in nuclei:
             x0, y0, x1, y1 = n["box"]
             area_um2 = n["area"] * px2
-            edge = x0 <= 0 or y0 <= 0 or x1 >= w or y1 >= h
+            edge = touches_edge(n["box"], (h, w))
             if area_um2 < self.min_nucleus_um2 or (edge and area_um2 < self.edge_min_um2):
                 continue
             side = max(max(x1 - x0, y1 - y0) * self.cell_expand, self.min_cell_um / um)
@@ -230,7 +232,7 @@ class SmearDetector:
                     box_from_center(cx, cy, side, w, h),
                     score=float(min(1.0, area_um2 / (2 * self.min_platelet_um2))),
                     area=int(r.area),
-                    attrs={"edge": _touches_edge(r.bbox, (h, w))},
+                    attrs={"edge": touches_edge((x0, y0, x1, y1), (h, w))},
                 )
             )
         return out
@@ -256,7 +258,7 @@ class SmearDetector:
                     (x0, y0, x1, y1),
                     score=1.0,
                     area=int(r.area),
-                    attrs={"edge": _touches_edge(r.bbox, (h, w))},
+                    attrs={"edge": touches_edge((x0, y0, x1, y1), (h, w))},
                 )
             )
         return out

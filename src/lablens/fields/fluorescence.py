@@ -29,7 +29,7 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_local, threshold_otsu
 from skimage.measure import regionprops
 
-from lablens.fields.brightfield import split_touching
+from lablens.fields.brightfield import split_touching, touches_edge
 from lablens.fields.detection import Detection, register_detector
 
 CHANNELS = {"red": 0, "green": 1, "blue": 2}
@@ -122,7 +122,7 @@ class NucleiDetector:
                     area=int(r.area),
                     attrs={
                         "mitotic": mitotic,
-                        "edge": y0 <= 0 or x0 <= 0 or y1 >= h or x1 >= w,
+                        "edge": touches_edge((x0, y0, x1, y1), (h, w)),
                         "mean_signal": round(float(r.intensity_mean), 4),
                         "solidity": round(float(r.solidity), 3),
                     },

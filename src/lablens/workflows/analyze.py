@@ -12,8 +12,6 @@ unreadable, ``skipped.csv`` (file and reason). Inputs are only read.
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from lablens.fields.presets import FieldPreset, get_preset
 from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import Predictor, expand_inputs
 from lablens.progress import console, make_progress
+from lablens.report.html import thumbnail_b64
 from lablens.workflows.common import RunError, write_json
 
 SAMPLE_MODES = ("together", "per-field")
@@ -77,8 +76,12 @@ def read_fields(
                 problems.append(Problem(str(p), "missing_file", "listed in the CSV but not found"))
                 continue
             scale = row.get("um_per_px")
+            try:
+                scale = float(scale) if pd.notna(scale) else None
+            except (TypeError, ValueError):
+                raise RunError(f"{csv}: um_per_px {scale!r} of {p.name} is not a number") from None
             sample = str(row["sample"]) if "sample" in df.columns else _sample_name(p, samples, sample_id)
-            out.append(FieldInput(p, sample, float(scale) if scale == scale and scale is not None else None))
+            out.append(FieldInput(p, sample, scale))
         return out, problems
     files, problems = expand_inputs(inputs)
     return [FieldInput(f, _sample_name(f, samples, sample_id), None) for f in sorted(files)], problems
@@ -86,14 +89,6 @@ def read_fields(
 
 def _sample_name(path: Path, samples: str, sample_id: str | None) -> str:
     return path.stem if samples == "per-field" else (sample_id or "sample")
-
-
-def _png_b64(img: np.ndarray, max_side: int = 900) -> str:
-    pil = Image.fromarray(img)
-    pil.thumbnail((max_side, max_side))
-    buf = io.BytesIO()
-    pil.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def analyze(
@@ -146,7 +141,9 @@ def analyze(
             overlay = draw_overlay(img, dets, names)
             name = f"{k:04d}_{item.path.stem}.png"
             Image.fromarray(overlay).save(out / "overlays" / name)
-            overlays.setdefault(item.sample, []).append({"field": str(item.path), "png": _png_b64(overlay)})
+            overlays.setdefault(item.sample, []).append(
+                {"field": str(item.path), "png": thumbnail_b64(overlay, 900)}
+            )
             field_rows.append(_field_row(item, img, dets, scale))
             cell_rows.extend(_cell_rows(item, dets, proba, names, b.classes))
             bar.advance(1)
