@@ -1,18 +1,20 @@
 """Field analysis on real and phantom fields: detection scores, ANA slide agreement, phantom differentials.
 
 Command:
-    python benchmarks/fields.py [--sections bccd,ana,phantom] [--phantom-n 40]
+    python benchmarks/fields.py [--sections bccd,ana,phantom] [--phantom-n 125] [--phantom-train-n 60]
         [--phantom-bundle RUN/bundle] [--montage docs/fields/ana_nuclei.jpg]
         [--out benchmarks/results/fields.json]
 
 * ``bccd``: the ``smear`` detector on the BCCD *test* list (72 fields; detector defaults were set on
-  train/val), precision/recall/F1 at IoU 0.5 for WBC, RBC and platelets, seconds per field.
+  train/val), precision/recall/F1 at IoU 0.5 for WBC, RBC and platelets, seconds per field; then WBC with a
+  verifier fitted on the train+val lists (``lablens fit-verifier``).
 * ``ana``: the ``nuclei`` detector on all 31 ana-fields (scale bar left out), nuclei per field, a montage of
   overlays, and slide-level pattern agreement by leave-one-slide-out (``X-n`` and ``X-n-t`` are one slide):
   every detected cell cropped at 24 µm, described by handcrafted features (and EfficientNet-Lite0 ImageNet
   features), a logistic regression trained on the cells of the other slides with their slide's label, and the
   held-out slide called by the mean cell probability.
-* ``phantom``: ``blood-cells`` phantom fields: WBC detection F1 and, with ``--phantom-bundle`` (a single-cell
+* ``phantom``: ``blood-cells`` phantom fields (seed 7): WBC detection by the rules and with a verifier fitted on
+  other phantom fields (seed 11) and, with ``--phantom-bundle`` (a single-cell
   bundle trained on blood-cells phantoms), the per-patient differential from ``lablens analyze`` against the
   truth counts of the same fields.
 Writes JSON after every section.
@@ -35,6 +37,8 @@ from lablens.evaluate.detection import score_image
 from lablens.fields.annotations import BCCD_NAMES, read_phantom_cells, read_voc
 from lablens.fields.crops import crop_cells, draw_overlay
 from lablens.fields.detection import create_detector
+from lablens.fields.verifier import TrainingField, WbcVerifier
+from lablens.workflows.fit_verifier import score_wbc
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ANA_BAR = (0, 0, 420, 80)
@@ -42,6 +46,32 @@ ANA_BAR = (0, 0, 420, 80)
 
 def _rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def _bccd_fields(root: Path, lists: list[str]) -> list[TrainingField]:
+    out = []
+    for name in lists:
+        for stem in (root / "ImageSets" / "Main" / f"{name}.txt").read_text().split():
+            boxes = [
+                b for lab, b in read_voc(root / "Annotations" / f"{stem}.xml", BCCD_NAMES) if lab == "wbc"
+            ]
+            out.append(TrainingField(_rgb(root / "JPEGImages" / f"{stem}.jpg"), 0.075, boxes, stem))
+    return out
+
+
+def _verifier_scores(train: list[TrainingField], test: list[TrainingField], tmp: Path) -> dict:
+    t0 = time.perf_counter()
+    verifier = WbcVerifier.fit(train)
+    fit_s = time.perf_counter() - t0
+    path = verifier.save(tmp / "verifier.json")
+    t0 = time.perf_counter()
+    scores = score_wbc(test, {"verifier": str(path)})
+    return {
+        **scores,
+        "fit_seconds": round(fit_s, 1),
+        "seconds_per_field": round((time.perf_counter() - t0) / len(test), 3),
+        "trained_on": verifier.info,
+    }
 
 
 def bench_bccd(root: Path) -> dict:
@@ -55,11 +85,15 @@ def bench_bccd(root: Path) -> dict:
         score_image(
             [(d.label, d.box, d.score) for d in found], truth, ["wbc", "rbc", "platelet"], totals=totals
         )
+    seconds = (time.perf_counter() - t0) / len(stems)
+    tmp = Path(tempfile.mkdtemp(prefix="lablens-bccd-"))
+    verifier = _verifier_scores(_bccd_fields(root, ["train", "val"]), _bccd_fields(root, ["test"]), tmp)
     return {
         "fields": len(stems),
-        "seconds_per_field": round((time.perf_counter() - t0) / len(stems), 3),
+        "seconds_per_field": round(seconds, 3),
         "iou": 0.5,
         **{k: v.as_dict() for k, v in totals.items()},
+        "wbc_with_verifier": verifier,
     }
 
 
@@ -148,32 +182,51 @@ def bench_ana(root: Path, montage: Path | None) -> dict:
     return out
 
 
-def bench_phantom(n: int, bundle: str | None) -> dict:
+def _phantom_fields(
+    root: Path, n: int, seed: int, groups: int | None = None
+) -> tuple[pd.DataFrame, list[TrainingField]]:
     from lablens.data.phantoms import get_task
     from lablens.data.phantoms.blood_smear import WBC_CLASSES
     from lablens.data.phantoms.write import write_phantoms
+
+    man = write_phantoms(get_task("blood-cells"), root, n=n, seed=seed, groups=groups, fields=True)
+    truth = read_phantom_cells(root / "cells.csv", {c: "wbc" for c in WBC_CLASSES})
+    fields = []
+    for row in man.itertuples():
+        img = _rgb(root / row.path)
+        boxes = [b for lab, b in truth.get(row.path, []) if lab == "wbc"]
+        fields.append(TrainingField(img, row.field_um / img.shape[1], boxes, row.path))
+    return man, fields
+
+
+def bench_phantom(n: int, n_train: int, bundle: str | None) -> dict:
+    from lablens.data.phantoms.blood_smear import WBC_CLASSES
     from lablens.workflows.analyze import analyze
 
     tmp = Path(tempfile.mkdtemp(prefix="lablens-fields-"))
-    man = write_phantoms(get_task("blood-cells"), tmp / "fields", n=n, seed=7, fields=True)
-    truth = read_phantom_cells(tmp / "fields" / "cells.csv", {c: "wbc" for c in WBC_CLASSES})
-    totals: dict = {}
-    for row in man.itertuples():
-        img = _rgb(tmp / "fields" / row.path)
-        found = create_detector("smear", um_per_px=row.field_um / img.shape[1], find_rbc=False).detect(img)
-        score_image(
-            [(d.label, d.box, d.score) for d in found],
-            truth.get(row.path, []),
-            ["wbc", "platelet"],
-            totals=totals,
-        )
-    out: dict = {"fields": n, **{k: v.as_dict() for k, v in totals.items()}}
+    # one patient per 25 fields: ~100 white cells each, the size of a manual differential
+    man, test = _phantom_fields(tmp / "fields", n, seed=7, groups=max(1, n // 25))
+    _, train = _phantom_fields(tmp / "train", n_train, seed=11)
+    out: dict = {
+        "fields": n,
+        "train_fields": n_train,
+        "wbc_rules": score_wbc(test),
+        "wbc_with_verifier": _verifier_scores(train, test, tmp),
+    }
     if bundle:
         csv = tmp / "fields.csv"
         pd.DataFrame(
             {"path": "fields/" + man["path"], "sample": man["group"], "um_per_px": man["field_um"] / 512}
         ).to_csv(csv, index=False)
-        res = analyze(bundle, [csv], tmp / "analysis", task="blood", min_cells=1, progress=False)
+        res = analyze(
+            bundle,
+            [csv],
+            tmp / "analysis",
+            task="blood",
+            min_cells=1,
+            verifier=tmp / "verifier.json",
+            progress=False,
+        )
         cells = pd.read_csv(tmp / "fields" / "cells.csv")
         cells = cells[cells["label"].isin(WBC_CLASSES)].merge(man[["path", "group"]], on="path")
         errors = {}
@@ -195,7 +248,8 @@ def bench_phantom(n: int, bundle: str | None) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sections", default="bccd,ana,phantom")
-    ap.add_argument("--phantom-n", type=int, default=40)
+    ap.add_argument("--phantom-n", type=int, default=125)
+    ap.add_argument("--phantom-train-n", type=int, default=60)
     ap.add_argument("--phantom-bundle", default=None)
     ap.add_argument("--montage", type=Path, default=Path("docs/fields/ana_nuclei.jpg"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/fields.json"))
@@ -208,7 +262,7 @@ def main() -> None:
         elif section == "ana":
             doc["ana"] = bench_ana(SHARED / "ana-fields", args.montage)
         elif section == "phantom":
-            doc["phantom"] = bench_phantom(args.phantom_n, args.phantom_bundle)
+            doc["phantom"] = bench_phantom(args.phantom_n, args.phantom_train_n, args.phantom_bundle)
         doc[section]["wall_s"] = round(time.perf_counter() - t0, 1)
         print(
             section,

@@ -65,3 +65,14 @@ def shared_data(sub: str) -> Path:
             f"real data not available: {path} is absent (tests on ../shared/data skip on a fresh machine)"
         )
     return path
+
+
+def folder_digest(folder: Path) -> str:
+    """One hash of every file's name and bytes under ``folder`` (to show inputs were only read)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()

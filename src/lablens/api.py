@@ -10,6 +10,7 @@
 >>> api.quality(["slides/"], model="runs/quality/bundle")               # doctest: +SKIP
 >>> api.blur_study("data/pbc", "runs/pbc-blur-study", api.RunConfig())   # doctest: +SKIP
 >>> api.analyze("runs/pbc/bundle", ["fields/"], "runs/smear-1", task="blood")  # doctest: +SKIP
+>>> api.fit_verifier(["bccd/JPEGImages"], "bccd/Annotations", "wbc.json", um_per_px=0.075)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lablens.workflows.compare import CompareResult, compare
 from lablens.workflows.degrade import DegradeResult, degrade
 from lablens.workflows.demo import demo
 from lablens.workflows.evaluate import evaluate
+from lablens.workflows.fit_verifier import FitVerifierResult, fit_verifier
 from lablens.workflows.predict import predict
 from lablens.workflows.quality import QualityResult, quality
 from lablens.workflows.train import TrainResult, min_groups_for, train
@@ -62,6 +64,7 @@ __all__ = [
     "DataConfig",
     "DegradeResult",
     "EvalConfig",
+    "FitVerifierResult",
     "Predictor",
     "QualityGate",
     "QualityResult",
@@ -74,6 +77,7 @@ __all__ = [
     "degrade",
     "demo",
     "evaluate",
+    "fit_verifier",
     "list_estimators",
     "load_bundle",
     "load_config",

@@ -445,6 +445,9 @@ def analyze(
     ignore_region: list[str] = typer.Option(
         [], help="x0,y0,x1,y1 pixel box to leave out (scale bar, label); repeatable."
     ),
+    verifier: Path | None = typer.Option(
+        None, help="White-cell verifier fitted on your annotated fields (`lablens fit-verifier`); blood only."
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -470,6 +473,7 @@ def analyze(
         min_confidence=min_confidence,
         min_cells=min_cells,
         ignore_regions=regions,
+        verifier=verifier,
         device=device,
         progress=not quiet,
     )
@@ -487,6 +491,38 @@ def analyze(
             console.print(f"[bold]{name}[/bold]: {doc['verdict']}", highlight=False)
         for f in doc.get("flags", []):
             console.print(f"  [yellow]flag[/yellow] {f}", highlight=False)
+
+
+@app.command("fit-verifier")
+@friendly
+def fit_verifier(
+    fields: list[Path] = typer.Argument(
+        ..., help="Annotated smear fields: images or folders, or one CSV (path[,um_per_px])."
+    ),
+    truth: Path = typer.Option(
+        ...,
+        help="Folder of Pascal VOC .xml files named like the images, or a cells CSV (path,label,x0,y0,x1,y1).",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="New .json file for the verifier."),
+    um_per_px: float | None = typer.Option(None, help="Field scale in µm per pixel (or a CSV column)."),
+    holdout: float = typer.Option(0.2, help="Share of fields held out to measure rules vs verifier first."),
+    not_wbc: str = typer.Option("rbc,platelet,platelets", help="Truth labels that are not white cells."),
+    seed: int = typer.Option(0, help="Seed of the hold-out draw and of LightGBM."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Learn which nucleus candidates are white cells, and their outline, from your annotated fields."""
+    from lablens.workflows.fit_verifier import fit_verifier as run_fit
+
+    run_fit(
+        list(fields),
+        truth,
+        out,
+        um_per_px=um_per_px,
+        holdout=holdout,
+        seed=seed,
+        non_wbc=tuple(n.strip() for n in not_wbc.split(",") if n.strip()),
+        progress=not quiet,
+    )
 
 
 @app.command("validate-data")

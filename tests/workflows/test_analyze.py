@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from lablens.data.phantoms.write import write_phantoms
 from lablens.workflows.analyze import analyze
 from lablens.workflows.common import RunError
 from lablens.workflows.train import train
+
+from conftest import folder_digest
 
 runner = CliRunner()
 
@@ -44,16 +45,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "bundle": run.bundles[0], "csv": csv, "fields": root / "fields"}
 
 
-def _digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(folder.rglob("*")):
-        if f.is_file():
-            h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()
-
-
 def test_analyze_writes_cells_samples_overlays_and_report(setup: dict[str, Path], tmp_path: Path) -> None:
-    before = _digest(setup["fields"])
+    before = folder_digest(setup["fields"])
     res = analyze(
         setup["bundle"], [setup["csv"]], tmp_path / "out", task="blood", min_cells=5, progress=False
     )
@@ -73,7 +66,7 @@ def test_analyze_writes_cells_samples_overlays_and_report(setup: dict[str, Path]
     html = (out / "report.html").read_text()
     assert "Sample A" in html and "95 % CI" in html
     assert res.samples == docs
-    assert _digest(setup["fields"]) == before  # inputs are only read
+    assert folder_digest(setup["fields"]) == before  # inputs are only read
 
 
 def test_analyze_skips_unreadable_fields_and_refuses_a_used_folder(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -29,6 +30,9 @@ from skimage.measure import label, regionprops
 from skimage.segmentation import watershed
 
 from lablens.fields.detection import Detection, box_from_center, register_detector
+
+if TYPE_CHECKING:
+    from lablens.fields.verifier import WbcVerifier
 
 RBC_DIAMETER_UM = 7.5
 
@@ -53,7 +57,8 @@ def _absorb_lobes(nuclei: list[dict], expand: float) -> list[dict]:
     """Merge a nuclear region into a larger one when its centre lies inside the larger one's cell box.
 
     A lobe that lies farther than ``merge_gap_um`` from the rest of its nucleus is still inside the cell's
-    outline; this keeps one white cell from being counted twice.
+    outline; this keeps one white cell from being counted twice. Each region's ``ids`` (its labels in the
+    nuclear label image) travel with it.
     """
     kept: list[dict] = []
     for n in sorted(nuclei, key=lambda n: -n["area"]):
@@ -66,9 +71,10 @@ def _absorb_lobes(nuclei: list[dict], expand: float) -> list[dict]:
                 b = n["box"]
                 k["box"] = [min(x0, b[0]), min(y0, b[1]), max(x1, b[2]), max(y1, b[3])]
                 k["area"] += n["area"]
+                k["ids"] = k["ids"] + n["ids"]
                 break
         else:
-            kept.append({"box": list(n["box"]), "area": n["area"]})
+            kept.append({"box": list(n["box"]), "area": n["area"], "ids": list(n["ids"])})
     return kept
 
 
@@ -108,6 +114,9 @@ class SmearDetector:
         rbc_saturation: a pixel is red-cell foreground when its saturation (max − min channel) exceeds the
             field's 5th percentile (the background) by this much.
         find_rbc: also detect red cells (slower; a differential does not need them).
+        verifier: path of a white-cell verifier fitted on this lab's annotated fields (``lablens
+            fit-verifier``); when given, nucleus candidates are found at the verifier's more sensitive
+            threshold and the verifier decides which are white cells and where each cell's box lies.
     """
 
     def __init__(
@@ -126,6 +135,7 @@ class SmearDetector:
         edge_min_um2: float = 15.0,
         rbc_saturation: float = 10.0,
         find_rbc: bool = True,
+        verifier: str | None = None,
     ) -> None:
         self.um_per_px = um_per_px
         self.stain_threshold = stain_threshold
@@ -141,6 +151,15 @@ class SmearDetector:
         self.edge_min_um2 = edge_min_um2
         self.rbc_saturation = rbc_saturation
         self.find_rbc = find_rbc
+        self.verifier = verifier
+        self._verifier: WbcVerifier | None = None
+
+    def _verifier_model(self) -> WbcVerifier:
+        if self._verifier is None:
+            from lablens.fields.verifier import load_verifier
+
+            self._verifier = load_verifier(self.verifier)
+        return self._verifier
 
     def _scale(self) -> float:
         if not self.um_per_px or self.um_per_px <= 0:
@@ -151,22 +170,27 @@ class SmearDetector:
         rgb = np.asarray(image, dtype=np.float32)
         return self.white_cells_and_platelets(rgb) + (self.red_cells(rgb) if self.find_rbc else [])
 
-    def stain_mask(self, rgb: np.ndarray) -> np.ndarray:
+    def stain_mask(self, rgb: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Nuclear-stain pixels (``B − R`` above threshold, opened to drop specks)."""
-        mask = (_blueness(rgb) > self.stain_threshold).astype(np.uint8)
+        t = self.stain_threshold if threshold is None else threshold
+        mask = (_blueness(rgb) > t).astype(np.uint8)
         return cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
 
-    def white_cells_and_platelets(self, rgb: np.ndarray) -> list[Detection]:
+    def nucleus_candidates(
+        self, rgb: np.ndarray, stain_threshold: float | None = None
+    ) -> tuple[np.ndarray, list[dict]]:
+        """Nuclear regions with lobes joined and touching nuclei split, before any size test.
+
+        Returns the nuclear label image and one dict per candidate nucleus: ``box`` (pixels), ``area``
+        (pixels) and ``ids`` (its labels in the image; a segmented nucleus has several).
+        """
         um = self._scale()
         px2 = um * um
-        h, w = rgb.shape[:2]
-        blue = self.stain_mask(rgb)
+        blue = self.stain_mask(rgb, stain_threshold)
         blobs = label(blue)
         big = np.zeros_like(blue)
-        out: list[Detection] = []
         for r in regionprops(blobs):
-            area_um2 = r.area * px2
-            if area_um2 >= self.min_lobe_um2:
+            if r.area * px2 >= self.min_lobe_um2:
                 big[blobs == r.label] = True
         # Join lobes: nuclei regions whose dilations (by half the gap) touch form one cell.
         joined = label(cv2.dilate(big.astype(np.uint8), _disc(self.merge_gap_um / 2 / um)) > 0)
@@ -182,9 +206,18 @@ class SmearDetector:
         nuclei = []
         for r in regionprops(cells):
             y0, x0, y1, x1 = r.bbox
-            nuclei.append({"box": [x0, y0, x1, y1], "area": int(r.area)})
-        nuclei = _absorb_lobes(nuclei, self.cell_expand)
-        for n in nuclei:
+            nuclei.append({"box": [x0, y0, x1, y1], "area": int(r.area), "ids": [r.label]})
+        return cells, _absorb_lobes(nuclei, self.cell_expand)
+
+    def white_cells_and_platelets(self, rgb: np.ndarray) -> list[Detection]:
+        if self.verifier is not None:
+            white = self._verifier_model().detect(self, rgb)
+            return white + self.platelets(rgb, white)
+        um = self._scale()
+        px2 = um * um
+        h, w = rgb.shape[:2]
+        out: list[Detection] = []
+        for n in self.nucleus_candidates(rgb)[1]:
             x0, y0, x1, y1 = n["box"]
             area_um2 = n["area"] * px2
             edge = touches_edge(n["box"], (h, w))

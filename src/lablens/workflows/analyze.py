@@ -104,6 +104,7 @@ def analyze(
     min_cells: int = 100,
     ignore_regions: list[tuple[int, int, int, int]] | None = None,
     detector_kwargs: dict[str, Any] | None = None,
+    verifier: str | Path | None = None,
     batch_size: int = 64,
     device: str = "auto",
     progress: bool = True,
@@ -113,12 +114,22 @@ def analyze(
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise RunError(f"{out} exists and is not empty; choose a new --out (nothing is overwritten)")
+    if verifier is not None and preset.detector != "smear":
+        raise RunError(f"--verifier is for blood smear fields; task {task!r} does not use the smear detector")
     b = load_bundle(bundle)
     items, skipped = read_fields(list(fields), samples, sample_id)
     if not items and not skipped:
         raise RunError("no image files found in the given paths")
     kwargs = dict(preset.detector_kwargs)
     kwargs.update(detector_kwargs or {})
+    if verifier is not None:
+        from lablens.fields.verifier import load_verifier
+
+        try:
+            load_verifier(verifier)  # fail now, naming the file, rather than on the first field
+        except (FileNotFoundError, ValueError) as exc:
+            raise RunError(str(exc)) from None
+        kwargs["verifier"] = str(verifier)
     if ignore_regions:
         kwargs["ignore_regions"] = [tuple(int(v) for v in r) for r in ignore_regions]
     predictor = Predictor(b, batch_size=batch_size, device=device)

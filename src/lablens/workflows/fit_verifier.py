@@ -1,0 +1,176 @@
+"""``lablens fit-verifier``: learn the white-cell verifier of the ``smear`` detector from annotated fields.
+
+Inputs are the fields (files, folders, or a fields CSV as for ``lablens analyze``) and their truth: a folder of
+Pascal VOC XML files named like the images (``BloodImage_00001.xml``), or a phantom ``cells.csv``. Every truth
+object whose label is not a red cell or platelet counts as a white cell.
+
+A share of the fields (``holdout``) is set aside first to measure the rules and the verifier on fields it did not
+see (precision/recall/F1 at IoU 0.5, stored in the file's ``info`` and printed); the verifier is then refitted
+on all fields and written. Fields that cannot be read, or have no truth, are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lablens.data.io import DecodeLimits, ImageError, read_image
+from lablens.data.validate import Problem
+from lablens.evaluate.detection import Counts, score_image
+from lablens.fields.annotations import read_voc
+from lablens.fields.brightfield import SmearDetector
+from lablens.fields.verifier import TrainingField, WbcVerifier
+from lablens.progress import console, make_progress
+from lablens.workflows.analyze import read_fields
+from lablens.workflows.common import RunError
+
+NON_WBC = ("rbc", "platelet", "platelets")
+MIN_HOLDOUT_FIELDS = 5
+
+
+@dataclass
+class FitVerifierResult:
+    path: Path
+    verifier: WbcVerifier
+    holdout: dict[str, Any] | None
+    skipped: list[Problem] = field(default_factory=list)
+
+
+def _truth_reader(truth: Path, non_wbc: tuple[str, ...]):
+    """A function ``field path -> white-cell boxes | None`` (None: no truth for that field)."""
+    skip = {n.lower() for n in non_wbc}
+    if truth.is_dir():
+
+        def from_voc(path: Path) -> list[tuple[float, ...]] | None:
+            xml = truth / f"{path.stem}.xml"
+            if not xml.is_file():
+                return None
+            return [b for lab, b in read_voc(xml) if lab.lower() not in skip]
+
+        return from_voc
+    if truth.is_file() and truth.suffix.lower() == ".csv":
+        df = pd.read_csv(truth)
+        need = {"path", "label", "x0", "y0", "x1", "y1"}
+        if not need <= set(df.columns):
+            raise RunError(f"{truth}: a truth CSV needs columns {', '.join(sorted(need))}")
+        boxes: dict[Path, list[tuple[float, ...]]] = {}
+        for row in df.itertuples(index=False):
+            key = (truth.parent / str(row.path)).resolve()
+            lst = boxes.setdefault(key, [])
+            if str(row.label).lower() not in skip:
+                lst.append((float(row.x0), float(row.y0), float(row.x1), float(row.y1)))
+        return lambda path: boxes.get(path.resolve())
+    raise RunError(f"--truth {truth}: give a folder of Pascal VOC .xml files or a cells CSV")
+
+
+def score_wbc(
+    fields: list[TrainingField], detector_kwargs: dict[str, Any] | None = None
+) -> dict[str, float | int]:
+    """White-cell precision/recall/F1 at IoU 0.5 of the ``smear`` detector (with ``detector_kwargs``) on ``fields``."""
+    totals: dict[str, Counts] = {}
+    for f in fields:
+        det = SmearDetector(um_per_px=f.um_per_px, find_rbc=False, **(detector_kwargs or {}))
+        white = [
+            d for d in det.white_cells_and_platelets(np.asarray(f.image, np.float32)) if d.label == "wbc"
+        ]
+        score_image(
+            [(d.label, d.box, d.score) for d in white], [("wbc", b) for b in f.boxes], ["wbc"], totals=totals
+        )
+    return totals["wbc"].as_dict() if "wbc" in totals else {}
+
+
+def fit_verifier(
+    fields: list[str | Path],
+    truth: str | Path,
+    out: str | Path,
+    *,
+    um_per_px: float | None = None,
+    holdout: float = 0.2,
+    seed: int = 0,
+    non_wbc: tuple[str, ...] = NON_WBC,
+    detector_kwargs: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> FitVerifierResult:
+    """Fit, measure on held-out fields, refit on all and write the verifier JSON to ``out``."""
+    out = Path(out)
+    if out.exists():
+        raise RunError(f"{out} exists; choose a new file (nothing is overwritten)")
+    if not 0 <= holdout < 1:
+        raise RunError("--holdout must be in [0, 1)")
+    truth_of = _truth_reader(Path(truth), non_wbc)
+    items, skipped = read_fields(list(fields), "per-field", None)
+    kwargs = dict(detector_kwargs or {})
+    data: list[TrainingField] = []
+    with make_progress(progress) as prog:
+        bar = prog.task("read fields", len(items))
+        for item in items:
+            bar.advance(1)
+            scale = item.um_per_px or um_per_px
+            if not scale:
+                raise RunError(
+                    "give the field scale with --um-per-px (or a um_per_px column in a fields CSV)"
+                )
+            try:
+                img = read_image(item.path, DecodeLimits()).pixels
+            except ImageError as exc:
+                skipped.append(Problem(str(item.path), exc.kind, exc.reason))
+                continue
+            boxes = truth_of(item.path)
+            if boxes is None:
+                skipped.append(Problem(str(item.path), "no_truth", f"no annotation for it in {truth}"))
+                continue
+            data.append(TrainingField(img, float(scale), list(boxes), str(item.path)))
+        bar.done()
+    if not data:
+        raise RunError("no annotated field could be read")
+    report: dict[str, Any] | None = None
+    n_test = round(holdout * len(data))
+    if n_test >= MIN_HOLDOUT_FIELDS and len(data) - n_test >= MIN_HOLDOUT_FIELDS:
+        order = np.random.default_rng(seed).permutation(len(data))
+        test = [data[i] for i in order[:n_test]]
+        train = [data[i] for i in order[n_test:]]
+        try:
+            trial = WbcVerifier.fit(train, kwargs, seed=seed)
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
+        with tempfile.TemporaryDirectory(prefix="lablens-verifier-") as tmp:
+            path = trial.save(Path(tmp) / "holdout.json")
+            report = {
+                "fields": n_test,
+                "seed": seed,
+                "rules": score_wbc(test, kwargs),
+                "verifier": score_wbc(test, {**kwargs, "verifier": str(path)}),
+            }
+    try:
+        verifier = WbcVerifier.fit(data, kwargs, seed=seed)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    verifier.info["holdout"] = report
+    verifier.info["skipped"] = len(skipped)
+    verifier.save(out)
+    if progress:
+        for s in skipped:
+            console.print(
+                f"  [yellow]skipped[/yellow] {s.path}: {s.reason} [dim]({s.kind})[/dim]", highlight=False
+            )
+        if report:
+            for name in ("rules", "verifier"):
+                r = report[name]
+                console.print(
+                    f"held-out {n_test} fields, {name:8s}: precision {r['precision']:.3f}  "
+                    f"recall {r['recall']:.3f}  F1 {r['f1']:.3f}",
+                    highlight=False,
+                )
+        else:
+            console.print(f"too few fields to hold {MIN_HOLDOUT_FIELDS} out for a measurement; fitted on all")
+        console.print(
+            f"verifier fitted on {len(data)} fields ({verifier.info['positives']} white cells, "
+            f"{verifier.info['negatives']} other candidates), {len(skipped)} skipped → {out}",
+            highlight=False,
+        )
+    return FitVerifierResult(out, verifier, report, skipped)
