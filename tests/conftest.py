@@ -76,3 +76,32 @@ def folder_digest(folder: Path) -> str:
         if f.is_file():
             h.update(f.name.encode() + f.read_bytes())
     return h.hexdigest()
+
+
+def tiny_bundle(
+    folder: Path, model: str = "test_resnet", size: int = 32, temperature: float = 1.0, **params
+) -> tuple[Path, np.ndarray]:
+    """A bundle fitted in seconds on 12 shape images (3 classes), and those images.
+
+    Deep models train one epoch on the CPU; ``params`` go to the estimator (e.g. ``tta=True``).
+    """
+    from lablens.infer.bundle import save_bundle
+    from lablens.registry import create_estimator
+
+    rng = np.random.default_rng(0)
+    y = np.array(["disc", "ring", "square"] * 4)
+    X = np.stack([shape_image(c, rng, size) for c in y])
+    if model != "handcrafted":
+        params = {"epochs": 1, "batch_size": 4, "device": "cpu", "augment": False, **params}
+    est = create_estimator(model, image_size=size, **params).fit(X, y)
+    save_bundle(
+        folder,
+        est,
+        estimator_name=model,
+        image_size=size,
+        resize_mode="pad",
+        temperature=temperature,
+        training={},
+        metrics={},
+    )
+    return folder, X

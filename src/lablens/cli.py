@@ -29,12 +29,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     from lablens.data.splits import SplitError
     from lablens.data.validate import DataError
+    from lablens.export.onnx import ExportError
     from lablens.infer.bundle import BundleError
     from lablens.models.weights import WeightsError
     from lablens.workflows.common import RunError
 
     return (
         RunError,
+        ExportError,
         DataError,
         SplitError,
         BundleError,
@@ -220,6 +222,9 @@ def predict(
     max_level: float = typer.Option(
         2.5, help="Highest quality score (expected blur level) still classified."
     ),
+    backend: str = typer.Option(
+        "auto", help="auto (ONNX Runtime on CPU when the bundle has an export) | torch | onnx"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Classify images: top-k classes with calibrated probabilities and the bundle hash, per image."""
@@ -235,7 +240,34 @@ def predict(
         overwrite=overwrite,
         quality=quality,
         max_level=max_level,
+        backend=backend,
         progress=not quiet,
+    )
+
+
+@app.command()
+@friendly
+def export(
+    bundle: Path = typer.Argument(..., help="Bundle folder (or .zip with --out)."),
+    format: str = typer.Option("onnx", "--format", "-f", help="onnx"),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder for model.onnx + onnx.json (default: the bundle)."
+    ),
+    tolerance: float = typer.Option(
+        1e-4, help="Largest allowed probability difference, torch vs ONNX Runtime."
+    ),
+) -> None:
+    """Export a bundle for ONNX Runtime, checked against torch on a fixed batch (parity figures in onnx.json)."""
+    from lablens.export.onnx import export_onnx
+
+    if format != "onnx":
+        raise ValueError(f"--format {format!r}: only onnx is supported")
+    res = export_onnx(bundle, out, tolerance=tolerance)
+    par = res.card["parity"]
+    console.print(
+        f"exported → {res.path} (opset {res.card['opset']}); parity on {par['images']} images: "
+        f"max |Δp| {par['max_abs_prob_diff']:.1e} ≤ {tolerance:g}",
+        highlight=False,
     )
 
 

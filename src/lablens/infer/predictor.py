@@ -76,6 +76,12 @@ class PredictionResult:
         ]
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
     """Files stay; folders are searched recursively for supported images (hidden entries skipped)."""
     files: list[Path] = []
@@ -92,11 +98,24 @@ def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Proble
 
 
 class Predictor:
-    """Classifies images with a loaded bundle (torch backend; ONNX Runtime arrives with export)."""
+    """Classifies images with a loaded bundle.
+
+    ``backend``: ``torch``, ``onnx`` (ONNX Runtime, CPU; needs ``lablens export --format onnx`` first) or
+    ``auto``: ONNX Runtime when the predictor runs on the CPU and the bundle holds a matching export, else torch.
+    """
 
     def __init__(
-        self, bundle: Bundle, batch_size: int = 64, device: str = "auto", gate: QualityGate | None = None
+        self,
+        bundle: Bundle,
+        batch_size: int = 64,
+        device: str = "auto",
+        gate: QualityGate | None = None,
+        backend: str = "auto",
     ) -> None:
+        from lablens.infer.onnx_runtime import BACKENDS, OnnxRunner, matching_onnx
+
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.bundle = bundle
         self.gate = gate
         self.batch_size = batch_size
@@ -106,12 +125,27 @@ class Predictor:
             est.device = device
         if hasattr(est, "eval_batch_size"):
             est.eval_batch_size = batch_size
+        onnx_model = matching_onnx(bundle)
+        if backend == "onnx" and onnx_model is None:
+            raise ValueError(
+                f"{bundle.path}: no ONNX export of this bundle; run `lablens export {bundle.path} --format onnx`"
+            )
+        on_cpu = device == "cpu" or (device == "auto" and not _cuda_available())
+        use_onnx = backend == "onnx" or (backend == "auto" and onnx_model is not None and on_cpu)
+        self._onnx = OnnxRunner(onnx_model, batch_size) if use_onnx and onnx_model is not None else None
+        self.backend = "onnx" if self._onnx is not None else "torch"
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Uncalibrated logits for ``N×S×S×3`` uint8 images already at the bundle's size."""
         if len(images) == 0:
             return np.zeros((0, len(self.bundle.classes)))
-        return self.bundle.estimator.predict_logits(np.asarray(images))
+        images = np.asarray(images)
+        if self._onnx is not None:
+            size, mode = self.bundle.image_size, self.bundle.resize_mode
+            if images.shape[1:3] != (size, size):
+                images = np.stack([to_square(im, size, mode) for im in images])
+            return self._onnx.logits(images.astype(np.uint8, copy=False))
+        return self.bundle.estimator.predict_logits(images)
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for ``N×S×S×3`` uint8 images already at the bundle's size."""

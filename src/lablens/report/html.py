@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +20,8 @@ import jinja2
 import numpy as np
 
 from lablens.report import plots
+
+Explainer = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (N×S×S×3 uint8, N class indices) → N overlays
 
 __all__ = ["format_ci", "format_ci_range", "format_value", "render_report", "thumbnail_b64", "write_report"]
 
@@ -320,8 +322,11 @@ def _error_gallery(
     ids: Sequence[str],
     images: np.ndarray | None,
     max_errors: int,
+    explain: Explainer | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """The most confident wrong predictions, highest predicted probability first.
+
+    With ``explain`` (and images) each item also gets a Grad-CAM overlay for its predicted class.
 
     Returns:
         The gallery items (at most ``max_errors``) and the total number of errors.
@@ -330,6 +335,11 @@ def _error_gallery(
     wrong = np.flatnonzero(predicted != y_true)
     confidence = proba[wrong, predicted[wrong]] if len(wrong) else np.zeros(0)
     order = wrong[np.argsort(-confidence, kind="stable")][: max(int(max_errors), 0)]
+    cams = (
+        explain(images[order], predicted[order])
+        if explain is not None and images is not None and len(order)
+        else None
+    )
     items = []
     for index in order:
         top = np.argsort(-proba[index], kind="stable")[:3]
@@ -350,6 +360,7 @@ def _error_gallery(
                     for j in top
                 ],
                 "thumb": None if images is None else thumbnail_b64(images[index]),
+                "cam": None if cams is None else thumbnail_b64(cams[len(items)]),
             }
         )
     return items, len(wrong)
@@ -461,6 +472,7 @@ def _build_context(
     subtitle: str | None,
     run_info: Mapping[str, Any] | None,
     max_errors: int,
+    explain: Explainer | None = None,
 ) -> dict[str, Any]:
     """Assemble every value the template needs."""
     from lablens import __version__
@@ -468,7 +480,7 @@ def _build_context(
     overall = metrics.get("overall") or {}
     labels, matrix = _confusion(metrics, y_true, proba, classes)
     ci_label, bootstrap_text = _bootstrap_text(metrics.get("bootstrap"))
-    errors, n_errors = _error_gallery(y_true, proba, classes, ids, images, max_errors)
+    errors, n_errors = _error_gallery(y_true, proba, classes, ids, images, max_errors, explain)
     return {
         "title": title,
         "subtitle": subtitle,
@@ -511,6 +523,7 @@ def render_report(
     subtitle: str | None = None,
     run_info: dict | None = None,
     max_errors: int = 24,
+    explain: Explainer | None = None,
 ) -> str:
     """Render the report to an HTML string; see :func:`write_report` for the arguments."""
     schema = metrics.get("schema")
@@ -531,6 +544,7 @@ def render_report(
         subtitle=subtitle,
         run_info=run_info,
         max_errors=max_errors,
+        explain=explain,
     )
     return template_environment().get_template(TEMPLATE_NAME).render(**context)
 
@@ -549,6 +563,7 @@ def write_report(
     subtitle: str | None = None,
     run_info: dict | None = None,
     max_errors: int = 24,
+    explain: Explainer | None = None,
 ) -> Path:
     """Write the self-contained HTML evaluation report.
 
@@ -566,6 +581,7 @@ def write_report(
         subtitle: Optional line under the title (e.g. the dataset or site).
         run_info: Optional dict (nested dicts are flattened) shown in the run-information table.
         max_errors: Maximum number of confident errors in the gallery.
+        explain: Optional ``(images, class indices) -> overlays`` (Grad-CAM) shown beside each gallery image.
 
     Returns:
         The path written.
@@ -582,6 +598,7 @@ def write_report(
         subtitle=subtitle,
         run_info=run_info,
         max_errors=max_errors,
+        explain=explain,
     )
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -122,8 +122,13 @@ def evaluate_and_write(
     run_info: dict | None = None,
     title: str = "lablens evaluation report",
     subtitle: str | None = None,
+    estimator: Any = None,
 ) -> dict:
-    """Compute the metrics document and write ``metrics.json``, ``predictions.csv`` and ``report.html``."""
+    """Compute the metrics document and write ``metrics.json``, ``predictions.csv`` and ``report.html``.
+
+    With a deep ``estimator`` the report's error gallery shows a Grad-CAM overlay beside each image.
+    """
+    from lablens.explain.gradcam import explainer_for
     from lablens.report.html import write_report
 
     classes = manifest.classes
@@ -159,6 +164,7 @@ def evaluate_and_write(
         title=title,
         subtitle=subtitle,
         run_info=run_info,
+        explain=explainer_for(estimator) if estimator is not None else None,
     )
     return metrics
 

@@ -102,6 +102,7 @@ def evaluate(
             title=f"lablens evaluation — {(b.card.get('estimator') or {}).get('name')} on {Path(data).name}",
             subtitle=f"bundle {b.short_hash}; {len(manifest)} images"
             + (f", {report.n_skipped} skipped" if report.n_skipped else ""),
+            estimator=b.estimator,
         )
         metrics["bundle_hash"] = b.hash
         write_json(out / "metrics.json", metrics)

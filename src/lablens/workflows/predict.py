@@ -23,6 +23,7 @@ def predict(
     overwrite: bool = False,
     quality: str | Path | None = None,
     max_level: float = 2.5,
+    backend: str = "auto",
     progress: bool = True,
 ) -> PredictionResult:
     """Classify every readable image in ``inputs``; write ``out`` (``.csv`` or ``.json``).
@@ -47,7 +48,10 @@ def predict(
     else:
         gate = None
     with make_progress(progress) as prog:
-        predictor = Predictor(b, batch_size=batch_size, device=device, gate=gate)
+        try:
+            predictor = Predictor(b, batch_size=batch_size, device=device, gate=gate, backend=backend)
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
         result = predictor.predict_files(inputs, progress=prog)
     if not result.paths and not result.skipped:
         raise RunError("no image files found in the given paths")
@@ -61,6 +65,6 @@ def predict(
         gated = f", {result.n_not_evaluable} not evaluable (quality above {max_level:g})" if gate else ""
         console.print(
             f"{len(result.paths) - result.n_not_evaluable} images classified{gated}, "
-            f"{len(result.skipped)} skipped → {out} (bundle {b.short_hash})"
+            f"{len(result.skipped)} skipped → {out} (bundle {b.short_hash}, {predictor.backend})"
         )
     return result

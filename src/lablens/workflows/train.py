@@ -260,6 +260,7 @@ def _train_fold(
         run_info=info,
         title=f"lablens — {cfg.model.name} on {Path(cfg.data.path or '').name}",
         subtitle=f"{fold.name} test set: {len(fold.test)} images never seen in training or model selection",
+        estimator=est,
     )
     seen = manifest.table["sha256"].iloc[np.concatenate([fold.train, fold.val])]
     training = {

@@ -1,0 +1,1 @@
+"""Explanations of single-cell predictions (Grad-CAM heat maps)."""

@@ -1,0 +1,1 @@
+"""Exporting bundles to other runtimes (ONNX for ONNX Runtime on CPU)."""
