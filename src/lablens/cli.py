@@ -557,6 +557,56 @@ def fit_verifier(
     )
 
 
+@app.command()
+@friendly
+def serve(
+    bundle: Path = typer.Option(..., help="Single-cell bundle that pre-classifies submitted cells."),
+    db: str = typer.Option(
+        "sqlite:///lablens.db", help="Database URL (SQLite file, or postgresql+psycopg://…)."
+    ),
+    storage: Path = typer.Option(Path("lablens-images"), help="Folder for the submitted cell images."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    max_upload_mb: float = typer.Option(10.0, help="Largest accepted file in MiB."),
+    min_confidence: float = typer.Option(
+        0.5, help="Cells below this top probability go to the unidentified queue."
+    ),
+) -> None:
+    """Run the review service (API + OpenAPI schema at /docs); add users with `lablens add-user`."""
+    import uvicorn
+
+    from lablens.service.app import ServiceSettings, create_app
+
+    settings = ServiceSettings(
+        bundle=str(bundle),
+        db_url=db,
+        storage=str(storage),
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        min_confidence=min_confidence,
+    )
+    uvicorn.run(create_app(settings), host=host, port=port)
+
+
+@app.command("add-user")
+@friendly
+def add_user(
+    name: str = typer.Argument(..., help="User name (shown in the audit trail)."),
+    role: str = typer.Option("technician", help="technician | reviewer | admin"),
+    db: str = typer.Option("sqlite:///lablens.db", help="Database URL, as for `lablens serve`."),
+) -> None:
+    """Create a user and print its API token (shown once; only its hash is stored)."""
+    from lablens.service.auth import create_user
+    from lablens.service.db import make_engine, sessions, upgrade
+
+    engine = make_engine(db)
+    upgrade(engine)
+    with sessions(engine)() as session:
+        token = create_user(session, name, role)
+        session.commit()
+    console.print(f"user {name} ({role}) created; API token (store it now, it is not shown again):")
+    typer.echo(token)
+
+
 @app.command("validate-data")
 @friendly
 def validate_data(

@@ -65,7 +65,7 @@ def test_fitted_verifier_beats_the_rules_on_unseen_fields(data: dict, tmp_path: 
     path = data["verifier"].save(tmp_path / "v.json")
     rules = score_wbc(data["test"])["f1"]
     learned = score_wbc(data["test"], {"verifier": str(path)})["f1"]
-    assert learned >= 0.93, (rules, learned)
+    assert learned >= 0.95, (rules, learned)
     assert learned > rules
 
 

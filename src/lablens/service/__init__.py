@@ -1,0 +1,1 @@
+"""The review service: FastAPI app, SQLAlchemy models (SQLite or PostgreSQL), Alembic migrations, audit chain."""

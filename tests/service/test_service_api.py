@@ -1,0 +1,187 @@
+"""The review service through its HTTP API: submit → review → sign → report and audit; security refusals."""
+
+from __future__ import annotations
+
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import create_engine, text
+
+from lablens.service.app import ServiceSettings, create_app
+from lablens.service.auth import create_user
+from lablens.service.db import sessions
+
+from conftest import tiny_bundle
+
+
+def _png(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    return tiny_bundle(tmp_path_factory.mktemp("svc") / "b")
+
+
+def _db_url(kind: str, tmp_path: Path) -> str:
+    """A fresh, empty database of ``kind``; PostgreSQL from LABLENS_TEST_POSTGRES_URL (set by .ci/run)."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'lablens.db'}"
+    url = os.environ.get("LABLENS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL: set LABLENS_TEST_POSTGRES_URL (.ci/run starts one with .ci/postgres.sh)")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def service(request: pytest.FixtureRequest, bundle: tuple[Path, np.ndarray], tmp_path: Path) -> dict:
+    settings = ServiceSettings(
+        bundle=str(bundle[0]),
+        db_url=_db_url(request.param, tmp_path),
+        storage=str(tmp_path / "images"),
+        max_upload_bytes=20_000,
+        min_confidence=0.0,
+    )
+    app = create_app(settings)
+    tokens = {}
+    with sessions(app.state.engine)() as s:
+        for name, role in (("tina", "technician"), ("rita", "reviewer"), ("adam", "admin")):
+            tokens[role] = create_user(s, name, role)
+        s.commit()
+    client = TestClient(app)
+    auth = {role: {"Authorization": f"Bearer {t}"} for role, t in tokens.items()}
+    return {"client": client, "auth": auth, "app": app, "images": bundle[1], "tmp": tmp_path}
+
+
+def _submit(svc: dict, n: int = 6, name: str = "S-1") -> dict:
+    files = [("files", (f"cell_{i}.png", _png(im), "image/png")) for i, im in enumerate(svc["images"][:n])]
+    r = svc["client"].post(
+        "/api/samples", data={"name": name}, files=files, headers=svc["auth"]["technician"]
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_submit_review_sign_and_the_audit_trail(service: dict) -> None:
+    c, auth = service["client"], service["auth"]
+    doc = _submit(service)
+    assert doc["n_cells"] == 6 and doc["status"] == "open" and not doc["skipped"]
+    classes = c.get("/api/health").json()["classes"]
+    first, second = doc["cells"][0], doc["cells"][1]
+    other = next(k for k in classes if k != first["predicted"])
+    r = c.post(
+        f"/api/cells/{first['id']}/review",
+        json={"action": "reclassify", "label": other},
+        headers=auth["technician"],
+    )
+    assert r.status_code == 200 and r.json()["status"] == "reclassified" and r.json()["final"] == other
+    r = c.post(f"/api/cells/{second['id']}/review", json={"action": "confirm"}, headers=auth["technician"])
+    assert r.json()["status"] == "confirmed"
+    assert c.get(f"/api/cells/{first['id']}/image", headers=auth["technician"]).content[:4] == b"\x89PNG"
+    r = c.post(f"/api/samples/{doc['id']}/sign", headers=auth["reviewer"])
+    assert r.status_code == 200 and r.json()["status"] == "signed" and r.json()["signed_by"] == "rita"
+    assert sum(r.json()["counts"].values()) == 6
+    r = c.post(f"/api/cells/{second['id']}/review", json={"action": "confirm"}, headers=auth["technician"])
+    assert r.status_code == 409  # a signed sample is closed
+    trail = c.get("/api/audit", params={"entity": "cell"}, headers=auth["reviewer"]).json()
+    assert [(e["actor"], e["action"]) for e in trail] == [("tina", "reclassify"), ("tina", "confirm")]
+    assert trail[0]["before"]["status"] == "pending" and trail[0]["after"]["label"] == other
+    assert c.get("/api/audit/verify", headers=auth["reviewer"]).json()["ok"] is True
+    ag = c.get("/api/agreement", headers=auth["technician"]).json()
+    assert ag["n_reviewed"] == 2 and ag["agreement"] == 0.5
+
+
+def test_tokens_and_roles(service: dict) -> None:
+    c, auth = service["client"], service["auth"]
+    assert c.get("/api/samples").status_code == 401
+    assert c.get("/api/samples", headers={"Authorization": "Bearer nope"}).status_code == 401
+    doc = _submit(service, 2)
+    r = c.post(f"/api/samples/{doc['id']}/sign", headers=auth["technician"])
+    assert r.status_code == 403 and "reviewer" in r.json()["detail"]
+    assert c.get("/api/audit", headers=auth["technician"]).status_code == 403
+    assert c.get("/api/audit", headers=auth["admin"]).status_code == 200
+
+
+def test_upload_limits_types_and_names(service: dict) -> None:
+    c, h = service["client"], service["auth"]["technician"]
+    big = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)  # ~120 kB as PNG
+    r = c.post(
+        "/api/samples", data={"name": "x"}, files=[("files", ("big.png", _png(big), "image/png"))], headers=h
+    )
+    assert r.status_code == 413 and "big.png" in r.json()["detail"]
+    r = c.post(
+        "/api/samples",
+        data={"name": "x"},
+        files=[("files", ("notes.txt", b"hello", "text/plain"))],
+        headers=h,
+    )
+    assert r.status_code == 415 and "notes.txt" in r.json()["detail"]
+    good = _png(service["images"][0])
+    for bad in ("../../etc/passwd.png", "..\\x.png", "a/b.png", "/abs.png"):
+        r = c.post("/api/samples", data={"name": "x"}, files=[("files", (bad, good, "image/png"))], headers=h)
+        assert r.status_code == 400 and "refused" in r.json()["detail"], bad
+    mixed = [
+        ("files", ("ok.png", good, "image/png")),
+        ("files", ("junk.png", b"\x89PNG broken", "image/png")),
+    ]
+    r = c.post("/api/samples", data={"name": "mixed"}, files=mixed, headers=h)
+    assert r.status_code == 201 and r.json()["n_cells"] == 1 and r.json()["skipped"][0]["name"] == "junk.png"
+    stored = list((service["tmp"] / "images").rglob("*"))
+    assert all(".." not in p.name for p in stored)
+
+
+def test_audit_chain_detects_a_tampered_row(service: dict) -> None:
+    c, auth = service["client"], service["auth"]
+    doc = _submit(service, 3)
+    for cell in doc["cells"]:
+        c.post(f"/api/cells/{cell['id']}/review", json={"action": "confirm"}, headers=auth["technician"])
+    assert c.get("/api/audit/verify", headers=auth["reviewer"]).json()["ok"] is True
+    events = c.get("/api/audit", params={"entity": "cell"}, headers=auth["reviewer"]).json()
+    target = events[1]["id"]
+    with service["app"].state.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE id = :i"), {"i": target})
+    res = c.get("/api/audit/verify", headers=auth["reviewer"]).json()
+    assert res["ok"] is False and res["first_bad_id"] == target and "changed" in res["reason"]
+    with service["app"].state.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET actor = 'tina' WHERE id = :i"), {"i": target})
+        conn.execute(text("DELETE FROM audit_events WHERE id = :i"), {"i": events[0]["id"]})
+    res = c.get("/api/audit/verify", headers=auth["reviewer"]).json()
+    assert res["ok"] is False and res["first_bad_id"] == target and "link" in res["reason"]
+
+
+def test_openapi_schema_lists_the_endpoints(service: dict) -> None:
+    paths = service["client"].get("/openapi.json").json()["paths"]
+    for p in (
+        "/api/samples",
+        "/api/cells/{cell_id}/review",
+        "/api/samples/{sample_id}/sign",
+        "/api/audit/verify",
+    ):
+        assert p in paths
+
+
+def test_concurrent_reviews_keep_one_unbroken_chain(service: dict) -> None:
+    c, h = service["client"], service["auth"]["technician"]
+    cells = [cell["id"] for _ in range(4) for cell in _submit(service, 12)["cells"]]
+
+    def act(cell_id: int) -> int:
+        return c.post(f"/api/cells/{cell_id}/review", json={"action": "confirm"}, headers=h).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(act, cells))
+    assert codes == [200] * len(cells)
+    res = c.get("/api/audit/verify", headers=service["auth"]["reviewer"]).json()
+    assert res["ok"] is True and res["events"] == 3 + 4 + len(cells)  # users, submissions, reviews
