@@ -607,6 +607,25 @@ def add_user(
     typer.echo(token)
 
 
+@app.command("export-reviews")
+@friendly
+def export_reviews(
+    out: Path = typer.Option(..., "--out", "-o", help="New folder: <label>/<sha256>.png + manifest.csv."),
+    db: str = typer.Option("sqlite:///lablens.db", help="Database URL, as for `lablens serve`."),
+    storage: Path = typer.Option(Path("lablens-images"), help="The service's image folder."),
+    include_unsigned: bool = typer.Option(False, help="Also samples not signed off yet."),
+) -> None:
+    """Write the technicians' labels as a training set (path,label,group = sample) for `lablens train`."""
+    from lablens.service.export_reviews import export_reviews as run_export
+
+    manifest = run_export(db, storage, out, signed_only=not include_unsigned)
+    changed = int((manifest["status"] == "reclassified").sum())
+    console.print(
+        f"{len(manifest)} reviewed cells ({changed} reclassified) from {manifest['group'].nunique()} samples → {out}",
+        highlight=False,
+    )
+
+
 @app.command("validate-data")
 @friendly
 def validate_data(

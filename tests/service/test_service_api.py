@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -185,3 +186,41 @@ def test_concurrent_reviews_keep_one_unbroken_chain(service: dict) -> None:
     assert codes == [200] * len(cells)
     res = c.get("/api/audit/verify", headers=service["auth"]["reviewer"]).json()
     assert res["ok"] is True and res["events"] == 3 + 4 + len(cells)  # users, submissions, reviews
+
+
+def test_export_reviews_writes_signed_labels_as_a_training_set(service: dict) -> None:
+    from typer.testing import CliRunner
+
+    from lablens.cli import app as cli
+
+    c, auth = service["client"], service["auth"]
+    classes = c.get("/api/health").json()["classes"]
+    signed, open_ = _submit(service, 3, "signed"), _submit(service, 2, "open")
+    first = signed["cells"][0]
+    other = next(k for k in classes if k != first["predicted"])
+    c.post(
+        f"/api/cells/{first['id']}/review",
+        json={"action": "reclassify", "label": other},
+        headers=auth["technician"],
+    )
+    c.post(
+        f"/api/cells/{signed['cells'][1]['id']}/review",
+        json={"action": "confirm"},
+        headers=auth["technician"],
+    )
+    c.post(
+        f"/api/cells/{open_['cells'][0]['id']}/review", json={"action": "confirm"}, headers=auth["technician"]
+    )
+    assert c.post(f"/api/samples/{signed['id']}/sign", headers=auth["reviewer"]).status_code == 200
+    settings = service["app"].state.settings
+    out = service["tmp"] / "reviews"
+    args = ["export-reviews", "--db", settings.db_url, "--storage", settings.storage, "-o"]
+    r = CliRunner().invoke(cli, [*args, str(out)])
+    assert r.exit_code == 0 and "1 reclassified" in r.output, r.output
+    m = pd.read_csv(out / "manifest.csv")
+    assert len(m) == 2 and set(m["group"]) == {f"sample-{signed['id']}"}
+    row = m[m["status"] == "reclassified"].iloc[0]
+    assert row["label"] == other and row["predicted"] == first["predicted"] and (out / row["path"]).is_file()
+    assert CliRunner().invoke(cli, [*args, str(out)]).exit_code == 1  # never overwritten
+    r = CliRunner().invoke(cli, [*args, str(service["tmp"] / "all"), "--include-unsigned"])
+    assert r.exit_code == 0 and len(pd.read_csv(service["tmp"] / "all" / "manifest.csv")) == 3

@@ -1,0 +1,72 @@
+"""``lablens export-reviews``: the technicians' labels as a training set (ImageFolder + manifest CSV).
+
+Every reviewed cell (confirmed or reclassified) of a signed sample becomes ``OUT/<label>/<sha256>.png`` and a row
+of ``OUT/manifest.csv`` with ``path,label,group`` (group = the sample, so a retraining split never puts cells of
+one sample on both sides) plus what the model had said. ``lablens train OUT/manifest.csv`` reads it as it is.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
+
+from lablens.service.db import make_engine, sessions, upgrade
+from lablens.service.models import Cell, Sample
+from lablens.workflows.common import RunError
+
+
+def export_reviews(
+    db_url: str, storage: str | Path, out: str | Path, signed_only: bool = True
+) -> pd.DataFrame:
+    """Write the reviewed cells to ``out`` (a new folder) and return the manifest."""
+    out, storage = Path(out), Path(storage)
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out} exists and is not empty; choose a new folder (nothing is overwritten)")
+    engine = make_engine(db_url)
+    upgrade(engine)
+    rows = []
+    with sessions(engine)() as session:
+        q = select(Cell, Sample).join(Sample).where(Cell.label.is_not(None)).order_by(Cell.id)
+        if signed_only:
+            q = q.where(Sample.status == "signed")
+        for cell, sample in session.execute(q).all():
+            src = storage / cell.image_sha256[:2] / f"{cell.image_sha256}.png"
+            if not src.is_file():
+                raise RunError(f"{src}: the image of cell {cell.id} is missing from the storage folder")
+            rel = Path(cell.label) / f"{cell.image_sha256}.png"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, out / rel)
+            rows.append(
+                {
+                    "path": rel.as_posix(),
+                    "label": cell.label,
+                    "group": f"sample-{sample.id}",
+                    "sample": sample.name,
+                    "predicted": cell.predicted,
+                    "confidence": cell.confidence,
+                    "status": cell.status,
+                    "signed_by": sample.signed_by,
+                    "bundle_hash": sample.bundle_hash,
+                }
+            )
+    engine.dispose()
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = pd.DataFrame(
+        rows,
+        columns=[
+            "path",
+            "label",
+            "group",
+            "sample",
+            "predicted",
+            "confidence",
+            "status",
+            "signed_by",
+            "bundle_hash",
+        ],
+    )
+    manifest.to_csv(out / "manifest.csv", index=False)
+    return manifest
