@@ -94,7 +94,7 @@ class GradCam:
 
     def __call__(self, images: np.ndarray, classes: np.ndarray | None = None) -> CamResult:
         """Heat maps for ``N×S×S×3`` uint8 images, for ``classes`` (default: each image's predicted class)."""
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+        x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 255.0
         x = (x - self.mean) / self.std
         store: dict[str, torch.Tensor] = {}
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from PIL import Image
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -39,8 +39,9 @@ from lablens.infer.predictor import Predictor
 from lablens.service import audit
 from lablens.service.auth import allowed, user_for
 from lablens.service.db import make_engine, sessions, upgrade
-from lablens.service.models import Cell, Sample, User
+from lablens.service.models import AuditEvent, Cell, Sample, User
 
+STATIC = Path(__file__).parent / "static"
 UNSAFE_NAME = re.compile(r"(^|[\\/])\.\.([\\/]|$)|[\\/\x00]|^\s*$")
 
 
@@ -116,6 +117,20 @@ def _sample_doc(s: Sample, min_confidence: float, with_cells: bool = True) -> di
     return doc
 
 
+def _event_doc(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": e.at,
+        "actor": e.actor,
+        "action": e.action,
+        "entity": e.entity,
+        "entity_id": e.entity_id,
+        "before": json.loads(e.before),
+        "after": json.loads(e.after),
+        "hash": e.hash,
+    }
+
+
 def create_app(settings: ServiceSettings) -> FastAPI:
     """The app, with the database migrated to the newest schema and the bundle loaded."""
     engine = make_engine(settings.db_url)
@@ -154,6 +169,14 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             return user
 
         return check
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return (STATIC / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/api/whoami")
+    def whoami(user: Annotated[User, Depends(current_user)]) -> dict[str, str]:
+        return {"name": user.name, "role": user.role}
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
@@ -269,6 +292,36 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         path = storage / c.image_sha256[:2] / f"{c.image_sha256}.png"
         return Response(path.read_bytes(), media_type="image/png")
 
+    cams: dict[str, Any] = {}
+
+    @app.get("/api/cells/{cell_id}/gradcam")
+    def cell_gradcam(
+        cell_id: int,
+        _user: Annotated[User, Depends(need("technician"))],
+        session: Annotated[Session, Depends(db)],
+    ) -> Response:
+        from lablens.explain.gradcam import GradCam, overlay
+
+        c = session.get(Cell, cell_id)
+        if c is None:
+            raise HTTPException(404, f"no cell {cell_id}")
+        with predict_lock:
+            if "cam" not in cams:
+                try:
+                    cams["cam"] = GradCam.for_bundle(bundle)
+                except ValueError as exc:
+                    cams["cam"] = exc
+            cam = cams["cam"]
+            if isinstance(cam, Exception):
+                raise HTTPException(404, f"no Grad-CAM for this bundle: {cam}")
+            img = np.asarray(
+                Image.open(storage / c.image_sha256[:2] / f"{c.image_sha256}.png").convert("RGB")
+            )
+            heat = cam(img[None], np.array([bundle.classes.index(c.label or c.predicted)])).heatmaps[0]
+        buf = io.BytesIO()
+        Image.fromarray(overlay(img, heat)).save(buf, format="PNG")
+        return Response(buf.getvalue(), media_type="image/png")
+
     @app.post("/api/cells/{cell_id}/review")
     def review(
         cell_id: int,
@@ -331,27 +384,30 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         entity: str | None = None,
         entity_id: int | None = None,
     ) -> list[dict[str, Any]]:
-        from lablens.service.models import AuditEvent
-
         q = select(AuditEvent).order_by(AuditEvent.id)
         if entity:
             q = q.where(AuditEvent.entity == entity)
         if entity_id is not None:
             q = q.where(AuditEvent.entity_id == entity_id)
-        return [
-            {
-                "id": e.id,
-                "at": e.at,
-                "actor": e.actor,
-                "action": e.action,
-                "entity": e.entity,
-                "entity_id": e.entity_id,
-                "before": json.loads(e.before),
-                "after": json.loads(e.after),
-                "hash": e.hash,
-            }
-            for e in session.execute(q).scalars()
-        ]
+        return [_event_doc(e) for e in session.execute(q).scalars()]
+
+    @app.get("/api/samples/{sample_id}/audit")
+    def sample_audit(
+        sample_id: int,
+        _user: Annotated[User, Depends(need("technician"))],
+        session: Annotated[Session, Depends(db)],
+    ) -> list[dict[str, Any]]:
+        s = _sample(session, sample_id)
+        cell_ids = [c.id for c in s.cells]
+        q = (
+            select(AuditEvent)
+            .where(
+                ((AuditEvent.entity == "sample") & (AuditEvent.entity_id == sample_id))
+                | ((AuditEvent.entity == "cell") & AuditEvent.entity_id.in_(cell_ids))
+            )
+            .order_by(AuditEvent.id)
+        )
+        return [_event_doc(e) for e in session.execute(q).scalars()]
 
     @app.get("/api/audit/verify")
     def audit_verify(

@@ -1,0 +1,134 @@
+"""The review page in headless Chromium (Debian's package, driven by Playwright): upload a sample, see the cells by
+class, reclassify two with the keyboard, sign as a reviewer, and find it all in the report and the audit trail.
+
+Screenshots go to ``test-artifacts/browser/`` (or ``$LABLENS_TEST_ARTIFACTS``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from PIL import Image
+
+from lablens.service.app import ServiceSettings, create_app
+from lablens.service.auth import create_user
+from lablens.service.db import sessions
+
+from conftest import tiny_bundle
+
+ARTIFACTS = Path(
+    os.environ.get("LABLENS_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
+)
+
+
+def _chromium() -> str:
+    for name in (os.environ.get("LABLENS_CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome"):
+        if name and (path := shutil.which(name)):
+            return path
+    pytest.skip(
+        "no Chromium found: install Debian's chromium (apt-get install chromium) or set LABLENS_CHROMIUM"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live(tmp_path: Path):
+    bundle, images = tiny_bundle(tmp_path / "b")
+    app = create_app(
+        ServiceSettings(
+            bundle=str(bundle),
+            db_url=f"sqlite:///{tmp_path / 'l.db'}",
+            storage=str(tmp_path / "img"),
+            min_confidence=0.0,
+        )
+    )
+    with sessions(app.state.engine)() as s:
+        tokens = {"tina": create_user(s, "tina", "technician"), "rita": create_user(s, "rita", "reviewer")}
+        s.commit()
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if httpx.get(url + "/api/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    files = []
+    for i, im in enumerate(images[:6]):
+        path = tmp_path / f"cell_{i}.png"
+        Image.fromarray(im).save(path)
+        files.append(str(path))
+    yield {"url": url, "tokens": tokens, "files": files}
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_upload_reclassify_two_sign_and_see_report_and_audit(live: dict) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extras)")
+    shots = ARTIFACTS / "browser"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(live["url"] + "/")
+        page.fill("#token", live["tokens"]["tina"])
+        page.click("#signin")
+        sync_api.expect(page.locator("#who")).to_contain_text("tina (technician)")
+        page.fill("#sample-name", "S-browser")
+        page.set_input_files("#files", live["files"])
+        page.click("#upload button[type=submit]")
+        sync_api.expect(page.locator("#groups .cell")).to_have_count(6)
+        page.screenshot(path=str(shots / "1-uploaded.png"), full_page=True)
+
+        auth = {"Authorization": f"Bearer {live['tokens']['tina']}"}
+        sample = httpx.get(live["url"] + "/api/samples", headers=auth).json()[0]
+        doc = httpx.get(f"{live['url']}/api/samples/{sample['id']}", headers=auth).json()
+        classes = httpx.get(live["url"] + "/api/health").json()["classes"]
+        groups = {g.get_attribute("data-class") for g in page.locator("#groups .group").all()}
+        assert groups == {c["final"] for c in doc["cells"]}  # cells are shown grouped by class
+        changed = {}
+        for cell in doc["cells"][:2]:
+            new = next(k for k in classes if k != cell["predicted"])
+            page.click(f"[data-testid=cell-{cell['id']}]")
+            page.keyboard.press(str(classes.index(new) + 1))
+            sync_api.expect(page.locator("#message")).to_contain_text(
+                f"cell {cell['id']}: reclassified as {new}"
+            )
+            changed[cell["id"]] = new
+        page.screenshot(path=str(shots / "2-reclassified.png"), full_page=True)
+
+        page.fill("#token", live["tokens"]["rita"])
+        page.click("#signin")
+        sync_api.expect(page.locator("#who")).to_contain_text("rita (reviewer)")
+        page.click("#sign")
+        sync_api.expect(page.locator("[data-testid=report-status]")).to_contain_text("signed by rita")
+        audit = page.locator("#audit")
+        sync_api.expect(audit.locator("tr")).to_have_count(4)  # submit, 2 reclassify, sign
+        text = audit.inner_text()
+        assert text.count("reclassify") == 2 and "sign" in text and "tina" in text and "rita" in text
+        for new in changed.values():
+            assert new in text
+        page.check("#gradcam")
+        sync_api.expect(page.locator("#groups img").first).to_have_attribute(
+            "src", __import__("re").compile("^blob:")
+        )
+        page.screenshot(path=str(shots / "3-signed-report-audit.png"), full_page=True)
+        browser.close()
+    final = httpx.get(f"{live['url']}/api/samples/{sample['id']}", headers=auth).json()
+    assert final["status"] == "signed"
+    assert {c["id"]: c["label"] for c in final["cells"] if c["status"] == "reclassified"} == changed
