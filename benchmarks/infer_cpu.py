@@ -36,7 +36,14 @@ def _untrained_bundle(folder: Path, model: str, size: int, tta: bool) -> Path:
     X = rng.integers(0, 256, (6, size, size, 3), dtype=np.uint8)
     y = np.array(["a", "b", "c"] * 2)
     est = create_estimator(
-        model, image_size=size, epochs=1, batch_size=6, device="cpu", augment=False, tta=tta, weights="scratch"
+        model,
+        image_size=size,
+        epochs=1,
+        batch_size=6,
+        device="cpu",
+        augment=False,
+        tta=tta,
+        weights="scratch",
     ).fit(X, y)
     card = {"image_size": size, "resize_mode": "pad", "temperature": 1.0, "metrics": {}}
     save_bundle(folder, est, estimator_name=model, training={"note": "untrained, for timing only"}, **card)

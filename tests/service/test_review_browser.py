@@ -123,6 +123,7 @@ def test_upload_reclassify_two_sign_and_see_report_and_audit(live: dict) -> None
         assert text.count("reclassify") == 2 and "sign" in text and "tina" in text and "rita" in text
         for new in changed.values():
             assert new in text
+        sync_api.expect(page.locator("[data-testid=agreement]")).to_contain_text("2 cells, agreement 0.0 %")
         page.check("#gradcam")
         sync_api.expect(page.locator("#groups img").first).to_have_attribute(
             "src", __import__("re").compile("^blob:")

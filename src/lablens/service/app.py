@@ -18,6 +18,7 @@ import io
 import json
 import re
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,11 +35,15 @@ from sqlalchemy.orm import Session
 from lablens import __version__
 from lablens.data.io import DecodeLimits, ImageError, decode_bytes
 from lablens.data.preprocess import to_square
+from lablens.fields.crops import crop_cells
+from lablens.fields.detection import create_detector
+from lablens.fields.presets import get_preset
 from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import Predictor
 from lablens.service import audit
 from lablens.service.auth import allowed, user_for
 from lablens.service.db import make_engine, sessions, upgrade
+from lablens.service.flags import quality_flags
 from lablens.service.models import AuditEvent, Cell, Sample, User
 
 STATIC = Path(__file__).parent / "static"
@@ -86,6 +91,8 @@ def _cell_doc(c: Cell, min_confidence: float) -> dict[str, Any]:
         "status": c.status,
         "final": c.label or c.predicted,
         "unidentified": c.confidence < min_confidence and c.status == "pending",
+        "flags": json.loads(c.flags or "[]"),
+        "source": json.loads(c.source) if c.source else None,
         "image": f"/api/cells/{c.id}/image",
     }
 
@@ -135,7 +142,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     """The app, with the database migrated to the newest schema and the bundle loaded."""
     engine = make_engine(settings.db_url)
     upgrade(engine)
-    make_session = sessions(engine)
+    make_session = sessions(engine)  # changes (BEGIN IMMEDIATE on SQLite)
+    read_engine = make_engine(settings.db_url, writer=False) if engine.dialect.name == "sqlite" else engine
+    make_read_session = sessions(read_engine)  # look-ups, which then never queue behind a write
     bundle = load_bundle(settings.bundle)
     predictor = Predictor(bundle, device="cpu")
     predict_lock = threading.Lock()  # one batch at a time through the model; requests still overlap on I/O
@@ -145,6 +154,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.state.settings, app.state.engine, app.state.bundle = settings, engine, bundle
 
     def db() -> Any:
+        with make_read_session() as session:
+            yield session
+
+    def db_write() -> Any:
         with make_session() as session:
             yield session
 
@@ -182,13 +195,50 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "bundle_hash": bundle.hash, "classes": bundle.classes}
 
+    def _cells_of(
+        names: list[str], images: list[np.ndarray], kind: str, task: str, um_per_px: float | None
+    ) -> tuple[list[str], list[np.ndarray], list[dict | None]]:
+        """Cell images at the bundle's size: each image itself, or the cells detected on each field."""
+        size, mode = bundle.image_size, bundle.resize_mode
+        if kind == "cells":
+            return names, [to_square(im, size, mode) for im in images], [None] * len(images)
+        try:
+            preset = get_preset(task)
+        except KeyError as exc:
+            raise HTTPException(422, str(exc.args[0])) from None
+        if preset.detector is None:
+            raise HTTPException(422, f"task {task!r} classifies whole frames; submit them with kind=cells")
+        scale = um_per_px or preset.um_per_px
+        out_names, crops, sources = [], [], []
+        for fname, img in zip(names, images, strict=True):
+            dets = [
+                d
+                for d in create_detector(preset.detector, um_per_px=scale, **preset.detector_kwargs).detect(
+                    img
+                )
+                if d.label in preset.classify
+            ]
+            if dets:
+                crops.extend(crop_cells(img, dets, preset.crop_um / scale, size))
+            for i, d in enumerate(dets):
+                out_names.append(f"{fname}#{i + 1}")
+                sources.append({"field": fname, "box": [int(v) for v in d.box], "detector": preset.detector})
+        return out_names, crops, sources
+
     @app.post("/api/samples", status_code=201)
     def submit(
         user: Annotated[User, Depends(need("technician"))],
-        session: Annotated[Session, Depends(db)],
+        session: Annotated[Session, Depends(db_write)],
         name: Annotated[str, Form(max_length=200)],
         files: Annotated[list[UploadFile], File()],
+        kind: Annotated[str, Form()] = "cells",
+        task: Annotated[str, Form()] = "blood",
+        um_per_px: Annotated[float | None, Form(gt=0)] = None,
     ) -> dict[str, Any]:
+        if kind not in ("cells", "fields"):
+            raise HTTPException(
+                422, "kind must be 'cells' (one cell per image) or 'fields' (cells are detected)"
+            )
         if len(files) > settings.max_files:
             raise HTTPException(413, f"{len(files)} files; at most {settings.max_files} per submission")
         pixels, kept, skipped = [], [], []
@@ -211,24 +261,26 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if not kept:
             detail = "; ".join(f"{s['name']}: {s['reason']}" for s in skipped) or "no files"
             raise HTTPException(415, f"no readable image in the submission ({detail})")
-        size, mode = bundle.image_size, bundle.resize_mode
-        batch = np.stack([to_square(p, size, mode) for p in pixels])
+        names, crops, sources = _cells_of(kept, pixels, kind, task, um_per_px)
+        if not crops:
+            raise HTTPException(422, "no cells were found on the submitted fields")
         with predict_lock:
-            proba = predictor.predict_arrays(batch)
+            proba = predictor.predict_arrays(np.stack(crops))
+        flags = quality_flags(crops)
         sample = Sample(
             name=name, status="open", bundle_hash=bundle.hash, created_by=user.name, created_at=_now()
         )
         session.add(sample)
         session.flush()
-        for fname, img, p in zip(kept, batch, proba, strict=True):
+        for fname, img, p, fl, src in zip(names, crops, proba, flags, sources, strict=True):
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, format="PNG")
             png = buf.getvalue()
             digest = hashlib.sha256(png).hexdigest()
             target = storage / digest[:2] / f"{digest}.png"
-            if not target.exists():
+            if not target.exists():  # content-addressed: the same cell twice is stored once
                 target.parent.mkdir(exist_ok=True)
-                tmp = target.with_suffix(".tmp")
+                tmp = target.with_name(f"{digest}.{uuid.uuid4().hex}.tmp")
                 tmp.write_bytes(png)
                 tmp.replace(target)
             k = int(p.argmax())
@@ -243,6 +295,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                         {c: round(float(v), 6) for c, v in zip(bundle.classes, p, strict=True)}
                     ),
                     status="pending",
+                    flags=json.dumps(fl),
+                    source=json.dumps(src) if src else None,
                 )
             )
         session.flush()
@@ -253,7 +307,14 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             "sample",
             sample.id,
             None,
-            {"name": name, "cells": len(kept), "skipped": skipped, "bundle_hash": bundle.hash},
+            {
+                "name": name,
+                "kind": kind,
+                "files": len(kept),
+                "cells": len(crops),
+                "skipped": skipped,
+                "bundle_hash": bundle.hash,
+            },
         )
         session.commit()
         session.refresh(sample)
@@ -327,7 +388,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         cell_id: int,
         body: Review,
         user: Annotated[User, Depends(need("technician"))],
-        session: Annotated[Session, Depends(db)],
+        session: Annotated[Session, Depends(db_write)],
     ) -> dict[str, Any]:
         c = session.get(Cell, cell_id)
         if c is None:
@@ -354,7 +415,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def sign(
         sample_id: int,
         user: Annotated[User, Depends(need("reviewer"))],
-        session: Annotated[Session, Depends(db)],
+        session: Annotated[Session, Depends(db_write)],
     ) -> dict[str, Any]:
         s = _sample(session, sample_id)
         if s.status != "open":

@@ -12,11 +12,12 @@ from sqlalchemy.orm import sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, writer: bool = True) -> Engine:
     """An engine for ``url``.
 
-    SQLite gets WAL journaling, foreign keys, full fsync on commit, a busy timeout for concurrent clients and
-    ``BEGIN IMMEDIATE`` transactions.
+    SQLite gets WAL journaling, foreign keys, full fsync on commit and a busy timeout for concurrent clients; a
+    ``writer`` engine starts its transactions with ``BEGIN IMMEDIATE`` (one writer at a time, so the audit chain
+    never forks), a reader engine with a plain ``BEGIN`` (a consistent snapshot that never waits for writers).
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -31,7 +32,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # one writer at a time: the audit chain never forks
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)

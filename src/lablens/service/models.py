@@ -47,6 +47,10 @@ class Cell(Base):
     probabilities: Mapped[str] = mapped_column(Text)  # JSON {class: p}
     label: Mapped[str | None] = mapped_column(String(100), nullable=True)  # the technician's call
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | confirmed | reclassified
+    flags: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of quality flags
+    source: Mapped[str | None] = mapped_column(
+        Text, nullable=True
+    )  # JSON {field, box} for cells found on fields
     sample: Mapped[Sample] = relationship(back_populates="cells")
 
 

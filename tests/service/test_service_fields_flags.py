@@ -1,0 +1,94 @@
+"""Samples submitted as whole fields (cells detected, cropped, classified), quality flags, schema migrations."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from alembic import command
+from alembic.config import Config
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import text
+
+from lablens.data.phantoms import get_task
+from lablens.data.phantoms.write import write_phantoms
+from lablens.service.app import ServiceSettings, create_app
+from lablens.service.auth import create_user
+from lablens.service.db import MIGRATIONS, make_engine, sessions, upgrade
+from lablens.service.flags import quality_flags
+
+from conftest import shape_image, tiny_bundle
+
+
+def test_quality_flags_blur_relative_to_the_sample_and_exposure() -> None:
+    rng = np.random.default_rng(0)
+    sharp = [shape_image(c, rng, 64) for c in ("disc", "ring", "square", "disc", "ring", "square")]
+    blurred = cv2.GaussianBlur(sharp[0], (0, 0), 4)
+    bright = np.full((64, 64, 3), 255, np.uint8)
+    dark = np.zeros((64, 64, 3), np.uint8)
+    flags = quality_flags([*sharp, blurred, bright, dark])
+    assert flags[:6] == [[]] * 6
+    assert flags[6] == ["blurred"] and "overexposed" in flags[7] and "underexposed" in flags[8]
+    assert quality_flags([blurred, sharp[0]]) == [[], []]  # too few cells to judge blur
+
+
+def test_submit_fields_detects_and_classifies_their_cells(tmp_path: Path) -> None:
+    bundle, _ = tiny_bundle(tmp_path / "b")
+    root = tmp_path / "fields"
+    write_phantoms(get_task("blood-cells"), root, n=5, seed=3, fields=True, size=320)
+    man = pd.read_csv(root / "manifest.csv")
+    app = create_app(ServiceSettings(str(bundle), f"sqlite:///{tmp_path / 'l.db'}", str(tmp_path / "img")))
+    with sessions(app.state.engine)() as s:
+        h = {"Authorization": f"Bearer {create_user(s, 'tina', 'technician')}"}
+        s.commit()
+    c = TestClient(app)
+    man = man.head(2)
+    files = [("files", (Path(p).name, (root / p).read_bytes(), "image/png")) for p in man["path"]]
+    scale = float(man["field_um"].mean() / 320)
+    r = c.post(
+        "/api/samples", data={"name": "F", "kind": "fields", "um_per_px": scale}, files=files, headers=h
+    )
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    assert doc["n_cells"] >= 3
+    fields = {Path(p).name for p in man["path"]}
+    for cell in doc["cells"]:
+        assert cell["source"]["field"] in fields and len(cell["source"]["box"]) == 4
+        assert cell["name"].split("#")[0] in fields and isinstance(cell["flags"], list)
+    img = Image.open(io.BytesIO(c.get(doc["cells"][0]["image"], headers=h).content))
+    assert img.size == (32, 32)  # cropped at the preset's physical size, resized to the bundle's input
+    bad = c.post(
+        "/api/samples", data={"name": "F", "kind": "fields", "task": "nailfold"}, files=files, headers=h
+    )
+    assert bad.status_code == 422 and "whole frames" in bad.json()["detail"]
+
+
+def test_upgrade_from_the_first_schema_keeps_the_data(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO samples (id, name, status, bundle_hash, created_by, created_at) "
+                "VALUES (1, 'old', 'open', 'h', 'tina', '2026-01-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO cells (sample_id, original_name, image_sha256, predicted, confidence, probabilities, "
+                "status) VALUES (1, 'a.png', 'x', 'disc', 0.9, '{}', 'pending')"
+            )
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT original_name, flags, source FROM cells")).one()
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    assert tuple(row) == ("a.png", "[]", None) and version == "0002"
