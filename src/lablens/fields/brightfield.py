@@ -84,7 +84,7 @@ def _blueness(rgb: np.ndarray) -> np.ndarray:
     return s - np.median(s)
 
 
-def _inside(x: float, y: float, box: tuple[int, int, int, int]) -> bool:
+def _inside(x: float, y: float, box: Sequence[float]) -> bool:
     return box[0] <= x < box[2] and box[1] <= y < box[3]
 
 

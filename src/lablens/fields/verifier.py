@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from lablens.fields.brightfield import _disc, touches_edge
+from lablens.fields.brightfield import _disc, _inside, touches_edge
 from lablens.fields.detection import Detection
 
 if TYPE_CHECKING:
@@ -224,10 +224,6 @@ def _extend(
     )
 
 
-def _contains(box: Sequence[float], x: float, y: float) -> bool:
-    return box[0] <= x < box[2] and box[1] <= y < box[3]
-
-
 @dataclass
 class TrainingField:
     """One annotated field: the image, its scale and the white-cell truth boxes."""
@@ -268,7 +264,7 @@ class WbcVerifier:
             c = cands[i]
             box = _extend(c.box, dict(zip(_DIRS, e.tolist(), strict=True)), um, shape)
             ncx, ncy = (c.box[0] + c.box[2]) / 2, (c.box[1] + c.box[3]) / 2
-            if any(_contains(o.box, ncx, ncy) for o in out):  # a lobe or fragment of a cell already called
+            if any(_inside(ncx, ncy, o.box) for o in out):  # a lobe or fragment of a cell already called
                 continue
             out.append(
                 Detection(
@@ -320,7 +316,7 @@ class WbcVerifier:
             inside: dict[int, int] = {}
             for i, c in enumerate(cands):
                 cx, cy = (c.box[0] + c.box[2]) / 2, (c.box[1] + c.box[3]) / 2
-                hits = [j for j, b in enumerate(f.boxes) if _contains(b, cx, cy)]
+                hits = [j for j, b in enumerate(f.boxes) if _inside(cx, cy, b)]
                 if hits:
                     j = min(
                         hits, key=lambda j: (f.boxes[j][2] - f.boxes[j][0]) * (f.boxes[j][3] - f.boxes[j][1])

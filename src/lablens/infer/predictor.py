@@ -76,12 +76,6 @@ class PredictionResult:
         ]
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
     """Files stay; folders are searched recursively for supported images (hidden entries skipped)."""
     files: list[Path] = []
@@ -113,6 +107,7 @@ class Predictor:
         backend: str = "auto",
     ) -> None:
         from lablens.infer.onnx_runtime import BACKENDS, OnnxRunner, matching_onnx
+        from lablens.train.loop import resolve_device
 
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
@@ -130,7 +125,7 @@ class Predictor:
             raise ValueError(
                 f"{bundle.path}: no ONNX export of this bundle; run `lablens export {bundle.path} --format onnx`"
             )
-        on_cpu = device == "cpu" or (device == "auto" and not _cuda_available())
+        on_cpu = resolve_device(device).type == "cpu"
         use_onnx = backend == "onnx" or (backend == "auto" and onnx_model is not None and on_cpu)
         self._onnx = OnnxRunner(onnx_model, batch_size) if use_onnx and onnx_model is not None else None
         self.backend = "onnx" if self._onnx is not None else "torch"
@@ -141,10 +136,7 @@ class Predictor:
             return np.zeros((0, len(self.bundle.classes)))
         images = np.asarray(images)
         if self._onnx is not None:
-            size, mode = self.bundle.image_size, self.bundle.resize_mode
-            if images.shape[1:3] != (size, size):
-                images = np.stack([to_square(im, size, mode) for im in images])
-            return self._onnx.logits(images.astype(np.uint8, copy=False))
+            return self._onnx.logits(self.bundle.estimator._sized(images.astype(np.uint8, copy=False)))
         return self.bundle.estimator.predict_logits(images)
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:

@@ -13,12 +13,10 @@ no file of the request is an image). Cell images are re-encoded to PNG and store
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at run time, and
 # they refer to dependencies defined inside create_app (closures), which string annotations cannot reach.
 
-import hashlib
-import io
+import functools
 import json
 import re
 import threading
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +33,7 @@ from sqlalchemy.orm import Session
 from lablens import __version__
 from lablens.data.io import DecodeLimits, ImageError, decode_bytes
 from lablens.data.preprocess import to_square
+from lablens.explain.gradcam import GradCam, overlay
 from lablens.fields.crops import crop_cells
 from lablens.fields.detection import create_detector
 from lablens.fields.presets import get_preset
@@ -45,6 +44,7 @@ from lablens.service.auth import allowed, user_for
 from lablens.service.db import make_engine, sessions, upgrade
 from lablens.service.flags import quality_flags
 from lablens.service.models import AuditEvent, Cell, Sample, User
+from lablens.service.storage import image_path, png_bytes, store_png
 
 STATIC = Path(__file__).parent / "static"
 UNSAFE_NAME = re.compile(r"(^|[\\/])\.\.([\\/]|$)|[\\/\x00]|^\s*$")
@@ -209,15 +209,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if preset.detector is None:
             raise HTTPException(422, f"task {task!r} classifies whole frames; submit them with kind=cells")
         scale = um_per_px or preset.um_per_px
+        detector = create_detector(preset.detector, um_per_px=scale, **preset.detector_kwargs)
         out_names, crops, sources = [], [], []
         for fname, img in zip(names, images, strict=True):
-            dets = [
-                d
-                for d in create_detector(preset.detector, um_per_px=scale, **preset.detector_kwargs).detect(
-                    img
-                )
-                if d.label in preset.classify
-            ]
+            dets = [d for d in detector.detect(img) if d.label in preset.classify]
             if dets:
                 crops.extend(crop_cells(img, dets, preset.crop_um / scale, size))
             for i, d in enumerate(dets):
@@ -273,16 +268,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         session.add(sample)
         session.flush()
         for fname, img, p, fl, src in zip(names, crops, proba, flags, sources, strict=True):
-            buf = io.BytesIO()
-            Image.fromarray(img).save(buf, format="PNG")
-            png = buf.getvalue()
-            digest = hashlib.sha256(png).hexdigest()
-            target = storage / digest[:2] / f"{digest}.png"
-            if not target.exists():  # content-addressed: the same cell twice is stored once
-                target.parent.mkdir(exist_ok=True)
-                tmp = target.with_name(f"{digest}.{uuid.uuid4().hex}.tmp")
-                tmp.write_bytes(png)
-                tmp.replace(target)
+            digest = store_png(storage, img)
             k = int(p.argmax())
             session.add(
                 Cell(
@@ -327,6 +313,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         rows = session.execute(select(Sample).order_by(Sample.id.desc())).scalars()
         return [_sample_doc(s, settings.min_confidence, with_cells=False) for s in rows]
 
+    def _cell(session: Session, cell_id: int) -> Cell:
+        c = session.get(Cell, cell_id)
+        if c is None:
+            raise HTTPException(404, f"no cell {cell_id}")
+        return c
+
     def _sample(session: Session, sample_id: int) -> Sample:
         s = session.get(Sample, sample_id)
         if s is None:
@@ -347,13 +339,16 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         _user: Annotated[User, Depends(need("technician"))],
         session: Annotated[Session, Depends(db)],
     ) -> Response:
-        c = session.get(Cell, cell_id)
-        if c is None:
-            raise HTTPException(404, f"no cell {cell_id}")
-        path = storage / c.image_sha256[:2] / f"{c.image_sha256}.png"
-        return Response(path.read_bytes(), media_type="image/png")
+        c = _cell(session, cell_id)
+        return Response(image_path(storage, c.image_sha256).read_bytes(), media_type="image/png")
 
-    cams: dict[str, Any] = {}
+    @functools.cache
+    def gradcam() -> GradCam | str:
+        """The bundle's Grad-CAM, built on first use; the reason as a string when the bundle has none."""
+        try:
+            return GradCam.for_bundle(bundle)
+        except ValueError as exc:
+            return str(exc)
 
     @app.get("/api/cells/{cell_id}/gradcam")
     def cell_gradcam(
@@ -361,27 +356,14 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         _user: Annotated[User, Depends(need("technician"))],
         session: Annotated[Session, Depends(db)],
     ) -> Response:
-        from lablens.explain.gradcam import GradCam, overlay
-
-        c = session.get(Cell, cell_id)
-        if c is None:
-            raise HTTPException(404, f"no cell {cell_id}")
+        c = _cell(session, cell_id)
         with predict_lock:
-            if "cam" not in cams:
-                try:
-                    cams["cam"] = GradCam.for_bundle(bundle)
-                except ValueError as exc:
-                    cams["cam"] = exc
-            cam = cams["cam"]
-            if isinstance(cam, Exception):
+            cam = gradcam()
+            if isinstance(cam, str):
                 raise HTTPException(404, f"no Grad-CAM for this bundle: {cam}")
-            img = np.asarray(
-                Image.open(storage / c.image_sha256[:2] / f"{c.image_sha256}.png").convert("RGB")
-            )
+            img = np.asarray(Image.open(image_path(storage, c.image_sha256)).convert("RGB"))
             heat = cam(img[None], np.array([bundle.classes.index(c.label or c.predicted)])).heatmaps[0]
-        buf = io.BytesIO()
-        Image.fromarray(overlay(img, heat)).save(buf, format="PNG")
-        return Response(buf.getvalue(), media_type="image/png")
+        return Response(png_bytes(overlay(img, heat)), media_type="image/png")
 
     @app.post("/api/cells/{cell_id}/review")
     def review(
@@ -390,9 +372,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         user: Annotated[User, Depends(need("technician"))],
         session: Annotated[Session, Depends(db_write)],
     ) -> dict[str, Any]:
-        c = session.get(Cell, cell_id)
-        if c is None:
-            raise HTTPException(404, f"no cell {cell_id}")
+        c = _cell(session, cell_id)
         if c.sample.status != "open":
             raise HTTPException(409, f"sample {c.sample_id} is signed; its cells can no longer change")
         before = {"label": c.label, "status": c.status}

@@ -64,20 +64,14 @@ def verify(session: Session) -> dict[str, Any]:
     n = 0
     for ev in session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars():
         n += 1
+        reason = None
         if ev.prev_hash != prev:
-            return {
-                "ok": False,
-                "events": n,
-                "first_bad_id": ev.id,
-                "reason": "link to the previous event broken",
-            }
-        expect = event_hash(prev, ev.at, ev.actor, ev.action, ev.entity, ev.entity_id, ev.before, ev.after)
-        if ev.hash != expect:
-            return {
-                "ok": False,
-                "events": n,
-                "first_bad_id": ev.id,
-                "reason": "content changed after it was written",
-            }
+            reason = "link to the previous event broken"
+        elif ev.hash != event_hash(
+            prev, ev.at, ev.actor, ev.action, ev.entity, ev.entity_id, ev.before, ev.after
+        ):
+            reason = "content changed after it was written"
+        if reason:
+            return {"ok": False, "events": n, "first_bad_id": ev.id, "reason": reason}
         prev = ev.hash
     return {"ok": True, "events": n}

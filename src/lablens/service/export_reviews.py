@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from lablens.service.db import make_engine, sessions, upgrade
 from lablens.service.models import Cell, Sample
+from lablens.service.storage import image_path
 from lablens.workflows.common import RunError
 
 
@@ -33,7 +34,7 @@ def export_reviews(
         if signed_only:
             q = q.where(Sample.status == "signed")
         for cell, sample in session.execute(q).all():
-            src = storage / cell.image_sha256[:2] / f"{cell.image_sha256}.png"
+            src = image_path(storage, cell.image_sha256)
             if not src.is_file():
                 raise RunError(f"{src}: the image of cell {cell.id} is missing from the storage folder")
             rel = Path(cell.label) / f"{cell.image_sha256}.png"
