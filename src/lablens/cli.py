@@ -596,10 +596,9 @@ def add_user(
 ) -> None:
     """Create a user and print its API token (shown once; only its hash is stored)."""
     from lablens.service.auth import create_user
-    from lablens.service.db import make_engine, sessions, upgrade
+    from lablens.service.db import open_database, sessions
 
-    engine = make_engine(db)
-    upgrade(engine)
+    engine = open_database(db)
     with sessions(engine)() as session:
         token = create_user(session, name, role)
         session.commit()

@@ -25,3 +25,14 @@ def test_add_user_prints_a_token_and_stores_only_its_hash(tmp_path: Path) -> Non
     assert again.exit_code == 1 and "exists" in again.output
     bad = runner.invoke(app, ["add-user", "x", "--role", "boss", "--db", url])
     assert bad.exit_code == 1 and "role must be one of" in bad.output
+
+
+def test_unusable_database_urls_are_named_not_tracebacks(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["add-user", "tina", "--db", "not a url"])
+    assert r.exit_code == 1 and "not a SQLAlchemy URL" in r.output
+    r = runner.invoke(
+        app, ["add-user", "tina", "--db", "postgresql+psycopg://nobody:secret@127.0.0.1:1/none"]
+    )
+    assert r.exit_code == 1 and "cannot open the database" in r.output and "secret" not in r.output
+    r = runner.invoke(app, ["add-user", "tina", "--db", f"sqlite:///{tmp_path / 'missing' / 'dir' / 'l.db'}"])
+    assert r.exit_code == 1 and "cannot open the database" in r.output

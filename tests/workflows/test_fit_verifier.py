@@ -66,6 +66,25 @@ def test_skipped_fields_are_named_with_their_reason(fields: dict[str, Path], tmp
     assert reasons["broken.png"] != "no_truth" and res.holdout is None
 
 
+def test_a_broken_annotation_file_is_skipped_and_named(fields: dict[str, Path], tmp_path: Path) -> None:
+    cells = pd.read_csv(fields["truth"])
+    voc = tmp_path / "voc"
+    voc.mkdir()
+    for path, objs in cells.groupby("path"):
+        boxes = "".join(
+            f"<object><name>{o.label}</name><bndbox><xmin>{o.x0 + 1}</xmin><ymin>{o.y0 + 1}</ymin>"
+            f"<xmax>{o.x1}</xmax><ymax>{o.y1}</ymax></bndbox></object>"
+            for o in objs.itertuples()
+        )
+        (voc / f"{Path(path).stem}.xml").write_text(f"<annotation>{boxes}</annotation>")
+    broken = sorted(voc.glob("*.xml"))[0]
+    broken.write_text("<annotation><object>")  # cut short
+    res = fit_verifier([fields["csv"]], voc, tmp_path / "v.json", holdout=0, progress=False)
+    bad = [s for s in res.skipped if s.kind == "bad_truth"]
+    assert len(bad) == 1 and Path(bad[0].path).stem == broken.stem and broken.name in bad[0].reason
+    assert res.verifier.info["fields"] == 29
+
+
 def test_fit_verifier_needs_a_scale_and_usable_truth(fields: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(RunError, match="um-per-px"):
         fit_verifier([fields["root"] / "f"], fields["truth"], tmp_path / "a.json", progress=False)

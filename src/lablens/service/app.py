@@ -41,7 +41,7 @@ from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import Predictor
 from lablens.service import audit
 from lablens.service.auth import allowed, user_for
-from lablens.service.db import make_engine, sessions, upgrade
+from lablens.service.db import make_engine, open_database, sessions
 from lablens.service.flags import quality_flags
 from lablens.service.models import AuditEvent, Cell, Sample, User
 from lablens.service.storage import image_path, png_bytes, store_png
@@ -140,8 +140,7 @@ def _event_doc(e: AuditEvent) -> dict[str, Any]:
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     """The app, with the database migrated to the newest schema and the bundle loaded."""
-    engine = make_engine(settings.db_url)
-    upgrade(engine)
+    engine = open_database(settings.db_url)
     make_session = sessions(engine)  # changes (BEGIN IMMEDIATE on SQLite)
     read_engine = make_engine(settings.db_url, writer=False) if engine.dialect.name == "sqlite" else engine
     make_read_session = sessions(read_engine)  # look-ups, which then never queue behind a write

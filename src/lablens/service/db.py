@@ -47,5 +47,25 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def open_database(url: str) -> Engine:
+    """An engine with the schema at the newest migration; a URL that cannot be used is a ValueError naming it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise ValueError(
+            f"database URL {url!r} is not a SQLAlchemy URL (e.g. sqlite:///lablens.db)"
+        ) from None
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+    except (ArgumentError, NoSuchModuleError, DBAPIError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ValueError(f"cannot open the database {shown}: {reason}") from None
+    return engine
+
+
 def sessions(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
-from lablens.service.db import make_engine, sessions, upgrade
+from lablens.service.db import open_database, sessions
 from lablens.service.models import Cell, Sample
 from lablens.service.storage import image_path
 from lablens.workflows.common import RunError
@@ -26,8 +26,7 @@ def export_reviews(
     out, storage = Path(out), Path(storage)
     if out.exists() and any(out.iterdir()):
         raise RunError(f"{out} exists and is not empty; choose a new folder (nothing is overwritten)")
-    engine = make_engine(db_url)
-    upgrade(engine)
+    engine = open_database(db_url)
     rows = []
     with sessions(engine)() as session:
         q = select(Cell, Sample).join(Sample).where(Cell.label.is_not(None)).order_by(Cell.id)

@@ -120,7 +120,11 @@ def fit_verifier(
             except ImageError as exc:
                 skipped.append(Problem(str(item.path), exc.kind, exc.reason))
                 continue
-            boxes = truth_of(item.path)
+            try:
+                boxes = truth_of(item.path)
+            except ValueError as exc:  # an unreadable annotation file: named, and the field left out
+                skipped.append(Problem(str(item.path), "bad_truth", str(exc)))
+                continue
             if boxes is None:
                 skipped.append(Problem(str(item.path), "no_truth", f"no annotation for it in {truth}"))
                 continue
