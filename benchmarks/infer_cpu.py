@@ -29,6 +29,7 @@ from lablens.export.onnx import check_batch, export_onnx
 from lablens.infer.bundle import load_bundle, save_bundle
 from lablens.infer.predictor import Predictor
 from lablens.registry import create_estimator
+from lablens.train.context import FitContext
 
 
 def _untrained_bundle(folder: Path, model: str, size: int, tta: bool) -> Path:
@@ -40,11 +41,10 @@ def _untrained_bundle(folder: Path, model: str, size: int, tta: bool) -> Path:
         image_size=size,
         epochs=1,
         batch_size=6,
-        device="cpu",
-        augment=False,
+        augment=None,
         tta=tta,
         weights="scratch",
-    ).fit(X, y)
+    ).fit(X, y, context=FitContext(device="cpu"))
     card = {"image_size": size, "resize_mode": "pad", "temperature": 1.0, "metrics": {}}
     save_bundle(folder, est, estimator_name=model, training={"note": "untrained, for timing only"}, **card)
     return folder

@@ -37,15 +37,22 @@ from lablens.infer.bundle import save_bundle
 from lablens.registry import create_estimator
 from lablens.service.auth import create_user
 from lablens.service.db import make_engine, sessions, upgrade
+from lablens.train.context import FitContext
 
 
 def _tiny_bundle(folder: Path) -> tuple[Path, np.ndarray]:
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
     y = np.array(["a", "b", "c"] * 4)
-    est = create_estimator("test_resnet", image_size=32, epochs=1, batch_size=4, device="cpu", augment=False)
+    est = create_estimator("test_resnet", image_size=32, epochs=1, batch_size=4, augment=None)
     card = {"image_size": 32, "resize_mode": "pad", "temperature": 1.0, "metrics": {}}
-    save_bundle(folder, est.fit(X, y), estimator_name="test_resnet", training={"note": "load test"}, **card)
+    save_bundle(
+        folder,
+        est.fit(X, y, context=FitContext(device="cpu")),
+        estimator_name="test_resnet",
+        training={"note": "load test"},
+        **card,
+    )
     return folder, X
 
 

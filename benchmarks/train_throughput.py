@@ -1,16 +1,18 @@
-"""Training throughput: images/s of the input pipeline alone and of full training steps.
+"""Training throughput of the engine, as a ratio to the same model's ceiling on the same device.
 
 Command:
-    python benchmarks/train_throughput.py --model resnet18 --image-size 128 [--batch-size 32]
-        [--data FOLDER] [--devices cpu,cuda] [--steps 20] [--out throughput.json]
+    python benchmarks/train_throughput.py [--data FOLDER] [--models resnet18,resnet34] [--image-size 224]
+        [--device cpu|cuda] [--compile off,on] [--batch-size 64] [--epochs 2] [--out throughput.json]
 
-Measures, per device (CPU always, CUDA when present):
-  * decode: files → uint8 cache at the training size (the once-per-dataset cost), images/s;
-  * pipeline: index cached uint8 → device → float → augment → normalise, no model, images/s;
-  * train: pipeline + forward + backward + optimiser step (AMP and channels_last as lablens trains), images/s;
-  * infer: forward only in eval mode, images/s.
+For each model (and with/without ``torch.compile``) it measures, in one run:
+  * epoch: a real training epoch of lablens's Trainer on the decoded images (device-resident uint8 cache,
+    on-device augmentation, AMP, channels_last, EMA, static batches), images/s of the last epoch (the first
+    one pays for warm-up and compilation);
+  * ceiling: the same network and optimiser on synthetic tensors already on the device (forward, backward,
+    AdamW step, nothing else), images/s;
+  * ratio = epoch / ceiling (1.0: the input pipeline and the engine cost nothing).
 Images come from --data (any lablens dataset) or, by default, 256 freshly generated blood-cell phantoms.
-Writes JSON (default benchmarks/results/train_throughput-<model>-<size>.json) and prints a table.
+Prints a table and writes JSON (default benchmarks/results/train_throughput-<device>-<size>.json).
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lablens.config import AugmentConfig
+from lablens.config import TrainingSettings
 from lablens.data.cache import load_pixels
 from lablens.data.validate import load_dataset
+from lablens.device import autocast, needs_grad_scaler, resolve_device
 from lablens.models.weights import build_network
-from lablens.train.imbalance import ClassificationLoss
-from lablens.train.loop import BatchMaker, predict_logits, train_step
+from lablens.train.context import FitContext
+from lablens.train.imbalance import ClassificationLoss, balanced_class_weights
+from lablens.train.tasks import ClassificationTask
+from lablens.train.trainer import Trainer
 
 
 def _sync(device: torch.device) -> None:
@@ -38,7 +43,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _images(data: str | None, size: int, n: int) -> tuple[np.ndarray, float]:
+def _images(data: str | None, size: int, n: int) -> tuple[np.ndarray, np.ndarray, float]:
     with tempfile.TemporaryDirectory() as tmp:
         if data is None:
             from lablens.data.phantoms import write_phantoms
@@ -52,105 +57,126 @@ def _images(data: str | None, size: int, n: int) -> tuple[np.ndarray, float]:
         )
         pixels = np.array(pixels)  # into memory before the temporary cache goes away
         decode_rate = len(pixels) / (time.perf_counter() - t0)
-    return pixels, decode_rate
+    return pixels, manifest.y, decode_rate
 
 
-def bench_device(model: str, pixels: np.ndarray, device: torch.device, batch: int, steps: int) -> dict:
-    amp = device.type == "cuda"
-    net, info = build_network(model, "scratch", 8)
-    net.to(device).to(memory_format=torch.channels_last)
-    make = BatchMaker(pixels, device, info.mean, info.std, AugmentConfig(), channels_last=True)
-    gen = torch.Generator().manual_seed(0)
-    rng = np.random.default_rng(0)
-    batches = [rng.integers(0, len(pixels), batch) for _ in range(steps + 3)]
-    # pipeline alone
-    for idx in batches[:3]:
-        make(idx, gen)
-    _sync(device)
-    t0 = time.perf_counter()
-    for idx in batches[3:]:
-        make(idx, gen)
-    _sync(device)
-    pipeline = steps * batch / (time.perf_counter() - t0)
-    # training steps
+def epoch_rate(
+    model: str,
+    pixels: np.ndarray,
+    y: np.ndarray,
+    device: torch.device,
+    args: argparse.Namespace,
+    compile_: bool,
+) -> float:
+    """Images/s of the last of ``args.epochs`` training epochs on the engine."""
+    torch.manual_seed(0)
+    n_classes = int(y.max()) + 1
+    net, info = build_network(model, "scratch", n_classes)
+    loss = ClassificationLoss("weighted", balanced_class_weights(y, n_classes))
+    task = ClassificationTask(net, n_classes, loss, info.mean, info.std, channels_last=True)
+    settings = TrainingSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=1e-3,
+        compile=compile_,
+        patience=None,
+        drop_last=True,
+    )
+    result = Trainer(settings, FitContext(device=str(device))).fit(task, pixels, y)
+    return float(result.history[-1]["train_images_per_s"])
+
+
+def ceiling_rate(
+    model: str, n_classes: int, device: torch.device, args: argparse.Namespace, compile_: bool
+) -> float:
+    """Images/s of forward + backward + AdamW on synthetic tensors already on the device."""
+    torch.manual_seed(0)
+    net, _ = build_network(model, "scratch", n_classes)
+    net = net.to(device).to(memory_format=torch.channels_last).train()
+    step_net = torch.compile(net) if compile_ else net
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and not torch.cuda.is_bf16_supported())
-    loss_fn = ClassificationLoss("weighted", np.ones(8)).to(device)
-    target = torch.randint(0, 8, (batch,), device=device)
-    net.train()
-    for idx in batches[:3]:
-        train_step(net, opt, scaler, loss_fn, make(idx, gen), target, amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(device, True))
+    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    target = torch.randint(0, n_classes, (args.batch_size,), device=device)
+
+    def step() -> None:
+        with autocast(device, True):
+            out = step_net(x)
+        loss = torch.nn.functional.cross_entropy(out.float(), target)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    for _ in range(args.warmup):
+        step()
     _sync(device)
     t0 = time.perf_counter()
-    for idx in batches[3:]:
-        train_step(net, opt, scaler, loss_fn, make(idx, gen), target, amp)
+    for _ in range(args.steps):
+        step()
     _sync(device)
-    train = steps * batch / (time.perf_counter() - t0)
-    # inference
-    sample = pixels[: min(len(pixels), batch * 4)]
-    predict_logits(net, sample, mean=info.mean, std=info.std, device=device, batch_size=batch, amp=amp)
-    _sync(device)
-    t0 = time.perf_counter()
-    predict_logits(net, sample, mean=info.mean, std=info.std, device=device, batch_size=batch, amp=amp)
-    _sync(device)
-    infer = len(sample) / (time.perf_counter() - t0)
-    return {
-        "pipeline_images_per_s": pipeline,
-        "train_images_per_s": train,
-        "infer_images_per_s": infer,
-        "amp": amp,
-        "channels_last": True,
-    }
+    return args.steps * args.batch_size / (time.perf_counter() - t0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--models", default="resnet18")
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=2, help="training epochs; the last one is timed")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps of the synthetic ceiling")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps before the ceiling")
     ap.add_argument("--data", default=None)
     ap.add_argument("--n", type=int, default=256, help="phantom images when --data is not given")
-    ap.add_argument("--devices", default="cpu,cuda")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--compile", default="off", help="off, on, or off,on (both, side by side)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    pixels, decode_rate = _images(args.data, args.image_size, args.n)
+    device = resolve_device(args.device)
+    pixels, y, decode_rate = _images(args.data, args.image_size, args.n)
     result = {
         "benchmark": "train_throughput",
-        "model": args.model,
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "image_size": args.image_size,
         "batch_size": args.batch_size,
-        "steps": args.steps,
+        "epochs": args.epochs,
         "n_images": len(pixels),
+        "data": args.data or f"{args.n} blood-cell phantoms",
         "decode_images_per_s": decode_rate,
         "torch": torch.__version__,
         "cpu_threads": torch.get_num_threads(),
         "platform": platform.platform(terse=True),
-        "devices": {},
+        "runs": [],
     }
-    for name in args.devices.split(","):
-        if name == "cuda" and not torch.cuda.is_available():
-            result["devices"]["cuda"] = "not available"
-            continue
-        device = torch.device(name)
-        res = bench_device(args.model, pixels, device, args.batch_size, args.steps)
-        if device.type == "cuda":
-            res["gpu"] = torch.cuda.get_device_name(device)
-        result["devices"][name] = res
-    out = Path(args.out or f"benchmarks/results/train_throughput-{args.model}-{args.image_size}.json")
+    out = Path(args.out or f"benchmarks/results/train_throughput-{device.type}-{args.image_size}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"{args.model} @ {args.image_size}px, batch {args.batch_size}; decode {decode_rate:.0f} img/s")
-    for dev, res in result["devices"].items():
-        if isinstance(res, str):
-            print(f"  {dev:5s} {res}")
-        else:
+    print(
+        f"{len(pixels)} images at {args.image_size} px, batch {args.batch_size}, {device}; decode {decode_rate:.0f} img/s"
+    )
+    for model in args.models.split(","):
+        for mode in args.compile.split(","):
+            compile_ = {"off": False, "on": True}[mode]
+            epoch = epoch_rate(model, pixels, y, device, args, compile_)
+            ceiling = ceiling_rate(model, int(y.max()) + 1, device, args, compile_)
+            run = {
+                "model": model,
+                "compile": compile_,
+                "epoch_images_per_s": epoch,
+                "ceiling_images_per_s": ceiling,
+                "ratio": epoch / ceiling,
+            }
+            result["runs"].append(run)
+            out.write_text(
+                json.dumps(result, indent=1)
+            )  # after every run: a partial result survives a timeout
             print(
-                f"  {dev:5s} pipeline {res['pipeline_images_per_s']:8.0f} img/s   train "
-                f"{res['train_images_per_s']:7.1f} img/s   infer {res['infer_images_per_s']:7.1f} img/s"
+                f"  {model:12s} compile {mode:3s}  epoch {epoch:8.1f} img/s   ceiling {ceiling:8.1f} img/s   "
+                f"ratio {epoch / ceiling:.2f}"
             )
     print(f"→ {out}")
 

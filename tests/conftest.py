@@ -87,13 +87,14 @@ def tiny_bundle(
     """
     from lablens.infer.bundle import save_bundle
     from lablens.registry import create_estimator
+    from lablens.train.context import FitContext
 
     rng = np.random.default_rng(0)
     y = np.array(["disc", "ring", "square"] * 4)
     X = np.stack([shape_image(c, rng, size) for c in y])
     if model != "handcrafted":
-        params = {"epochs": 1, "batch_size": 4, "device": "cpu", "augment": False, **params}
-    est = create_estimator(model, image_size=size, **params).fit(X, y)
+        params = {"epochs": 1, "batch_size": 4, "augment": None, **params}
+    est = create_estimator(model, image_size=size, **params).fit(X, y, context=FitContext(device="cpu"))
     save_bundle(
         folder,
         est,

@@ -200,3 +200,29 @@ def test_presets_load_as_valid_configs() -> None:
         assert cfg.compare.methods and cfg.compare.holdout
     sclerocap = RunConfig.model_validate(load_preset("sclerocap2025")).compare
     assert len(sclerocap.methods) == 4 * 6 + 3 and sclerocap.holdout == "70:30"
+
+
+def test_a_setting_that_does_not_apply_is_one_line_naming_it(tmp_path: Path) -> None:
+    from conftest import write_shape_folder
+
+    data = write_shape_folder(tmp_path / "d", per_class=6)
+    train = ["train", str(data), "--out", str(tmp_path / "r"), "-q"]
+    result = runner.invoke(app, [*train, "--model", "handcrafted", "--epochs", "5"])
+    assert result.exit_code == 1
+    line = _out(result)
+    assert line.startswith("error: train.epochs = 5: not a setting of model 'handcrafted'"), line
+    assert "Traceback" not in line and not (tmp_path / "r").exists()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  name: multitask\n  params:\n    deblur_wieght: 0\n")
+    result = runner.invoke(app, [*train, "--config", str(cfg)])
+    assert result.exit_code == 1 and "model.params.deblur_wieght: not a setting of model 'multitask'" in _out(
+        result
+    )
+    result = runner.invoke(
+        app, ["compare", str(data), "-m", "hu:rf", "--epochs", "3", "-o", str(tmp_path / "c"), "-q"]
+    )
+    assert result.exit_code == 1 and "train.epochs = 3: a setting of none of the methods (hu:rf)" in _out(
+        result
+    )
+    result = runner.invoke(app, [*train, "--model", "handcrafted", "--nproc", "2", "--device", "cpu"])
+    assert result.exit_code == 1 and "does not train across processes" in _out(result)

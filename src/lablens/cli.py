@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from lablens.config import RunConfig, apply_overrides, load_config
+from lablens.config import RunConfig, build_config
 from lablens.progress import console
 
 app = typer.Typer(
@@ -24,30 +24,6 @@ app = typer.Typer(
 )
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from pydantic import ValidationError
-
-    from lablens.data.splits import SplitError
-    from lablens.data.validate import DataError
-    from lablens.export.onnx import ExportError
-    from lablens.infer.bundle import BundleError
-    from lablens.models.weights import WeightsError
-    from lablens.workflows.common import RunError
-
-    return (
-        RunError,
-        ExportError,
-        DataError,
-        SplitError,
-        BundleError,
-        WeightsError,
-        ValidationError,
-        KeyError,
-        ValueError,
-        FileExistsError,
-    )
-
-
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected failures into a one-line ``error: …`` and exit status 1 (no traceback)."""
 
@@ -55,15 +31,19 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except _user_errors() as exc:
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/yellow] (a training run can be continued with --resume)")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            from lablens.workflows.common import user_errors
+
+            if not isinstance(exc, user_errors()):
+                raise
             msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             console.print(f"[bold red]error:[/bold red] {' '.join(msg.split())}", highlight=False)
             if os.environ.get("LABLENS_DEBUG"):
                 raise
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/yellow] (a training run can be continued with --resume)")
-            raise typer.Exit(130) from None
 
     return wrapper
 
@@ -99,6 +79,12 @@ def train(
     ),
     patience: int | None = typer.Option(None, help="Early-stopping patience in epochs."),
     device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:1"),
+    nproc: int | None = typer.Option(
+        None, help="Data-parallel processes on this machine (torchrun): one per GPU, or gloo on CPUs."
+    ),
+    compile: bool | None = typer.Option(
+        None, "--compile/--no-compile", help="Compile the training network with torch.compile."
+    ),
     seed: int | None = typer.Option(None, help="Seed for split, initialisation and augmentation."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -108,9 +94,8 @@ def train(
 
     if data is None and not resume:
         raise ValueError("DATA is required (except with --resume)")
-    cfg = load_config(config)
-    cfg = apply_overrides(
-        cfg,
+    cfg = build_config(
+        config,
         {
             "model.name": model,
             "model.weights": weights,
@@ -127,12 +112,15 @@ def train(
             "train.monitor": monitor,
             "train.patience": patience,
             "train.device": device,
+            "train.nproc": nproc,
+            "train.compile": compile,
             "train.seed": seed,
+            "split.seed": seed,
         },
     )
-    if seed is not None:
-        cfg = apply_overrides(cfg, {"split.seed": seed})
     result = run_train(data, out, cfg, resume=resume, progress=not quiet)
+    if not result.metrics:  # another process of a distributed run: rank 0 reports
+        return
     _print_headline(result.metrics)
     console.print(f"report: {result.report}")
     for b in result.bundles:
@@ -183,8 +171,8 @@ def evaluate(
     """Evaluate a bundle on labelled images (images seen in training are left out unless --include-seen)."""
     from lablens.workflows.evaluate import evaluate as run_evaluate
 
-    cfg = apply_overrides(
-        load_config(config),
+    cfg = build_config(
+        config,
         {
             "data.group_column": group_column,
             "data.group_regex": group_regex,
@@ -307,15 +295,9 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Compare methods on identical grouped folds: ranks, CIs, pairwise tests and an HTML report."""
-    import yaml
-
-    from lablens.presets import deep_merge, load_preset
+    from lablens.presets import load_preset
     from lablens.workflows.compare import compare as run_compare
 
-    raw: dict[str, Any] = load_preset(preset) if preset else {}
-    if config is not None:
-        raw = deep_merge(raw, yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {})
-    cfg = RunConfig.model_validate(raw)
     overrides: dict[str, Any] = {
         "compare.folds": folds,
         "compare.repeats": repeats,
@@ -337,9 +319,9 @@ def compare(
         overrides["compare.methods"] = [methods]
     if save_winner:
         overrides["compare.save_winner"] = True
-    cfg = apply_overrides(cfg, overrides)
-    if folds is not None and holdout is None:
-        cfg = cfg.model_copy(update={"compare": cfg.compare.model_copy(update={"holdout": None})})
+    cfg = build_config(config, overrides, preset=load_preset(preset) if preset else None)
+    if folds is not None and holdout is None:  # --folds replaces a hold-out from the preset or file
+        cfg.compare.holdout = None
     if not cfg.compare.methods:
         raise ValueError("no methods: give --methods or a --preset")
     result = run_compare(data, out, cfg, progress=not quiet)
@@ -383,7 +365,7 @@ def degrade(
     """Write every image at graded blur levels (a synthetic-blur database) with the recipe of each copy."""
     from lablens.workflows.degrade import degrade as run_degrade
 
-    cfg = apply_overrides(RunConfig(), {"data.label_column": label_column, "data.group_column": group_column})
+    cfg = build_config(None, {"data.label_column": label_column, "data.group_column": group_column})
     run_degrade(
         data,
         out,
@@ -438,12 +420,14 @@ def blur_study(
     """Accuracy vs blur level for single-task, blur-augmented, de-blur-then-classify and multi-task models."""
     from lablens.workflows.blur_study import blur_study as run_study
 
-    cfg = load_config(config)
-    if config is None:
-        cfg = apply_overrides(cfg, {"model.name": "efficientnet_lite0", "model.weights": "imagenet"})
-        cfg = apply_overrides(cfg, {"model.image_size": 96, "train.epochs": 10})
-    cfg = apply_overrides(
-        cfg,
+    defaults = {
+        "model.name": "efficientnet_lite0",
+        "model.weights": "imagenet",
+        "model.image_size": 96,
+        "train.epochs": 10,
+    }
+    cfg = build_config(
+        config,
         {
             "model.name": model,
             "model.weights": weights,
@@ -456,6 +440,7 @@ def blur_study(
             "train.seed": seed,
             "split.seed": seed,
         },
+        defaults=defaults,
     )
     run_study(data, out, cfg, levels=levels, kinds=kinds, max_level=max_level, progress=not quiet)
 
@@ -643,8 +628,8 @@ def validate_data(
     from lablens.workflows.common import print_data_report, read_data
     from lablens.workflows.train import min_groups_for
 
-    cfg = apply_overrides(
-        load_config(config),
+    cfg = build_config(
+        config,
         {
             "data.group_column": group_column,
             "data.group_regex": group_regex,
@@ -754,7 +739,7 @@ def show_config(
     """Print the fully resolved configuration (defaults filled in)."""
     import yaml
 
-    cfg: RunConfig = load_config(config)
+    cfg: RunConfig = build_config(config)
     typer.echo(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
 
 

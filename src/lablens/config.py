@@ -14,11 +14,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Typed settings that refuse unknown keys (naming them) and check values on assignment too."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     """Where the labelled images are and how to read them."""
 
     path: str | None = None
@@ -34,7 +36,7 @@ class DataConfig(_Strict):
     cache_dir: str | None = None
 
 
-class SplitConfig(_Strict):
+class SplitConfig(StrictModel):
     """How images are divided. ``protocol`` grammar: ``8:1:1`` (train:val:test), ``9:1`` (train:test,
     validation carved from train by ``val_fraction``), ``kfold:5``, ``repeated-kfold:5x3``, or a path to a
     saved ``split.json``."""
@@ -44,7 +46,7 @@ class SplitConfig(_Strict):
     seed: int = 0
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(StrictModel):
     """On-device microscopy augmentation, label-preserving by design: orientation (flips, 90° and free rotation),
     small zoom/shift, stain and lamp variation, and mild defocus. ``rotate`` is the largest free rotation
     in degrees (0 turns it off), ``scale`` and ``translate`` are fractions of the image size."""
@@ -62,21 +64,32 @@ class AugmentConfig(_Strict):
     blur_sigma_max: float = Field(1.0, ge=0.0, le=5.0)
 
 
-class ModelConfig(_Strict):
-    """Which estimator, with which initial weights, at which input size; ``tta`` averages predictions over
-    the 8 flips/rotations of each image (8× the inference cost); ``params`` passes arguments only one model
-    family has (e.g. ``features``/``classifier`` of ``features``, ``deblur_weight`` of ``multitask``)."""
+class NetworkSettings(StrictModel):
+    """The network a deep family builds: initial ``weights`` (scratch, imagenet or a file), input ``image_size``,
+    dropout before the classifier, and ``tta`` (average predictions over the 8 flips/rotations of each image:
+    8× the inference cost)."""
 
-    name: str = "resnet18"
     weights: str = "scratch"
     image_size: int = Field(224, ge=16, le=2048)
     drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
     tta: bool = True
-    params: dict[str, Any] = {}  # family-specific estimator arguments, e.g. {deblur_weight: 0} for multitask
 
 
-class TrainConfig(_Strict):
-    """Optimisation, imbalance handling, early stopping and hardware."""
+class ModelConfig(NetworkSettings):
+    """Which estimator (``name``: registered or any timm model name), and ``params`` that only one model family
+    takes (e.g. ``features``/``classifier`` of ``features``, ``deblur_weight`` of ``multitask``)."""
+
+    name: str = "resnet18"
+    params: dict[str, Any] = {}
+
+
+class TrainingSettings(StrictModel):
+    """How a network is trained: the settings of the one training engine (:mod:`lablens.train.trainer`) and
+    of the classification loss. Every deep model family takes all of them as hyper-parameters.
+
+    ``augment: null`` switches augmentation off. ``compile`` runs the training network through
+    ``torch.compile``; batches always have one static shape (``drop_last`` leaves out the last, partial pass
+    instead of filling it from the start of the epoch). ``grad_clip`` caps the global gradient norm."""
 
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -90,15 +103,25 @@ class TrainConfig(_Strict):
     ema_decay: float = Field(0.999, gt=0.0, lt=1.0)
     monitor: Literal["macro_f1", "accuracy", "balanced_accuracy", "loss"] = "macro_f1"
     patience: int | None = Field(8, ge=1)
-    device: str = "auto"
     amp: bool = True
     channels_last: bool = True
+    compile: bool = False
+    grad_clip: float | None = Field(None, gt=0.0)
+    drop_last: bool = False
     seed: int = 0
+    augment: AugmentConfig | None = AugmentConfig()
+
+
+class TrainConfig(TrainingSettings):
+    """Training settings plus where the run happens: ``device`` (auto, cpu, cuda), CPU ``threads``, and
+    ``nproc`` data-parallel processes on this machine (torchrun; one per GPU, or gloo on CPUs)."""
+
+    device: str = "auto"
     threads: int | None = Field(None, ge=1)
-    augment: AugmentConfig = AugmentConfig()
+    nproc: int = Field(1, ge=1)
 
 
-class EvalConfig(_Strict):
+class EvalConfig(StrictModel):
     """Evaluation: bootstrap confidence intervals, top-k, calibration."""
 
     bootstrap: int = Field(1000, ge=0)
@@ -116,7 +139,7 @@ class EvalConfig(_Strict):
         return sorted(set(v))
 
 
-class CompareConfig(_Strict):
+class CompareConfig(StrictModel):
     """``lablens compare``: which methods, on which folds, ranked by which metric.
 
     Folds are grouped and stratified: ``folds``-fold cross-validation repeated ``repeats`` times, or, when
@@ -136,7 +159,7 @@ class CompareConfig(_Strict):
     save_winner: bool = False
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictModel):
     """Everything a ``lablens train`` (or ``compare``) run needs; written back as ``config.yaml`` in the run
     folder."""
 
@@ -148,10 +171,8 @@ class RunConfig(_Strict):
     compare: CompareConfig = CompareConfig()
 
 
-def load_config(path: str | Path | None) -> RunConfig:
-    """Read a YAML config (missing keys take defaults; unknown keys are an error naming them)."""
-    if path is None:
-        return RunConfig()
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file (a ValueError naming the file if it cannot be read)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -159,7 +180,40 @@ def load_config(path: str | Path | None) -> RunConfig:
         raise ValueError(f"cannot read config {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise ValueError(f"config {path} must be a mapping at top level")
-    return RunConfig.model_validate(raw)
+    return raw
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Read a YAML config (missing keys take defaults; unknown keys are an error naming them)."""
+    return RunConfig() if path is None else RunConfig.model_validate(read_config_file(path))
+
+
+def build_config(
+    config: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    defaults: dict[str, Any] | None = None,
+    preset: dict[str, Any] | None = None,
+) -> RunConfig:
+    """The one way every command makes its configuration, in layers, each over the one before:
+    lablens defaults → the command's ``defaults`` → a study ``preset`` → the ``config`` file → ``overrides``
+    (command-line options; None values are not given). Unknown keys fail naming them."""
+    raw = apply_overrides(RunConfig(), defaults or {}).model_dump()
+    for layer in (preset, read_config_file(config) if config is not None else None):
+        if layer:
+            raw = deep_merge(raw, layer)
+    return apply_overrides(RunConfig.model_validate(raw), overrides or {})
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, recursing into nested mappings (lists are replaced, not joined)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:

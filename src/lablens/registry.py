@@ -1,41 +1,96 @@
-"""Estimator registry: every trainable model family registers by name, like timm's model registry.
+"""Estimator registry: every trainable family registers by name with its typed parameters and capabilities.
 
-A registered name maps to a factory that takes keyword arguments and returns an estimator obeying
-the scikit-learn contract (``fit`` returns self, ``predict_proba``, ``classes_``, parameters stored
-untouched in ``__init__``). ``create_estimator`` is the one factory used by configs, the CLI and
-bundle loading.
+As in timm's model registry, a name maps to an :class:`EstimatorSpec`: the family's class (which declares its
+parameter model ``Params`` and its :class:`Capabilities`) and the parameters the name fixes — ``resnet18`` is
+the ``deep`` family with ``model_name="resnet18"``, ``handcrafted`` the ``features`` family with all handcrafted
+descriptors and a random forest. Any other timm model name resolves to the ``deep`` family too.
+
+:func:`create_estimator` is the one factory used by configs, the CLI, comparisons and bundle loading. It checks
+every parameter against the family's declaration and refuses, naming it, a setting the family does not take or a
+value it cannot use: nothing is dropped silently.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
-_FALLBACKS: list[Callable[[str], Callable[..., Any] | None]] = []
+from lablens.params import ParamError, validate_params
 
 
-def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering an estimator factory (a class or a function) under ``name``."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What a family can do, declared (never discovered by introspection).
 
-    def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
+    Attributes:
+        uses_groups: ``fit`` uses the patients/groups of the training images (e.g. for grouped inner folds).
+        folds_validation: the validation images join the training data (so calibration must look elsewhere).
+        resumable: training checkpoints every epoch and continues after a crash (``FitContext.resume``).
+        distributed: trains data-parallel across processes (torchrun).
+        onnx: ``lablens export --format onnx`` can export its bundles.
+    """
+
+    uses_groups: bool = False
+    folds_validation: bool = False
+    resumable: bool = False
+    distributed: bool = False
+    onnx: bool = False
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """A registered name: the family's class and the parameters the name fixes."""
+
+    name: str
+    family: type
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> Any:
+        return self.family.Params
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.family.capabilities
+
+    def describe(self) -> str:
+        return f"model {self.name!r} ({self.family.summary})"
+
+    def accepts(self, name: str) -> bool:
+        """Whether ``name`` is a setting a user may give this model (fixed ones are not)."""
+        return name in self.params.model_fields and name not in self.fixed
+
+
+_REGISTRY: dict[str, EstimatorSpec] = {}
+_FALLBACKS: list[Callable[[str], EstimatorSpec | None]] = []
+
+
+def register(name: str, *, fixed: dict[str, Any] | None = None) -> Callable[[type], type]:
+    """Class decorator (or call) registering a family under ``name``, with the parameters the name fixes."""
+
+    def deco(family: type) -> type:
+        spec = EstimatorSpec(name, family, dict(fixed or {}))
+        if name in _REGISTRY and _REGISTRY[name] != spec:
             raise ValueError(f"estimator name {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
+        unknown = set(spec.fixed) - set(family.Params.model_fields)
+        if unknown:
+            raise ValueError(
+                f"{name!r} fixes parameters {sorted(unknown)} that {family.__name__} does not have"
+            )
+        _REGISTRY[name] = spec
+        return family
 
     return deco
 
 
-def register_fallback(resolver: Callable[[str], Callable[..., Any] | None]) -> None:
+def register_fallback(resolver: Callable[[str], EstimatorSpec | None]) -> None:
     """Register a resolver for names not registered explicitly (e.g. any timm model name)."""
     _FALLBACKS.append(resolver)
 
 
 def _ensure_loaded() -> None:
-    # Importing the model modules runs their @register decorators.
-    from lablens import models  # noqa: F401
-    from lablens.models import deep  # noqa: F401
+    from lablens import models  # noqa: F401  (importing the families runs their @register decorators)
 
 
 def list_estimators() -> list[str]:
@@ -44,15 +99,21 @@ def list_estimators() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_factory(name: str) -> Callable[..., Any]:
-    """Return the factory for ``name``; raise ``KeyError`` with suggestions if unknown."""
+def list_families() -> list[type]:
+    """Every registered family (class) once, in registration order."""
+    _ensure_loaded()
+    return list(dict.fromkeys(spec.family for spec in _REGISTRY.values()))
+
+
+def get_spec(name: str) -> EstimatorSpec:
+    """The spec of ``name``; ``KeyError`` with suggestions if it is unknown."""
     _ensure_loaded()
     if name in _REGISTRY:
         return _REGISTRY[name]
     for resolver in _FALLBACKS:
-        factory = resolver(name)
-        if factory is not None:
-            return factory
+        spec = resolver(name)
+        if spec is not None:
+            return spec
     import difflib
 
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
@@ -60,21 +121,34 @@ def get_factory(name: str) -> Callable[..., Any]:
     raise KeyError(f"unknown model {name!r}: not registered in lablens and not a timm model name.{hint}")
 
 
-def accepted_parameters(name: str) -> set[str]:
-    """The keyword arguments the factory registered as ``name`` takes (a partial's fixed ones excluded)."""
-    import functools
-    import inspect
-
-    factory = get_factory(name)
-    fixed: set[str] = set()
-    while isinstance(factory, functools.partial):
-        fixed |= set(factory.keywords)
-        factory = factory.func
-    target = factory.__init__ if isinstance(factory, type) else factory
-    params = inspect.signature(target).parameters
-    return {p for p in params if p != "self"} - fixed
+def check_params(spec: EstimatorSpec, params: dict[str, Any]) -> Any:
+    """The family's typed parameters for ``params``; a :class:`ParamError` naming every setting that does not fit."""
+    clashing = {k: v for k, v in params.items() if k in spec.fixed and v != spec.fixed[k]}
+    if clashing:
+        raise ParamError(
+            f"{spec.describe()} fixes {', '.join(f'{k}={spec.fixed[k]!r}' for k in clashing)}; "
+            f"use model 'deep' (or another name) to choose it"
+        )
+    accepted = sorted(k for k in spec.params.model_fields if spec.accepts(k))
+    return validate_params(spec.params, {**spec.fixed, **params}, spec.describe(), accepted)
 
 
-def create_estimator(name: str, **kwargs: Any) -> Any:
-    """Create the estimator registered as ``name`` with explicit keyword arguments."""
-    return get_factory(name)(**kwargs)
+def create_estimator(name: str, **params: Any) -> Any:
+    """A new, unfitted estimator of ``name`` with exactly ``params`` (checked; stored untouched)."""
+    spec = get_spec(name)
+    check_params(spec, params)
+    return spec.family(**{**spec.fixed, **params})
+
+
+__all__ = [
+    "Capabilities",
+    "EstimatorSpec",
+    "ParamError",
+    "check_params",
+    "create_estimator",
+    "get_spec",
+    "list_estimators",
+    "list_families",
+    "register",
+    "register_fallback",
+]

@@ -36,7 +36,11 @@ def _grouped_csv(root: Path, patients_per_class: int = 4, per_patient: int = 3, 
     return root / "images.csv"
 
 
-def _cfg(methods: list[str], **extra: object) -> RunConfig:
+TRAINING = {"train.epochs": 1, "train.batch_size": 8, "train.augment.rotate": 0.0}
+
+
+def _cfg(methods: list[str], *, trained: bool = False, **extra: object) -> RunConfig:
+    """A comparison config; ``trained`` adds the settings of the deep methods (none of the others takes them)."""
     return apply_overrides(
         RunConfig(),
         {
@@ -44,10 +48,8 @@ def _cfg(methods: list[str], **extra: object) -> RunConfig:
             "compare.folds": 3,
             "data.group_column": "group",
             "model.image_size": 40,
-            "train.epochs": 1,
-            "train.batch_size": 8,
             "train.device": "cpu",
-            "train.augment.rotate": 0.0,
+            **(TRAINING if trained else {}),
             **extra,
         },
     )
@@ -58,6 +60,7 @@ def test_compare_writes_ranks_tests_report_and_a_loadable_winner(tmp_path: Path)
     csv = _grouped_csv(tmp_path / "data")
     cfg = _cfg(
         ["hu+morphology:logreg", "colour:rf", "finetune[test_resnet, tta=false]"],
+        trained=True,
         **{"compare.save_winner": True},
     )
     res = compare(csv, tmp_path / "cmp", cfg, progress=False)
@@ -86,10 +89,10 @@ def test_no_method_ever_sees_a_test_group_in_fitting_scaling_or_search(tmp_path:
     calls: list[dict] = []
 
     class Spy(FeatureClassifier):
-        def fit(self, X, y, X_val=None, y_val=None, groups=None, groups_val=None):  # type: ignore[override]
+        def fit(self, X, y, X_val=None, y_val=None, **kwargs):  # type: ignore[override]
             seen = [*X] + ([*X_val] if X_val is not None else [])
             calls.append({"hashes": set(image_hashes(np.stack(seen))), "scaler_rows": []})
-            return super().fit(X, y, X_val, y_val, groups, groups_val)
+            return super().fit(X, y, X_val, y_val, **kwargs)
 
     original = StandardScaler.fit
 
@@ -132,3 +135,28 @@ def test_refuses_a_non_empty_folder_and_bad_methods_before_any_work(tmp_path: Pa
     with pytest.raises(RunError, match="unknown classifier"):
         compare(csv, tmp_path / "new", _cfg(["hu:catboost"]), progress=False)
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_a_multitask_method_compares_with_the_others(tmp_path: Path) -> None:
+    csv = _grouped_csv(tmp_path / "data", patients_per_class=3, per_patient=2)
+    methods = [
+        "colour:logreg",
+        "multitask[model_name=test_efficientnet, weights=scratch, deblur_weight=0, tta=false]",
+    ]
+    res = compare(csv, tmp_path / "cmp", _cfg(methods, trained=True), progress=False)
+    assert {r["method"] for r in res.document["table"]} == set(methods)
+    assert len(res.document["per_fold"]) == 6
+
+
+def test_a_setting_no_method_takes_is_refused_by_name(tmp_path: Path) -> None:
+    csv = _grouped_csv(tmp_path / "data", patients_per_class=3, per_patient=1)
+    with pytest.raises(RunError, match=r"train.epochs = 1.*none of the methods"):
+        compare(csv, tmp_path / "a", _cfg(["hu:rf", "colour:logreg"], trained=True), progress=False)
+    with pytest.raises(RunError, match=r"compare.search = True.*none of the methods"):
+        compare(
+            csv, tmp_path / "b", _cfg(["finetune[test_resnet]"], **{"compare.search": True}), progress=False
+        )
+    with pytest.raises(RunError, match=r"unknown option\(s\) \['colour'\] for model 'multitask'"):
+        compare(csv, tmp_path / "c", _cfg(["multitask[colour=1]"]), progress=False)
+    assert not any((tmp_path / d).exists() for d in "abc")

@@ -15,7 +15,7 @@ def _cfg() -> RunConfig:
 def test_feature_method_takes_size_search_and_seed_from_config() -> None:
     m = parse_method("hu+haralick+lbp:lightgbm", _cfg())
     est = m.build()
-    assert (m.family, m.estimator) == ("features", "features")
+    assert m.estimator == "features" and "epochs" not in m.kwargs
     assert (est.features, est.classifier, est.image_size, est.search) == (
         "hu+haralick+lbp",
         "lightgbm",
@@ -34,6 +34,8 @@ def test_finetune_method_with_overrides() -> None:
 def test_registered_names_build_their_family() -> None:
     assert parse_method("cnn_features", _cfg()).build().features == "deep[efficientnet_lite0]"
     assert parse_method("resnet34", _cfg()).build().epochs == 3
+    multitask = parse_method("multitask[deblur_weight=0, levels=0-2]", _cfg()).build()
+    assert (multitask.deblur_weight, multitask.levels, multitask.epochs, multitask.tta) == (0, "0-2", 3, True)
 
 
 def test_method_lists_split_outside_brackets() -> None:
@@ -47,6 +49,9 @@ def test_method_lists_split_outside_brackets() -> None:
         ("hu:catboost", "unknown classifier"),
         ("hux:rf", "unknown feature extractor"),
         ("finetune[resnet18, colour=1]", "unknown option"),
+        ("finetune[handcrafted]", "takes a timm network"),
+        ("multitask[levels=0-99]", "levels"),
+        ("hu[degree=3]:rf", "bad options for feature extractor 'hu'"),
         ("finetune[]", "name the network"),
         ("resnet9000", "unknown model"),
         ("a:b:c", "cannot read method"),

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from lablens.cli import app
 from lablens.export.onnx import ExportError, dihedral_onnx, export_onnx
 from lablens.infer.bundle import load_bundle
+from lablens.infer.network import dihedral
 from lablens.infer.predictor import Predictor
-from lablens.train.loop import dihedral
 
 from conftest import tiny_bundle
 

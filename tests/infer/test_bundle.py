@@ -13,6 +13,7 @@ import torch
 
 from lablens.infer.bundle import BundleError, load_bundle, save_bundle, zip_bundle
 from lablens.registry import create_estimator
+from lablens.train.context import FitContext
 
 from conftest import shape_image
 
@@ -22,8 +23,8 @@ def fitted() -> tuple:
     rng = np.random.default_rng(0)
     y = np.array(["disc", "ring", "square"] * 4)
     X = np.stack([shape_image(c, rng, 32) for c in y])
-    est = create_estimator("test_resnet", image_size=32, epochs=1, batch_size=4, device="cpu", augment=False)
-    return est.fit(X, y), X
+    est = create_estimator("test_resnet", image_size=32, epochs=1, batch_size=4, augment=None)
+    return est.fit(X, y, context=FitContext(device="cpu")), X
 
 
 def _save(tmp_path: Path, fitted: tuple, name: str = "bundle") -> Path:

@@ -9,7 +9,8 @@ import torch
 from lablens.quality.degrade import apply_degradation, sample_degradation
 from lablens.quality.torch_degrade import degrade_tensor
 from lablens.registry import create_estimator
-from lablens.train.multitask_loop import MultiTaskSettings, fixed_records, training_records
+from lablens.train.context import FitContext
+from lablens.train.tasks.blur import BlurSettings, fixed_records, training_records
 
 from conftest import shape_image
 
@@ -38,9 +39,9 @@ def test_torch_degradation_matches_the_file_protocol() -> None:
 
 
 def test_training_and_validation_records() -> None:
-    s = MultiTaskSettings(levels=(0, 1, 2, 3, 4), blur_prob=0.0)
+    s = BlurSettings(levels=(0, 1, 2, 3, 4), blur_prob=0.0)
     assert {r.level for r in training_records(50, s, np.random.default_rng(0))} == {0}
-    s = MultiTaskSettings(levels=(0, 2, 4), blur_prob=1.0)
+    s = BlurSettings(levels=(0, 2, 4), blur_prob=1.0)
     assert {r.level for r in training_records(200, s, np.random.default_rng(0))} == {2, 4}
     assert fixed_records(5, 3, s, seed=1) == fixed_records(5, 3, s, seed=1)
 
@@ -54,9 +55,8 @@ def test_switched_off_heads() -> None:
         batch_size=6,
         quality_weight=0.0,
         deblur_weight=0.0,
-        device="cpu",
     )
-    est.fit(X, y)
+    est.fit(X, y, context=FitContext(device="cpu"))
     assert est.network_.quality_head is None and est.network_.decoder is None
     with pytest.raises(ValueError, match="without its quality head"):
         est.predict_quality(X)
@@ -69,11 +69,11 @@ def test_multitask_learns_class_blur_level_and_deblurring() -> None:
     X, y = _data(90)
     Xv, yv = _data(30, seed=1)
     est = create_estimator(
-        "multitask", image_size=48, epochs=6, batch_size=16, device="cpu", seed=0, threads=2, levels="0-4"
+        "multitask", image_size=48, epochs=6, batch_size=16, seed=0, levels="0-4", tta=False
     )
-    est.fit(X, y, Xv, yv)
+    est.fit(X, y, Xv, yv, context=FitContext(device="cpu", threads=2))
     assert est.history_[-1]["val_macro_f1"] > 0.8  # averaged over the five blur levels
-    s = est._settings()
+    s = est.blur_settings()
     heavy = fixed_records(len(Xv), 4, s, seed=5)
     out = est.outputs(Xv, records=heavy, want_deblurred=True)
     clean = est.outputs(Xv)

@@ -90,7 +90,7 @@ def test_imagenet_lite_features_beat_random_on_real_cells() -> None:
 
     from lablens.data.cache import load_pixels
     from lablens.data.validate import load_dataset
-    from lablens.train.loop import predict_logits
+    from lablens.infer.network import run_network
 
     manifest, _ = load_dataset(shared_data("pbc"))
     rows = np.concatenate([np.flatnonzero(manifest.y == c)[:12] for c in range(len(manifest.classes))])
@@ -100,7 +100,7 @@ def test_imagenet_lite_features_beat_random_on_real_cells() -> None:
     for weights in ("imagenet", "scratch"):
         torch.manual_seed(0)
         net, info = build_network("efficientnet_lite0", weights, num_classes=0)
-        feats = predict_logits(net, pixels, mean=info.mean, std=info.std, device=torch.device("cpu"))
+        feats = run_network(net, pixels, mean=info.mean, std=info.std, device=torch.device("cpu"))["logits"]
         probe = LogisticRegression(max_iter=2000)
         scores[weights] = cross_val_score(probe, feats, sub.y, cv=3).mean()
     assert scores["imagenet"] > scores["scratch"] + 0.15, scores

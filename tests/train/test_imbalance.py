@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lablens.train.imbalance import ClassificationLoss, balanced_class_weights, epoch_order
+from lablens.train.imbalance import ClassificationLoss, balanced_class_weights
+from lablens.train.order import epoch_order
 
 
 def test_balanced_weights() -> None:

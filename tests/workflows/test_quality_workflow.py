@@ -121,15 +121,13 @@ def test_multitask_bundle_gates_its_own_predictions(trained: dict[str, Path], tm
 
 
 def test_model_params_reach_only_the_family_that_takes_them() -> None:
-    from lablens.workflows.common import RunError
-    from lablens.workflows.train import fold_estimator_kwargs
+    from lablens.models.from_config import estimator_params
+    from lablens.params import ParamError
 
     cfg = _cfg("multitask")
     cfg.model.params = {"deblur_weight": 0.0}
-    kwargs = fold_estimator_kwargs(cfg, checkpoint_dir="x", progress=None)
-    assert kwargs["deblur_weight"] == 0.0 and "checkpoint_dir" not in kwargs and "tta" not in kwargs
-    feats = fold_estimator_kwargs(_cfg("handcrafted"))
-    assert "epochs" not in feats and feats["image_size"] == 48
+    params = estimator_params(cfg)
+    assert params["deblur_weight"] == 0.0 and params["tta"] is True and "checkpoint_dir" not in params
     cfg.model.params = {"deblur_wieght": 0.0}
-    with pytest.raises(RunError, match="deblur_wieght"):
-        fold_estimator_kwargs(cfg)
+    with pytest.raises(ParamError, match=r"model\.params\.deblur_wieght"):
+        estimator_params(cfg)

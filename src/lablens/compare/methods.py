@@ -5,29 +5,26 @@ Grammar (several methods are joined by commas outside brackets)::
     hu+haralick+lbp:lightgbm          features (see lablens.features) + a classifier (lablens.models.classifiers)
     deep[efficientnet_lite0]:svm_rbf  CNN features + SVM (Acevedo 2019)
     finetune[resnet18]                a timm network trained end to end, with the run's training settings;
-    finetune[densenet121, weights=imagenet, epochs=10, image_size=96]   … and per-method overrides
-    handcrafted, cnn_features, resnet18 …   any registered estimator name
+    finetune[densenet121, weights=imagenet, epochs=10, image_size=96]   … and per-method settings
+    multitask[deblur_weight=0]        any registered name, with its own settings in brackets
+    handcrafted, cnn_features, resnet18 …   any registered estimator name (or timm model name)
 
-Every method becomes a factory of fresh, unfitted estimators with explicit arguments, so each fold starts
-from scratch.
+The run's settings (``train.epochs``, ``model.weights`` …) go to every method whose family takes them; settings in
+brackets must be settings of that method's family. Every method becomes a factory of fresh, unfitted estimators
+with explicit, checked parameters, so each fold starts from scratch.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lablens.config import RunConfig
 from lablens.features.registry import parse_term, split_top
-from lablens.models.classical import FeatureClassifier
-from lablens.models.classifiers import classifier_spec
-from lablens.registry import get_factory
-from lablens.workflows.train import estimator_kwargs
-
-FINETUNE_OPTIONS = {"weights", "epochs", "image_size", "lr", "batch_size", "drop_rate", "tta", "patience"}
+from lablens.models.from_config import taken_settings
+from lablens.params import ParamError
+from lablens.registry import EstimatorSpec, check_params, create_estimator, get_spec
 
 
 @dataclass(frozen=True)
@@ -37,10 +34,13 @@ class Method:
     name: str  # as the user wrote it (normalised spacing)
     estimator: str  # registry name used to build it and to save its bundle
     kwargs: dict[str, Any] = field(default_factory=dict)
-    family: str = "deep"  # "deep" or "features"
 
     def build(self) -> Any:
-        return get_factory(self.estimator)(**self.kwargs)
+        return create_estimator(self.estimator, **self.kwargs)
+
+    @property
+    def spec(self) -> EstimatorSpec:
+        return get_spec(self.estimator)
 
     @property
     def slug(self) -> str:
@@ -57,20 +57,17 @@ def split_methods(text: str | list[str]) -> list[str]:
     return out
 
 
-def _feature_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    return {
-        "image_size": cfg.model.image_size,
-        "resize_mode": cfg.data.resize_mode,
-        "search": cfg.compare.search,
-        "search_folds": cfg.compare.search_folds,
-        "seed": cfg.train.seed,
-        "threads": cfg.train.threads,
-    }
-
-
-def _is_feature_family(factory: Callable[..., Any]) -> bool:
-    target = factory.func if isinstance(factory, functools.partial) else factory
-    return isinstance(target, type) and issubclass(target, FeatureClassifier)
+def _method(text: str, name: str, options: dict[str, Any], cfg: RunConfig) -> Method:
+    """The method ``text``: estimator ``name`` with the run's settings it takes and its own ``options``."""
+    spec = get_spec(name)
+    params, _ = taken_settings(cfg, spec)
+    refused = [k for k in options if not spec.accepts(k)]
+    if refused:
+        allowed = sorted(k for k in spec.params.model_fields if spec.accepts(k))
+        raise ParamError(f"{text!r}: unknown option(s) {refused} for {spec.describe()}; allowed: {allowed}")
+    params.update(options)
+    check_params(spec, params)
+    return Method(text, name, params)
 
 
 def parse_method(text: str, cfg: RunConfig) -> Method:
@@ -79,32 +76,19 @@ def parse_method(text: str, cfg: RunConfig) -> Method:
     parts = split_top(text, ":")
     if len(parts) == 2:
         features, classifier = parts
-        classifier_spec(classifier)  # unknown classifier: KeyError naming the choices
-        from lablens.features.registry import create_extractors
-
-        create_extractors(features)  # unknown extractor or bad option: fail before any training
-        kwargs = {**_feature_kwargs(cfg), "features": features, "classifier": classifier}
-        return Method(text, "features", kwargs, "features")
+        return _method(text, "features", {"features": features, "classifier": classifier}, cfg)
     if len(parts) != 1:
         raise ValueError(
             f"cannot read method {text!r}: use FEATURES:CLASSIFIER, finetune[MODEL] or a model name"
         )
     name, options = parse_term(text)
+    positional = options.pop("<positional>", None)
     if name == "finetune":
-        model = options.pop("<positional>", None)
-        if not model:
+        if not positional:
             raise ValueError(f"{text!r}: name the network, e.g. finetune[resnet18]")
-        unknown = set(options) - FINETUNE_OPTIONS
-        if unknown:
-            raise ValueError(
-                f"{text!r}: unknown option(s) {sorted(unknown)}; allowed: {sorted(FINETUNE_OPTIONS)}"
-            )
-        get_factory(str(model))  # unknown network: KeyError with suggestions
-        kwargs = {**estimator_kwargs(cfg), **options, "model_name": str(model)}
-        return Method(text, "deep", kwargs, "deep")
-    if options:
-        raise ValueError(f"{text!r}: options in brackets are for finetune[...] and feature extractors")
-    factory = get_factory(name)
-    if _is_feature_family(factory):
-        return Method(text, name, _feature_kwargs(cfg), "features")
-    return Method(text, name, estimator_kwargs(cfg), "deep")
+        if "model_name" not in get_spec(str(positional)).fixed:  # unknown name: KeyError with suggestions
+            raise ValueError(f"{text!r}: finetune[...] takes a timm network name, not {positional!r}")
+        return _method(text, "deep", {**options, "model_name": str(positional)}, cfg)
+    if positional is not None:
+        raise ValueError(f"{text!r}: options in brackets need a name (key=value), e.g. {name}[epochs=5]")
+    return _method(text, name, options, cfg)

@@ -7,7 +7,7 @@ the pixels (cached), so nothing learned from one image set ever touches another.
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +18,8 @@ from rich.markup import escape
 from lablens.compare.methods import Method
 from lablens.data.splits import Fold
 from lablens.evaluate.summary import evaluate_predictions
+from lablens.progress import SilentProgress
+from lablens.train.context import FitContext
 
 FOLD_METRICS = (
     "accuracy",
@@ -59,28 +61,39 @@ def fold_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[s
     return {k: doc["overall"][k]["value"] for k in FOLD_METRICS if k in doc["overall"]}
 
 
-def _accepts_groups(est: Any) -> bool:
-    return "groups" in inspect.signature(est.fit).parameters
-
-
 def run_fold(
-    method: Method, fold: Fold, pixels: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: list[str]
+    method: Method,
+    fold: Fold,
+    pixels: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    classes: list[str],
+    context: FitContext | None = None,
 ) -> FoldResult:
     """Fit ``method`` on the fold's training (+ validation) rows and evaluate it on its test rows."""
     labels = np.asarray(classes)[y]
     est = method.build()
-    kwargs: dict[str, Any] = {}
-    if _accepts_groups(est):
-        kwargs = {"groups": groups[fold.train], "groups_val": groups[fold.val]}
     val_x = pixels[fold.val] if len(fold.val) else None
     val_y = labels[fold.val] if len(fold.val) else None
     t0 = time.perf_counter()
-    est.fit(pixels[fold.train], labels[fold.train], val_x, val_y, **kwargs)
+    est.fit(
+        pixels[fold.train],
+        labels[fold.train],
+        val_x,
+        val_y,
+        groups=groups[fold.train],
+        groups_val=groups[fold.val],
+        context=context,
+    )
     fit_s = time.perf_counter() - t0
     if list(est.classes_) != list(classes):
         raise ValueError(f"{method.name} on {fold.name}: a class is missing from the training part")
     t0 = time.perf_counter()
-    proba = np.asarray(est.predict_proba(pixels[fold.test]), dtype=np.float64)
+    device = context.device if context else None
+    batch = context.eval_batch_size if context else None
+    proba = np.asarray(
+        est.predict_proba(pixels[fold.test], device=device, batch_size=batch), dtype=np.float64
+    )
     predict_s = time.perf_counter() - t0
     importances = est.feature_importances() if hasattr(est, "feature_importances") else None
     return FoldResult(
@@ -104,15 +117,20 @@ def run_all(
     y: np.ndarray,
     groups: np.ndarray,
     classes: list[str],
-    progress: Any,
+    context: FitContext,
 ) -> list[FoldResult]:
-    """Every method on every fold, in order (method-major), with one progress bar per method."""
+    """Every method on every fold, in order (method-major), with one progress bar per method.
+
+    ``context`` says where fits run; its progress shows the comparison (the fits themselves run quietly).
+    """
+    progress = context.progress
+    quiet = dataclasses.replace(context, progress=SilentProgress())
     results = []
     for method in methods:
         shown = escape(method.name)  # method names contain brackets, which Rich would read as markup
         task = progress.task(shown, len(folds))
         for fold in folds:
-            res = run_fold(method, fold, pixels, y, np.asarray(groups).astype(str), classes)
+            res = run_fold(method, fold, pixels, y, np.asarray(groups).astype(str), classes, quiet)
             results.append(res)
             task.advance(1, **{"macro_f1": res.metrics.get("macro_f1") or 0.0})
         task.done()

@@ -57,7 +57,7 @@ class _PixelsToLogits(torch.nn.Module):
 
 
 def dihedral_onnx(x: torch.Tensor, k: int) -> torch.Tensor:
-    """:func:`lablens.train.loop.dihedral` from transposes and flips (ONNX has no ``rot90``)."""
+    """:func:`lablens.infer.network.dihedral` from transposes and flips (ONNX has no ``rot90``)."""
     for _ in range(k % 4):  # one quarter turn counter-clockwise, as torch.rot90(x, 1, dims=(-2, -1))
         x = x.transpose(-2, -1).flip(-2)
     return x.flip(-1) if k >= 4 else x
@@ -86,7 +86,7 @@ def check_batch(size: int, n: int = 16, seed: int = 0) -> np.ndarray:
 
 def _deep(bundle: Bundle) -> DeepClassifier:
     est = bundle.estimator
-    if not isinstance(est, DeepClassifier):
+    if not type(est).capabilities.onnx:
         raise ExportError(
             f"{bundle.path}: ONNX export covers deep single-task bundles (timm networks); this bundle's "
             f"estimator is {type(est).__name__}. Its CPU predictions already run without torch's GPU path."

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lablens.device import resolve_device
+from lablens.features.base import FeatureExtractor
 from lablens.features.registry import register_extractor
 from lablens.models.weights import build_network
-from lablens.train.loop import resolve_device
 
 
 def _file_digest(path: Path) -> str:
@@ -29,7 +30,7 @@ def _file_digest(path: Path) -> str:
 
 
 @register_extractor("deep")
-class DeepFeatures:
+class DeepFeatures(FeatureExtractor):
     """Pooled activations of a pretrained (or local-weights) timm backbone.
 
     Args:

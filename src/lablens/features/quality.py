@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lablens.features.base import FeatureExtractor
 from lablens.features.registry import register_extractor
 from lablens.quality.measures import list_measures, measure_batch
 
@@ -17,7 +18,7 @@ _LOG_SCALED = ("laplacian_var", "tenengrad", "brenner", "noise")
 
 
 @register_extractor("quality")
-class QualityMeasures:
+class QualityMeasures(FeatureExtractor):
     """Every registered quality measure of a crop (sharpness and noise on log10)."""
 
     name = "quality"

@@ -28,6 +28,7 @@ from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.measure import label, regionprops
 from skimage.segmentation import watershed
+from sklearn.base import BaseEstimator
 
 from lablens.fields.detection import Detection, box_from_center, register_detector
 
@@ -95,7 +96,7 @@ def touches_edge(box: Sequence[int], shape: tuple[int, ...]) -> bool:
 
 
 @register_detector("smear")
-class SmearDetector:
+class SmearDetector(BaseEstimator):
     """White cells, platelets and red cells on a stained peripheral blood smear field.
 
     Args:
@@ -152,14 +153,11 @@ class SmearDetector:
         self.rbc_saturation = rbc_saturation
         self.find_rbc = find_rbc
         self.verifier = verifier
-        self._verifier: WbcVerifier | None = None
 
     def _verifier_model(self) -> WbcVerifier:
-        if self._verifier is None:
-            from lablens.fields.verifier import load_verifier
+        from lablens.fields.verifier import load_verifier
 
-            self._verifier = load_verifier(self.verifier)
-        return self._verifier
+        return load_verifier(self.verifier)  # cached by the file's path and mtime
 
     def _scale(self) -> float:
         if not self.um_per_px or self.um_per_px <= 0:

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_local, threshold_otsu
 from skimage.measure import regionprops
+from sklearn.base import BaseEstimator
 
 from lablens.fields.brightfield import split_touching, touches_edge
 from lablens.fields.detection import Detection, register_detector
@@ -36,7 +37,7 @@ CHANNELS = {"red": 0, "green": 1, "blue": 2}
 
 
 @register_detector("nuclei")
-class NucleiDetector:
+class NucleiDetector(BaseEstimator):
     """Nuclei (or stained cells) on an immunofluorescence field.
 
     Args:

@@ -32,7 +32,9 @@ from lablens.registry import create_estimator
 BUNDLE_SCHEMA = "lablens.bundle/1"
 WEIGHTS = "weights.safetensors"
 CARD = "card.json"
-RUNTIME_PARAMS = ("checkpoint_dir", "resume", "progress")
+# Runtime settings that cards written before lablens 0.2 stored among the estimator parameters; they are
+# arguments of fit/predict now (FitContext), so loading such a card leaves them out.
+RETIRED_PARAMS = ("device", "threads", "eval_batch_size", "checkpoint_dir", "resume", "progress")
 
 
 class BundleError(Exception):
@@ -84,18 +86,9 @@ def package_versions() -> dict[str, str]:
     }
 
 
-def _json_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Estimator parameters that describe the model (runtime-only ones dropped), JSON-checked."""
-    out = {}
-    for key, value in params.items():
-        if key in RUNTIME_PARAMS:
-            continue
-        try:
-            json.dumps(value)
-        except TypeError as exc:
-            raise BundleError(f"estimator parameter {key!r} is not JSON-serialisable ({exc})") from exc
-        out[key] = value
-    return out
+def estimator_params(estimator: Any) -> dict[str, Any]:
+    """The estimator's parameters as its family declares them, JSON-ready (what a card records)."""
+    return type(estimator).Params.model_validate(estimator.get_params()).model_dump(mode="json")
 
 
 def save_bundle(
@@ -106,10 +99,15 @@ def save_bundle(
     image_size: int,
     resize_mode: str,
     temperature: float = 1.0,
+    calibration: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Bundle:
-    """Write ``out_dir/weights.safetensors`` and ``out_dir/card.json``; refuse to overwrite a bundle."""
+    """Write ``out_dir/weights.safetensors`` and ``out_dir/card.json``; refuse to overwrite a bundle.
+
+    ``calibration`` (a :class:`~lablens.train.calibrate.Calibration` as a dict) records where the temperature
+    was fitted; without it the card holds ``temperature`` alone.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise BundleError(f"{out_dir} exists; a bundle is never overwritten")
@@ -123,7 +121,7 @@ def save_bundle(
         "schema": BUNDLE_SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "classes": [str(c) for c in estimator.classes_],
-        "estimator": {"name": estimator_name, "params": _json_params(estimator.get_params())},
+        "estimator": {"name": estimator_name, "params": estimator_params(estimator)},
         "model": meta,
         "preprocessing": {
             "image_size": int(image_size),
@@ -132,7 +130,7 @@ def save_bundle(
             "std": list(meta.get("std", [])),
             "colour": "RGB; greyscale replicated; alpha dropped; 16-bit mapped linearly to 8-bit",
         },
-        "calibration": {"method": "temperature", "temperature": float(temperature)},
+        "calibration": calibration or {"method": "temperature", "temperature": float(temperature)},
         "training": training or {},
         "metrics": metrics or {},
         "versions": package_versions(),
@@ -218,8 +216,9 @@ def load_bundle(path: str | Path) -> Bundle:
     except Exception as exc:
         raise BundleError(f"{path}: {WEIGHTS} is not a valid safetensors file ({exc})") from exc
     est_info = card.get("estimator") or {}
+    params = {k: v for k, v in (est_info.get("params") or {}).items() if k not in RETIRED_PARAMS}
     try:
-        estimator = create_estimator(est_info["name"], **est_info.get("params", {}))
+        estimator = create_estimator(est_info["name"], **params)
         estimator.import_state(tensors, card.get("model") or {})
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: cannot rebuild the model from the card ({exc})") from exc

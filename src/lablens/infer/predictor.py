@@ -106,8 +106,8 @@ class Predictor:
         gate: QualityGate | None = None,
         backend: str = "auto",
     ) -> None:
+        from lablens.device import resolve_device
         from lablens.infer.onnx_runtime import BACKENDS, OnnxRunner, matching_onnx
-        from lablens.train.loop import resolve_device
 
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
@@ -115,11 +115,6 @@ class Predictor:
         self.gate = gate
         self.batch_size = batch_size
         self.device = device
-        est = bundle.estimator
-        if hasattr(est, "device"):
-            est.device = device
-        if hasattr(est, "eval_batch_size"):
-            est.eval_batch_size = batch_size
         onnx_model = matching_onnx(bundle)
         if backend == "onnx" and onnx_model is None:
             raise ValueError(
@@ -135,9 +130,10 @@ class Predictor:
         if len(images) == 0:
             return np.zeros((0, len(self.bundle.classes)))
         images = np.asarray(images)
+        est = self.bundle.estimator
         if self._onnx is not None:
-            return self._onnx.logits(self.bundle.estimator._sized(images.astype(np.uint8, copy=False)))
-        return self.bundle.estimator.predict_logits(images)
+            return self._onnx.logits(est.resize_images(images.astype(np.uint8, copy=False)))
+        return est.predict_logits(images, device=self.device, batch_size=self.batch_size)
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for ``N×S×S×3`` uint8 images already at the bundle's size."""

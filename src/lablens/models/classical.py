@@ -6,8 +6,12 @@
 data: a classical model has no epochs to select, and its optional hyper-parameter search runs a grouped inner
 cross-validation inside the training data (``groups`` keeps a patient's crops on one side of every inner fold).
 
-Registered names: ``features`` (give both parts), ``handcrafted`` (all handcrafted descriptors + random forest)
-and ``cnn_features`` (EfficientNet-Lite0 ImageNet features + RBF SVM, Acevedo 2019's recipe).
+Registered names: ``features`` (give both parts), ``handcrafted`` (all handcrafted descriptors + random forest),
+``cnn_features`` (EfficientNet-Lite0 ImageNet features + RBF SVM, Acevedo 2019's recipe) and ``blur_level``
+(quality measures + LightGBM, an image-quality model).
+
+Because validation images join the training data, the family declares ``folds_validation``: its temperature is
+fitted on cross-fitted out-of-fold scores instead (:mod:`lablens.train.calibrate`).
 
 Bundles: the fitted Pipeline is stored with skops (a zip of JSON and arrays, loaded with an allow-list of
 scikit-learn, LightGBM and XGBoost types, never unpickled) as a byte tensor inside ``weights.safetensors``.
@@ -15,10 +19,10 @@ scikit-learn, LightGBM and XGBoost types, never unpickled) as a byte tensor insi
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils.class_weight import compute_sample_weight
 
@@ -26,47 +30,62 @@ from lablens.features.feature_set import FeatureSet
 from lablens.models.base import ImageClassifier
 from lablens.models.classifiers import classifier_spec
 from lablens.models.skops_state import dump_pipeline, load_pipeline
-from lablens.registry import register
+from lablens.params import FamilyParams, params_init
+from lablens.registry import Capabilities, register
+from lablens.train.context import FitContext
 
 HANDCRAFTED = "hu+zernike+haralick+lbp+colour+morphology"
 
 
-@register("features")
-class FeatureClassifier(ImageClassifier):
-    """A feature spec and a classifier name, fitted on ``N×S×S×3`` uint8 crops.
+class FeatureParams(FamilyParams):
+    """A feature spec and a classifier.
 
-    Args:
-        features: extractor spec, e.g. ``hu+haralick+lbp`` or ``deep[efficientnet_lite0]``.
-        classifier: ``svm_rbf``, ``svm_linear``, ``logreg``, ``knn``, ``rf``, ``lightgbm`` or ``xgboost``.
-        image_size: crops of another size are resized to this first (``resize_mode``), as for the CNNs.
-        search: grid-search the classifier's hyper-parameters by inner cross-validation (``search_folds``),
-            scored by macro F1, inside the training data only.
-        seed: random state of the classifier and of the inner folds.
-        threads: parallel jobs of the classifier (None → 1).
-        cache: keep extracted features in the per-image cache.
+    ``features``: extractor spec, e.g. ``hu+haralick+lbp`` or ``deep[efficientnet_lite0]``; ``classifier``:
+    ``svm_rbf``, ``svm_linear``, ``logreg``, ``knn``, ``rf``, ``lightgbm`` or ``xgboost``; ``image_size``: crops
+    of another size are resized to this first (``resize_mode``), as for the CNNs; ``search``: grid-search the
+    classifier's hyper-parameters by grouped inner cross-validation (``search_folds``), scored by macro F1, inside
+    the training data only; ``seed``: random state of the classifier and of the inner folds; ``cache``: keep
+    extracted features in the per-image cache.
     """
 
-    def __init__(
-        self,
-        features: str = HANDCRAFTED,
-        classifier: str = "rf",
-        image_size: int = 128,
-        resize_mode: str = "pad",
-        search: bool = False,
-        search_folds: int = 3,
-        seed: int = 0,
-        threads: int | None = None,
-        cache: bool = True,
-    ) -> None:
-        self.features = features
-        self.classifier = classifier
-        self.image_size = image_size
-        self.resize_mode = resize_mode
-        self.search = search
-        self.search_folds = search_folds
-        self.seed = seed
-        self.threads = threads
-        self.cache = cache
+    features: str = HANDCRAFTED
+    classifier: str = "rf"
+    image_size: int = Field(128, ge=16, le=2048)
+    resize_mode: Literal["pad", "squash", "crop"] = "pad"
+    search: bool = False
+    search_folds: int = Field(3, ge=2)
+    seed: int = 0
+    cache: bool = True
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, v: str) -> str:
+        from lablens.features.registry import create_extractors
+
+        try:
+            create_extractors(v)
+        except KeyError as exc:  # pydantic reports ValueErrors only
+            raise ValueError(str(exc.args[0])) from None
+        return v
+
+    @field_validator("classifier")
+    @classmethod
+    def _known_classifier(cls, v: str) -> str:
+        try:
+            classifier_spec(v)
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from None
+        return v
+
+
+@register("features")
+class FeatureClassifier(ImageClassifier):
+    """A feature spec and a classifier name, fitted on ``N×S×S×3`` uint8 crops (see :class:`FeatureParams`)."""
+
+    Params = FeatureParams
+    capabilities = Capabilities(uses_groups=True, folds_validation=True)
+    summary = "features + a classical classifier"
+    __init__ = params_init(FeatureParams)
 
     # -- features -----------------------------------------------------------------------------------
     def _feature_set(self) -> FeatureSet:
@@ -76,7 +95,7 @@ class FeatureClassifier(ImageClassifier):
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Feature matrix of crops (``N×D`` float32), as the classifier sees it."""
-        return self._feature_set().transform(self._sized(self._check_images(X)))
+        return self._feature_set().transform(self.resize_images(X))
 
     # -- training -----------------------------------------------------------------------------------
     def fit(
@@ -85,9 +104,13 @@ class FeatureClassifier(ImageClassifier):
         y: np.ndarray,
         X_val: np.ndarray | None = None,
         y_val: np.ndarray | None = None,
+        *,
         groups: np.ndarray | None = None,
         groups_val: np.ndarray | None = None,
+        context: FitContext | None = None,
     ) -> FeatureClassifier:
+        self.typed_params()
+        threads = int((context.threads if context else None) or 1)
         y = np.asarray(y)
         feats = self.transform(X)
         if X_val is not None and len(X_val):
@@ -98,7 +121,7 @@ class FeatureClassifier(ImageClassifier):
         self.classes_ = np.unique(y)
         y_idx = np.searchsorted(self.classes_, y)
         spec = classifier_spec(self.classifier)
-        pipeline = spec.build(int(self.seed), int(self.threads or 1))
+        pipeline = spec.build(int(self.seed), threads)
         searching = bool(self.search and spec.grid)
         inner = self._inner_folds(y_idx, groups) if searching else None
         self._fit_calibration_folds(pipeline, y_idx, inner)
@@ -144,7 +167,9 @@ class FeatureClassifier(ImageClassifier):
         return list(cv.split(np.zeros(len(y_idx)), y_idx))
 
     # -- inference ----------------------------------------------------------------------------------
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(
+        self, X: np.ndarray, *, device: str | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
         proba = self.pipeline_.predict_proba(self.transform(X))
         return np.asarray(proba, dtype=np.float64)
 
@@ -185,10 +210,10 @@ def _jsonable(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-register("handcrafted")(functools.partial(FeatureClassifier, features=HANDCRAFTED, classifier="rf"))
-register("cnn_features")(
-    functools.partial(FeatureClassifier, features="deep[efficientnet_lite0]", classifier="svm_rbf")
+register("handcrafted", fixed={"features": HANDCRAFTED, "classifier": "rf"})(FeatureClassifier)
+register("cnn_features", fixed={"features": "deep[efficientnet_lite0]", "classifier": "svm_rbf"})(
+    FeatureClassifier
 )
 # A blur-level (image quality) model: the quality measures + gradient boosting, trained on the
 # ``blur_level`` column of a degraded set (``lablens degrade``); see lablens.quality.gate.
-register("blur_level")(functools.partial(FeatureClassifier, features="quality", classifier="lightgbm"))
+register("blur_level", fixed={"features": "quality", "classifier": "lightgbm"})(FeatureClassifier)

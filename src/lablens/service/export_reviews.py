@@ -17,18 +17,18 @@ from lablens.service.db import open_database, sessions
 from lablens.service.models import Cell, Sample
 from lablens.service.storage import image_path
 from lablens.workflows.common import RunError
+from lablens.workflows.run_folder import check_new_folder, run_folder
 
 
 def export_reviews(
     db_url: str, storage: str | Path, out: str | Path, signed_only: bool = True
 ) -> pd.DataFrame:
     """Write the reviewed cells to ``out`` (a new folder) and return the manifest."""
-    out, storage = Path(out), Path(storage)
-    if out.exists() and any(out.iterdir()):
-        raise RunError(f"{out} exists and is not empty; choose a new folder (nothing is overwritten)")
+    storage = Path(storage)
+    check_new_folder(Path(out), "choose a new folder")
     engine = open_database(db_url)
     rows = []
-    with sessions(engine)() as session:
+    with run_folder(out, hint="choose a new folder") as out, sessions(engine)() as session:
         q = select(Cell, Sample).join(Sample).where(Cell.label.is_not(None)).order_by(Cell.id)
         if signed_only:
             q = q.where(Sample.status == "signed")
@@ -52,9 +52,13 @@ def export_reviews(
                     "bundle_hash": sample.bundle_hash,
                 }
             )
+        _manifest(rows).to_csv(out / "manifest.csv", index=False)
     engine.dispose()
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = pd.DataFrame(
+    return _manifest(rows)
+
+
+def _manifest(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(
         rows,
         columns=[
             "path",
@@ -68,5 +72,3 @@ def export_reviews(
             "bundle_hash",
         ],
     )
-    manifest.to_csv(out / "manifest.csv", index=False)
-    return manifest

@@ -38,6 +38,10 @@ class AugmentParams:
     def to(self, device: torch.device) -> AugmentParams:
         return AugmentParams(**{k: v.to(device) for k, v in self.__dict__.items()})
 
+    def rows(self, start: int, stop: int) -> AugmentParams:
+        """The parameters of samples ``start:stop`` (one rank's part of a global batch)."""
+        return AugmentParams(**{k: v[start:stop] for k, v in self.__dict__.items()})
+
 
 def _uniform(n: int, spread: float, g: torch.Generator) -> torch.Tensor:
     return 1.0 + (torch.rand(n, generator=g) * 2.0 - 1.0) * spread

@@ -1,4 +1,5 @@
-"""Class imbalance: class-weighted loss, a balanced sampler, or focal loss."""
+"""Class imbalance: class-weighted loss or focal loss (the balanced sampler is an epoch order, see
+:func:`lablens.train.order.epoch_order`)."""
 
 from __future__ import annotations
 
@@ -16,19 +17,6 @@ def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     present = np.unique(y)
     weights[present] = compute_class_weight("balanced", classes=present, y=y)
     return weights
-
-
-def epoch_order(y: np.ndarray, mode: str, generator: torch.Generator) -> np.ndarray:
-    """Sample order for one epoch: a permutation, or (``sampler``) a class-balanced draw with replacement."""
-    n = len(y)
-    if mode == "sampler":
-        counts = np.bincount(y)
-        p = 1.0 / counts[y]
-        idx = torch.multinomial(
-            torch.as_tensor(p, dtype=torch.float64), n, replacement=True, generator=generator
-        )
-        return idx.numpy()
-    return torch.randperm(n, generator=generator).numpy()
 
 
 class ClassificationLoss(torch.nn.Module):

@@ -33,6 +33,7 @@ from lablens.infer.predictor import Predictor, expand_inputs
 from lablens.progress import console, make_progress
 from lablens.report.html import thumbnail_b64
 from lablens.workflows.common import RunError, write_json
+from lablens.workflows.run_folder import check_new_folder, run_folder
 
 SAMPLE_MODES = ("together", "per-field")
 
@@ -111,9 +112,7 @@ def analyze(
 ) -> AnalyzeResult:
     """Analyse whole fields with a bundle; see the module docstring for what is written."""
     preset = get_preset(task)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise RunError(f"{out} exists and is not empty; choose a new --out (nothing is overwritten)")
+    check_new_folder(Path(out))
     if verifier is not None and preset.detector != "smear":
         raise RunError(f"--verifier is for blood smear fields; task {task!r} does not use the smear detector")
     b = load_bundle(bundle)
@@ -133,11 +132,11 @@ def analyze(
     if ignore_regions:
         kwargs["ignore_regions"] = [tuple(int(v) for v in r) for r in ignore_regions]
     predictor = Predictor(b, batch_size=batch_size, device=device)
-    (out / "overlays").mkdir(parents=True, exist_ok=True)
     cell_rows: list[dict[str, Any]] = []
     field_rows: list[dict[str, Any]] = []
     overlays: dict[str, list[dict[str, str]]] = {}
-    with make_progress(progress) as prog:
+    with run_folder(out) as out, make_progress(progress) as prog:
+        (out / "overlays").mkdir()
         bar = prog.task("analyze fields", len(items))
         for k, item in enumerate(items):
             try:
@@ -159,33 +158,33 @@ def analyze(
             cell_rows.extend(_cell_rows(item, dets, proba, names, b.classes))
             bar.advance(1)
         bar.done()
-    cells = pd.DataFrame(cell_rows)
-    docs = _aggregate(cells, preset, b.classes, min_confidence, min_cells)
-    for s, doc in docs.items():
-        doc["n_fields"] = sum(r["sample"] == s for r in field_rows)
-    cells.to_csv(out / "cells.csv", index=False)
-    pd.DataFrame(field_rows).to_csv(out / "fields.csv", index=False)
-    write_json(out / "samples.json", docs)
-    settings = {
-        "lablens_version": __version__,
-        "bundle": str(bundle),
-        "bundle_hash": b.hash,
-        "classes": b.classes,
-        "task": preset.name,
-        "detector": preset.detector,
-        "detector_kwargs": kwargs,
-        "um_per_px": um_per_px or preset.um_per_px,
-        "crop_um": preset.crop_um,
-        "samples": samples,
-        "min_confidence": min_confidence,
-        "min_cells": min_cells,
-        "n_fields": len(field_rows),
-        "n_skipped": len(skipped),
-    }
-    write_json(out / "analyze.json", settings)
-    if skipped:
-        pd.DataFrame([s.__dict__ for s in skipped]).to_csv(out / "skipped.csv", index=False)
-    (out / "report.html").write_text(_render(docs, overlays, settings, preset), encoding="utf-8")
+        cells = pd.DataFrame(cell_rows)
+        docs = _aggregate(cells, preset, b.classes, min_confidence, min_cells)
+        for s, doc in docs.items():
+            doc["n_fields"] = sum(r["sample"] == s for r in field_rows)
+        cells.to_csv(out / "cells.csv", index=False)
+        pd.DataFrame(field_rows).to_csv(out / "fields.csv", index=False)
+        write_json(out / "samples.json", docs)
+        settings = {
+            "lablens_version": __version__,
+            "bundle": str(bundle),
+            "bundle_hash": b.hash,
+            "classes": b.classes,
+            "task": preset.name,
+            "detector": preset.detector,
+            "detector_kwargs": kwargs,
+            "um_per_px": um_per_px or preset.um_per_px,
+            "crop_um": preset.crop_um,
+            "samples": samples,
+            "min_confidence": min_confidence,
+            "min_cells": min_cells,
+            "n_fields": len(field_rows),
+            "n_skipped": len(skipped),
+        }
+        write_json(out / "analyze.json", settings)
+        if skipped:
+            pd.DataFrame([s.__dict__ for s in skipped]).to_csv(out / "skipped.csv", index=False)
+        (out / "report.html").write_text(_render(docs, overlays, settings, preset), encoding="utf-8")
     if progress:
         for s in skipped:
             console.print(

@@ -28,16 +28,18 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import accuracy_score, f1_score
 
 from lablens import __version__
-from lablens.config import RunConfig, dump_config
+from lablens.config import RunConfig
 from lablens.data.splits import make_split
 from lablens.infer.bundle import save_bundle
+from lablens.models.from_config import estimator_params
 from lablens.progress import console, make_progress
 from lablens.quality.degrade import apply_degradation, parse_kinds, parse_levels, sample_degradation
 from lablens.quality.gate import expected_level
-from lablens.registry import accepted_parameters, create_estimator
-from lablens.train.multitask_loop import MultiTaskSettings, fixed_records
+from lablens.registry import create_estimator
+from lablens.train.context import FitContext
+from lablens.train.tasks.blur import BlurSettings, fixed_records
 from lablens.workflows.common import RunError, print_data_report, read_data, read_pixels, write_json
-from lablens.workflows.train import estimator_kwargs
+from lablens.workflows.run_folder import run_folder
 
 ARMS = ("single", "single_blur_aug", "deblur_then_classify", "multitask")
 EVAL_SEED = 20231  # the test records: the same for every arm and every run
@@ -50,12 +52,16 @@ class BlurStudyResult:
 
 
 def _arm_kwargs(cfg: RunConfig, levels: str, kinds: str, noise: float) -> dict[str, dict[str, Any]]:
-    """Arguments of the three trained arms: one ``multitask`` estimator each, differing only in tasks."""
-    accepted = accepted_parameters("multitask")
-    base = {k: v for k, v in estimator_kwargs(cfg).items() if k in accepted}
+    """Arguments of the three trained arms: one ``multitask`` estimator each, differing only in tasks.
+
+    ``cfg.model.name`` is the shared encoder; ``cfg.model.params`` go to the multi-task arm (d) only.
+    """
+    shared = cfg.model_copy(update={"model": cfg.model.model_copy(update={"params": {}})})
+    base = estimator_params(shared, "multitask")
+    augment = cfg.train.augment
     base.update(
         model_name=cfg.model.name,
-        augment={**cfg.train.augment.model_dump(), "blur_prob": 0.0},  # blur comes from the protocol only
+        augment=augment.model_copy(update={"blur_prob": 0.0}) if augment else None,  # blur: the protocol's
         kinds=kinds,
         noise=noise,
         levels=levels,
@@ -99,19 +105,15 @@ def blur_study(
 ) -> BlurStudyResult:
     """Train arms (a), (b), (d) on one grouped split and score all four at every blur level."""
     t_start = time.perf_counter()
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise RunError(f"{out} exists and is not empty; choose a new folder (nothing is overwritten)")
     lv = parse_levels(levels)
     parse_kinds(kinds)
     if lv[0] != 0 or len(lv) < 2:
         raise RunError("--levels must include 0 (clean) and at least one blur level, e.g. 0-4")
-    out.mkdir(parents=True, exist_ok=True)
     cfg = cfg.model_copy(deep=True)
     cfg.data.path = str(data)
-    dump_config(cfg, out / "config.yaml")
+    kwargs = _arm_kwargs(cfg, ",".join(map(str, lv)), kinds, noise)
     timings: dict[str, float] = {}
-    with make_progress(progress) as prog:
+    with run_folder(out, cfg) as out, make_progress(progress) as prog:
         manifest, report = read_data(data, cfg.data, prog, min_groups_per_class=3)
         if progress:
             print_data_report(report)
@@ -130,27 +132,35 @@ def blur_study(
         n_classes = len(manifest.classes)
         x_tr, x_va, x_te = pixels[fold.train], pixels[fold.val], pixels[fold.test]
         y_te = manifest.y[fold.test]
-        kwargs = _arm_kwargs(cfg, ",".join(map(str, lv)), kinds, noise)
+        context = FitContext(
+            progress=prog,
+            device=cfg.train.device,
+            threads=cfg.train.threads,
+            eval_batch_size=cfg.eval.batch_size,
+        )
         models = {}
         for arm in ("single", "single_blur_aug", "multitask"):
             prog.log(f"training ({'abd'[('single', 'single_blur_aug', 'multitask').index(arm)]}) {arm}")
             t0 = time.perf_counter()
-            est = create_estimator("multitask", **kwargs[arm], progress=prog)
-            est.fit(x_tr, labels[fold.train], x_va, labels[fold.val])
+            est = create_estimator("multitask", **kwargs[arm])
+            est.fit(x_tr, labels[fold.train], x_va, labels[fold.val], context=context)
             timings[f"fit_{arm}"] = time.perf_counter() - t0
             models[arm] = est
-        settings = MultiTaskSettings(levels=lv, kinds=parse_kinds(kinds), noise=noise)
-        gate_model = _fit_blur_level_model(x_tr, settings, cfg, prog)
+        settings = BlurSettings(levels=lv, kinds=parse_kinds(kinds), noise=noise)
+        gate_model = _fit_blur_level_model(x_tr, settings, cfg, context)
         rows, deblur, gate = [], {}, {}
         task = prog.task("scoring under blur", len(lv))
         for level in lv:
             records = fixed_records(len(x_te), level, settings, EVAL_SEED)
             blurred = np.stack([apply_degradation(im, r) for im, r in zip(x_te, records, strict=True)])
-            mt = models["multitask"].outputs(x_te, records=records, want_deblurred=True)
+            dev = cfg.train.device
+            mt = models["multitask"].outputs(x_te, records=records, want_deblurred=True, device=dev)
             logits = {
-                "single": models["single"].outputs(x_te, records=records)["logits"],
-                "single_blur_aug": models["single_blur_aug"].outputs(x_te, records=records)["logits"],
-                "deblur_then_classify": models["single"].predict_logits(mt["deblurred"]),
+                "single": models["single"].outputs(x_te, records=records, device=dev)["logits"],
+                "single_blur_aug": models["single_blur_aug"].outputs(x_te, records=records, device=dev)[
+                    "logits"
+                ],
+                "deblur_then_classify": models["single"].predict_logits(mt["deblurred"], device=dev),
                 "multitask": mt["logits"],
             }
             for arm in ARMS:
@@ -199,7 +209,7 @@ def blur_study(
     return BlurStudyResult(out, doc)
 
 
-def _fit_blur_level_model(x_train: np.ndarray, s: MultiTaskSettings, cfg: RunConfig, prog: Any) -> Any:
+def _fit_blur_level_model(x_train: np.ndarray, s: BlurSettings, cfg: RunConfig, context: FitContext) -> Any:
     """The ``blur_level`` quality model, fitted on degraded copies of the training images only."""
     rng = np.random.default_rng([cfg.train.seed, 313])
     images, levels = [], []
@@ -207,11 +217,9 @@ def _fit_blur_level_model(x_train: np.ndarray, s: MultiTaskSettings, cfg: RunCon
         recs = [sample_degradation(level, s.kinds, rng, s.noise) for _ in range(len(x_train))]
         images.append(np.stack([apply_degradation(im, r) for im, r in zip(x_train, recs, strict=True)]))
         levels += [str(level)] * len(x_train)
-    prog.log(f"fitting the blur_level quality model on {len(levels)} degraded training crops")
-    model = create_estimator(
-        "blur_level", image_size=cfg.model.image_size, seed=cfg.train.seed, threads=cfg.train.threads
-    )
-    return model.fit(np.concatenate(images), np.asarray(levels))
+    context.progress.log(f"fitting the blur_level quality model on {len(levels)} degraded training crops")
+    model = create_estimator("blur_level", image_size=cfg.model.image_size, seed=cfg.train.seed)
+    return model.fit(np.concatenate(images), np.asarray(levels), context=context)
 
 
 def _document(

@@ -23,6 +23,32 @@ class RunError(Exception):
     """A workflow cannot proceed; the message is meant for the user as is."""
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is meant for the user as is: shown as one line, never as a traceback."""
+    from pydantic import ValidationError
+
+    from lablens.data.splits import SplitError
+    from lablens.data.validate import DataError
+    from lablens.device import DeviceError
+    from lablens.export.onnx import ExportError
+    from lablens.infer.bundle import BundleError
+    from lablens.models.weights import WeightsError
+
+    return (
+        RunError,
+        ExportError,
+        DataError,
+        SplitError,
+        BundleError,
+        WeightsError,
+        DeviceError,
+        ValidationError,
+        KeyError,
+        ValueError,  # ParamError and TrainingError among them
+        FileExistsError,
+    )
+
+
 def limits_from(data_cfg: DataConfig) -> DecodeLimits:
     return DecodeLimits(max_pixels=data_cfg.max_pixels, min_side=data_cfg.min_side)
 

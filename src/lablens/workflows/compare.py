@@ -16,7 +16,6 @@ Run folder layout::
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +30,16 @@ from lablens.compare.methods import Method, parse_method, split_methods
 from lablens.compare.report import write_compare_report
 from lablens.compare.runner import FoldResult, run_all
 from lablens.compare.summary import summarise
-from lablens.config import RunConfig, dump_config
+from lablens.config import RunConfig
 from lablens.data.manifest import Manifest
 from lablens.data.splits import Split, allocate_groups, save_split
-from lablens.evaluate.calibration import fit_temperature
 from lablens.infer.bundle import save_bundle
+from lablens.models.from_config import config_value, unused_by_all
 from lablens.progress import make_progress
+from lablens.train.calibrate import Calibration, calibrate
+from lablens.train.context import FitContext
 from lablens.workflows.common import RunError, print_data_report, read_data, read_pixels, write_json
+from lablens.workflows.run_folder import run_folder
 
 
 @dataclass
@@ -59,27 +61,33 @@ def compare(
 ) -> CompareResult:
     """Compare ``config.compare.methods`` on ``data``; write the run folder described in the module docstring."""
     t0 = time.perf_counter()
-    out = Path(out)
     cfg = (config or RunConfig()).model_copy(deep=True)
     cfg.data.path = str(Path(data).resolve())
     try:
         methods = [parse_method(m, cfg) for m in split_methods(cfg.compare.methods)]
     except (KeyError, ValueError) as exc:
-        raise RunError(f"methods: {exc}") from exc
+        raise RunError(f"methods: {exc.args[0] if isinstance(exc, KeyError) else exc}") from exc
     if len({m.name for m in methods}) != len(methods):
         raise RunError("a method is listed twice")
-    if out.exists() and any(out.iterdir()):
-        raise RunError(f"{out} exists and is not empty; choose a new --out (results are never overwritten)")
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
-    try:
-        doc, winner = _run(out, cfg, methods, progress)
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)  # nothing finished: leave no half-made folder behind
-        raise
-    return CompareResult(out, doc, time.perf_counter() - t0, winner)
+    _check_settings_apply(cfg, methods)
+    with run_folder(out, cfg) as folder:  # nothing finished: no half-made folder is left behind
+        doc, winner = _run(folder, cfg, methods, progress)
+    return CompareResult(folder, doc, time.perf_counter() - t0, winner)
+
+
+def _check_settings_apply(cfg: RunConfig, methods: list[Method]) -> None:
+    """Each run-wide setting goes to the methods that take it; one that none of them takes is an error."""
+    unused = unused_by_all(cfg, [m.spec for m in methods])
+    if unused:
+        shown = ", ".join(f"{key} = {config_value(cfg, key)!r}" for key in unused)
+        raise RunError(f"{shown}: a setting of none of the methods ({', '.join(m.name for m in methods)})")
+    if cfg.train.nproc > 1:
+        raise RunError("train.nproc: a comparison fits its methods one after another in one process")
+    if cfg.model.params:
+        raise RunError(
+            f"model.params {sorted(cfg.model.params)}: give a method's own settings in brackets instead, "
+            "e.g. multitask[deblur_weight=0]"
+        )
 
 
 def _run(out: Path, cfg: RunConfig, methods: list[Method], progress: bool) -> tuple[dict, Path | None]:
@@ -100,7 +108,13 @@ def _run(out: Path, cfg: RunConfig, methods: list[Method], progress: bool) -> tu
             out / "split.json",
         )
         pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
-        results = run_all(methods, folds, pixels, manifest.y, groups, manifest.classes, prog)
+        context = FitContext(
+            progress=prog,
+            device=cfg.train.device,
+            threads=cfg.train.threads,
+            eval_batch_size=cfg.eval.batch_size,
+        )
+        results = run_all(methods, folds, pixels, manifest.y, groups, manifest.classes, context)
         doc = summarise(
             results, [m.name for m in methods], manifest.y, manifest.classes, c.primary_metric, cfg.eval.level
         )
@@ -112,7 +126,7 @@ def _run(out: Path, cfg: RunConfig, methods: list[Method], progress: bool) -> tu
         winner = None
         if c.save_winner:
             best = next(m for m in methods if m.name == doc["winner"])
-            winner = _save_winner(out / "winner", best, manifest, pixels, cfg, doc, prog)
+            winner = _save_winner(out / "winner", best, manifest, pixels, cfg, doc, context)
             doc["winner_bundle"] = str(winner)
         write_json(out / "comparison.json", doc)
         settings = [
@@ -164,10 +178,18 @@ def _write_tables(
 
 
 def _save_winner(
-    folder: Path, method: Method, manifest: Manifest, pixels: np.ndarray, cfg: RunConfig, doc: dict, prog: Any
+    folder: Path,
+    method: Method,
+    manifest: Manifest,
+    pixels: np.ndarray,
+    cfg: RunConfig,
+    doc: dict,
+    context: FitContext,
 ) -> Path:
     """Refit the winning method on all images (a validation share carved by group for the deep models'
-    model selection and calibration) and save it as a normal bundle whose card carries the CV estimates."""
+    model selection) and save it as a normal bundle whose card carries the CV estimates. The temperature comes
+    from images the refitted model never trained on (:func:`~lablens.train.calibrate.calibrate`)."""
+    prog = context.progress
     prog.log(f"refitting the winner {escape(method.name)} on all {len(manifest)} images")
     y, groups = manifest.y, np.asarray(manifest.groups).astype(str)
     vf = cfg.split.val_fraction
@@ -175,11 +197,11 @@ def _save_winner(
     train, val = np.flatnonzero(part == 0), np.flatnonzero(part == 1)
     labels = np.asarray(manifest.classes)[y]
     est = method.build()
-    kwargs = {"groups": groups[train], "groups_val": groups[val]} if method.family == "features" else {}
-    est.fit(pixels[train], labels[train], pixels[val], labels[val], **kwargs)
-    temperature = 1.0
-    if method.family == "deep" and cfg.eval.calibrate and len(val):
-        temperature = fit_temperature(est.predict_logits(pixels[val]), y[val])  # val never trained on
+    parts = (pixels[train], labels[train], pixels[val], labels[val])
+    est.fit(*parts, groups=groups[train], groups_val=groups[val], context=context)
+    calibration = Calibration(1.0, "none", 0, "eval.calibrate is off")
+    if cfg.eval.calibrate:
+        calibration = calibrate(est, *parts, groups=groups[train], groups_val=groups[val], context=context)
     row = doc["table"][0]
     folder.mkdir(parents=True, exist_ok=True)
     bundle = save_bundle(
@@ -188,9 +210,9 @@ def _save_winner(
         estimator_name=method.estimator,
         image_size=cfg.model.image_size,
         resize_mode=cfg.data.resize_mode,
-        temperature=temperature,
+        calibration=calibration.to_dict(),
         training={
-            "config": cfg.model_dump(),
+            "config": cfg.model_dump(mode="json"),
             "data": cfg.data.path,
             "manifest_hash": manifest.content_hash(),
             "class_counts": manifest.class_counts(),

@@ -26,6 +26,7 @@ from lablens.progress import console, make_progress
 from lablens.quality.degrade import apply_degradation, parse_kinds, parse_levels, sample_degradation
 from lablens.quality.psf import KINDS
 from lablens.workflows.common import RunError, limits_from, print_data_report, read_data
+from lablens.workflows.run_folder import check_new_folder, run_folder
 
 # the source manifest's columns every copy gets anyway; any other column is kept as ``source_<name>``
 _OWN_COLUMNS = ("id", "path", "label", "group", "sha256", "width", "height", "source_mode")
@@ -61,14 +62,12 @@ def degrade(
         seed: the same seed gives the same files; each copy's randomness depends only on the seed, the
             source's id and the level, so adding images does not change the others.
     """
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise RunError(f"{out} exists and is not empty; choose a new folder (nothing is overwritten)")
+    check_new_folder(Path(out), "choose a new folder")
     lv, kd = parse_levels(levels), parse_kinds(kinds)
     if not 0.0 <= noise <= 0.5:
         raise RunError(f"--noise must lie in 0..0.5 (sd in 0..1 intensity units), got {noise}")
     data_cfg = data_cfg or DataConfig()
-    with make_progress(progress) as prog:
+    with run_folder(out, hint="choose a new folder") as out, make_progress(progress) as prog:
         manifest, report = read_data(data, data_cfg, prog)
         if progress:
             print_data_report(report)
@@ -102,8 +101,8 @@ def degrade(
                 )
             task.advance(1)
         task.done()
-    table = pd.DataFrame(rows)
-    table.to_csv(out / "manifest.csv", index=False)
+        table = pd.DataFrame(rows)
+        table.to_csv(out / "manifest.csv", index=False)
     if progress:
         console.print(
             f"{len(manifest)} images × {len(lv)} levels → {len(table)} files in {out} "

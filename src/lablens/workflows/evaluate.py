@@ -24,6 +24,7 @@ from lablens.workflows.common import (
     read_pixels,
     write_json,
 )
+from lablens.workflows.run_folder import check_new_folder, run_folder
 
 
 def evaluate(
@@ -42,14 +43,12 @@ def evaluate(
     Args:
         include_seen: also score images the model was trained or validated on (off by default).
     """
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise RunError(f"{out} exists and is not empty; choose a new --out")
+    check_new_folder(Path(out))
     data_cfg = data_cfg or DataConfig()
     eval_cfg = eval_cfg or EvalConfig()
     b = load_bundle(bundle)
     data_cfg = data_cfg.model_copy(update={"resize_mode": b.resize_mode})
-    with make_progress(progress) as prog:
+    with run_folder(out) as out, make_progress(progress) as prog:
         manifest, report = read_data(data, data_cfg, prog, known_classes=b.classes)
         seen = set((b.card.get("training") or {}).get("seen_sha256_prefixes") or [])
         if seen and not include_seen:
@@ -73,7 +72,6 @@ def evaluate(
             report.class_counts = manifest.class_counts()
         if progress:
             print_data_report(report)
-        out.mkdir(parents=True, exist_ok=True)
         write_json(out / "data_report.json", report.to_dict())
         pixels = read_pixels(manifest, b.image_size, data_cfg, prog)
         logits = Predictor(b, batch_size=eval_cfg.batch_size, device=device).logits(pixels)

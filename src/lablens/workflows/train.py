@@ -14,41 +14,54 @@ Run folder layout::
 
 With k-fold protocols every fold gets the files above under ``RUN/folds/<fold>/`` and ``RUN/metrics.json``
 summarises the folds (mean ± sd).
+
+With ``train.nproc`` > 1 (``--nproc``) the same function runs in that many processes started by torchrun's agent
+(or under an outer ``torchrun``): every process reads the data and trains its shard; rank 0 alone writes files.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lablens.config import RunConfig, dump_config, load_config
+from lablens.config import RunConfig
 from lablens.data.manifest import Manifest
 from lablens.data.splits import Fold, load_split, make_split, parse_protocol, save_split
-from lablens.evaluate.calibration import fit_temperature
-from lablens.infer.bundle import Bundle, save_bundle
+from lablens.device import resolve_device
+from lablens.infer.bundle import CARD, Bundle, save_bundle
 from lablens.infer.predictor import softmax_t
+from lablens.models.from_config import estimator_params
 from lablens.progress import make_progress
-from lablens.registry import accepted_parameters, create_estimator
+from lablens.registry import create_estimator, get_spec
+from lablens.train import distributed as D
+from lablens.train.calibrate import Calibration, calibrate
+from lablens.train.context import FitContext
 from lablens.workflows.common import (
     RunError,
     evaluate_and_write,
     print_data_report,
     read_data,
     read_pixels,
+    user_errors,
     write_json,
 )
+from lablens.workflows.run_folder import check_new_folder, resumed_config, run_folder
 
 SEEN_PREFIX = 12  # hex characters of sha256 kept in the card to recognise training images later
+NEW_RUN_HINT = "use --resume to continue that run, or choose a new --out"
 
 
 @dataclass
 class TrainResult:
-    """What a training run produced."""
+    """What a training run produced (on rank 0; other ranks of a distributed run get an empty result)."""
 
     run_dir: Path
     metrics: dict[str, Any]
@@ -58,93 +71,6 @@ class TrainResult:
     @property
     def report(self) -> Path:
         return self.run_dir / "report.html" if (self.run_dir / "report.html").exists() else self.run_dir
-
-
-def estimator_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    """Explicit estimator arguments from the typed config."""
-    t = cfg.train
-    return {
-        "weights": cfg.model.weights,
-        "image_size": cfg.model.image_size,
-        "resize_mode": cfg.data.resize_mode,
-        "drop_rate": cfg.model.drop_rate,
-        "tta": cfg.model.tta,
-        "epochs": t.epochs,
-        "batch_size": t.batch_size,
-        "lr": t.lr,
-        "weight_decay": t.weight_decay,
-        "warmup_epochs": t.warmup_epochs,
-        "label_smoothing": t.label_smoothing,
-        "imbalance": t.imbalance,
-        "focal_gamma": t.focal_gamma,
-        "ema": t.ema,
-        "ema_decay": t.ema_decay,
-        "monitor": t.monitor,
-        "patience": t.patience,
-        "augment": t.augment.model_dump(),
-        "device": t.device,
-        "amp": t.amp,
-        "channels_last": t.channels_last,
-        "seed": t.seed,
-        "threads": t.threads,
-        "eval_batch_size": cfg.eval.batch_size,
-    }
-
-
-def fold_estimator_kwargs(cfg: RunConfig, **runtime: Any) -> dict[str, Any]:
-    """The config's estimator arguments (and runtime ones) that ``cfg.model.name``'s factory accepts.
-
-    Deep models take the training settings; feature pipelines take only image size, seed, threads and the
-    search settings, so a ``lablens train --model handcrafted`` run ignores epochs and learning rates.
-    """
-    candidates = {
-        **estimator_kwargs(cfg),
-        "search": cfg.compare.search,
-        "search_folds": cfg.compare.search_folds,
-        **runtime,
-    }
-    accepted = accepted_parameters(cfg.model.name)
-    unknown = sorted(set(cfg.model.params) - accepted)
-    if unknown:
-        raise RunError(
-            f"model.params {unknown} are not arguments of {cfg.model.name!r}; it takes {', '.join(sorted(accepted))}"
-        )
-    return {**{k: v for k, v in candidates.items() if k in accepted}, **cfg.model.params}
-
-
-def _prepare_run_dir(out: Path, cfg: RunConfig, resume: bool) -> RunConfig:
-    if resume:
-        saved = out / "config.yaml"
-        if not saved.is_file():
-            raise RunError(f"cannot resume: {out} holds no config.yaml from an earlier run")
-        return load_config(saved)
-    if out.exists() and any(out.iterdir()):
-        raise RunError(
-            f"{out} exists and is not empty; use --resume to continue that run, or choose a new --out"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
-    return cfg
-
-
-def _get_split(out: Path, manifest: Manifest, cfg: RunConfig, progress: Any) -> list[Fold]:
-    saved = out / "split.json"
-    groups = manifest.groups
-    proto = cfg.split.protocol
-    if saved.exists():
-        split, notes = load_split(saved, manifest.ids, groups)
-    elif Path(proto).suffix == ".json" or Path(proto).is_file():
-        split, notes = load_split(proto, manifest.ids, groups)
-        shutil.copyfile(proto, saved)
-    else:
-        split = make_split(
-            manifest.y, groups, proto, val_fraction=cfg.split.val_fraction, seed=cfg.split.seed
-        )
-        save_split(split, manifest.ids, groups, saved)
-        notes = []
-    for n in notes:
-        progress.log(f"split: {n}")
-    return split.folds
 
 
 def min_groups_for(protocol: str) -> int:
@@ -166,58 +92,125 @@ def train(
     Args:
         data: image folder or CSV (None on resume: the run's own config names it).
         out: run folder; must be new or empty unless ``resume``.
-        config: resolved run configuration (defaults when None).
+        config: resolved run configuration (defaults when None); ``train.nproc`` processes train it.
         resume: continue an interrupted run in ``out`` from its last checkpoint, with its saved config.
         progress: show progress bars and per-epoch lines on stderr.
     """
     t0 = time.perf_counter()
     out = Path(out)
-    cfg = (config or RunConfig()).model_copy(deep=True)
-    if data is not None and not resume:
+    if resume:
+        if (out / "bundle" / CARD).exists():
+            raise RunError(f"{out} is already complete (bundle written); nothing to resume")
+        cfg = resumed_config(out)
+    else:
+        cfg = (config or RunConfig()).model_copy(deep=True)
+        if data is None:
+            raise RunError("no data given")
         cfg.data.path = str(Path(data).resolve())
-    if cfg.data.path is None and not resume:
-        raise RunError("no data given")
-    created = not resume and not out.exists()
-    cfg = _prepare_run_dir(out, cfg, resume)
-    if resume and (out / "bundle" / "card.json").exists():
-        raise RunError(f"{out} is already complete (bundle written); nothing to resume")
-    try:
-        metrics, bundles = _run(out, cfg, resume, progress)
-    except BaseException:
-        if created and not any(out.rglob("*.safetensors")):
-            shutil.rmtree(
-                out, ignore_errors=True
-            )  # nothing was trained: leave no half-made run folder behind
-        raise
+    env = D.env_from_torchrun()
+    if cfg.train.nproc > 1 and not env.enabled:
+        return _launch(out, cfg, resume, progress, t0)
+    spec = get_spec(cfg.model.name)
+    params = estimator_params(cfg)
+    if env.enabled and not spec.capabilities.distributed:
+        raise RunError(f"{spec.describe()} does not train across processes; use --nproc 1")
+    device = resolve_device(cfg.train.device, env.local_rank if env.enabled else None)
+    with D.process_group(env, device):
+        if not resume:
+            D.on_main(lambda: check_new_folder(out, NEW_RUN_HINT), env, RunError)
+        owns_folder = not resume and env.is_main
+        folder = (
+            run_folder(out, cfg, keep=_has_checkpoints, hint=NEW_RUN_HINT) if owns_folder else nullcontext()
+        )
+        with folder, make_progress(progress and env.is_main) as prog:
+            if resume and not spec.capabilities.resumable:
+                prog.log(
+                    f"note: {spec.describe()} keeps no checkpoints; unfinished folds are fitted from the start"
+                )
+            metrics, bundles = _run(out, cfg, params, resume, prog, env, show_data=progress)
     return TrainResult(out, metrics, bundles, time.perf_counter() - t0)
 
 
-def _run(out: Path, cfg: RunConfig, resume: bool, progress: bool) -> tuple[dict[str, Any], list[Path]]:
-    with make_progress(progress) as prog:
-        manifest, report = read_data(
-            cfg.data.path, cfg.data, prog, min_groups_per_class=min_groups_for(cfg.split.protocol)
-        )
-        if progress:
+def _has_checkpoints(out: Path) -> bool:
+    return any(out.rglob("*.safetensors"))
+
+
+def _run(
+    out: Path,
+    cfg: RunConfig,
+    params: dict[str, Any],
+    resume: bool,
+    prog: Any,
+    env: D.DistEnv,
+    show_data: bool,
+) -> tuple[dict[str, Any], list[Path]]:
+    manifest, report = read_data(
+        cfg.data.path, cfg.data, prog, min_groups_per_class=min_groups_for(cfg.split.protocol)
+    )
+    if env.is_main:
+        if show_data:
             print_data_report(report)
         write_json(out / "data_report.json", report.to_dict())
         manifest.to_csv(out / "manifest.csv")
-        folds = _get_split(out, manifest, cfg, prog)
+    folds = _get_split(out, manifest, cfg, prog, resume, env)
+    if env.local_rank == 0:  # one process per machine decodes; the others then read its cache
         pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
-        results = []
-        for fold in folds:
-            fold_dir = out if len(folds) == 1 else out / "folds" / fold.name
+    D.barrier(env)
+    if env.local_rank != 0:
+        pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
+    results = []
+    for fold in folds:
+        fold_dir = out if len(folds) == 1 else out / "folds" / fold.name
+        if env.is_main:
             fold_dir.mkdir(parents=True, exist_ok=True)
-            if len(folds) > 1:
-                prog.log(
-                    f"[bold]{fold.name}[/bold]: train {len(fold.train)}, val {len(fold.val)}, test {len(fold.test)}"
-                )
-            results.append(_train_fold(fold_dir, fold, manifest, pixels, cfg, resume, prog))
-        if len(folds) == 1:
-            metrics = results[0][0]
-        else:
-            metrics = summarise_folds([r[0] for r in results], [f.name for f in folds])
-            write_json(out / "metrics.json", metrics)
-    return metrics, [r[1].path for r in results]
+        if len(folds) > 1:
+            prog.log(
+                f"[bold]{fold.name}[/bold]: train {len(fold.train)}, val {len(fold.val)}, test {len(fold.test)}"
+            )
+        results.append(_train_fold(fold_dir, fold, manifest, pixels, cfg, params, resume, prog, env))
+    if not env.is_main:
+        return {}, []
+    if len(folds) == 1:
+        metrics = results[0][0]
+    else:
+        metrics = summarise_folds([r[0] for r in results], [f.name for f in folds])
+        write_json(out / "metrics.json", metrics)
+    return metrics, [r[1] for r in results]
+
+
+def _get_split(
+    out: Path, manifest: Manifest, cfg: RunConfig, progress: Any, resume: bool, env: D.DistEnv
+) -> list[Fold]:
+    saved = out / "split.json"
+    groups = manifest.groups
+    proto = cfg.split.protocol
+    notes: list[str] = []
+    if resume and saved.exists():
+        split, notes = load_split(saved, manifest.ids, groups)
+    elif Path(proto).suffix == ".json" or Path(proto).is_file():
+        split, notes = load_split(proto, manifest.ids, groups)
+        if env.is_main:
+            shutil.copyfile(proto, saved)
+    else:  # a pure function of (labels, groups, protocol, seed): the same in every process
+        split = make_split(
+            manifest.y, groups, proto, val_fraction=cfg.split.val_fraction, seed=cfg.split.seed
+        )
+        if env.is_main:
+            save_split(split, manifest.ids, groups, saved)
+    for n in notes:
+        progress.log(f"split: {n}")
+    return split.folds
+
+
+def _logits_everywhere(device: str, batch_size: int, env: D.DistEnv) -> Any:
+    """``(model, X) → logits``, each process scoring its share of ``X`` and every process getting all rows."""
+
+    def logits_of(model: Any, X: np.ndarray) -> np.ndarray:
+        rows = D.shard_rows(len(X), env)
+        local = {"logits": model.predict_logits(X[rows], device=device, batch_size=batch_size)}
+        return D.gather_rows(local, len(X), env)["logits"]
+
+    return logits_of
 
 
 def _train_fold(
@@ -226,45 +219,86 @@ def _train_fold(
     manifest: Manifest,
     pixels: np.ndarray,
     cfg: RunConfig,
+    params: dict[str, Any],
     resume: bool,
     prog: Any,
-) -> tuple[dict, Bundle]:
+    env: D.DistEnv,
+) -> tuple[dict, Path]:
+    if resume and (fold_dir / "bundle" / CARD).exists():  # a finished fold of an interrupted k-fold run
+        prog.log(f"{fold.name}: already finished, kept as it is")
+        return json.loads((fold_dir / "metrics.json").read_text(encoding="utf-8")), fold_dir / "bundle"
     labels = manifest.table["label"].to_numpy()
-    train_x = pixels[fold.train]
+    groups = np.asarray(manifest.groups).astype(str)
+    train_x, train_y, train_g = pixels[fold.train], labels[fold.train], groups[fold.train]
     val_x = pixels[fold.val] if len(fold.val) else None
-    est = create_estimator(
-        cfg.model.name,
-        **fold_estimator_kwargs(
-            cfg, checkpoint_dir=str(fold_dir / "checkpoints"), resume=resume, progress=prog
-        ),
+    val_y = labels[fold.val] if len(fold.val) else None
+    device = str(resolve_device(cfg.train.device, env.local_rank if env.enabled else None))
+    context = FitContext(
+        progress=prog,
+        checkpoint_dir=fold_dir / "checkpoints",
+        resume=resume,
+        device=device,
+        threads=cfg.train.threads,
+        eval_batch_size=cfg.eval.batch_size,
+        dist=env,
     )
-    est.fit(train_x, labels[fold.train], val_x, labels[fold.val] if len(fold.val) else None)
+    est = create_estimator(cfg.model.name, **params)
+    est.fit(train_x, train_y, val_x, val_y, groups=train_g, groups_val=groups[fold.val], context=context)
     if list(est.classes_) != manifest.classes:
         raise RunError("a class is missing from the training partition; use more data or another split")
-    temperature = 1.0
-    if cfg.eval.calibrate and val_x is not None:
-        temperature = fit_temperature(est.predict_logits(val_x), manifest.y[fold.val])
+    logits_of = _logits_everywhere(device, cfg.eval.batch_size, env)
+    calibration = Calibration(1.0, "none", 0, "eval.calibrate is off")
+    if cfg.eval.calibrate:
+        calibration = calibrate(
+            est,
+            train_x,
+            train_y,
+            val_x,
+            val_y,
+            groups=train_g,
+            groups_val=groups[fold.val],
+            context=FitContext(progress=prog, device=device, threads=cfg.train.threads),
+            logits_of=logits_of,
+            seed=cfg.split.seed,
+        )
+    test_logits = logits_of(est, pixels[fold.test])
+    if not env.is_main:
+        return {}, fold_dir / "bundle"
+    return _write_fold(fold_dir, fold, manifest, pixels, cfg, est, calibration, test_logits, env, prog)
+
+
+def _write_fold(
+    fold_dir: Path,
+    fold: Fold,
+    manifest: Manifest,
+    pixels: np.ndarray,
+    cfg: RunConfig,
+    est: Any,
+    calibration: Calibration,
+    test_logits: np.ndarray,
+    env: D.DistEnv,
+    prog: Any,
+) -> tuple[dict, Path]:
+    """Rank 0: metrics, predictions, report and the bundle of one fold."""
     test = manifest.subset(fold.test)
-    test_logits = est.predict_logits(pixels[fold.test])
-    proba = softmax_t(test_logits, temperature)
-    info = run_info(cfg, manifest, fold, est)
+    proba = softmax_t(test_logits, calibration.temperature)
     metrics = evaluate_and_write(
         fold_dir,
         test,
         pixels[fold.test],
         proba,
         eval_cfg=cfg.eval,
-        temperature=temperature,
+        temperature=calibration.temperature,
         uncalibrated_proba=softmax_t(test_logits, 1.0),
         history=getattr(est, "history_", []),
-        run_info=info,
+        run_info=run_info(cfg, manifest, fold, est, env),
         title=f"lablens — {cfg.model.name} on {Path(cfg.data.path or '').name}",
         subtitle=f"{fold.name} test set: {len(fold.test)} images never seen in training or model selection",
         estimator=est,
     )
     seen = manifest.table["sha256"].iloc[np.concatenate([fold.train, fold.val])]
     training = {
-        "config": cfg.model_dump(),
+        "config": cfg.model_dump(mode="json"),
         "data": cfg.data.path,
         "manifest_hash": manifest.content_hash(),
         "class_counts": manifest.class_counts(),
@@ -276,6 +310,7 @@ def _train_fold(
             "n_val": len(fold.val),
             "n_test": len(fold.test),
         },
+        "processes": env.world_size,
         "history": getattr(est, "history_", []),
         "best_epoch": getattr(est, "best_epoch_", None),
         "seen_sha256_prefixes": sorted({s[:SEEN_PREFIX] for s in seen}),
@@ -285,21 +320,21 @@ def _train_fold(
         for k in ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "kappa", "macro_auc", "ece")
         if k in metrics["overall"]
     }
-    bundle = save_bundle(
+    bundle: Bundle = save_bundle(
         fold_dir / "bundle",
         est,
         estimator_name=cfg.model.name,
         image_size=cfg.model.image_size,
         resize_mode=cfg.data.resize_mode,
-        temperature=temperature,
+        calibration=calibration.to_dict(),
         training=training,
         metrics={"test": summary, "n_test": len(fold.test), "level": cfg.eval.level},
     )
     prog.log(f"bundle {bundle.path} (hash {bundle.short_hash})")
-    return metrics, bundle
+    return metrics, bundle.path
 
 
-def run_info(cfg: RunConfig, manifest: Manifest, fold: Fold, est: Any) -> dict[str, Any]:
+def run_info(cfg: RunConfig, manifest: Manifest, fold: Fold, est: Any, env: D.DistEnv) -> dict[str, Any]:
     from lablens.infer.bundle import package_versions
 
     v = package_versions()
@@ -313,6 +348,7 @@ def run_info(cfg: RunConfig, manifest: Manifest, fold: Fold, est: Any) -> dict[s
         "split": f"{cfg.split.protocol} (seed {cfg.split.seed}, {fold.name}, grouped)",
         "manifest hash": manifest.content_hash()[:16],
         "best epoch": getattr(est, "best_epoch_", None),
+        "processes": env.world_size,
         "versions": f"lablens {v['lablens']}, torch {v['torch']}, timm {v['timm']}",
     }
 
@@ -335,3 +371,60 @@ def summarise_folds(fold_metrics: list[dict], names: list[str]) -> dict[str, Any
         "folds": names,
         "summary": summary,
     }
+
+
+# -- several processes on this machine (``--nproc``) ---------------------------------------------------------
+def _launch(out: Path, cfg: RunConfig, resume: bool, progress: bool, t0: float) -> TrainResult:
+    """Run :func:`train` in ``cfg.train.nproc`` processes (torchrun's agent) and return rank 0's result."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    spec = get_spec(cfg.model.name)
+    estimator_params(cfg)  # refuse bad settings here, once, before any process starts
+    if not spec.capabilities.distributed:
+        raise RunError(f"{spec.describe()} does not train across processes; use --nproc 1")
+    if not resume:
+        check_new_folder(out, NEW_RUN_HINT)
+    if not Path(cfg.data.path or "").exists():
+        raise RunError(f"{cfg.data.path}: no such file or folder")
+    if cfg.train.batch_size % cfg.train.nproc:
+        raise RunError(
+            f"train.batch_size {cfg.train.batch_size} must be a multiple of the {cfg.train.nproc} processes "
+            "(each takes an equal share of every batch)"
+        )
+    with tempfile.TemporaryDirectory(prefix="lablens-ranks-") as messages:
+        try:
+            results = D.launch(
+                cfg.train.nproc,
+                _worker,
+                (str(out), cfg.model_dump(mode="json"), resume, progress, messages),
+            )
+        except ChildFailedError as exc:
+            raise RunError(_failure_message(Path(messages), exc)) from None
+    metrics, bundles = results[0]
+    return TrainResult(out, metrics, [Path(b) for b in bundles], time.perf_counter() - t0)
+
+
+def _worker(
+    out: str, cfg: dict[str, Any], resume: bool, progress: bool, messages: str
+) -> tuple[dict, list[str]]:
+    """One process of a ``--nproc`` run (module level so that it can be started by name)."""
+    import os
+
+    rank = D.env_from_torchrun().rank
+    try:
+        config = RunConfig.model_validate(cfg)
+        result = train(None if resume else config.data.path, out, config, resume=resume, progress=progress)
+    except user_errors() as exc:  # a one-line message for the launcher instead of a traceback
+        Path(messages, f"rank-{rank}.txt").write_text(" ".join(str(exc).split()), encoding="utf-8")
+        os._exit(3)
+    return result.metrics, [str(b) for b in result.bundles]
+
+
+def _failure_message(messages: Path, exc: Exception) -> str:
+    written = sorted(messages.glob("rank-*.txt"))
+    if written:
+        return written[0].read_text(encoding="utf-8")
+    failures = getattr(exc, "failures", {}) or {}
+    first = next(iter(failures.values()), None)
+    reason = getattr(first, "message", "") if first is not None else ""
+    return f"a training process failed{': ' + reason if reason else ''}"

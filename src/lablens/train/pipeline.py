@@ -1,0 +1,39 @@
+"""The input pipeline of training: decoded uint8 images held on the device, batches augmented there.
+
+Per step the CPU only indexes a tensor; conversion to float and augmentation run on the device (see
+:mod:`lablens.train.augment`), so a GPU is never starved by JPEG decoding or DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lablens.infer.network import Normalizer
+from lablens.train.augment import AugmentParams, apply_params
+
+
+class DeviceImages:
+    """uint8 NHWC images resident on the device (or pinned host memory when they would not fit)."""
+
+    def __init__(self, images: np.ndarray, device: torch.device) -> None:
+        host = torch.from_numpy(np.array(images))  # a writable in-memory copy of the (read-only) cache
+        self.device = device
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            self.data = host.to(device) if host.numel() < 0.3 * free else host.pin_memory()
+        else:
+            self.data = host
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def batch(self, positions: np.ndarray) -> torch.Tensor:
+        """The uint8 images at ``positions``, on the device."""
+        index = torch.as_tensor(positions, dtype=torch.long, device=self.data.device)
+        return self.data.index_select(0, index).to(self.device, non_blocking=True)
+
+    def floats(self, positions: np.ndarray, augment: AugmentParams | None = None) -> torch.Tensor:
+        """Float NCHW images in [0, 1] at ``positions``, augmented on the device by ``augment`` when given."""
+        x = Normalizer.to_float(self.batch(positions))
+        return apply_params(x, augment.to(self.device)) if augment is not None else x
