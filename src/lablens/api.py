@@ -6,6 +6,8 @@
 >>> api.predict(result.bundles[0], ["cells/"], "predictions.csv")        # doctest: +SKIP
 >>> cfg = api.RunConfig(compare={"methods": ["hu+haralick+lbp:lightgbm", "finetune[resnet18]"]})
 >>> api.compare("data/pbc", "runs/pbc-compare", cfg)                    # doctest: +SKIP
+>>> est = api.create_estimator("resnet18", epochs=5)                     # doctest: +SKIP
+>>> est.fit(X, y, X_val, y_val, context=api.FitContext(device="cuda"))    # doctest: +SKIP
 >>> api.degrade("data/pbc", "runs/pbc-blur", levels="0-4", size=96)       # doctest: +SKIP
 >>> api.quality(["slides/"], model="runs/quality/bundle")               # doctest: +SKIP
 >>> api.blur_study("data/pbc", "runs/pbc-blur-study", api.RunConfig())   # doctest: +SKIP
@@ -24,6 +26,7 @@ from lablens.infer.bundle import Bundle, load_bundle
 from lablens.infer.predictor import Predictor
 from lablens.quality.gate import QualityGate
 from lablens.registry import create_estimator, list_estimators
+from lablens.train.context import FitContext
 from lablens.workflows.analyze import AnalyzeResult, analyze
 from lablens.workflows.blur_study import BlurStudyResult, blur_study
 from lablens.workflows.compare import CompareResult, compare
@@ -64,6 +67,7 @@ __all__ = [
     "DataConfig",
     "DegradeResult",
     "EvalConfig",
+    "FitContext",
     "FitVerifierResult",
     "Predictor",
     "QualityGate",

@@ -171,7 +171,13 @@ def launch(nproc: int, fn: Callable[..., T], args: tuple[Any, ...]) -> dict[int,
     agent_log = logging.getLogger("torch.distributed.elastic")
     level = agent_log.level
     agent_log.setLevel(logging.CRITICAL)
+    # as torchrun does: share the CPU cores between the processes instead of each taking all of them
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads is None:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
     try:
         return elastic_launch(config, fn)(*args)
     finally:
         agent_log.setLevel(level)
+        if threads is None:
+            del os.environ["OMP_NUM_THREADS"]

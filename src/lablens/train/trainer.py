@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,15 @@ from lablens.train import distributed as D
 from lablens.train.augment import sample_params
 from lablens.train.checkpoint import load_checkpoint, save_checkpoint
 from lablens.train.context import FitContext
-from lablens.train.order import epoch_generator, epoch_order, mix_seed, rank_batches, shard_owner, step_plan
+from lablens.train.order import (
+    StepPlan,
+    epoch_generator,
+    epoch_order,
+    mix_seed,
+    rank_batches,
+    shard_owner,
+    step_plan,
+)
 from lablens.train.pipeline import DeviceImages
 from lablens.train.tasks.base import Batch, Task
 
@@ -140,11 +148,30 @@ class _Stateful:
 
 
 @dataclass
+class _Run:
+    """What one fit sets up: this rank's shard and its step plan, the wrapped networks, the stateful parts."""
+
+    owner: np.ndarray  # the rank holding each training image
+    plan: StepPlan
+    position: np.ndarray  # an image's row in this rank's device-resident shard (-1: another rank's)
+    images: DeviceImages
+    wrapped: dict[str, Any]  # the networks as the training step calls them (DDP, compiled)
+    step: _Step
+    stateful: _Stateful
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The network validated, selected and kept: the weight average when there is one."""
+        ema = self.stateful.ema
+        return ema.module if ema is not None else self.stateful.task.model
+
+
+@dataclass
 class _Progress:
     """The loop's own state: everything besides weights that a checkpoint must restore."""
 
     epoch: int = 0
-    history: list[dict[str, float]] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
     best_key: tuple[float, float] | None = None
     best_epoch: int = 0
     bad_epochs: int = 0
@@ -153,7 +180,7 @@ class _Progress:
     def to_dict(self, world_size: int) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
-            "history": self.history or [],
+            "history": self.history,
             "best_key": list(self.best_key) if self.best_key is not None else None,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
@@ -209,104 +236,31 @@ class Trainer:
         y_val: np.ndarray | None = None,
     ) -> TrainResult:
         """Train ``task``'s networks in place; on return its model holds the selected (best) weights."""
-        s, env, dev = self.s, self.env, self.device
-        if self.ctx.threads:
-            torch.set_num_threads(int(self.ctx.threads))
-        if s.batch_size % env.world_size:
-            raise TrainingError(
-                f"train.batch_size {s.batch_size} must be a multiple of the {env.world_size} processes "
-                "(each takes an equal share of every batch)"
-            )
+        s, env = self.s, self.env
         y_train = np.asarray(y_train, dtype=np.int64)
-        owner = shard_owner(len(y_train), env.world_size, s.seed)
-        plan = step_plan(
-            np.bincount(owner, minlength=env.world_size), s.batch_size, env.world_size, s.drop_last
-        )
-        model = task.model
-        if plan.per_rank < 2 and has_batchnorm(model):
-            raise TrainingError(
-                f"{plan.per_rank} image per process and step: BatchNorm needs at least 2 (raise train.batch_size, "
-                "use fewer processes or more training images)"
-            )
-        local = np.flatnonzero(owner == env.rank)
-        position = np.full(len(y_train), -1, dtype=np.int64)
-        position[local] = np.arange(len(local))
-        images = DeviceImages(x_train[local], dev)
-
-        for net in task.networks.values():
-            net.to(dev)
-            if s.channels_last:
-                net.to(memory_format=torch.channels_last)
-        wrapped = {name: self._wrap(net) for name, net in task.networks.items()}
-        optimizers = task.optimizers(s, float(s.lr))
-        scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(dev, s.amp))
-        ema = ModelEmaV3(model, decay=s.ema_decay, use_warmup=True, warmup_power=3 / 4) if s.ema else None
-        evaluated = ema.module if ema is not None else model
-        step_ctx = _Step(dev, s.amp, optimizers, scaler, s.grad_clip)
-
-        stateful = _Stateful(task, optimizers, scaler, ema)
+        run = self._prepare(task, x_train, y_train)
         ckpt = Path(self.ctx.checkpoint_dir) if self.ctx.checkpoint_dir else None
-        state, best_state, resumed = _Progress(history=[]), None, None
+        state, best_state, resumed = _Progress(), None, None
         if self.ctx.resume and ckpt is not None and (ckpt / LAST).exists():
-            state, best_state = self._restore(ckpt, stateful)
+            state, best_state = self._restore(ckpt, run.stateful)
             resumed = state.epoch
-
         has_val = x_val is not None and len(x_val) > 0
-        total, warmup = s.epochs * plan.steps, round(s.warmup_epochs * plan.steps)
         for epoch in range(state.epoch + 1, s.epochs + 1):
             if state.stopped:
                 break
             t0 = time.perf_counter()
-            gen = epoch_generator(s.seed, epoch)
-            torch.manual_seed(mix_seed(s.seed, epoch, 1, env.rank))  # dropout / drop-path replay on resume
-            batches = rank_batches(epoch_order(y_train, s.imbalance, gen), owner, env.rank, plan)
-            for net in task.networks.values():
-                net.train()
-            bar = self.progress.task(f"epoch {epoch}/{s.epochs}", plan.steps)
-            sums: dict[str, torch.Tensor] = {}
-            for b, idx in enumerate(batches):
-                step = (epoch - 1) * plan.steps + b
-                lr = lr_at(step, total, warmup, float(s.lr))
-                for opt in optimizers.values():
-                    for group in opt.param_groups:
-                        group["lr"] = lr
-                augment = None
-                if s.augment is not None:  # drawn for the global batch: every rank consumes the same draws
-                    drawn = sample_params(plan.per_rank * env.world_size, s.augment, gen)
-                    augment = drawn.rows(env.rank * plan.per_rank, (env.rank + 1) * plan.per_rank)
-                batch = Batch(
-                    x=images.floats(position[idx], augment),
-                    y=torch.as_tensor(y_train[idx], device=dev),
-                    index=idx,
-                    epoch=epoch,
-                    step=step,
-                    rank=env.rank,
-                )
-                logs = task.training_step(wrapped, batch, step_ctx)
-                scaler.update()
-                if ema is not None:
-                    ema.update(model, step=step)
-                for name, value in logs.items():  # summed on the device: no synchronisation per step
-                    sums[name] = sums.get(name, 0.0) + value.float() * len(idx)
-                if b % 10 == 9 or b == plan.steps - 1:
-                    bar.update(b + 1, loss=float(sums["loss"]) / ((b + 1) * len(idx)))
-            bar.done()
-            record = self._train_record(epoch, sums, plan.steps * plan.per_rank, optimizers)
-            record["train_seconds"] = time.perf_counter() - t0
-            record["train_images_per_s"] = (
-                plan.steps * plan.per_rank * env.world_size / record["train_seconds"]
-            )
+            record = self._train_epoch(task, run, y_train, epoch)
+            D.broadcast_state(run.evaluated, env)  # BatchNorm statistics differ by each rank's last batch
             if has_val:
-                D.broadcast_state(evaluated, env)  # BatchNorm statistics differ by each rank's last batch
                 record.update(
-                    task.validate(evaluated, x_val, np.asarray(y_val, dtype=np.int64), self.predict)
+                    task.validate(run.evaluated, x_val, np.asarray(y_val, dtype=np.int64), self.predict)
                 )
             record["seconds"] = time.perf_counter() - t0
             state.history.append(record)
             improved = state.best_key is None or score_key(record, s.monitor) > state.best_key
             if improved:
                 state.best_key, state.best_epoch, state.bad_epochs = score_key(record, s.monitor), epoch, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
+                best_state = {k: v.detach().cpu().clone() for k, v in run.evaluated.state_dict().items()}
                 if ckpt is not None and env.is_main:
                     save_checkpoint(ckpt / BEST, {"model": best_state, "epoch": epoch})
             else:
@@ -315,13 +269,93 @@ class Trainer:
             state.epoch = epoch
             self.progress.log(self._epoch_line(record, improved, state.stopped))
             if ckpt is not None and env.is_main:
-                save_checkpoint(ckpt / LAST, {**stateful.state_dict(), "loop": state.to_dict(env.world_size)})
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        elif ema is not None:
-            model.load_state_dict(ema.module.state_dict())
-        model.eval()
-        return TrainResult(state.history or [], state.best_epoch, state.stopped, resumed)
+                save_checkpoint(
+                    ckpt / LAST, {**run.stateful.state_dict(), "loop": state.to_dict(env.world_size)}
+                )
+        task.model.load_state_dict(best_state if best_state is not None else run.evaluated.state_dict())
+        task.model.eval()
+        return TrainResult(state.history, state.best_epoch, state.stopped, resumed)
+
+    def _prepare(self, task: Task, x_train: np.ndarray, y_train: np.ndarray) -> _Run:
+        """Shard the images, place the networks, build optimisers, scaler and weight average; check settings."""
+        s, env, dev = self.s, self.env, self.device
+        if self.ctx.threads:
+            torch.set_num_threads(int(self.ctx.threads))
+        if s.batch_size % env.world_size:
+            raise TrainingError(
+                f"train.batch_size {s.batch_size} must be a multiple of the {env.world_size} processes "
+                "(each takes an equal share of every batch)"
+            )
+        owner = shard_owner(len(y_train), env.world_size, s.seed)
+        plan = step_plan(
+            np.bincount(owner, minlength=env.world_size), s.batch_size, env.world_size, s.drop_last
+        )
+        if plan.per_rank < 2 and has_batchnorm(task.model):
+            raise TrainingError(
+                f"{plan.per_rank} image per process and step: BatchNorm needs at least 2 (raise train.batch_size, "
+                "use fewer processes or more training images)"
+            )
+        local = np.flatnonzero(owner == env.rank)
+        position = np.full(len(y_train), -1, dtype=np.int64)
+        position[local] = np.arange(len(local))
+        for net in task.networks.values():
+            net.to(dev)
+            if s.channels_last:
+                net.to(memory_format=torch.channels_last)
+        wrapped = {
+            name: self._wrap(net) for name, net in task.networks.items()
+        }  # after DDP's initial broadcast …
+        optimizers = task.optimizers(s, float(s.lr))
+        scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(dev, s.amp))
+        ema = (
+            ModelEmaV3(task.model, decay=s.ema_decay, use_warmup=True, warmup_power=3 / 4) if s.ema else None
+        )
+        return _Run(  # … the averaged copy starts from the same weights on every rank
+            owner=owner,
+            plan=plan,
+            position=position,
+            images=DeviceImages(x_train[local], dev),
+            wrapped=wrapped,
+            step=_Step(dev, s.amp, optimizers, scaler, s.grad_clip),
+            stateful=_Stateful(task, optimizers, scaler, ema),
+        )
+
+    def _train_epoch(self, task: Task, run: _Run, y_train: np.ndarray, epoch: int) -> dict[str, float]:
+        """One epoch of optimiser steps on this rank's shard; returns the epoch's training record."""
+        s, env, plan, dev = self.s, self.env, run.plan, self.device
+        t0 = time.perf_counter()
+        gen = epoch_generator(s.seed, epoch)
+        torch.manual_seed(mix_seed(s.seed, epoch, 1, env.rank))  # dropout / drop-path replay on resume
+        batches = rank_batches(epoch_order(y_train, s.imbalance, gen), run.owner, env.rank, plan)
+        for net in task.networks.values():
+            net.train()
+        total, warmup = s.epochs * plan.steps, round(s.warmup_epochs * plan.steps)
+        bar = self.progress.task(f"epoch {epoch}/{s.epochs}", plan.steps)
+        sums: dict[str, torch.Tensor] = {}
+        for b, idx in enumerate(batches):
+            step = (epoch - 1) * plan.steps + b
+            for opt in run.stateful.optimizers.values():
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, total, warmup, float(s.lr))
+            augment = None
+            if s.augment is not None:  # drawn for the global batch: every rank consumes the same draws
+                drawn = sample_params(plan.per_rank * env.world_size, s.augment, gen)
+                augment = drawn.rows(env.rank * plan.per_rank, (env.rank + 1) * plan.per_rank)
+            x = run.images.floats(run.position[idx], augment)
+            batch = Batch(x, torch.as_tensor(y_train[idx], device=dev), idx, epoch, step, env.rank)
+            logs = task.training_step(run.wrapped, batch, run.step)
+            run.stateful.scaler.update()
+            if run.stateful.ema is not None:
+                run.stateful.ema.update(task.model, step=step)
+            for name, value in logs.items():  # summed on the device: no synchronisation per step
+                sums[name] = sums.get(name, 0.0) + value.float() * len(idx)
+            if b % 10 == 9 or b == plan.steps - 1:
+                bar.update(b + 1, loss=float(sums["loss"]) / ((b + 1) * len(idx)))
+        bar.done()
+        record = self._train_record(epoch, sums, plan.steps * plan.per_rank, run.stateful.optimizers)
+        record["train_seconds"] = time.perf_counter() - t0
+        record["train_images_per_s"] = plan.steps * plan.per_rank * env.world_size / record["train_seconds"]
+        return record
 
     def _wrap(self, net: torch.nn.Module) -> Any:
         """The network as the training step calls it: inside DDP across processes, compiled on request."""

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from lablens.config import RunConfig
 from lablens.data.manifest import Manifest
@@ -386,6 +387,13 @@ def _launch(out: Path, cfg: RunConfig, resume: bool, progress: bool, t0: float) 
         check_new_folder(out, NEW_RUN_HINT)
     if not Path(cfg.data.path or "").exists():
         raise RunError(f"{cfg.data.path}: no such file or folder")
+    on_gpus = cfg.train.device.startswith("cuda") or (
+        cfg.train.device == "auto" and torch.cuda.is_available()
+    )
+    if on_gpus and torch.cuda.device_count() < cfg.train.nproc:
+        raise RunError(
+            f"--nproc {cfg.train.nproc} needs as many GPUs; this machine has {torch.cuda.device_count()}"
+        )
     if cfg.train.batch_size % cfg.train.nproc:
         raise RunError(
             f"train.batch_size {cfg.train.batch_size} must be a multiple of the {cfg.train.nproc} processes "
