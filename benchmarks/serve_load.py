@@ -35,6 +35,7 @@ from PIL import Image
 
 from lablens.infer.bundle import save_bundle
 from lablens.registry import create_estimator
+from lablens.service.audit import load_key
 from lablens.service.auth import create_user
 from lablens.service.db import make_engine, sessions, upgrade
 from lablens.train.context import FitContext
@@ -90,8 +91,9 @@ def main() -> None:
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
     upgrade(engine)
+    key = load_key(tmp / "img" / "audit.key")  # the server finds it in its storage folder
     with sessions(engine)() as s:
-        token = create_user(s, "load", "reviewer")
+        token = create_user(s, key, "load", "reviewer")
         s.commit()
     port = _port()
     base = f"http://127.0.0.1:{port}"

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from sqlalchemy import create_engine, text
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -106,3 +107,58 @@ def tiny_bundle(
         metrics={},
     )
     return folder, X
+
+
+# -- the review service ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def service_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    return tiny_bundle(tmp_path_factory.mktemp("svc") / "b")
+
+
+def service_db_url(kind: str, tmp_path: Path) -> str:
+    """A fresh, empty database of ``kind``; PostgreSQL from LABLENS_TEST_POSTGRES_URL (set by .ci/run)."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'lablens.db'}"
+    url = os.environ.get("LABLENS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL: set LABLENS_TEST_POSTGRES_URL (.ci/run starts one with .ci/postgres.sh)")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def service(request: pytest.FixtureRequest, service_bundle: tuple[Path, np.ndarray], tmp_path: Path) -> dict:
+    """A running app (in-process client) with tina (technician), rita (reviewer) and adam (admin)."""
+    from fastapi.testclient import TestClient
+
+    from lablens.service.app import ServiceSettings, create_app
+    from lablens.service.auth import create_user
+    from lablens.service.db import sessions
+
+    settings = ServiceSettings(
+        bundle=str(service_bundle[0]),
+        db_url=service_db_url(request.param, tmp_path),
+        storage=str(tmp_path / "images"),
+        max_upload_bytes=20_000,
+        min_confidence=0.0,
+    )
+    app = create_app(settings)
+    tokens = {}
+    with sessions(app.state.engine)() as s:
+        for name, role in (("tina", "technician"), ("rita", "reviewer"), ("adam", "admin")):
+            tokens[role] = create_user(s, app.state.service.audit_key, name, role)
+        s.commit()
+    client = TestClient(app)
+    auth = {role: {"Authorization": f"Bearer {t}"} for role, t in tokens.items()}
+    return {
+        "client": client,
+        "auth": auth,
+        "app": app,
+        "images": service_bundle[1],
+        "tmp": tmp_path,
+        "tokens": tokens,
+    }

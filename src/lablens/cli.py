@@ -553,11 +553,22 @@ def serve(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
     max_upload_mb: float = typer.Option(10.0, help="Largest accepted file in MiB."),
+    max_request_mb: float = typer.Option(512.0, help="Largest request body in MiB (checked before reading)."),
+    max_request_megapixels: float = typer.Option(
+        1000.0, help="Decoded pixels one submission may hold in all, in millions."
+    ),
+    max_image_mb: float = typer.Option(512.0, help="Largest decoded size of one image in MiB."),
     min_confidence: float = typer.Option(
         0.5, help="Cells below this top probability go to the unidentified queue."
     ),
+    one_person_lab: bool = typer.Option(
+        False, "--one-person-lab", help="Lift the four-eyes rule: the submitter or sole reviewer may sign."
+    ),
+    audit_key: Path | None = typer.Option(
+        None, help="Key file of the audit chain (default STORAGE/audit.key, created on first start)."
+    ),
 ) -> None:
-    """Run the review service (API + OpenAPI schema at /docs); add users with `lablens add-user`."""
+    """Run the review service (API + OpenAPI schema at /docs); manage users with `lablens users`."""
     import uvicorn
 
     from lablens.service.app import ServiceSettings, create_app
@@ -567,9 +578,28 @@ def serve(
         db_url=db,
         storage=str(storage),
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_request_bytes=int(max_request_mb * 1024 * 1024),
+        max_request_pixels=int(max_request_megapixels * 1_000_000),
+        max_image_bytes=int(max_image_mb * 1024 * 1024),
         min_confidence=min_confidence,
+        four_eyes=not one_person_lab,
+        audit_key_file=str(audit_key) if audit_key else None,
     )
     uvicorn.run(create_app(settings), host=host, port=port)
+
+
+DB_OPTION = typer.Option("sqlite:///lablens.db", help="Database URL, as for `lablens serve`.")
+KEY_OPTION = typer.Option(
+    Path("lablens-images/audit.key"), help="Audit key file, as `lablens serve` uses it (STORAGE/audit.key)."
+)
+
+
+def _admin_session(db: str, audit_key: Path) -> tuple[Any, bytes]:
+    from lablens.service.audit import load_key
+    from lablens.service.db import open_database, sessions
+
+    key = load_key(audit_key)
+    return sessions(open_database(db, audit_key=key)), key
 
 
 @app.command("add-user")
@@ -577,18 +607,152 @@ def serve(
 def add_user(
     name: str = typer.Argument(..., help="User name (shown in the audit trail)."),
     role: str = typer.Option("technician", help="technician | reviewer | admin"),
-    db: str = typer.Option("sqlite:///lablens.db", help="Database URL, as for `lablens serve`."),
+    db: str = DB_OPTION,
+    audit_key: Path = KEY_OPTION,
 ) -> None:
     """Create a user and print its API token (shown once; only its hash is stored)."""
     from lablens.service.auth import create_user
-    from lablens.service.db import open_database, sessions
 
-    engine = open_database(db)
-    with sessions(engine)() as session:
-        token = create_user(session, name, role)
+    make_session, key = _admin_session(db, audit_key)
+    with make_session() as session:
+        token = create_user(session, key, name, role)
         session.commit()
     console.print(f"user {name} ({role}) created; API token (store it now, it is not shown again):")
     typer.echo(token)
+
+
+users_app = typer.Typer(help="List users, rotate or revoke their tokens, deactivate or activate accounts.")
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("list")
+@friendly
+def users_list(db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+    """Every user with role, account state and whether a token is set."""
+    from sqlalchemy import select
+
+    from lablens.service.auth import user_doc
+    from lablens.service.models import User
+
+    make_session, _ = _admin_session(db, audit_key)
+    with make_session() as session:
+        for u in session.execute(select(User).order_by(User.id)).scalars():
+            d = user_doc(u)
+            state = "active" if d["active"] else "deactivated"
+            typer.echo(
+                f"{d['name']:20s} {d['role']:11s} {state:12s} token {'set' if d['has_token'] else 'revoked'}"
+            )
+
+
+def _user_change(name: str, db: str, audit_key: Path, change: str) -> str | None:
+    from lablens.service import auth
+
+    make_session, key = _admin_session(db, audit_key)
+    with make_session() as session:
+        user = auth.find_user(session, name)
+        token = None
+        if change == "rotate-token":
+            token = auth.rotate_token(session, key, user, "cli")
+        elif change == "revoke":
+            auth.revoke_token(session, key, user, "cli")
+        else:
+            auth.set_active(session, key, user, change == "activate", "cli")
+        session.commit()
+    return token
+
+
+@users_app.command("rotate-token")
+@friendly
+def users_rotate(name: str, db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+    """Give NAME a new API token (printed once); the old one stops working."""
+    token = _user_change(name, db, audit_key, "rotate-token")
+    console.print(f"new API token of {name} (store it now, it is not shown again):")
+    typer.echo(token)
+
+
+@users_app.command("revoke")
+@friendly
+def users_revoke(name: str, db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+    """Revoke NAME's API token (the account stays; rotate-token gives a new one)."""
+    _user_change(name, db, audit_key, "revoke")
+    console.print(f"the API token of {name} is revoked")
+
+
+@users_app.command("deactivate")
+@friendly
+def users_deactivate(name: str, db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+    """Deactivate NAME's account: nobody can sign in as NAME until it is activated."""
+    _user_change(name, db, audit_key, "deactivate")
+    console.print(f"{name} is deactivated")
+
+
+@users_app.command("activate")
+@friendly
+def users_activate(name: str, db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+    """Activate NAME's account again."""
+    _user_change(name, db, audit_key, "activate")
+    console.print(f"{name} is active")
+
+
+audit_app = typer.Typer(
+    help="Export the audit chain's head; verify the chain, an exported head and the records."
+)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("head")
+@friendly
+def audit_head(db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+    """Print the newest audit event's id and hash as JSON (keep it away from the server; verify against it)."""
+    from lablens.service.audit import head
+
+    make_session, _ = _admin_session(db, audit_key)
+    with make_session() as session:
+        typer.echo(json.dumps(head(session)))
+
+
+@audit_app.command("seal")
+@friendly
+def audit_seal(db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+    """Seal audit rows written before lablens keyed its chain (for a database upgraded without the key).
+
+    Only do this for rows you trust: a chain rewritten as unkeyed rows would be sealed too.
+    """
+    from lablens.service.audit import seal_legacy
+
+    make_session, key = _admin_session(db, audit_key)
+    with make_session() as session:
+        sealed = seal_legacy(session, key)
+        session.commit()
+    console.print("unkeyed audit rows sealed" if sealed else "nothing to seal: the chain is keyed")
+
+
+@audit_app.command("verify")
+@friendly
+def audit_verify(
+    db: str = DB_OPTION,
+    audit_key: Path = KEY_OPTION,
+    head: str | None = typer.Option(None, help="An exported head: its JSON, or a file holding it."),
+) -> None:
+    """Check the keyed chain, the exported head and the records against the events; exit 1 naming each problem."""
+    from lablens.service.audit import verify
+
+    expected = None
+    if head is not None:
+        text = Path(head).read_text(encoding="utf-8") if Path(head).is_file() else head
+        try:
+            expected = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--head: not a JSON head ({exc})") from None
+    make_session, key = _admin_session(db, audit_key)
+    with make_session() as session:
+        result = verify(session, key, expected)
+    if result["ok"]:
+        console.print(f"audit ok: {result['events']} events, chain intact, records match", highlight=False)
+        return
+    for p in result["problems"]:
+        console.print(f"[red]problem[/red] {p['reason']}", highlight=False)
+    raise typer.Exit(1)
 
 
 @app.command("export-reviews")

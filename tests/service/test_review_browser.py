@@ -1,5 +1,7 @@
 """The review page in headless Chromium (Debian's package, driven by Playwright): upload a sample, see the cells by
-class, reclassify two with the keyboard, sign as a reviewer, and find it all in the report and the audit trail.
+class, reclassify two with the keyboard, sign as a reviewer, and find it all in the report and the audit trail;
+the four-eyes refusal on the page; the admin panel (add a user, rotate a token, deactivate an account). The page
+runs under the service's Content-Security-Policy (no inline script), and no page error may occur.
 
 Screenshots go to ``test-artifacts/browser/`` (or ``$LABLENS_TEST_ARTIFACTS``)."""
 
@@ -23,6 +25,7 @@ from lablens.service.db import sessions
 
 from conftest import tiny_bundle
 
+USERS = (("tina", "technician"), ("rita", "reviewer"), ("adam", "admin"))
 ARTIFACTS = Path(
     os.environ.get("LABLENS_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
 )
@@ -55,7 +58,8 @@ def live(tmp_path: Path):
         )
     )
     with sessions(app.state.engine)() as s:
-        tokens = {"tina": create_user(s, "tina", "technician"), "rita": create_user(s, "rita", "reviewer")}
+        key = app.state.service.audit_key
+        tokens = {name: create_user(s, key, name, role) for name, role in USERS}
         s.commit()
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -133,3 +137,68 @@ def test_upload_reclassify_two_sign_and_see_report_and_audit(live: dict) -> None
     final = httpx.get(f"{live['url']}/api/samples/{sample['id']}", headers=auth).json()
     assert final["status"] == "signed"
     assert {c["id"]: c["label"] for c in final["cells"] if c["status"] == "reclassified"} == changed
+
+
+def _page(pw, errors: list[str]):  # type: ignore[no-untyped-def]
+    browser = pw.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    return browser, page
+
+
+def _sign_in(page, live: dict, name: str) -> None:  # type: ignore[no-untyped-def]
+    sync_api = pytest.importorskip("playwright.sync_api")
+    page.fill("#token", live["tokens"][name])
+    page.click("#signin")
+    sync_api.expect(page.locator("#who")).to_contain_text(name)
+
+
+def test_the_page_refuses_a_sign_off_by_the_submitter(live: dict) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extras)")
+    errors: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser, page = _page(pw, errors)
+        page.goto(live["url"] + "/")
+        _sign_in(page, live, "rita")
+        page.fill("#sample-name", "S-own")
+        page.set_input_files("#files", live["files"][:3])
+        page.click("#upload button[type=submit]")
+        sync_api.expect(page.locator("#groups .cell")).to_have_count(3)
+        page.click("#sign")
+        sync_api.expect(page.locator("#message")).to_contain_text("403: rita submitted sample")
+        sync_api.expect(page.locator("[data-testid=report-status]")).to_contain_text("open")
+        page.screenshot(path=str(ARTIFACTS / "browser" / "4-four-eyes-refusal.png"), full_page=True)
+        browser.close()
+    assert [e for e in errors if "403" not in e] == []  # the refusal is the only error the page saw
+
+
+def test_the_admin_panel_adds_a_user_rotates_a_token_and_deactivates_an_account(live: dict) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extras)")
+    errors: list[str] = []
+    (ARTIFACTS / "browser").mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser, page = _page(pw, errors)
+        page.goto(live["url"] + "/")
+        _sign_in(page, live, "tina")
+        sync_api.expect(page.locator("#admin")).to_be_hidden()  # technicians see no user list
+        _sign_in(page, live, "adam")
+        sync_api.expect(page.locator("#users tr")).to_have_count(3)
+        page.fill("#new-user-name", "vera")
+        page.select_option("#new-user-role", "reviewer")
+        page.click("#new-user button[type=submit]")
+        sync_api.expect(page.locator("#users tr")).to_have_count(4)
+        token = page.locator("[data-testid=new-token]").inner_text().rsplit(" ", 1)[-1]
+        me = httpx.get(live["url"] + "/api/whoami", headers={"Authorization": f"Bearer {token}"}).json()
+        assert me == {"name": "vera", "role": "reviewer"}
+        page.locator("[data-testid=user-tina] button[data-act=rotate-token]").click()
+        sync_api.expect(page.locator("[data-testid=new-token]")).to_contain_text("API token of tina")
+        old = {"Authorization": f"Bearer {live['tokens']['tina']}"}
+        assert httpx.get(live["url"] + "/api/whoami", headers=old).status_code == 401
+        page.locator("[data-testid=user-rita] button[data-act=deactivate]").click()
+        sync_api.expect(page.locator("[data-testid=user-rita]")).to_contain_text("deactivated")
+        rita = {"Authorization": f"Bearer {live['tokens']['rita']}"}
+        assert httpx.get(live["url"] + "/api/whoami", headers=rita).status_code == 401
+        page.screenshot(path=str(ARTIFACTS / "browser" / "5-admin-panel.png"), full_page=True)
+        browser.close()
+    assert errors == []

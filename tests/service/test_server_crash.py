@@ -7,20 +7,15 @@ with its audit event, the audit chain must verify, and a restarted server must s
 
 from __future__ import annotations
 
-import io
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
+from service_fixtures import start_server
 from sqlalchemy import create_engine, select, text
 
 from lablens.service import audit
@@ -29,37 +24,6 @@ from lablens.service.db import make_engine, sessions, upgrade
 from lablens.service.models import AuditEvent, Cell
 
 from conftest import tiny_bundle
-
-
-def png(im: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(im).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(bundle: Path, db_url: str, storage: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "lablens.cli", "serve", "--bundle", str(bundle), "--db", db_url]
-    cmd += ["--storage", str(storage), "--port", str(port), "--min-confidence", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url + "/api/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start in 120 s")
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -76,12 +40,13 @@ def test_sigkill_mid_burst_loses_no_acknowledged_review(kind: str, tmp_path: Pat
     bundle, images = tiny_bundle(tmp_path / "b")
     engine = make_engine(url)
     upgrade(engine)
+    key = audit.load_key(tmp_path / "img" / "audit.key")  # the key the server finds in its storage folder
     with sessions(engine)() as s:
-        token = create_user(s, "tina", "technician")
+        token = create_user(s, key, "tina", "technician")
         s.commit()
     engine.dispose()
     h = {"Authorization": f"Bearer {token}"}
-    proc, base = _start(bundle, url, tmp_path / "img")
+    proc, base = start_server(bundle, url, tmp_path / "img")
     try:
         import io
 
@@ -135,9 +100,9 @@ def test_sigkill_mid_burst_loses_no_acknowledged_review(kind: str, tmp_path: Pat
             e.entity_id for e in s.execute(select(AuditEvent).where(AuditEvent.entity == "cell")).scalars()
         }
         assert set(acked) <= logged
-        assert audit.verify(s)["ok"] is True
+        assert audit.verify(s, key)["ok"] is True
     engine.dispose()
-    proc, base = _start(bundle, url, tmp_path / "img")  # a restarted server serves the same state
+    proc, base = start_server(bundle, url, tmp_path / "img")  # a restarted server serves the same state
     try:
         assert httpx.get(base + "/api/samples", headers=h).status_code == 200
         first = next(iter(acked))

@@ -15,15 +15,16 @@ runner = CliRunner()
 
 def test_add_user_prints_a_token_and_stores_only_its_hash(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'l.db'}"
-    r = runner.invoke(app, ["add-user", "tina", "--role", "technician", "--db", url])
+    key = ["--audit-key", str(tmp_path / "audit.key")]
+    r = runner.invoke(app, ["add-user", "tina", "--role", "technician", "--db", url, *key])
     assert r.exit_code == 0, r.output
     token = r.output.strip().splitlines()[-1]
     with create_engine(url).connect() as conn:
         rows = conn.execute(text("SELECT name, role, token_sha256 FROM users")).all()
     assert rows == [("tina", "technician", token_hash(token))] and token not in str(rows)
-    again = runner.invoke(app, ["add-user", "tina", "--db", url])
+    again = runner.invoke(app, ["add-user", "tina", "--db", url, *key])
     assert again.exit_code == 1 and "exists" in again.output
-    bad = runner.invoke(app, ["add-user", "x", "--role", "boss", "--db", url])
+    bad = runner.invoke(app, ["add-user", "x", "--role", "boss", "--db", url, *key])
     assert bad.exit_code == 1 and "role must be one of" in bad.output
 
 

@@ -8,17 +8,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from alembic import command
-from alembic.config import Config
 from fastapi.testclient import TestClient
 from PIL import Image
+from service_fixtures import migrate_to
 from sqlalchemy import text
 
 from lablens.data.phantoms import get_task
 from lablens.data.phantoms.write import write_phantoms
 from lablens.service.app import ServiceSettings, create_app
 from lablens.service.auth import create_user
-from lablens.service.db import MIGRATIONS, make_engine, sessions, upgrade
+from lablens.service.db import sessions, upgrade
 from lablens.service.flags import quality_flags
 
 from conftest import shape_image, tiny_bundle
@@ -43,7 +42,7 @@ def test_submit_fields_detects_and_classifies_their_cells(tmp_path: Path) -> Non
     man = pd.read_csv(root / "manifest.csv")
     app = create_app(ServiceSettings(str(bundle), f"sqlite:///{tmp_path / 'l.db'}", str(tmp_path / "img")))
     with sessions(app.state.engine)() as s:
-        h = {"Authorization": f"Bearer {create_user(s, 'tina', 'technician')}"}
+        h = {"Authorization": f"Bearer {create_user(s, app.state.service.audit_key, 'tina', 'technician')}"}
         s.commit()
     c = TestClient(app)
     man = man.head(2)
@@ -68,12 +67,7 @@ def test_submit_fields_detects_and_classifies_their_cells(tmp_path: Path) -> Non
 
 
 def test_upgrade_from_the_first_schema_keeps_the_data(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+    engine = migrate_to(f"sqlite:///{tmp_path / 'old.db'}", "0001")
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -91,4 +85,4 @@ def test_upgrade_from_the_first_schema_keeps_the_data(tmp_path: Path) -> None:
     with engine.connect() as conn:
         row = conn.execute(text("SELECT original_name, flags, source FROM cells")).one()
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-    assert tuple(row) == ("a.png", "[]", None) and version == "0002"
+    assert tuple(row) == ("a.png", "[]", None) and version == "0003"

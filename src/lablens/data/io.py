@@ -5,7 +5,8 @@ greyscale, RGBA, palette and CMYK images, EXIF orientation. Size is checked from
 pixels are decoded, so a decompression bomb is refused without allocating it.
 
 16-bit (and 32-bit integer) images are mapped linearly to 8 bits over their full type range; float
-images are mapped from [0, 1] when they fit in it, else from their own min–max.
+images are mapped from [0, 1] when they fit in it, else from their own min–max. The mapping runs over blocks of
+rows into the 8-bit result, so a large float image costs its own size once, not several full-size copies.
 """
 
 from __future__ import annotations
@@ -42,10 +43,13 @@ class DecodeLimits:
     Attributes:
         max_pixels: refuse images with more pixels than this (decompression-bomb guard).
         min_side: refuse images whose shorter side is below this many pixels.
+        max_bytes: refuse images whose decoded size (pixels × channels × bytes per sample, from the header)
+            exceeds this; None: no limit beyond ``max_pixels``.
     """
 
     max_pixels: int = 60_000_000
     min_side: int = 16
+    max_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,37 @@ def decode_bytes(data: bytes, limits: DecodeLimits) -> DecodedImage:
     return DecodedImage(pixels=pixels, sha256=digest, source_mode=mode)
 
 
-def _check_size(width: int, height: int, limits: DecodeLimits) -> None:
+def probe_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the header alone (nothing is decoded); None when the header cannot be read."""
+    try:
+        if data[:4] in _TIFF_MAGICS:
+            import tifffile
+
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                page = tif.pages[0]
+                return int(page.imagewidth), int(page.imagelength)
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Exception:  # unreadable headers are reported by the decoder, with their reason
+        return None
+
+
+_MODE_BYTES = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4, "1": 1}
+
+
+def _pillow_bytes(im: Image.Image) -> int:
+    """Decoded bytes of a Pillow image: its pixels times its bands times the bytes of one sample."""
+    per_band = _MODE_BYTES.get(im.mode, 1)
+    return im.size[0] * im.size[1] * len(im.getbands()) * per_band
+
+
+def _check_size(width: int, height: int, limits: DecodeLimits, decoded_bytes: int | None = None) -> None:
+    if limits.max_bytes is not None and decoded_bytes is not None and decoded_bytes > limits.max_bytes:
+        raise ImageError(
+            "too_large",
+            f"too large to decode safely: {width}×{height} decodes to {decoded_bytes:,} bytes, over the limit of "
+            f"{limits.max_bytes:,}",
+        )
     pixels = int(width) * int(height)
     if pixels > limits.max_pixels:
         raise ImageError(
@@ -113,11 +147,11 @@ def _decode_pillow(data: bytes, limits: DecodeLimits) -> tuple[np.ndarray, str]:
     except _DECODE_ERRORS as exc:  # the header itself is cut off or damaged
         raise _damaged(exc) from exc
     with im:
-        _check_size(*im.size, limits)
+        _check_size(*im.size, limits, _pillow_bytes(im))
         mode = im.mode
         try:
             im.load()
-            im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)  # no copy of the whole image
         except Image.DecompressionBombError as exc:
             raise ImageError("too_large", f"too large to decode safely ({exc})") from exc
         except _DECODE_ERRORS as exc:
@@ -136,9 +170,15 @@ def _damaged(exc: BaseException) -> ImageError:
 
 
 def _pillow_to_rgb(im: Image.Image) -> np.ndarray:
+    """RGB uint8 pixels of a loaded Pillow image, holding at most the image and one copy at a time."""
     mode = im.mode
     if mode in ("RGB", "L", "P", "PA", "RGBA", "LA", "CMYK", "YCbCr", "1", "RGBX", "LAB", "HSV"):
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+        rgb = im if mode == "RGB" else im.convert("RGB")
+        width, height = rgb.size
+        raw = rgb.tobytes()
+        rgb.close()  # frees Pillow's copy (4 bytes a pixel) before numpy makes its own
+        im.close()
+        return np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3).copy()
     # High bit depth greyscale or float modes: Pillow's convert() would clip, so scale ourselves.
     arr = np.asarray(im)
     return _to_uint8_rgb(arr[..., None] if arr.ndim == 2 else arr)
@@ -150,7 +190,8 @@ def _decode_tiff(data: bytes, limits: DecodeLimits) -> tuple[np.ndarray, str]:
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         page = tif.pages[0]
         width, height = int(page.imagewidth), int(page.imagelength)
-        _check_size(width, height, limits)
+        decoded = int(np.prod(page.shape)) * np.dtype(page.dtype).itemsize if page.dtype is not None else None
+        _check_size(width, height, limits, decoded)
         arr = page.asarray()
         axes = page.axes
         photometric = int(page.photometric) if page.photometric is not None else -1
@@ -184,25 +225,47 @@ def _invert(arr: np.ndarray) -> np.ndarray:
     return arr.max() - arr
 
 
+ROWS_PER_BLOCK = 256  # rows converted at a time: the float intermediates stay a few MB whatever the image
+
+
+def _finite_range(arr: np.ndarray) -> tuple[float, float]:
+    """Smallest and largest finite value, block by block ((0, 1) when there is none)."""
+    lo, hi = np.inf, -np.inf
+    for start in range(0, arr.shape[0], ROWS_PER_BLOCK):
+        block = arr[start : start + ROWS_PER_BLOCK]
+        finite = block[np.isfinite(block)]
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    return (lo, hi) if lo <= hi else (0.0, 1.0)
+
+
 def _to_uint8_rgb_channels(arr: np.ndarray) -> np.ndarray:
-    """Scale any dtype to uint8 keeping the channel count."""
+    """Scale any dtype to uint8 keeping the channel count, block by block into the result (no full-size copy)."""
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
     if arr.dtype.kind in "ui":
         info = np.iinfo(arr.dtype)
-        lo = 0 if arr.dtype.kind == "u" else info.min
-        scaled = (arr.astype(np.float64) - lo) / float(info.max - lo) * 255.0
-        return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
-    if arr.dtype.kind == "f":
-        arr = np.nan_to_num(arr.astype(np.float64))
-        lo, hi = float(arr.min()), float(arr.max())
+        lo, hi = (0 if arr.dtype.kind == "u" else info.min), info.max
+    elif arr.dtype.kind == "f":
+        lo, hi = _finite_range(arr)
         if lo >= 0.0 and hi <= 1.0:
             lo, hi = 0.0, 1.0
-        scaled = (arr - lo) / (hi - lo if hi > lo else 1.0) * 255.0
-        return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
-    raise ImageError("unsupported", f"unsupported pixel type {arr.dtype}")
+    else:
+        raise ImageError("unsupported", f"unsupported pixel type {arr.dtype}")
+    scale = 255.0 / (hi - lo if hi > lo else 1.0)
+    out = np.empty(arr.shape, dtype=np.uint8)
+    for start in range(0, arr.shape[0], ROWS_PER_BLOCK):
+        block = arr[start : start + ROWS_PER_BLOCK].astype(np.float64)
+        if block.dtype.kind == "f":
+            np.nan_to_num(block, copy=False, nan=lo, posinf=hi, neginf=lo)
+        block -= lo
+        block *= scale
+        block += 0.5
+        np.clip(block, 0, 255, out=block)
+        out[start : start + ROWS_PER_BLOCK] = block
+    return out
 
 
 def _to_uint8_rgb(arr: np.ndarray) -> np.ndarray:
@@ -213,8 +276,8 @@ def _to_uint8_rgb(arr: np.ndarray) -> np.ndarray:
     channels = arr.shape[-1]
     if channels > 4:
         raise ImageError("unsupported", f"unsupported image with {channels} channels (1–4 expected)")
-    arr8 = _to_uint8_rgb_channels(arr)
-    arr8 = np.repeat(arr8[..., :1], 3, axis=-1) if channels in (1, 2) else arr8[..., :3]
+    arr8 = _to_uint8_rgb_channels(arr[..., : 1 if channels in (1, 2) else 3])  # only the channels kept
+    arr8 = np.repeat(arr8, 3, axis=-1) if channels in (1, 2) else arr8
     return np.ascontiguousarray(arr8)
 
 

@@ -38,17 +38,28 @@ def make_engine(url: str, writer: bool = True) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration (Alembic ``upgrade head``)."""
+KEYED_FROM = "0003"  # the migration after which audit rows are keyed
+
+
+def upgrade(engine: Engine) -> str | None:
+    """Bring the schema to the newest migration (Alembic ``upgrade head``); returns the revision it was at."""
+    from alembic.runtime.migration import MigrationContext
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        before = MigrationContext.configure(conn).get_current_revision()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+    return before
 
 
-def open_database(url: str) -> Engine:
-    """An engine with the schema at the newest migration; a URL that cannot be used is a ValueError naming it."""
+def open_database(url: str, audit_key: bytes | None = None) -> Engine:
+    """An engine with the schema at the newest migration; a URL that cannot be used is a ValueError naming it.
+
+    When this call migrates a database from before keyed audit rows and ``audit_key`` is given, the existing
+    unkeyed rows are sealed (:func:`lablens.service.audit.seal_legacy`): once, at the upgrade, never later.
+    """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
@@ -60,10 +71,16 @@ def open_database(url: str) -> Engine:
         ) from None
     try:
         engine = make_engine(url)
-        upgrade(engine)
+        before = upgrade(engine)
     except (ArgumentError, NoSuchModuleError, DBAPIError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise ValueError(f"cannot open the database {shown}: {reason}") from None
+    if audit_key is not None and before is not None and before < KEYED_FROM:
+        from lablens.service.audit import seal_legacy
+
+        with sessions(engine)() as session:
+            seal_legacy(session, audit_key)
+            session.commit()
     return engine
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 ROLES = ("technician", "reviewer", "admin")  # each role may do what the ones before it may
@@ -19,8 +19,11 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     role: Mapped[str] = mapped_column(String(20))
-    token_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    token_sha256: Mapped[str | None] = mapped_column(
+        String(64), unique=True, index=True, nullable=True
+    )  # None: revoked
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # False: the account cannot sign in
 
 
 class Sample(Base):
@@ -55,7 +58,9 @@ class Cell(Base):
 
 
 class AuditEvent(Base):
-    """Append-only, hash-chained: ``hash = sha256(prev_hash + canonical JSON of this row's content)``."""
+    """Append-only (database triggers refuse UPDATE and DELETE) and chained: ``hash = HMAC-SHA256(key, prev_hash +
+    canonical JSON of this row's content)`` with a key kept outside the database (``scheme`` ``hmac-sha256``; rows
+    written before keys existed are ``sha256``, unkeyed)."""
 
     __tablename__ = "audit_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -68,3 +73,4 @@ class AuditEvent(Base):
     after: Mapped[str] = mapped_column(Text)  # JSON
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scheme: Mapped[str] = mapped_column(String(20), default="hmac-sha256")

@@ -1,0 +1,66 @@
+"""The JSON the API returns for samples, cells and audit events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lablens.service.models import AuditEvent, Cell, Sample
+
+
+def cell_doc(c: Cell, min_confidence: float) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.original_name,
+        "predicted": c.predicted,
+        "confidence": round(c.confidence, 4),
+        "probabilities": json.loads(c.probabilities),
+        "label": c.label,
+        "status": c.status,
+        "final": c.label or c.predicted,
+        "unidentified": c.confidence < min_confidence and c.status == "pending",
+        "flags": json.loads(c.flags or "[]"),
+        "source": json.loads(c.source) if c.source else None,
+        "image": f"/api/cells/{c.id}/image",
+    }
+
+
+def sample_doc(s: Sample, min_confidence: float, with_cells: bool = True) -> dict[str, Any]:
+    cells = [cell_doc(c, min_confidence) for c in s.cells]
+    counts: dict[str, int] = {}
+    for c in cells:
+        if not c["unidentified"]:
+            counts[c["final"]] = counts.get(c["final"], 0) + 1
+    n = sum(counts.values())
+    doc: dict[str, Any] = {
+        "id": s.id,
+        "name": s.name,
+        "status": s.status,
+        "bundle_hash": s.bundle_hash,
+        "created_by": s.created_by,
+        "created_at": s.created_at.isoformat(),
+        "signed_by": s.signed_by,
+        "signed_at": s.signed_at.isoformat() if s.signed_at else None,
+        "n_cells": len(cells),
+        "n_reviewed": sum(c["status"] != "pending" for c in cells),
+        "n_unidentified": sum(c["unidentified"] for c in cells),
+        "counts": counts,
+        "percent": {k: round(100 * v / n, 2) for k, v in sorted(counts.items())} if n else {},
+    }
+    if with_cells:
+        doc["cells"] = cells
+    return doc
+
+
+def event_doc(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": e.at,
+        "actor": e.actor,
+        "action": e.action,
+        "entity": e.entity,
+        "entity_id": e.entity_id,
+        "before": json.loads(e.before),
+        "after": json.loads(e.after),
+        "hash": e.hash,
+    }
