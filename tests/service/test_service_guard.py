@@ -72,6 +72,20 @@ def test_um_per_px_outside_the_physical_range_is_422(service: dict, value: str) 
     assert r.status_code == 422 and "um_per_px" in r.json()["detail"]
 
 
+def test_malformed_and_truncated_multipart_bodies_are_400(service: dict) -> None:
+    c, h = service["client"], service["auth"]["technician"]
+    form = {**h, "Content-Type": "multipart/form-data; boundary=b"}
+    r = c.post("/api/samples", content=b"--b\r\n" + b"X-Header: 1\r\n" * 20 + b"\r\n", headers=form)
+    assert r.status_code == 400 and "malformed multipart body" in r.json()["detail"]
+    cut = b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\nS\r\n--b\r\nContent-Disposition: form-data'
+    r = c.post("/api/samples", content=cut, headers=form)
+    assert r.status_code == 400 and "ended before its closing boundary" in r.json()["detail"]
+    r = c.post(
+        "/api/samples", content=b"name=x", headers={**h, "Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status_code == 415
+
+
 def test_form_fields_that_decide_how_files_are_read_come_first(service: dict) -> None:
     good = png(service["images"][0])
     body = [("files", ("a.png", good, "image/png")), ("kind", (None, b"fields"))]

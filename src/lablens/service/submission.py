@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import HTTPException, Request
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
@@ -145,6 +146,7 @@ async def read_submission(request: Request, settings: ServiceSettings, bundle: B
     reader = _Reader(settings, bundle, sub)
     done: list[tuple[str, str | None, bytes]] = []  # finished parts: (field name, file name, bytes)
     part: dict[str, Any] = {}
+    ended = [False]
 
     def on_part_begin() -> None:
         part.clear()
@@ -160,32 +162,41 @@ async def read_submission(request: Request, settings: ServiceSettings, bundle: B
         part["headers"][part["field"].lower()] = part["value"]
         part["field"], part["value"] = b"", b""
 
-    def on_part_data(data: bytes, start: int, end: int) -> None:
+    def on_headers_finished() -> None:
         _, opts = parse_options_header(part["headers"].get(b"content-disposition"))
-        limit = settings.max_upload_bytes if b"filename" in opts else MAX_FIELD_BYTES
-        if len(part["data"]) + (end - start) > limit:
-            shown = opts.get(b"filename", opts.get(b"name", b"?")).decode("utf-8", "replace")
-            raise HTTPException(413, f"{shown}: larger than the {limit // 1024} KiB limit per file")
+        part["name"] = opts.get(b"name", b"").decode("utf-8", "replace")
+        part["filename"] = opts[b"filename"].decode("utf-8", "replace") if b"filename" in opts else None
+        part["limit"] = settings.max_upload_bytes if part["filename"] is not None else MAX_FIELD_BYTES
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if len(part["data"]) + (end - start) > part["limit"]:
+            shown = part["filename"] or part["name"]
+            raise HTTPException(413, f"{shown}: larger than the {part['limit'] // 1024} KiB limit per file")
         part["data"] += data[start:end]
 
     def on_part_end() -> None:
-        _, opts = parse_options_header(part["headers"].get(b"content-disposition"))
-        name = opts.get(b"name", b"").decode("utf-8", "replace")
-        filename = opts[b"filename"].decode("utf-8", "replace") if b"filename" in opts else None
-        done.append((name, filename, bytes(part["data"])))
+        done.append((part["name"], part["filename"], bytes(part["data"])))
+
+    def on_end() -> None:
+        ended[0] = True
 
     callbacks = {
         "on_part_begin": on_part_begin,
         "on_header_field": on_header_field,
         "on_header_value": on_header_value,
         "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished,
         "on_part_data": on_part_data,
         "on_part_end": on_part_end,
+        "on_end": on_end,
     }
     parser = MultipartParser(params[b"boundary"], callbacks)
     files_started = False
     async for chunk in request.stream():
-        parser.write(chunk)
+        try:
+            parser.write(chunk)
+        except MultipartParseError as exc:
+            raise HTTPException(400, f"malformed multipart body: {exc}") from None
         while done:
             name, filename, data = done.pop(0)
             if filename is None:  # a form field
@@ -199,5 +210,8 @@ async def read_submission(request: Request, settings: ServiceSettings, bundle: B
                 files_started = True
                 await run_in_threadpool(reader.start_files)
             await run_in_threadpool(reader.add_file, filename, data)
-    parser.finalize()
+    if not ended[0]:
+        raise HTTPException(
+            400, "the multipart body ended before its closing boundary (an upload cut short?)"
+        )
     return sub
