@@ -125,8 +125,20 @@ def test_fields_csv_with_a_bad_scale_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "f.png").write_bytes(b"x")
     csv = tmp_path / "fields.csv"
     csv.write_text("path,um_per_px\nf.png,abc\n")
-    with pytest.raises(RunError, match=r"fields\.csv: um_per_px 'abc' of f\.png is not a number"):
+    with pytest.raises(RunError, match=r"fields\.csv, f\.png: um_per_px 'abc' is not a number"):
         read_fields([csv], "together", None)
     csv.write_text("path,um_per_px\nf.png,\nmissing.png,0.1\n")
     items, problems = read_fields([csv], "together", None)
     assert items[0].um_per_px is None and problems[0].kind == "missing_file"
+
+
+def test_fields_csv_identifiers_stay_text(tmp_path: Path) -> None:
+    from lablens.workflows.analyze import read_fields
+
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / name).write_bytes(b"x")
+    csv = tmp_path / "fields.csv"
+    csv.write_text("path,sample,um_per_px\na.png,007,0.1\nb.png,01,\nc.png,NA,1e-1\n")
+    items, _ = read_fields([csv], "together", None)
+    assert [i.sample for i in items] == ["007", "01", "NA"]
+    assert [i.um_per_px for i in items] == [0.1, None, 0.1]

@@ -27,6 +27,7 @@ from lablens.data.io import (
     walk_files,
 )
 from lablens.data.manifest import Manifest
+from lablens.data.tables import TableError, read_text_csv
 
 MANIFEST_NAME = "manifest.csv"
 
@@ -206,9 +207,9 @@ def _scan_csv(
     report: DataReport,
 ) -> pd.DataFrame:
     try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"cannot read {safe_display_name(csv_path)}: {exc}") from exc
+        table = read_text_csv(csv_path)
+    except TableError as exc:
+        raise DataError(f"cannot read {safe_display_name(csv_path)}: {exc.reason}") from None
     for col, what in ((path_column, "image paths"), (label_column, "labels")):
         if col not in table.columns:
             raise DataError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pandas as pd
+from lablens.data.tables import number, read_text_csv
 
 Truth = list[tuple[str, tuple[float, float, float, float]]]
 BCCD_NAMES = {"WBC": "wbc", "RBC": "rbc", "Platelets": "platelet"}  # BCCD's VOC names → detector labels
@@ -36,10 +36,11 @@ def read_voc(path: str | Path, rename: dict[str, str] | None = None) -> Truth:
 
 def read_phantom_cells(cells_csv: str | Path, rename: dict[str, str] | None = None) -> dict[str, Truth]:
     """Per field path (as in the manifest), the objects of a phantom ``cells.csv`` (``--fields``)."""
-    df = pd.read_csv(cells_csv)
+    df = read_text_csv(cells_csv)
     rename = rename or {}
     out: dict[str, Truth] = {}
-    for row in df.itertuples(index=False):
-        lab = rename.get(row.label, row.label)
-        out.setdefault(row.path, []).append((lab, (row.x0, row.y0, row.x1, row.y1)))
+    for i, row in enumerate(df.to_dict("records")):
+        lab = rename.get(row["label"], row["label"])
+        box = tuple(number(row[k], k, f"{cells_csv}, row {i + 2}") or 0.0 for k in ("x0", "y0", "x1", "y1"))
+        out.setdefault(row["path"], []).append((lab, box))
     return out

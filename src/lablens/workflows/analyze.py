@@ -23,6 +23,7 @@ from PIL import Image
 from lablens import __version__
 from lablens.data.io import DecodeLimits, ImageError, read_image
 from lablens.data.preprocess import to_square
+from lablens.data.tables import TableError, number, read_text_csv
 from lablens.data.validate import Problem
 from lablens.fields import aggregate
 from lablens.fields.crops import crop_cells, draw_overlay
@@ -63,7 +64,10 @@ def read_fields(
         csv = Path(inputs[0])
         if not csv.is_file():
             raise RunError(f"{csv}: no such file")
-        df = pd.read_csv(csv)
+        try:
+            df = read_text_csv(csv)
+        except TableError as exc:
+            raise RunError(str(exc)) from None
         if "path" not in df.columns:
             raise RunError(
                 f"{csv}: a fields CSV needs a 'path' column (and optionally 'sample', 'um_per_px')"
@@ -76,12 +80,11 @@ def read_fields(
             if not p.is_file():
                 problems.append(Problem(str(p), "missing_file", "listed in the CSV but not found"))
                 continue
-            scale = row.get("um_per_px")
             try:
-                scale = float(scale) if pd.notna(scale) else None
-            except (TypeError, ValueError):
-                raise RunError(f"{csv}: um_per_px {scale!r} of {p.name} is not a number") from None
-            sample = str(row["sample"]) if "sample" in df.columns else _sample_name(p, samples, sample_id)
+                scale = number(row.get("um_per_px", ""), "um_per_px", f"{csv}, {p.name}")
+            except TableError as exc:
+                raise RunError(str(exc)) from None
+            sample = row["sample"] if "sample" in df.columns else _sample_name(p, samples, sample_id)
             out.append(FieldInput(p, sample, scale))
         return out, problems
     files, problems = expand_inputs(inputs)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from lablens.data.io import DecodeLimits, ImageError, read_image
+from lablens.data.tables import TableError, number, read_text_csv
 from lablens.data.validate import Problem
 from lablens.evaluate.detection import Counts, score_image
 from lablens.fields.annotations import read_voc
@@ -54,16 +54,27 @@ def _truth_reader(truth: Path, non_wbc: tuple[str, ...]):
 
         return from_voc
     if truth.is_file() and truth.suffix.lower() == ".csv":
-        df = pd.read_csv(truth)
+        try:
+            df = read_text_csv(truth)
+        except TableError as exc:
+            raise RunError(str(exc)) from None
         need = {"path", "label", "x0", "y0", "x1", "y1"}
         if not need <= set(df.columns):
             raise RunError(f"{truth}: a truth CSV needs columns {', '.join(sorted(need))}")
         boxes: dict[Path, list[tuple[float, ...]]] = {}
-        for row in df.itertuples(index=False):
-            key = (truth.parent / str(row.path)).resolve()
+        for i, row in enumerate(df.to_dict("records")):
+            key = (truth.parent / row["path"]).resolve()
             lst = boxes.setdefault(key, [])
-            if str(row.label).lower() not in skip:
-                lst.append((float(row.x0), float(row.y0), float(row.x1), float(row.y1)))
+            if row["label"].lower() not in skip:
+                try:
+                    lst.append(
+                        tuple(
+                            number(row[k], k, f"{truth}, row {i + 2}") or 0.0
+                            for k in ["x0", "y0", "x1", "y1"]
+                        )
+                    )
+                except TableError as exc:
+                    raise RunError(str(exc)) from None
         return lambda path: boxes.get(path.resolve())
     raise RunError(f"--truth {truth}: give a folder of Pascal VOC .xml files or a cells CSV")
 

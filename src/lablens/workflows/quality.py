@@ -17,6 +17,7 @@ import pandas as pd
 
 from lablens.data.io import DecodeLimits, ImageError, read_image
 from lablens.data.preprocess import to_square
+from lablens.data.tables import read_text_csv
 from lablens.data.validate import Problem
 from lablens.infer.predictor import expand_inputs
 from lablens.progress import console, make_progress
@@ -57,10 +58,11 @@ def _manifest_levels(inputs: Iterable[str | Path]) -> dict[str, int]:
     for item in inputs:
         man = Path(item) / "manifest.csv"
         if Path(item).is_dir() and man.is_file():
-            df = pd.read_csv(man)
+            df = read_text_csv(man)
             if {"path", "blur_level"} <= set(df.columns):
                 for p, lv in zip(df["path"], df["blur_level"], strict=True):
-                    levels[str((Path(item) / str(p)).resolve())] = int(lv)
+                    if lv.strip().lstrip("-").isdigit():
+                        levels[str((Path(item) / p).resolve())] = int(lv)
     return levels
 
 
