@@ -19,6 +19,7 @@ from lablens.fields.detection import create_detector, list_detectors
 from lablens.infer.bundle import load_bundle, save_bundle
 from lablens.models.classical import FeatureClassifier
 from lablens.models.deep import DeepClassifier
+from lablens.models.mil import MILClassifier
 from lablens.models.multitask import MultiTaskClassifier
 from lablens.params import ParamError
 from lablens.registry import create_estimator, get_spec, list_estimators, list_families
@@ -47,6 +48,19 @@ FAMILIES: dict[type, tuple[str, dict[str, Any]]] = {
         ),
     ),
     FeatureClassifier: ("features", dict(features="hu+colour", classifier="logreg", image_size=32)),
+    MILClassifier: (
+        "mil",
+        dict(
+            model_name="test_resnet",
+            image_size=32,
+            epochs=2,
+            batch_size=4,
+            cells_per_bag=3,
+            bags_per_sample=2,
+            augment=None,
+            patience=None,
+        ),
+    ),
 }
 
 #: one configuration per feature extractor (the spec term)
@@ -71,6 +85,25 @@ def _images(size: int, per_class: int = 4, seed: int = 0) -> tuple[np.ndarray, n
     labels = np.array([c for c in CLASSES for _ in range(per_class)])[::-1]
     labels = labels[rng.permutation(len(labels))]
     return np.stack([shape_image(c, rng, size) for c in labels]), labels
+
+
+def _inputs(family: type, size: int, per_class: int = 4, seed: int = 0) -> tuple[Any, np.ndarray]:
+    """Images for image families; for bag families one bag of 2-5 images of its class per sample."""
+    X, y = _images(size, per_class, seed)
+    if family.capabilities.inputs == "images":
+        return X, y
+    rng = np.random.default_rng(seed + 10)
+    bags = [np.stack([shape_image(label, rng, size) for _ in range(int(rng.integers(2, 6)))]) for label in y]
+    return bags, y
+
+
+def _assert_same(a: Any, b: Any) -> None:
+    if isinstance(a, list):
+        assert len(a) == len(b)
+        for u, v in zip(a, b, strict=True):
+            np.testing.assert_array_equal(u, v)
+    else:
+        np.testing.assert_array_equal(a, b)
 
 
 def test_every_family_has_a_check_configuration() -> None:
@@ -105,13 +138,13 @@ def test_estimator_family_contract(family: type, tmp_path: Path) -> None:
     assert other.get_params() == params
     assert clone(est).get_params() == params
 
-    X, y = _images(kwargs["image_size"])
-    Xv, yv = _images(kwargs["image_size"], per_class=2, seed=1)
+    X, y = _inputs(family, kwargs["image_size"])
+    Xv, yv = _inputs(family, kwargs["image_size"], per_class=2, seed=1)
     groups = np.arange(len(y)).astype(str)
     originals = copy.deepcopy((X, y, Xv, yv, groups))
     assert est.fit(X, y, Xv, yv, groups=groups, groups_val=np.arange(len(yv)).astype(str), context=CPU) is est
     for before, after in zip(originals, (X, y, Xv, yv, groups), strict=True):
-        np.testing.assert_array_equal(before, after)  # fit does not mutate its inputs
+        _assert_same(before, after)  # fit does not mutate its inputs
     assert list(est.classes_) == sorted(CLASSES)
 
     proba = est.predict_proba(X, device="cpu")

@@ -68,6 +68,8 @@ def test_train_goes_on_without_bad_files(tmp_path: Path) -> None:
             "1",
             "--device",
             "cpu",
+            "--missing-classes",
+            "drop",
             "--quiet",
         ],
     )

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from lablens.config import RunConfig, build_config
+from lablens.library_warnings import library_warnings_to_log
 from lablens.progress import console
 
 app = typer.Typer(
@@ -30,7 +31,8 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with library_warnings_to_log():
+                return fn(*args, **kwargs)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/yellow] (a training run can be continued with --resume)")
             raise typer.Exit(130) from None
@@ -46,6 +48,15 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+#: what --label-level sample starts from: a multiple-instance model on 64-px cell crops, 8 bags per step, no TTA
+SAMPLE_LEVEL_DEFAULTS = {
+    "model.name": "mil",
+    "model.image_size": 64,
+    "model.tta": False,
+    "train.batch_size": 8,
+}
 
 
 @app.command()
@@ -67,6 +78,11 @@ def train(
     split: str | None = typer.Option(
         None, help="8:1:1 | 9:1 | 70:30 | kfold:5 | repeated-kfold:5x3 | split.json"
     ),
+    missing_classes: str | None = typer.Option(
+        None,
+        help="A class without images in a partition: refuse (default) | drop (leave small classes out) | "
+        "not-estimable (keep; its metrics are reported as not estimable).",
+    ),
     label_column: str | None = typer.Option(None, help="CSV/manifest column holding the label."),
     group_column: str | None = typer.Option(None, help="CSV column naming patient/specimen/slide."),
     group_regex: str | None = typer.Option(
@@ -87,6 +103,15 @@ def train(
     ),
     seed: int | None = typer.Option(None, help="Seed for split, initialisation and augmentation."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    label_level: str = typer.Option(
+        "image",
+        help="image: DATA holds labelled images | sample: DATA is a fields CSV (path, sample, label) with one "
+        "label per sample, learnt from the cells of its fields (multiple-instance model mil / mil-mean).",
+    ),
+    task: str | None = typer.Option(None, help="With --label-level sample: the field preset (ana | blood)."),
+    um_per_px: float | None = typer.Option(
+        None, help="With --label-level sample: field scale when the CSV has no um_per_px column."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train, calibrate and evaluate a model; write metrics, report and a bundle into --out."""
@@ -94,6 +119,12 @@ def train(
 
     if data is None and not resume:
         raise ValueError("DATA is required (except with --resume)")
+    if label_level not in ("image", "sample"):
+        raise ValueError(f"--label-level {label_level!r}: choose image or sample")
+    if label_level == "image" and (task is not None or um_per_px is not None):
+        raise ValueError("--task and --um-per-px apply to --label-level sample (fields with sample labels)")
+    if label_level == "sample" and (resume or nproc):
+        raise ValueError("--resume and --nproc do not apply to --label-level sample yet")
     cfg = build_config(
         config,
         {
@@ -104,6 +135,7 @@ def train(
             "train.batch_size": batch_size,
             "train.lr": lr,
             "split.protocol": split,
+            "split.missing_classes": missing_classes,
             "data.label_column": label_column,
             "data.group_column": group_column,
             "data.group_regex": group_regex,
@@ -117,7 +149,17 @@ def train(
             "train.seed": seed,
             "split.seed": seed,
         },
+        defaults=SAMPLE_LEVEL_DEFAULTS if label_level == "sample" else None,
     )
+    if label_level == "sample":
+        from lablens.workflows.train_samples import train_samples
+
+        res = train_samples(data, out, cfg, task=task or "ana", um_per_px=um_per_px, progress=not quiet)
+        _print_headline(res.metrics)
+        console.print(f"report: {res.run_dir / 'report.html'}")
+        for b in res.bundles:
+            console.print(f"bundle: {b}")
+        return
     result = run_train(data, out, cfg, resume=resume, progress=not quiet)
     if not result.metrics:  # another process of a distributed run: rank 0 reports
         return
@@ -137,6 +179,8 @@ def _print_headline(metrics: dict) -> None:
                 ci = entry.get("ci")
                 parts.append(f"{k} {entry['value']:.3f}" + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else ""))
         console.print(f"test (n={metrics.get('n')}): " + ", ".join(parts))
+        for note in metrics.get("notes") or []:
+            console.print(f"  [yellow]⚠ {note}[/yellow]", highlight=False)
     elif "summary" in metrics:
         s = metrics["summary"]
         parts = [
@@ -145,6 +189,8 @@ def _print_headline(metrics: dict) -> None:
             if s.get(k, {}).get("mean") is not None
         ]
         console.print(f"cross-validation over {len(metrics['folds'])} folds: " + ", ".join(parts))
+        for note in metrics.get("notes") or []:
+            console.print(f"  [yellow]⚠ {note}[/yellow]", highlight=False)
 
 
 @app.command()

@@ -44,6 +44,9 @@ class SplitConfig(StrictModel):
     protocol: str = "8:1:1"
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     seed: int = 0
+    # a class without images in a partition: refuse the split (naming the class and its groups), drop
+    # classes with too few groups before splitting, or keep it and report its metrics as not estimable
+    missing_classes: Literal["refuse", "drop", "not-estimable"] = "refuse"
 
 
 class AugmentConfig(StrictModel):

@@ -29,6 +29,8 @@ class Capabilities:
         resumable: training checkpoints every epoch and continues after a crash (``FitContext.resume``).
         distributed: trains data-parallel across processes (torchrun).
         onnx: ``lablens export --format onnx`` can export its bundles.
+        inputs: ``images`` (``X`` is ``N×S×S×3``, one call per image) or ``bags`` (``X`` is one ``n_i×S×S×3``
+            array of cell crops per sample, one call per sample: multiple-instance families).
     """
 
     uses_groups: bool = False
@@ -36,6 +38,7 @@ class Capabilities:
     resumable: bool = False
     distributed: bool = False
     onnx: bool = False
+    inputs: str = "images"
 
 
 @dataclass(frozen=True)

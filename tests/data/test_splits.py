@@ -10,6 +10,7 @@ import pytest
 from lablens.data.splits import (
     LeakageError,
     SplitError,
+    check_class_coverage,
     check_no_leakage,
     load_split,
     make_split,
@@ -177,3 +178,43 @@ def test_fewer_groups_than_partitions_is_a_clear_error() -> None:
     groups = np.array(["A"] * 10 + ["B"] * 10)
     with pytest.raises(SplitError, match="at least one group per partition"):
         make_split(y, groups, "8:1:1")
+
+
+def _with_rare_class(n_rare_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    y, groups = grouped_data(n_groups=60, n_classes=3)
+    rare_y = np.full(2 * n_rare_groups, 3)
+    rare_g = np.array([f"rare{i // 2}" for i in range(2 * n_rare_groups)])
+    return np.concatenate([y, rare_y]), np.concatenate([groups, rare_g])
+
+
+def test_a_class_missing_from_a_partition_is_refused_by_name() -> None:
+    y, groups = _with_rare_class(2)  # two slides of the rare class cannot reach three partitions
+    names = ["a", "b", "c", "blast"]
+    with pytest.raises(
+        SplitError, match=r"class 'blast' \(2 group\(s\)\) has no image in the (val|test) partition"
+    ):
+        make_split(y, groups, "8:1:1", classes=names)
+    with pytest.raises(SplitError, match=r"'blast' has 2"):
+        make_split(y, groups, "kfold:3", classes=names)
+
+
+def test_not_estimable_keeps_the_class_and_says_where_it_is_missing() -> None:
+    y, groups = _with_rare_class(2)
+    names = ["a", "b", "c", "blast"]
+    split = make_split(y, groups, "8:1:1", classes=names, missing_classes="not-estimable")
+    notes = check_class_coverage(split, y, groups, names, "not-estimable")
+    assert notes and all("'blast' (2 group(s))" in n and "not estimable" in n for n in notes)
+    assert 3 in y[split.folds[0].train]
+
+
+def test_a_class_missing_from_training_is_refused_under_every_policy() -> None:
+    y, groups = _with_rare_class(1)
+    split = make_split(y, groups, "8:1:1", missing_classes="not-estimable")
+    fold = split.folds[0]
+    rare = np.flatnonzero(y == 3)
+    moved = type(fold)(
+        fold.name, np.setdiff1d(fold.train, rare), fold.val, np.union1d(np.setdiff1d(fold.test, rare), rare)
+    )
+    split.folds[0] = type(fold)(fold.name, moved.train, np.setdiff1d(fold.val, rare), moved.test)
+    with pytest.raises(SplitError, match="has no image in the train partition"):
+        check_class_coverage(split, y, groups, ["a", "b", "c", "blast"], "not-estimable")

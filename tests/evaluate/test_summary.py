@@ -48,7 +48,7 @@ def test_document_shape_and_json() -> None:
     json.dumps(doc, allow_nan=False)
     assert set(doc) == {
         "schema", "classes", "n", "n_groups", "overall", "per_class", "confusion_matrix",
-        "calibration", "agreement", "bootstrap",
+        "calibration", "agreement", "bootstrap", "macro_over", "notes",
     }  # fmt: skip
     assert doc["schema"] == "lablens.metrics/1"
     assert doc["classes"] == CLASSES
@@ -69,7 +69,13 @@ def test_document_shape_and_json() -> None:
     assert doc["calibration"]["n_bins"] == 15 and len(doc["calibration"]["bins"]) == 15
     assert set(doc["calibration"]["bins"][0]) == {"lo", "hi", "count", "confidence", "accuracy"}
     assert doc["agreement"]["n"] == 370 and doc["agreement"]["n_missing"] == 30
-    assert doc["bootstrap"] == {"replicates": 200, "level": 0.95, "unit": "group", "seed": 0}
+    assert doc["bootstrap"] == {
+        "replicates": 200,
+        "level": 0.95,
+        "unit": "group",
+        "seed": 0,
+        "reliable": True,
+    }
 
 
 def test_values_equal_sklearn() -> None:
@@ -165,3 +171,25 @@ def test_invalid_inputs_raise() -> None:
         evaluate_predictions(y + 4, proba, CLASSES, n_boot=0)
     with pytest.raises(ValueError):
         evaluate_predictions(y.astype(float), proba, CLASSES, n_boot=0)
+
+
+def test_absent_class_is_not_estimable_and_left_out_of_macro_averages() -> None:
+    y = np.array([0, 0, 1, 1, 0, 1])  # class 2 has no true example
+    proba = np.eye(3)[[0, 0, 1, 2, 0, 1]] * 0.9 + 0.1 / 3
+    doc = evaluate_predictions(y, proba, ["a", "b", "c"], groups=np.arange(6), n_boot=50)
+    assert doc["per_class"]["c"]["estimable"] is False and doc["per_class"]["c"]["recall"]["value"] is None
+    assert "estimable" not in doc["per_class"]["a"]
+    assert doc["macro_over"] == ["a", "b"]
+    recall = [doc["per_class"][c]["recall"]["value"] for c in ("a", "b")]
+    assert doc["overall"]["macro_recall"]["value"] == pytest.approx(np.mean(recall))  # 0.833, not 0.556
+    assert any("not estimable" in n and "c" in n for n in doc["notes"])
+
+
+def test_intervals_from_fewer_than_ten_groups_are_flagged() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    proba = np.eye(2)[y] * 0.8 + 0.1
+    few = evaluate_predictions(y, proba, ["a", "b"], groups=np.arange(200) % 6, n_boot=50)
+    many = evaluate_predictions(y, proba, ["a", "b"], groups=np.arange(200) % 40, n_boot=50)
+    assert few["bootstrap"]["reliable"] is False and any("6 group(s)" in n for n in few["notes"])
+    assert many["bootstrap"]["reliable"] is True and many["notes"] == []

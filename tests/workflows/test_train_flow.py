@@ -144,7 +144,7 @@ def test_kfold_training(tmp_path: Path) -> None:
 
 
 def test_failed_start_leaves_no_run_folder(tmp_path: Path) -> None:
-    data = write_shape_folder(tmp_path / "data", per_class=6)
+    data = write_shape_folder(tmp_path / "data", per_class=20)
     cfg = tiny_config()
     cfg.model.weights = str(tmp_path / "missing.safetensors")
     with pytest.raises(Exception, match="no such file"):

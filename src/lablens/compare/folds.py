@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from lablens.config import CompareConfig, SplitConfig
@@ -15,16 +17,21 @@ def comparison_protocol(cfg: CompareConfig) -> str:
     return f"kfold:{cfg.folds}" if cfg.repeats == 1 else f"repeated-kfold:{cfg.folds}x{cfg.repeats}"
 
 
-def comparison_folds(y: np.ndarray, groups: np.ndarray, cfg: CompareConfig, split: SplitConfig) -> list[Fold]:
+def comparison_folds(
+    y: np.ndarray,
+    groups: np.ndarray,
+    cfg: CompareConfig,
+    split: SplitConfig,
+    classes: Sequence[str] | None = None,
+) -> list[Fold]:
     """Grouped, stratified folds; repeated hold-outs use seeds ``seed, seed+1, …``."""
+    rules = {"val_fraction": split.val_fraction, "classes": classes, "missing_classes": split.missing_classes}
     if not cfg.holdout:
         proto = f"kfold:{cfg.folds}" if cfg.repeats == 1 else f"repeated-kfold:{cfg.folds}x{cfg.repeats}"
-        return make_split(y, groups, proto, val_fraction=split.val_fraction, seed=split.seed).folds
+        return make_split(y, groups, proto, seed=split.seed, **rules).folds
     folds = []
     for r in range(cfg.repeats):
-        one = make_split(y, groups, cfg.holdout, val_fraction=split.val_fraction, seed=split.seed + r).folds[
-            0
-        ]
+        one = make_split(y, groups, cfg.holdout, seed=split.seed + r, **rules).folds[0]
         folds.append(
             Fold(f"rep{r + 1}-holdout" if cfg.repeats > 1 else "holdout", one.train, one.val, one.test)
         )

@@ -60,6 +60,10 @@ def split_methods(text: str | list[str]) -> list[str]:
 def _method(text: str, name: str, options: dict[str, Any], cfg: RunConfig) -> Method:
     """The method ``text``: estimator ``name`` with the run's settings it takes and its own ``options``."""
     spec = get_spec(name)
+    if spec.capabilities.inputs != "images":
+        raise ParamError(
+            f"{text!r}: {spec.describe()} learns from a sample's cells, not from images; compare image models"
+        )
     params, _ = taken_settings(cfg, spec)
     refused = [k for k in options if not spec.accepts(k)]
     if refused:

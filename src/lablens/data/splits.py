@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,7 +134,41 @@ def allocate_groups(
         current[best] += counts[g]
         sizes[best] += counts[g].sum()
     _fill_empty_partitions(assign, counts.sum(1), frac)
+    _cover_classes(assign, counts, frac)
     return assign[g_idx]
+
+
+def _cover_classes(assign: np.ndarray, counts: np.ndarray, frac: np.ndarray) -> None:
+    """Give every partition with a positive fraction at least one group of each class that has groups to spare.
+
+    A class with at least as many groups as partitions can reach all of them; the greedy fill above does not
+    promise it (a class of 5 groups in an 8:1:1 split often gets no validation group). A group of the class
+    moves from a partition holding several of the class's groups, the smallest such group whose move leaves
+    every class its coverage there. In place; a class with too few groups is left as it is (the coverage
+    check names it).
+    """
+    wanted = [p for p in range(len(frac)) if frac[p] > 0]
+    for _ in range(len(assign)):
+        moved = False
+        for c in range(counts.shape[1]):
+            has = counts[:, c] > 0
+            for p in wanted:
+                if (has & (assign == p)).any() or has.sum() < len(wanted):
+                    continue
+                best = None
+                for g in np.flatnonzero(has):
+                    donor = assign[g]
+                    in_donor = (assign == donor) & (counts > 0).T  # (classes, groups) held by the donor
+                    left = in_donor.sum(1) - (counts[g] > 0)
+                    if (left[counts[g] > 0] < 1).any():
+                        continue  # the move would leave the donor without a class it covers
+                    if best is None or counts[g].sum() < counts[best].sum():
+                        best = g
+                if best is not None:
+                    assign[best] = p
+                    moved = True
+        if not moved:
+            return
 
 
 def _fill_empty_partitions(assign: np.ndarray, group_sizes: np.ndarray, frac: np.ndarray) -> None:
@@ -157,12 +192,28 @@ def _fill_empty_partitions(assign: np.ndarray, group_sizes: np.ndarray, frac: np
 
 
 def make_split(
-    y: np.ndarray, groups: np.ndarray, protocol: str, *, val_fraction: float = 0.1, seed: int = 0
+    y: np.ndarray,
+    groups: np.ndarray,
+    protocol: str,
+    *,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    classes: Sequence[str] | None = None,
+    missing_classes: str = "refuse",
 ) -> Split:
-    """Make a deterministic grouped, stratified split of ``len(y)`` samples."""
+    """Make a deterministic grouped, stratified split of ``len(y)`` samples.
+
+    Every class must reach the training, validation and test side of every fold; otherwise the split is
+    refused (:class:`SplitError` naming the class and its number of groups), or, with
+    ``missing_classes="not-estimable"``, kept so that the class's test metrics are reported as not estimable.
+    ``classes`` names the class indices in messages.
+    """
     proto = parse_protocol(protocol)
     y = np.asarray(y, dtype=np.int64)
     groups = np.asarray(groups).astype(str)
+    names = (
+        list(classes) if classes is not None else [str(c) for c in range(int(y.max()) + 1 if len(y) else 0)]
+    )
     folds: list[Fold] = []
     if proto.kind == "holdout":
         rng = np.random.default_rng([seed, 0])
@@ -175,11 +226,12 @@ def make_split(
             train, val = _carve_val(y, groups, rest, val_fraction, np.random.default_rng([seed, 1]))
         folds.append(Fold("holdout", train, val, test))
     else:
-        n_groups_min = min(np.unique(groups[y == c]).size for c in np.unique(y))
-        if n_groups_min < proto.k:
+        small = {c: n for c, n in _groups_per_class(y, groups).items() if n < proto.k}
+        if small and missing_classes != "not-estimable":
             raise SplitError(
-                f"{proto.k}-fold needs at least {proto.k} groups in every class; the smallest class has "
-                f"{n_groups_min}"
+                f"{proto.k}-fold needs at least {proto.k} groups in every class: "
+                + ", ".join(f"{names[c]!r} has {n}" for c, n in small.items())
+                + MISSING_HELP
             )
         for r in range(proto.repeats):
             cv = StratifiedGroupKFold(n_splits=proto.k, shuffle=True, random_state=seed + 1000 * r)
@@ -190,7 +242,61 @@ def make_split(
                 folds.append(Fold(name, train, val, np.sort(test)))
     split = Split(protocol=protocol, seed=seed, val_fraction=val_fraction, folds=folds)
     check_no_leakage(split, groups)
+    check_class_coverage(split, y, groups, names, missing_classes)
     return split
+
+
+MISSING_CLASS_POLICIES = ("refuse", "drop", "not-estimable")
+MISSING_HELP = (
+    "; add groups (patients/slides) of that class, use fewer partitions or folds, leave the class out "
+    "(split.missing_classes: drop), or keep it with its metrics not estimable (split.missing_classes: not-estimable)"
+)
+
+
+def _groups_per_class(y: np.ndarray, groups: np.ndarray) -> dict[int, int]:
+    return {int(c): int(np.unique(groups[y == c]).size) for c in np.unique(y)}
+
+
+def missing_from_partitions(split: Split, y: np.ndarray) -> list[tuple[str, str, int]]:
+    """``(fold, side, class index)`` for every class present in the data but absent from a side of a fold."""
+    present = np.unique(y)
+    out = []
+    for fold in split.folds:
+        for side in ("train", "val", "test"):
+            rows = getattr(fold, side)
+            for c in np.setdiff1d(present, y[rows]):
+                out.append((fold.name, side, int(c)))
+    return out
+
+
+def check_class_coverage(
+    split: Split, y: np.ndarray, groups: np.ndarray, classes: Sequence[str], policy: str = "refuse"
+) -> list[str]:
+    """Refuse a split that leaves a class out of a partition, or (``not-estimable``) return one note per gap.
+
+    A class missing from training is refused under every policy: no model can learn it.
+    """
+    if policy not in MISSING_CLASS_POLICIES:
+        raise SplitError(
+            f"split.missing_classes {policy!r}: choose one of {', '.join(MISSING_CLASS_POLICIES)}"
+        )
+    y = np.asarray(y, dtype=np.int64)
+    n_groups = _groups_per_class(y, np.asarray(groups).astype(str))
+    gaps = missing_from_partitions(split, y)
+    untrainable = [g for g in gaps if g[1] == "train"]
+    if untrainable or (gaps and policy != "not-estimable"):
+        fold, side, c = (untrainable or gaps)[0]
+        more = f" (and {len(gaps) - 1} more gap(s))" if len(gaps) > 1 else ""
+        where = f"{fold}: " if len(split.folds) > 1 else ""
+        raise SplitError(
+            f"{where}class {classes[c]!r} ({n_groups[c]} group(s)) has no image in the {side} partition{more}"
+            + ("" if side == "train" else MISSING_HELP)
+        )
+    return [
+        f"{fold}: class {classes[c]!r} ({n_groups[c]} group(s)) has no {side} image; its {side} metrics are "
+        "not estimable"
+        for fold, side, c in gaps
+    ]
 
 
 def _carve_val(

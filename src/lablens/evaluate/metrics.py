@@ -113,11 +113,15 @@ def per_class_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def averaged_metrics(per_class: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def averaged_metrics(
+    per_class: dict[str, np.ndarray], covered: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Macro (unweighted) and support-weighted averages of per-class metrics.
 
     Args:
         per_class: Output of :func:`per_class_metrics`.
+        covered: Boolean ``(K,)``: the classes the macro average is over (by default all); a class with no
+            true example in the evaluated data has no sensitivity or F1 and belongs outside it.
 
     Returns:
         Dict with ``macro_<name>`` and ``weighted_<name>`` for each name in
@@ -128,7 +132,7 @@ def averaged_metrics(per_class: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name in PER_CLASS_METRICS:
         values = per_class[name]
-        out[f"macro_{name}"] = values.mean(axis=-1)
+        out[f"macro_{name}"] = values.mean(axis=-1) if covered is None else values[..., covered].mean(axis=-1)
         out[f"weighted_{name}"] = safe_divide((values * support).sum(axis=-1), total)
     return out
 

@@ -5,7 +5,9 @@ the statistic under unit weights), so they are computed identically. A replicate
 is undefined (e.g. the AUC of a class without positives in it) is skipped for that metric only;
 the entry then carries ``"replicates"``, the number of replicates used. Macro AUC is the mean over
 the classes whose AUC is defined on the full data, and a replicate where any of those is undefined
-is skipped for it.
+is skipped for it. The other macro averages are over the classes with at least one true example
+(``macro_over``); a class without one is marked ``estimable: false``. Intervals from fewer than
+:data:`MIN_GROUPS_FOR_CI` groups are flagged (``bootstrap.reliable``, ``notes``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from lablens.evaluate.metrics import (
 )
 
 SCHEMA = "lablens.metrics/1"
+MIN_GROUPS_FOR_CI = 10  # a bootstrap over fewer groups (patients/slides) gives intervals no one should trust
 PROBA_TOLERANCE = 1e-3
 
 
@@ -83,6 +86,7 @@ def classification_statistic(
     top_k: Sequence[int],
     n_bins: int,
     auc_defined: np.ndarray,
+    covered: np.ndarray | None = None,
 ) -> Statistic:
     """Batched statistic computing every reported metric under per-sample weights.
 
@@ -92,6 +96,7 @@ def classification_statistic(
         top_k: Values of k for top-k accuracy.
         n_bins: ECE bins.
         auc_defined: Boolean ``(K,)``: classes entering the macro AUC.
+        covered: Boolean ``(K,)``: classes entering the other macro averages (all when None).
 
     Returns:
         Function mapping weights ``(b, N)`` to a dict of ``(b,)`` overall metrics and
@@ -110,7 +115,7 @@ def classification_statistic(
         out = {"accuracy": accuracy(cm), "balanced_accuracy": balanced_accuracy(cm)}
         for k, h in hits.items():
             out[f"top_{k}_accuracy"] = weighted_mean(h, weights)
-        out.update(averaged_metrics(per_class))
+        out.update(averaged_metrics(per_class, covered))
         out["mcc"] = matthews_corrcoef(cm)
         out["kappa"] = cohen_kappa(cm)
         aucs = np.stack([weighted_roc_auc(proba[:, c], y_true == c, weights) for c in range(n_classes)], -1)
@@ -173,7 +178,8 @@ def evaluate_predictions(
 
     point_auc = roc_auc_ovr(p, y)
     auc_defined = np.array([a is not None for a in point_auc])
-    statistic = classification_statistic(y, p, ks, n_bins, auc_defined)
+    covered = np.bincount(y, minlength=n_classes) > 0
+    statistic = classification_statistic(y, p, ks, n_bins, auc_defined, covered)
     point = {name: values[0] for name, values in statistic(np.ones((1, n))).items()}
     point["per_class/auc"] = np.array([np.nan if a is None else a for a in point_auc])
     intervals = group_bootstrap(statistic, codes, n, n_boot, level, seed)
@@ -185,9 +191,26 @@ def evaluate_predictions(
     cm = confusion_matrix(y, p.argmax(axis=1), n_classes)
     per_class = {}
     for c, name in enumerate(class_names):
-        row = {m: entry(f"per_class/{m}", (c,)) for m in (*PER_CLASS_METRICS, "auc")}
+        if covered[c]:
+            row = {m: entry(f"per_class/{m}", (c,)) for m in (*PER_CLASS_METRICS, "auc")}
+        else:  # no true example: sensitivity, F1, AUC … have nothing to be estimated from
+            row = {m: {"value": None, "ci": None} for m in (*PER_CLASS_METRICS, "auc")}
+            row["estimable"] = False
         row["support"] = int(cm[c].sum())
         per_class[name] = row
+    notes = []
+    if not covered.all():
+        absent = [class_names[c] for c in np.flatnonzero(~covered)]
+        notes.append(
+            f"not estimable (no true example here): {', '.join(absent)}; macro averages are over the other "
+            f"{int(covered.sum())} class(es)"
+        )
+    reliable = n_groups >= MIN_GROUPS_FOR_CI
+    if n_boot and not reliable:
+        notes.append(
+            f"confidence intervals come from {n_groups} group(s) (patients/slides), fewer than "
+            f"{MIN_GROUPS_FOR_CI}: they are unreliable"
+        )
 
     agreement = None
     if reader is not None:
@@ -216,5 +239,13 @@ def evaluate_predictions(
             "bins": reliability_bins(p, y, n_bins),
         },
         "agreement": agreement,
-        "bootstrap": {"replicates": int(n_boot), "level": float(level), "unit": "group", "seed": int(seed)},
+        "bootstrap": {
+            "replicates": int(n_boot),
+            "level": float(level),
+            "unit": "group",
+            "seed": int(seed),
+            "reliable": bool(reliable),
+        },
+        "macro_over": [class_names[c] for c in np.flatnonzero(covered)],
+        "notes": notes,
     }

@@ -63,6 +63,16 @@ class Bundle:
         return str(self.card["preprocessing"]["resize_mode"])
 
     @property
+    def inputs(self) -> str:
+        """``images`` (one image per call) or ``bags`` (a sample's cells per call)."""
+        return str(self.card.get("inputs") or "images")
+
+    @property
+    def crop(self) -> dict[str, Any] | None:
+        """The crop geometry of the training images, when the card records it."""
+        return (self.card.get("preprocessing") or {}).get("crop")
+
+    @property
     def temperature(self) -> float:
         return float((self.card.get("calibration") or {}).get("temperature") or 1.0)
 
@@ -102,11 +112,13 @@ def save_bundle(
     calibration: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    crop: dict[str, Any] | None = None,
 ) -> Bundle:
     """Write ``out_dir/weights.safetensors`` and ``out_dir/card.json``; refuse to overwrite a bundle.
 
     ``calibration`` (a :class:`~lablens.train.calibrate.Calibration` as a dict) records where the temperature
-    was fitted; without it the card holds ``temperature`` alone.
+    was fitted; without it the card holds ``temperature`` alone. ``crop`` is the
+    :class:`~lablens.fields.cell_crops.CropGeometry` of the training images, when known.
     """
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -129,7 +141,9 @@ def save_bundle(
             "mean": list(meta.get("mean", [])),
             "std": list(meta.get("std", [])),
             "colour": "RGB; greyscale replicated; alpha dropped; 16-bit mapped linearly to 8-bit",
+            "crop": crop,
         },
+        "inputs": type(estimator).capabilities.inputs,
         "calibration": calibration or {"method": "temperature", "temperature": float(temperature)},
         "training": training or {},
         "metrics": metrics or {},

@@ -30,14 +30,16 @@ class Normalizer:
 
     @staticmethod
     def to_float(xb: torch.Tensor) -> torch.Tensor:
-        """uint8 NHWC → float NCHW in [0, 1]."""
-        return xb.permute(0, 3, 1, 2).float().div_(255.0)
+        """uint8 ``…HWC`` → float ``…CHW`` in [0, 1] (NHWC images, or ``N×K×H×W×C`` bags of K cells)."""
+        return xb.movedim(-1, -3).float().div_(255.0)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean.device != x.device:
             self.mean, self.std = self.mean.to(x.device), self.std.to(x.device)
         x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+        if self.channels_last and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous()
 
 
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:

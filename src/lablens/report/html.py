@@ -507,6 +507,7 @@ def _build_context(
         "has_images": images is not None,
         "thumbnail_px": THUMBNAIL_PX,
         "run_info": _flatten(run_info or {}),
+        "warnings": list(metrics.get("notes") or []),
     }
 
 

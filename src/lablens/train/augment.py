@@ -38,6 +38,10 @@ class AugmentParams:
     def to(self, device: torch.device) -> AugmentParams:
         return AugmentParams(**{k: v.to(device) for k, v in self.__dict__.items()})
 
+    def repeat_each(self, k: int) -> AugmentParams:
+        """Each sample's parameters ``k`` times in a row (the images of a bag share their item's draw)."""
+        return AugmentParams(**{name: v.repeat_interleave(k, dim=0) for name, v in self.__dict__.items()})
+
     def rows(self, start: int, stop: int) -> AugmentParams:
         """The parameters of samples ``start:stop`` (one rank's part of a global batch)."""
         return AugmentParams(**{k: v[start:stop] for k, v in self.__dict__.items()})

@@ -34,6 +34,16 @@ class DeviceImages:
         return self.data.index_select(0, index).to(self.device, non_blocking=True)
 
     def floats(self, positions: np.ndarray, augment: AugmentParams | None = None) -> torch.Tensor:
-        """Float NCHW images in [0, 1] at ``positions``, augmented on the device by ``augment`` when given."""
+        """Float NCHW images in [0, 1] at ``positions``, augmented on the device by ``augment`` when given.
+
+        An item may be a bag of K images (``N×K×H×W×3`` data, ``B×K×3×H×W`` out): its parameters are drawn
+        once and apply to each of its images, as one slide's stain and lamp apply to all of its cells.
+        """
         x = Normalizer.to_float(self.batch(positions))
-        return apply_params(x, augment.to(self.device)) if augment is not None else x
+        if augment is None:
+            return x
+        if x.ndim == 5:
+            b, k = x.shape[:2]
+            flat = apply_params(x.flatten(0, 1), augment.repeat_each(k).to(self.device))
+            return flat.reshape(b, k, *flat.shape[1:])
+        return apply_params(x, augment.to(self.device))

@@ -114,7 +114,8 @@ def blur_study(
     kwargs = _arm_kwargs(cfg, ",".join(map(str, lv)), kinds, noise)
     timings: dict[str, float] = {}
     with run_folder(out, cfg) as out, make_progress(progress) as prog:
-        manifest, report = read_data(data, cfg.data, prog, min_groups_per_class=3)
+        min_groups = 3 if cfg.split.missing_classes == "drop" else 1
+        manifest, report = read_data(data, cfg.data, prog, min_groups_per_class=min_groups)
         if progress:
             print_data_report(report)
         pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
@@ -124,6 +125,8 @@ def blur_study(
             cfg.split.protocol,
             val_fraction=cfg.split.val_fraction,
             seed=cfg.split.seed,
+            classes=manifest.classes,
+            missing_classes=cfg.split.missing_classes,
         )
         fold = split.folds[0]
         if len(fold.val) == 0 or len(fold.test) == 0:

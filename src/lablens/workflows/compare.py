@@ -93,14 +93,14 @@ def _check_settings_apply(cfg: RunConfig, methods: list[Method]) -> None:
 def _run(out: Path, cfg: RunConfig, methods: list[Method], progress: bool) -> tuple[dict, Path | None]:
     c = cfg.compare
     with make_progress(progress) as prog:
-        min_groups = 3 if c.holdout else max(c.folds, 3)
+        min_groups = 1 if cfg.split.missing_classes != "drop" else 3 if c.holdout else max(c.folds, 3)
         manifest, report = read_data(cfg.data.path, cfg.data, prog, min_groups_per_class=min_groups)
         if progress:
             print_data_report(report)
         write_json(out / "data_report.json", report.to_dict())
         manifest.to_csv(out / "manifest.csv")
         groups = np.asarray(manifest.groups).astype(str)
-        folds = comparison_folds(manifest.y, groups, c, cfg.split)
+        folds = comparison_folds(manifest.y, groups, c, cfg.split, manifest.classes)
         save_split(
             Split(comparison_protocol(c), cfg.split.seed, cfg.split.val_fraction, folds),
             manifest.ids,

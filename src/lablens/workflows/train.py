@@ -35,10 +35,18 @@ import torch
 
 from lablens.config import RunConfig
 from lablens.data.manifest import Manifest
-from lablens.data.splits import Fold, load_split, make_split, parse_protocol, save_split
+from lablens.data.splits import (
+    Fold,
+    check_class_coverage,
+    load_split,
+    make_split,
+    parse_protocol,
+    save_split,
+)
 from lablens.device import resolve_device
 from lablens.infer.bundle import CARD, Bundle, save_bundle
 from lablens.infer.predictor import softmax_t
+from lablens.library_warnings import library_warnings_to_log
 from lablens.models.from_config import estimator_params
 from lablens.progress import make_progress
 from lablens.registry import create_estimator, get_spec
@@ -74,8 +82,10 @@ class TrainResult:
         return self.run_dir / "report.html" if (self.run_dir / "report.html").exists() else self.run_dir
 
 
-def min_groups_for(protocol: str) -> int:
-    if Path(protocol).suffix == ".json":
+def min_groups_for(protocol: str, missing_classes: str = "drop") -> int:
+    """Groups a class needs to be kept when data is read: only ``drop`` leaves small classes out there;
+    otherwise the split refuses them by name (or keeps them, not estimable)."""
+    if Path(protocol).suffix == ".json" or missing_classes != "drop":
         return 1
     return parse_protocol(protocol).min_groups_per_class
 
@@ -112,6 +122,10 @@ def train(
     if cfg.train.nproc > 1 and not env.enabled:
         return _launch(out, cfg, resume, progress, t0)
     spec = get_spec(cfg.model.name)
+    if spec.capabilities.inputs != "images":
+        raise RunError(
+            f"{spec.describe()} learns from a sample's cells: train it from fields with --label-level sample"
+        )
     params = estimator_params(cfg)
     if env.enabled and not spec.capabilities.distributed:
         raise RunError(f"{spec.describe()} does not train across processes; use --nproc 1")
@@ -146,7 +160,10 @@ def _run(
     show_data: bool,
 ) -> tuple[dict[str, Any], list[Path]]:
     manifest, report = read_data(
-        cfg.data.path, cfg.data, prog, min_groups_per_class=min_groups_for(cfg.split.protocol)
+        cfg.data.path,
+        cfg.data,
+        prog,
+        min_groups_per_class=min_groups_for(cfg.split.protocol, cfg.split.missing_classes),
     )
     if env.is_main:
         if show_data:
@@ -186,6 +203,7 @@ def _get_split(
     groups = manifest.groups
     proto = cfg.split.protocol
     notes: list[str] = []
+    policy = cfg.split.missing_classes
     if resume and saved.exists():
         split, notes = load_split(saved, manifest.ids, groups)
     elif Path(proto).suffix == ".json" or Path(proto).is_file():
@@ -194,10 +212,17 @@ def _get_split(
             shutil.copyfile(proto, saved)
     else:  # a pure function of (labels, groups, protocol, seed): the same in every process
         split = make_split(
-            manifest.y, groups, proto, val_fraction=cfg.split.val_fraction, seed=cfg.split.seed
+            manifest.y,
+            groups,
+            proto,
+            val_fraction=cfg.split.val_fraction,
+            seed=cfg.split.seed,
+            classes=manifest.classes,
+            missing_classes=policy,
         )
         if env.is_main:
             save_split(split, manifest.ids, groups, saved)
+    notes += check_class_coverage(split, manifest.y, groups, manifest.classes, policy)
     for n in notes:
         progress.log(f"split: {n}")
     return split.folds
@@ -371,6 +396,11 @@ def summarise_folds(fold_metrics: list[dict], names: list[str]) -> dict[str, Any
         "classes": fold_metrics[0]["classes"],
         "folds": names,
         "summary": summary,
+        "notes": [
+            f"{name}: {note}"
+            for name, m in zip(names, fold_metrics, strict=True)
+            for note in m.get("notes", [])
+        ],
     }
 
 
@@ -421,7 +451,10 @@ def _worker(
     rank = D.env_from_torchrun().rank
     try:
         config = RunConfig.model_validate(cfg)
-        result = train(None if resume else config.data.path, out, config, resume=resume, progress=progress)
+        with library_warnings_to_log():
+            result = train(
+                None if resume else config.data.path, out, config, resume=resume, progress=progress
+            )
     except user_errors() as exc:  # a one-line message for the launcher instead of a traceback
         Path(messages, f"rank-{rank}.txt").write_text(" ".join(str(exc).split()), encoding="utf-8")
         os._exit(3)

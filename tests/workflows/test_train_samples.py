@@ -1,0 +1,88 @@
+"""``lablens train FIELDS.csv --label-level sample`` end to end on phantom ANA fields with sample labels only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lablens.cli import app
+from lablens.data.phantoms import get_task
+from lablens.data.phantoms.write import write_phantoms
+from lablens.infer.bundle import load_bundle
+
+runner = CliRunner()
+SIZE = 256
+
+
+@pytest.fixture(scope="module")
+def fields_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mil")
+    write_phantoms(get_task("ana-hep2"), root / "f", n=48, seed=3, fields=True, size=SIZE)
+    man = pd.read_csv(root / "f" / "manifest.csv", dtype=str)
+    man = man[man["label"].isin(["centromere", "homogeneous", "nucleolar"])].reset_index(drop=True)
+    pd.DataFrame(
+        {
+            "path": "f/" + man["path"],
+            "sample": [f"{i:03d}" for i in range(len(man))],  # leading zeros must survive
+            "label": man["label"],
+            "um_per_px": man["field_um"].astype(float) / SIZE,
+        }
+    ).to_csv(root / "fields.csv", index=False)
+    return root / "fields.csv"
+
+
+@pytest.mark.slow
+def test_sample_level_training_writes_sample_metrics_attention_and_a_bundle(
+    fields_csv: Path, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model:\n  params: {model_name: test_resnet, cells_per_bag: 4, bags_per_sample: 2}\n"
+        "train: {epochs: 2, augment: null, patience: null}\n"
+        "eval: {bootstrap: 50}\n"
+    )
+    out = tmp_path / "run"
+    r = runner.invoke(
+        app,
+        ["train", str(fields_csv), "--out", str(out), "--label-level", "sample", "--task", "ana",
+         "--image-size", "32", "--split", "2:1:1", "--config", str(cfg), "--device", "cpu", "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "test (n=" in r.output and "bundle:" in r.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["unit"] == "sample" and metrics["classes"] == ["centromere", "homogeneous", "nucleolar"]
+    samples = pd.read_csv(out / "samples.csv", dtype=str)
+    assert samples["sample"].tolist() == [f"{i:03d}" for i in range(18)]
+    assert (samples["n_cells"].astype(int) > 5).all()
+    predictions = pd.read_csv(out / "predictions.csv", dtype={"sample": str})
+    assert len(predictions) == metrics["n"] >= 3 and predictions["sample"].str.len().eq(3).all()
+    cells = pd.read_csv(out / "cells.csv", dtype={"sample": str})
+    per_sample = cells.groupby("sample")["attention"].sum()
+    assert len(per_sample) == metrics["n"] and ((per_sample - 1).abs() < 1e-3).all()
+    bundle = load_bundle(out / "bundle")
+    assert bundle.inputs == "bags" and bundle.crop["side_um"] == 24.0 and bundle.crop["object"] == "nucleus"
+
+
+def test_image_models_and_sample_level_do_not_mix(fields_csv: Path, tmp_path: Path) -> None:
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(fields_csv),
+            "--out",
+            str(tmp_path / "a"),
+            "--label-level",
+            "sample",
+            "--model",
+            "resnet18",
+        ],
+    )
+    assert r.exit_code == 1 and "use model mil or mil-mean" in r.output
+    r = runner.invoke(app, ["train", str(fields_csv), "--out", str(tmp_path / "b"), "--model", "mil"])
+    assert r.exit_code == 1 and "--label-level sample" in r.output
+    r = runner.invoke(app, ["train", str(fields_csv), "--out", str(tmp_path / "c"), "--task", "ana"])
+    assert r.exit_code == 1 and "apply to --label-level sample" in r.output
