@@ -511,6 +511,12 @@ def analyze(
     verifier: Path | None = typer.Option(
         None, help="White-cell verifier fitted on your annotated fields (`lablens fit-verifier`); blood only."
     ),
+    crop_um: float | None = typer.Option(
+        None, help="Side of a cell crop in µm (default: the task's); match the bundle's training crops."
+    ),
+    allow_crop_mismatch: bool = typer.Option(
+        False, help="Analyse even when the bundle was trained on crops of another size, object or centring."
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -537,6 +543,8 @@ def analyze(
         min_cells=min_cells,
         ignore_regions=regions,
         verifier=verifier,
+        crop_um=crop_um,
+        allow_crop_mismatch=allow_crop_mismatch,
         device=device,
         progress=not quiet,
     )

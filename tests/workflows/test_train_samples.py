@@ -35,10 +35,9 @@ def fields_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "fields.csv"
 
 
-@pytest.mark.slow
-def test_sample_level_training_writes_sample_metrics_attention_and_a_bundle(
-    fields_csv: Path, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def trained(fields_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    tmp_path = tmp_path_factory.mktemp("mil-run")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "model:\n  params: {model_name: test_resnet, cells_per_bag: 4, bags_per_sample: 2}\n"
@@ -51,8 +50,15 @@ def test_sample_level_training_writes_sample_metrics_attention_and_a_bundle(
         ["train", str(fields_csv), "--out", str(out), "--label-level", "sample", "--task", "ana",
          "--image-size", "32", "--split", "2:1:1", "--config", str(cfg), "--device", "cpu", "-q"],
     )  # fmt: skip
-    assert r.exit_code == 0, r.output
-    assert "test (n=" in r.output and "bundle:" in r.output
+    return out, r.output
+
+
+@pytest.mark.slow
+def test_sample_level_training_writes_sample_metrics_attention_and_a_bundle(
+    trained: tuple[Path, str],
+) -> None:
+    out, output = trained
+    assert "test (n=" in output and "bundle:" in output, output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["unit"] == "sample" and metrics["classes"] == ["centromere", "homogeneous", "nucleolar"]
     samples = pd.read_csv(out / "samples.csv", dtype=str)
@@ -86,3 +92,40 @@ def test_image_models_and_sample_level_do_not_mix(fields_csv: Path, tmp_path: Pa
     assert r.exit_code == 1 and "--label-level sample" in r.output
     r = runner.invoke(app, ["train", str(fields_csv), "--out", str(tmp_path / "c"), "--task", "ana"])
     assert r.exit_code == 1 and "apply to --label-level sample" in r.output
+
+
+@pytest.mark.slow
+def test_analyze_calls_each_sample_from_all_its_cells_with_a_bag_bundle(
+    fields_csv: Path, trained: tuple[Path, str], tmp_path: Path
+) -> None:
+    out, _ = trained
+    r = runner.invoke(
+        app,
+        ["analyze", str(out / "bundle"), str(fields_csv), "--out", str(tmp_path / "a"), "--task", "ana",
+         "--device", "cpu", "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    docs = json.loads((tmp_path / "a" / "samples.json").read_text())
+    assert set(docs) == {f"{i:03d}" for i in range(18)}
+    doc = docs["000"]
+    assert doc["dominant_pattern"] in ("centromere", "homogeneous", "nucleolar")
+    assert abs(sum(doc["sample_probability"].values()) - 1) < 1e-3 and 0 < len(doc["top_cells"]) <= 8
+    cells = pd.read_csv(tmp_path / "a" / "cells.csv", dtype={"sample": str})
+    sums = cells.groupby("sample")["attention"].sum()
+    assert ((sums - 1).abs() < 1e-3).all()
+    assert "drove the call" in (tmp_path / "a" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_analyze_refuses_or_warns_when_crops_differ_from_training(
+    fields_csv: Path, trained: tuple[Path, str], tmp_path: Path
+) -> None:
+    out, _ = trained
+    base = ["analyze", str(out / "bundle"), str(fields_csv), "--task", "ana", "--device", "cpu", "-q"]
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "a"), "--crop-um", "36"])
+    assert r.exit_code == 1 and "crop sizes differ by 50%" in r.output and "24 µm" in r.output
+    assert "36 µm" in r.output and not (tmp_path / "a").exists()
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--crop-um", "27"])
+    assert r.exit_code == 0 and "crop sizes differ by 12%" in r.output
+    settings = json.loads((tmp_path / "b" / "analyze.json").read_text())
+    assert settings["warnings"] and settings["crop_um"] == 27

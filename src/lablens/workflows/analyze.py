@@ -26,8 +26,9 @@ from lablens.data.preprocess import to_square
 from lablens.data.tables import TableError, number, read_text_csv
 from lablens.data.validate import Problem
 from lablens.fields import aggregate
-from lablens.fields.crops import crop_cells, draw_overlay
-from lablens.fields.detection import Detection, create_detector
+from lablens.fields.cell_crops import CropGeometry, field_cells, geometry_mismatch, preset_geometry
+from lablens.fields.crops import draw_overlay
+from lablens.fields.detection import Detection
 from lablens.fields.presets import FieldPreset, get_preset
 from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import Predictor, expand_inputs
@@ -109,6 +110,8 @@ def analyze(
     ignore_regions: list[tuple[int, int, int, int]] | None = None,
     detector_kwargs: dict[str, Any] | None = None,
     verifier: str | Path | None = None,
+    crop_um: float | None = None,
+    allow_crop_mismatch: bool = False,
     batch_size: int = 64,
     device: str = "auto",
     progress: bool = True,
@@ -119,6 +122,10 @@ def analyze(
     if verifier is not None and preset.detector != "smear":
         raise RunError(f"--verifier is for blood smear fields; task {task!r} does not use the smear detector")
     b = load_bundle(bundle)
+    bags = b.inputs == "bags"
+    if bags and preset.detector is None:
+        raise RunError(f"{bundle} calls a sample from its cells; task {task!r} has no cells to find")
+    warnings = _check_crops(b, preset, crop_um, allow_crop_mismatch, str(bundle))
     items, skipped = read_fields(list(fields), samples, sample_id)
     if not items and not skipped:
         raise RunError("no image files found in the given paths")
@@ -138,6 +145,7 @@ def analyze(
     cell_rows: list[dict[str, Any]] = []
     field_rows: list[dict[str, Any]] = []
     overlays: dict[str, list[dict[str, str]]] = {}
+    pending: list[_Pending] = []  # bag bundles: fields wait until their sample's cells are all found
     with run_folder(out) as out, make_progress(progress) as prog:
         (out / "overlays").mkdir()
         bar = prog.task("analyze fields", len(items))
@@ -149,20 +157,40 @@ def analyze(
                 bar.advance(1)
                 continue
             scale = item.um_per_px or um_per_px or preset.um_per_px
-            dets, proba = _analyze_field(img, preset, scale, kwargs, predictor, b.image_size, b.resize_mode)
-            names = _names(proba, b.classes, min_confidence)
-            overlay = draw_overlay(img, dets, names)
-            name = f"{k:04d}_{item.path.stem}.png"
-            Image.fromarray(overlay).save(out / "overlays" / name)
-            overlays.setdefault(item.sample, []).append(
-                {"field": str(item.path), "png": thumbnail_b64(overlay, 900)}
-            )
+            if bags:
+                dets, todo, crops = field_cells(img, preset, scale, kwargs, b.image_size, crop_um)
+                pending.append(_Pending(k, item, dets, todo, crops))
+            else:
+                dets, proba = _analyze_field(img, preset, scale, kwargs, predictor, b.image_size, crop_um)
+                _finish_field(out, k, item, img, dets, proba, b.classes, min_confidence, overlays, cell_rows)
             field_rows.append(_field_row(item, img, dets, scale))
-            cell_rows.extend(_cell_rows(item, dets, proba, names, b.classes))
             bar.advance(1)
         bar.done()
+        calls = _call_samples(b, pending, device) if bags else {}
+        for f in pending:
+            img = read_image(f.item.path, DecodeLimits()).pixels
+            proba = np.full((len(f.dets), len(b.classes)), np.nan)
+            proba[f.todo] = calls[f.item.sample]["cells"][f.offset : f.offset + len(f.todo)]
+            attention = np.full(len(f.dets), np.nan)
+            attention[f.todo] = calls[f.item.sample]["attention"][f.offset : f.offset + len(f.todo)]
+            _finish_field(
+                out,
+                f.k,
+                f.item,
+                img,
+                f.dets,
+                proba,
+                b.classes,
+                min_confidence,
+                overlays,
+                cell_rows,
+                attention,
+            )
         cells = pd.DataFrame(cell_rows)
         docs = _aggregate(cells, preset, b.classes, min_confidence, min_cells)
+        for sample, call in calls.items():
+            if sample in docs:
+                docs[sample].update(_bag_doc(call, b.classes, cells[cells["sample"] == sample]))
         for s, doc in docs.items():
             doc["n_fields"] = sum(r["sample"] == s for r in field_rows)
         cells.to_csv(out / "cells.csv", index=False)
@@ -177,7 +205,10 @@ def analyze(
             "detector": preset.detector,
             "detector_kwargs": kwargs,
             "um_per_px": um_per_px or preset.um_per_px,
-            "crop_um": preset.crop_um,
+            "crop_um": crop_um or preset.crop_um,
+            "bundle_crop": b.crop,
+            "bundle_inputs": b.inputs,
+            "warnings": warnings,
             "samples": samples,
             "min_confidence": min_confidence,
             "min_cells": min_cells,
@@ -188,6 +219,8 @@ def analyze(
         if skipped:
             pd.DataFrame([s.__dict__ for s in skipped]).to_csv(out / "skipped.csv", index=False)
         (out / "report.html").write_text(_render(docs, overlays, settings, preset), encoding="utf-8")
+    for w in warnings:  # shown even when quiet: the calls may not mean what the bundle learnt
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     if progress:
         for s in skipped:
             console.print(
@@ -206,22 +239,121 @@ def _analyze_field(
     kwargs: dict[str, Any],
     predictor: Predictor,
     size: int,
-    resize_mode: str,
+    crop_um: float | None = None,
 ) -> tuple[list[Detection], np.ndarray]:
     """Detections of the field and the class probabilities of those to classify (NaN rows for the rest)."""
     n_classes = len(predictor.bundle.classes)
     if preset.detector is None:  # the whole frame is the unit
         h, w = img.shape[:2]
         det = Detection("image", (0, 0, w, h), area=h * w)
-        return [det], predictor.predict_arrays(to_square(img, size, resize_mode)[None])
-    detector = create_detector(preset.detector, um_per_px=scale, **kwargs)
-    dets = detector.detect(img)
+        return [det], predictor.predict_arrays(to_square(img, size, predictor.bundle.resize_mode)[None])
+    dets, todo, crops = field_cells(img, preset, scale, kwargs, size, crop_um)
     proba = np.full((len(dets), n_classes), np.nan)
-    todo = [i for i, d in enumerate(dets) if d.label in preset.classify]
-    if todo:
-        crops = crop_cells(img, [dets[i] for i in todo], preset.crop_um / float(scale), size)
+    if len(todo):
         proba[todo] = predictor.predict_arrays(crops)
     return dets, proba
+
+
+@dataclass
+class _Pending:
+    """A field analysed with a bag bundle, waiting for its sample's call: its cells start at ``offset``."""
+
+    k: int
+    item: FieldInput
+    dets: list[Detection]
+    todo: np.ndarray
+    crops: np.ndarray
+    offset: int = 0
+
+
+def _check_crops(b: Any, preset: FieldPreset, crop_um: float | None, allow: bool, name: str) -> list[str]:
+    """Compare the bundle's training crops with the analysis crops: refuse or warn (naming both)."""
+    if preset.detector is None:
+        return []
+    trained = CropGeometry.from_dict(b.crop) if b.crop else None
+    found = geometry_mismatch(trained, preset_geometry(preset, b.image_size, crop_um))
+    if found is None:
+        return []
+    level, message = found
+    if level == "refuse" and not allow:
+        raise RunError(
+            f"{name}: {message}; give --crop-um to crop as the bundle was trained, or --allow-crop-mismatch "
+            "to analyse anyway"
+        )
+    return [message]
+
+
+def _call_samples(b: Any, pending: list[_Pending], device: str) -> dict[str, dict[str, np.ndarray]]:
+    """One multiple-instance call per sample over all of its cells: calibrated sample probabilities, each
+    cell's own probabilities and its attention."""
+    by_sample: dict[str, list[_Pending]] = {}
+    for f in pending:
+        f.offset = sum(len(g.todo) for g in by_sample.get(f.item.sample, []))
+        by_sample.setdefault(f.item.sample, []).append(f)
+    names = [s for s, fs in by_sample.items() if sum(len(f.todo) for f in fs)]
+    bags_ = [np.concatenate([f.crops for f in by_sample[s]]) for s in names]
+    outs = b.estimator.bag_outputs(bags_, device=device) if bags_ else []
+    t = b.temperature
+    calls = {}
+    for s, o in zip(names, outs, strict=True):
+        calls[s] = {
+            "sample": _softmax(o["logits"][None] / t)[0],
+            "cells": _softmax(o["cell_logits"] / t),
+            "attention": o["attention"],
+        }
+    return calls
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _bag_doc(call: dict[str, np.ndarray], classes: list[str], cells: pd.DataFrame) -> dict[str, Any]:
+    """The sample's multiple-instance call, and the cells that drove it (highest attention)."""
+    p = call["sample"]
+    top = int(p.argmax())
+    called = cells[cells["attention"].notna()].sort_values("attention", ascending=False).head(8)
+    return {
+        "method": "multiple-instance (the sample's cells together, weighted by attention)",
+        "dominant_pattern": classes[top],
+        "result": "negative" if classes[top] in aggregate.NEGATIVE else "positive",
+        "sample_probability": {c: round(float(v), 4) for c, v in zip(classes, p, strict=True)},
+        "top_cells": [
+            {
+                "field": r["field"],
+                "box": [int(r["x0"]), int(r["y0"]), int(r["x1"]), int(r["y1"])],
+                "attention": round(float(r["attention"]), 4),
+                "class": r["class"],
+            }
+            for r in called.to_dict("records")
+        ],
+    }
+
+
+def _finish_field(
+    out: Path,
+    k: int,
+    item: FieldInput,
+    img: np.ndarray,
+    dets: list[Detection],
+    proba: np.ndarray,
+    classes: list[str],
+    min_confidence: float,
+    overlays: dict[str, list[dict[str, str]]],
+    cell_rows: list[dict[str, Any]],
+    attention: np.ndarray | None = None,
+) -> None:
+    """Name the field's cells, draw and save its overlay, and add its cell rows."""
+    names = _names(proba, classes, min_confidence)
+    overlay = draw_overlay(img, dets, names)
+    Image.fromarray(overlay).save(out / "overlays" / f"{k:04d}_{item.path.stem}.png")
+    overlays.setdefault(item.sample, []).append({"field": str(item.path), "png": thumbnail_b64(overlay, 900)})
+    rows = _cell_rows(item, dets, proba, names, classes)
+    if attention is not None:
+        for row, a in zip(rows, attention, strict=True):
+            row["attention"] = round(float(a), 6) if np.isfinite(a) else np.nan
+    cell_rows.extend(rows)
 
 
 def _names(proba: np.ndarray, classes: list[str], min_confidence: float) -> list[str]:
