@@ -564,6 +564,45 @@ def analyze(
             console.print(f"  [yellow]flag[/yellow] {f}", highlight=False)
 
 
+@app.command("crop-cells")
+@friendly
+def crop_cells_cmd(
+    fields: list[Path] = typer.Argument(
+        ..., help="Annotated fields: images or folders, or one CSV (path[,sample][,um_per_px])."
+    ),
+    annotations: Path = typer.Option(
+        ...,
+        help="Boxes with a label per cell: a CSV (path,label,x0,y0,x1,y1), a COCO .json, or a VOC folder.",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="New dataset folder (ImageFolder + manifest.csv)."),
+    task: str = typer.Option(
+        "ana", help="Field preset whose crop size and object kind are used (ana | blood)."
+    ),
+    label: str | None = typer.Option(
+        None,
+        help="CSV column, or COCO annotation attribute, holding the cell's label (default: label / category).",
+    ),
+    um_per_px: float | None = typer.Option(None, help="Field scale when the fields CSV gives none."),
+    crop_um: float | None = typer.Option(None, help="Side of a crop in µm (default: the task's)."),
+    image_size: int = typer.Option(128, help="Side of the written crops in pixels."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Cut single-cell training images from annotated fields the way `lablens analyze` cuts them."""
+    from lablens.workflows.crop_cells import crop_annotated_cells
+
+    crop_annotated_cells(
+        list(fields),
+        annotations,
+        out,
+        task=task,
+        label=label,
+        um_per_px=um_per_px,
+        crop_um=crop_um,
+        image_size=image_size,
+        progress=not quiet,
+    )
+
+
 @app.command("fit-verifier")
 @friendly
 def fit_verifier(

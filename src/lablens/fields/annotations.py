@@ -1,7 +1,8 @@
-"""Truth boxes for detection evaluation: Pascal VOC XML files and lablens phantom ``cells.csv``."""
+"""Boxes drawn on fields: Pascal VOC XML files, COCO JSON, box CSVs and lablens phantom ``cells.csv``."""
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -43,4 +44,39 @@ def read_phantom_cells(cells_csv: str | Path, rename: dict[str, str] | None = No
         lab = rename.get(row["label"], row["label"])
         box = tuple(number(row[k], k, f"{cells_csv}, row {i + 2}") or 0.0 for k in ("x0", "y0", "x1", "y1"))
         out.setdefault(row["path"], []).append((lab, box))
+    return out
+
+
+def read_coco(path: str | Path, label_attribute: str | None = None) -> dict[str, Truth]:
+    """Per image ``file_name``, the boxes of a COCO annotation file as ``(label, (x0, y0, x1, y1))``.
+
+    The label is the category name, or the annotation's ``attributes[label_attribute]`` when given (e.g. a
+    pattern recorded per cell).
+    """
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        names = {c["id"]: str(c["name"]) for c in doc.get("categories", [])}
+        files = {im["id"]: str(im["file_name"]) for im in doc["images"]}
+        out: dict[str, Truth] = {name: [] for name in files.values()}
+        for a in doc["annotations"]:
+            x, y, w, h = (float(v) for v in a["bbox"])
+            label = names.get(a.get("category_id"), "")
+            if label_attribute is not None:
+                label = str((a.get("attributes") or {}).get(label_attribute, ""))
+            out[files[a["image_id"]]].append((label, (x, y, x + w, y + h)))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a readable COCO annotation file ({exc})") from None
+    return out
+
+
+def read_box_csv(path: str | Path, label_column: str = "label") -> dict[str, Truth]:
+    """Per image path (as written in the CSV), the boxes of a ``path, <label>, x0, y0, x1, y1`` CSV."""
+    df = read_text_csv(path)
+    need = {"path", label_column, "x0", "y0", "x1", "y1"}
+    if not need <= set(df.columns):
+        raise ValueError(f"{path}: a box CSV needs columns {', '.join(sorted(need))}")
+    out: dict[str, Truth] = {}
+    for i, row in enumerate(df.to_dict("records")):
+        box = tuple(number(row[k], k, f"{path}, row {i + 2}") or 0.0 for k in ("x0", "y0", "x1", "y1"))
+        out.setdefault(row["path"], []).append((row[label_column], box))
     return out

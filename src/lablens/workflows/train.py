@@ -62,6 +62,7 @@ from lablens.workflows.common import (
     user_errors,
     write_json,
 )
+from lablens.workflows.crop_cells import data_crop_geometry
 from lablens.workflows.run_folder import check_new_folder, resumed_config, run_folder
 
 SEEN_PREFIX = 12  # hex characters of sha256 kept in the card to recognise training images later
@@ -355,6 +356,7 @@ def _write_fold(
         calibration=calibration.to_dict(),
         training=training,
         metrics={"test": summary, "n_test": len(fold.test), "level": cfg.eval.level},
+        crop=data_crop_geometry(cfg.data.path),
     )
     prog.log(f"bundle {bundle.path} (hash {bundle.short_hash})")
     return metrics, bundle.path
