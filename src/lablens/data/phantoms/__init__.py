@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from lablens.data.phantoms import (
+    ana_cyto,
     ana_hep2,
     blood_cells,
     blood_smear,
@@ -56,6 +57,7 @@ PHANTOM_TASKS: dict[str, PhantomTask] = {
         dataclasses.replace(blood_cells.TASK, fields=blood_smear.FIELDS),
         neutrophil_inclusions.TASK,
         ana_hep2.TASK,
+        ana_cyto.TASK,
         kidney_if.TASK,
         nailfold.TASK,
     )

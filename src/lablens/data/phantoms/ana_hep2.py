@@ -101,8 +101,13 @@ def sample_style(rng: np.random.Generator) -> dict[str, float]:
     }
 
 
-def _serum(pattern: str, rng: np.random.Generator, style: dict[str, float]) -> dict[str, Any]:
-    """Per-image serum constants: pattern, ICAP sub-code, brightness, titer, speckle and dot sizes."""
+def _serum(
+    pattern: str, rng: np.random.Generator, style: dict[str, float], subtype: str | None = None
+) -> dict[str, Any]:
+    """Per-image serum constants: pattern, ICAP sub-code, brightness, titer, speckle and dot sizes.
+
+    ``subtype`` overrides the ICAP code looked up from ``pattern`` (for patterns of other modules).
+    """
     if pattern == "negative":
         gain, titer = style["exposure"] * rng.uniform(0.035, 0.07), 0.0
     else:
@@ -110,7 +115,7 @@ def _serum(pattern: str, rng: np.random.Generator, style: dict[str, float]) -> d
         titer = BASE_DILUTION * 2.0 ** round(style["titer_log2"])
     return {
         "pattern": pattern,
-        "subtype": _icap(pattern, style["variant"]),
+        "subtype": subtype or _icap(pattern, style["variant"]),
         "gain": float(gain),
         "titer": float(titer),
         "scale": style["nucleus_scale"],
@@ -197,6 +202,17 @@ def _clash(a: Cell, b: Cell, margin: float) -> bool:
     return bool(
         _inside(b, _footprint_outline(a, margin)).any() or _inside(a, _footprint_outline(b, margin)).any()
     )
+
+
+def _clash_wide(a: Cell, b: Cell, margin: float) -> bool:
+    """:func:`_clash` for margins as large as the nuclei, where one inflated outline could enclose the other.
+
+    Tests rings every 1.5 µm or less between the outline and ``margin``, and each centre in the other nucleus.
+    """
+    rings = np.linspace(0.0, margin, int(np.ceil(margin / 1.5)) + 1)
+    if any(_clash(a, b, m) for m in rings[::-1]):
+        return True
+    return bool(_inside(a, np.asarray([b["center"]])).any() or _inside(b, np.asarray([a["center"]])).any())
 
 
 # ==================================================================================================
@@ -536,8 +552,33 @@ def sample_field(label: str, rng: np.random.Generator, style: dict[str, float]) 
     if label not in FIELD_CLASSES:
         raise ValueError(f"unknown ANA field class {label!r}; expected one of {FIELD_CLASSES}")
     serum = _serum(label, rng, style)
+    field_um, cells = _monolayer(rng, serum, style)
+    for cell in cells:
+        _decorate(rng, cell, serum, style)
+    return {
+        "label": label,
+        "subtype": serum["subtype"],
+        "titer": serum["titer"],
+        "field_um": field_um,
+        "cells": cells,
+        **_optics(rng, style),
+    }
+
+
+def _monolayer(
+    rng: np.random.Generator,
+    serum: dict[str, Any],
+    style: dict[str, float],
+    spread: float = 1.0,
+    gap_um: float = 0.0,
+) -> tuple[float, list[Cell]]:
+    """Field side (µm) and 30-80 placed, undecorated cells (2-8 % mitotic) whose nuclei never overlap.
+
+    ``spread`` scales the field area per cell; nuclear footprints stay ``gap_um`` further apart
+    (room for cytoplasm between neighbours).
+    """
     n_target = int(rng.integers(30, 81))
-    field_um = float(np.sqrt(n_target * rng.uniform(380.0, 560.0)) * style["nucleus_scale"])
+    field_um = float(np.sqrt(n_target * rng.uniform(380.0, 560.0) * spread) * style["nucleus_scale"])
     n_mitotic = int(
         np.clip(round(rng.uniform(0.02, 0.08) * n_target), np.ceil(0.02 * n_target), 0.08 * n_target)
     )
@@ -550,6 +591,8 @@ def sample_field(label: str, rng: np.random.Generator, style: dict[str, float]) 
     )
     kvec = 2 * np.pi / wavelength * np.array([np.cos(k_dir), np.sin(k_dir)])
     margin, clumping = float(rng.uniform(0.3, 0.9)), float(rng.uniform(0.3, 0.85))
+    margin += gap_um
+    clash = _clash if gap_um <= 0 else _clash_wide
     half = field_um / 2 - 0.3
     cells: list[Cell] = []
     centres, reaches = np.zeros((n_target, 2)), np.zeros(n_target)
@@ -561,27 +604,18 @@ def sample_field(label: str, rng: np.random.Generator, style: dict[str, float]) 
             pos = rng.uniform(-half, half, 2)
             if cells and rng.random() < clumping:  # cells grow in islands: settle next to a placed one
                 host = int(rng.integers(len(cells)))
-                dist = (reaches[host] + reach) * rng.uniform(0.8, 1.6)
+                dist = (reaches[host] + reach + gap_um) * rng.uniform(0.8, 1.6)
                 ang = rng.uniform(0, 2 * np.pi)
                 pos = np.clip(centres[host] + dist * np.array([np.cos(ang), np.sin(ang)]), -half, half)
             cell["center"] = pos.tolist()
             cell["angle"] = float(theta0 + swing * np.sin(kvec @ pos + k_phase) + rng.normal(0.0, 0.35))
             k = len(cells)
             near = np.hypot(*(centres[:k] - pos).T) < reaches[:k] + reach + margin
-            if not any(_clash(cell, cells[j], margin) for j in np.flatnonzero(near)):
+            if not any(clash(cell, cells[j], margin) for j in np.flatnonzero(near)):
                 centres[k], reaches[k] = pos, reach
                 cells.append(cell)
                 break
-    for cell in cells:
-        _decorate(rng, cell, serum, style)
-    return {
-        "label": label,
-        "subtype": serum["subtype"],
-        "titer": serum["titer"],
-        "field_um": field_um,
-        "cells": cells,
-        **_optics(rng, style),
-    }
+    return field_um, cells
 
 
 # ==================================================================================================
@@ -729,13 +763,7 @@ def _render_cell(
 def _render(params: dict[str, Any], size: int, want_masks: bool) -> tuple[np.ndarray, list[np.ndarray]]:
     shape = (size, size)
     fr = d.Frame(size, params["field_um"])
-    ppu = fr.ppu
-    seed = params["tex_seed"] + size * 7_919  # textures are resampled per output size; geometry is not
-    tex = {
-        "fine": d.smooth_noise(shape, max(0.35 * ppu, 1.0), seed),
-        "thread": d.smooth_noise(shape, max(0.6 * ppu, 1.0), seed + 1, octaves=2),
-        "cyto": d.smooth_noise(shape, max(1.5 * ppu, 1.0), seed + 2, octaves=2),
-    }
+    tex = _textures(params, fr)
     canvas = {k: np.zeros(shape, np.float32) for k in ("cyto", "nuc", "occ")}
     masks: list[np.ndarray] = []
     claimed = np.zeros(shape, bool)
@@ -753,6 +781,27 @@ def _render(params: dict[str, Any], size: int, want_masks: bool) -> tuple[np.nda
         claimed |= mask
         masks.append(mask)
     signal = canvas["cyto"] * (1.0 - canvas["occ"]) + canvas["nuc"]
+    return _camera(signal, params, fr), masks
+
+
+def _tex_seed(params: dict[str, Any], size: int) -> int:
+    return params["tex_seed"] + size * 7_919  # textures are resampled per output size; geometry is not
+
+
+def _textures(params: dict[str, Any], fr: d.Frame) -> dict[str, np.ndarray]:
+    """Seeded noise fields shared by all cells: ``fine`` (chromatin), ``thread`` and ``cyto``."""
+    shape, ppu, seed = (fr.size, fr.size), fr.ppu, _tex_seed(params, fr.size)
+    return {
+        "fine": d.smooth_noise(shape, max(0.35 * ppu, 1.0), seed),
+        "thread": d.smooth_noise(shape, max(0.6 * ppu, 1.0), seed + 1, octaves=2),
+        "cyto": d.smooth_noise(shape, max(1.5 * ppu, 1.0), seed + 2, octaves=2),
+    }
+
+
+def _camera(signal: np.ndarray, params: dict[str, Any], fr: d.Frame) -> np.ndarray:
+    """Optics and sensor for a FITC signal map: glow, uneven light, channel leak, defocus, noise -> uint8."""
+    size, ppu = fr.size, fr.ppu
+    shape, seed = signal.shape, _tex_seed(params, size)
     if params["glow"] > 0:
         signal = signal + params["glow"] * d.defocus(signal, 1.5 * ppu)
     light = 1.0 + params["unevenness"] * d.smooth_noise(shape, size / 2.0, seed + 3)
@@ -767,7 +816,7 @@ def _render(params: dict[str, Any], size: int, want_masks: bool) -> tuple[np.nda
     img = d.sensor_noise(
         img, params["noise_seed"] + size, read=params["noise_read"], shot=params["noise_shot"]
     )
-    return d.to_uint8(img), masks
+    return d.to_uint8(img)
 
 
 def draw(params: dict[str, Any], size: int = 128) -> np.ndarray:
