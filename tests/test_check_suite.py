@@ -76,7 +76,11 @@ EXTRACTORS = {
 }
 
 #: one configuration per field detector
-DETECTORS = {"smear": dict(um_per_px=0.1, find_rbc=True), "nuclei": dict(um_per_px=0.2)}
+DETECTORS = {
+    "smear": dict(um_per_px=0.1, find_rbc=True),
+    "nuclei": dict(um_per_px=0.2),
+    "cells": dict(um_per_px=0.2),
+}
 
 
 def _images(size: int, per_class: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -87,7 +87,12 @@ def read_sample_fields(csv: str | Path, label_column: str = "label") -> pd.DataF
 
 
 def collect_cells(
-    fields: pd.DataFrame, cfg: RunConfig, task: str, um_per_px: float | None, progress: Any
+    fields: pd.DataFrame,
+    cfg: RunConfig,
+    task: str,
+    um_per_px: float | None,
+    progress: Any,
+    ignore_regions: list[tuple[int, int, int, int]] | None = None,
 ) -> SampleCells:
     """Detect and crop the cells of every field, gathered per sample (fields that cannot be read are skipped)."""
     preset = get_preset(task)
@@ -164,6 +169,7 @@ def train_samples(
     *,
     task: str = "ana",
     um_per_px: float | None = None,
+    ignore_regions: list[tuple[int, int, int, int]] | None = None,
     progress: bool = True,
 ) -> SampleTrainResult:
     """Train and evaluate a multiple-instance model from sample-labelled fields (see the module docstring)."""
@@ -177,7 +183,7 @@ def train_samples(
     cfg = cfg.model_copy(deep=True)
     cfg.data.path = str(fields_csv)
     with run_folder(out, cfg) as out, make_progress(progress) as prog:
-        cells = collect_cells(fields, cfg, task, um_per_px, prog)
+        cells = collect_cells(fields, cfg, task, um_per_px, prog, ignore_regions)
         for s in cells.skipped:
             prog.log(f"[yellow]skipped[/yellow] {s.path}: {s.reason}")
         if len(cells.samples) < 2:
