@@ -517,6 +517,11 @@ def analyze(
     allow_crop_mismatch: bool = typer.Option(
         False, help="Analyse even when the bundle was trained on crops of another size, object or centring."
     ),
+    controls: Path | None = typer.Option(
+        None,
+        help="ANA: CSV of control fields (path, control = negative | positive at the screening cut-off) "
+        "imaged like the samples; grades each sample's intensity negative / intermediate / positive.",
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -545,6 +550,7 @@ def analyze(
         verifier=verifier,
         crop_um=crop_um,
         allow_crop_mismatch=allow_crop_mismatch,
+        controls=controls,
         device=device,
         progress=not quiet,
     )
@@ -555,8 +561,11 @@ def analyze(
                 f"[bold]{name}[/bold]: {doc['n_identified']} cells identified — {parts}", highlight=False
             )
         elif "dominant_pattern" in doc:
+            grade = (doc.get("intensity") or {}).get("grade")
             console.print(
-                f"[bold]{name}[/bold]: {doc['result']} ({doc['dominant_pattern']})", highlight=False
+                f"[bold]{name}[/bold]: {doc['result']} ({doc['dominant_pattern']})"
+                + (f", intensity {grade}" if grade else ""),
+                highlight=False,
             )
         else:
             console.print(f"[bold]{name}[/bold]: {doc['verdict']}", highlight=False)

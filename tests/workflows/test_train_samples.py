@@ -129,3 +129,39 @@ def test_analyze_refuses_or_warns_when_crops_differ_from_training(
     assert r.exit_code == 0 and "crop sizes differ by 12%" in r.output
     settings = json.loads((tmp_path / "b" / "analyze.json").read_text())
     assert settings["warnings"] and settings["crop_um"] == 27
+
+
+@pytest.mark.slow
+def test_controls_grade_each_sample_and_dim_calls_are_flagged(
+    fields_csv: Path, trained: tuple[Path, str], tmp_path: Path
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from lablens.data.phantoms import ana_hep2 as ana
+
+    style = ana.sample_style(np.random.default_rng(1))
+    rows = []
+    for k, (label, titer_log2) in enumerate([("negative", 0.0), ("negative", 0.0), ("homogeneous", 0.0)]):
+        params = ana.sample_field(label, np.random.default_rng(k), {**style, "titer_log2": titer_log2})
+        img, _ = ana.draw_field(params, SIZE)
+        Image.fromarray(img).save(tmp_path / f"c{k}.png")
+        rows.append({"path": f"c{k}.png", "control": "positive" if k == 2 else "negative",
+                     "um_per_px": params["field_um"] / SIZE})  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "controls.csv", index=False)
+    out, _ = trained
+    r = runner.invoke(
+        app,
+        ["analyze", str(out / "bundle"), str(fields_csv), "--out", str(tmp_path / "a"), "--task", "ana",
+         "--controls", str(tmp_path / "controls.csv"), "--device", "cpu", "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    docs = json.loads((tmp_path / "a" / "samples.json").read_text())
+    grades = {d["intensity"]["grade"] for d in docs.values()}
+    assert grades <= {"negative", "intermediate", "positive"} and "positive" in grades
+    for d in docs.values():
+        dim = d["intensity"]["grade"] != "positive" and d["result"] == "positive"
+        assert dim == any("fluorescence intensity" in f for f in d["flags"])
+    settings = json.loads((tmp_path / "a" / "analyze.json").read_text())
+    assert settings["intensity_controls"]["n_negative"] == 2
+    assert "Fluorescence intensity" in (tmp_path / "a" / "report.html").read_text()

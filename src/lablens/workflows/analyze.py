@@ -29,6 +29,7 @@ from lablens.fields import aggregate
 from lablens.fields.cell_crops import CropGeometry, field_cells, geometry_mismatch, preset_geometry
 from lablens.fields.crops import draw_overlay
 from lablens.fields.detection import Detection
+from lablens.fields.intensity import IntensityScale, field_intensity, sample_intensity
 from lablens.fields.presets import FieldPreset, get_preset
 from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import Predictor, expand_inputs
@@ -112,6 +113,7 @@ def analyze(
     verifier: str | Path | None = None,
     crop_um: float | None = None,
     allow_crop_mismatch: bool = False,
+    controls: str | Path | None = None,
     batch_size: int = 64,
     device: str = "auto",
     progress: bool = True,
@@ -126,6 +128,8 @@ def analyze(
     if bags and preset.detector is None:
         raise RunError(f"{bundle} calls a sample from its cells; task {task!r} has no cells to find")
     warnings = _check_crops(b, preset, crop_um, allow_crop_mismatch, str(bundle))
+    if controls is not None and preset.aggregator != "ana":
+        raise RunError(f"--controls grade fluorescence intensity; task {task!r} is not an IIF task")
     items, skipped = read_fields(list(fields), samples, sample_id)
     if not items and not skipped:
         raise RunError("no image files found in the given paths")
@@ -146,6 +150,7 @@ def analyze(
     field_rows: list[dict[str, Any]] = []
     overlays: dict[str, list[dict[str, str]]] = {}
     pending: list[_Pending] = []  # bag bundles: fields wait until their sample's cells are all found
+    grading = _intensity_scale(controls, preset, um_per_px, kwargs) if controls is not None else None
     with run_folder(out) as out, make_progress(progress) as prog:
         (out / "overlays").mkdir()
         bar = prog.task("analyze fields", len(items))
@@ -164,6 +169,10 @@ def analyze(
                 dets, proba = _analyze_field(img, preset, scale, kwargs, predictor, b.image_size, crop_um)
                 _finish_field(out, k, item, img, dets, proba, b.classes, min_confidence, overlays, cell_rows)
             field_rows.append(_field_row(item, img, dets, scale))
+            if preset.aggregator == "ana":
+                field_rows[-1]["intensity"] = field_intensity(
+                    img, [d for d in dets if d.label in preset.classify]
+                )
             bar.advance(1)
         bar.done()
         calls = _call_samples(b, pending, device) if bags else {}
@@ -191,6 +200,9 @@ def analyze(
         for sample, call in calls.items():
             if sample in docs:
                 docs[sample].update(_bag_doc(call, b.classes, cells[cells["sample"] == sample]))
+        if preset.aggregator == "ana":
+            for sample, doc in docs.items():
+                _grade_sample(doc, [r["intensity"] for r in field_rows if r["sample"] == sample], grading)
         for s, doc in docs.items():
             doc["n_fields"] = sum(r["sample"] == s for r in field_rows)
         cells.to_csv(out / "cells.csv", index=False)
@@ -209,6 +221,7 @@ def analyze(
             "bundle_crop": b.crop,
             "bundle_inputs": b.inputs,
             "warnings": warnings,
+            "intensity_controls": None if grading is None else {"file": str(controls), **grading.to_dict()},
             "samples": samples,
             "min_confidence": min_confidence,
             "min_cells": min_cells,
@@ -302,6 +315,49 @@ def _call_samples(b: Any, pending: list[_Pending], device: str) -> dict[str, dic
             "attention": o["attention"],
         }
     return calls
+
+
+def _intensity_scale(
+    controls: str | Path, preset: FieldPreset, um_per_px: float | None, kwargs: dict[str, Any]
+) -> IntensityScale:
+    """Grade thresholds from a controls CSV (``path, control`` = negative | positive [, ``um_per_px``])."""
+    csv = Path(controls)
+    try:
+        df = read_text_csv(csv)
+    except TableError as exc:
+        raise RunError(str(exc)) from None
+    if not {"path", "control"} <= set(df.columns):
+        raise RunError(f"{csv}: a controls CSV needs columns path, control (negative or positive)")
+    scores: dict[str, list[float]] = {"negative": [], "positive": []}
+    for i, row in enumerate(df.to_dict("records")):
+        kind = row["control"].strip().lower()
+        if kind not in scores:
+            raise RunError(f"{csv}, row {i + 2}: control {row['control']!r} is not negative or positive")
+        path = Path(row["path"]) if Path(row["path"]).is_absolute() else csv.parent / row["path"]
+        try:
+            img = read_image(path, DecodeLimits()).pixels
+            scale = number(row.get("um_per_px", ""), "um_per_px", f"{csv}, row {i + 2}") or um_per_px
+        except (ImageError, TableError) as exc:
+            raise RunError(
+                f"{csv}, row {i + 2}: control field {path.name}: {getattr(exc, 'reason', exc)}"
+            ) from None
+        dets, _, _ = field_cells(img, preset, scale or preset.um_per_px, kwargs, 16)
+        scores[kind].append(field_intensity(img, [d for d in dets if d.label in preset.classify]))
+    try:
+        return IntensityScale.from_controls(scores["negative"], scores["positive"])
+    except ValueError as exc:
+        raise RunError(f"{csv}: {exc}") from None
+
+
+def _grade_sample(doc: dict[str, Any], scores: list[float], scale: IntensityScale | None) -> None:
+    """Add the sample's intensity; a pattern called on a dim sample is flagged for the reader."""
+    doc["intensity"] = sample_intensity(scores, scale)
+    grade = doc["intensity"]["grade"]
+    if grade in ("negative", "intermediate") and doc.get("result") == "positive":
+        doc.setdefault("flags", []).append(
+            f"{grade} fluorescence intensity (score {doc['intensity']['score']}): the pattern "
+            f"{doc.get('dominant_pattern')} is not reliable at this intensity; confirm by eye or at a lower dilution"
+        )
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
