@@ -7,7 +7,7 @@ Command:
 31 fields of 24 slides (``X-1-t.jpg`` is a second field of slide ``X-1``), 8 slide labels (6 nuclear patterns,
 AMA and FIB cytoplasmic, NEG). Cells are found with the ``ana`` preset's nuclei detector (scale bar left out),
 cropped at 24 µm; each of the 24 folds trains a multiple-instance model on 23 slides and calls the one left out
-(no validation slides: the last epoch is kept). Prints and writes the slide accuracy with its 95 % CI, the
+(no validation slides: the epoch with the lowest training loss is kept). Prints and writes the slide accuracy with its 95 % CI, the
 per-class calls and the confusion matrix.
 """
 

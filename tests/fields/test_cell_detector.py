@@ -43,6 +43,6 @@ def _recall(root: Path, detector: str) -> dict[str, float]:
 
 def test_whole_cells_are_found_on_cytoplasmic_fields(cyto_fields: Path) -> None:
     cells, nuclei = _recall(cyto_fields, "cells"), _recall(cyto_fields, "nuclei")
-    # measured on these fields (IoU >= 0.5): cells 0.73-0.84, nuclei detector 0.43-0.50; the issue asks 0.9
+    # measured on 9 such fields (IoU >= 0.5): cells 0.76-0.81, nuclei detector 0.43-0.50; the issue asks 0.9
     assert min(cells.values()) >= 0.7
     assert all(cells[k] >= nuclei[k] + 0.2 for k in cells)

@@ -140,7 +140,7 @@ def sample_folds(
     cells: SampleCells, cfg: RunConfig, classes: list[str], y: np.ndarray
 ) -> tuple[list[Fold], list[str]]:
     """Folds over samples, grouped by ``group``; ``leave-one-out`` holds out one group at a time and trains on all
-    the others (no validation part: the last epoch is kept)."""
+    the others (no validation part: the epoch with the lowest training loss is kept)."""
     groups = np.asarray(cells.groups)
     if cfg.split.protocol == LEAVE_ONE_OUT:
         folds = []
