@@ -50,6 +50,20 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _regions(boxes: list[str]) -> list[tuple[int, int, int, int]]:
+    """``--ignore-region`` values as pixel boxes; a one-line error naming a malformed one."""
+    from lablens.workflows.common import RunError
+
+    regions = []
+    for r in boxes:
+        try:
+            x0, y0, x1, y1 = (int(v) for v in r.split(","))
+        except ValueError as exc:
+            raise RunError(f"--ignore-region {r!r}: expected four integers x0,y0,x1,y1") from exc
+        regions.append((x0, y0, x1, y1))
+    return regions
+
+
 #: what --label-level sample starts from: a multiple-instance model on 64-px cell crops, 8 bags per step, no TTA
 SAMPLE_LEVEL_DEFAULTS = {
     "model.name": "mil",
@@ -112,6 +126,9 @@ def train(
     um_per_px: float | None = typer.Option(
         None, help="With --label-level sample: field scale when the CSV has no um_per_px column."
     ),
+    ignore_region: list[str] = typer.Option(
+        [], help="With --label-level sample: x0,y0,x1,y1 pixel box left out of every field; repeatable."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train, calibrate and evaluate a model; write metrics, report and a bundle into --out."""
@@ -121,8 +138,10 @@ def train(
         raise ValueError("DATA is required (except with --resume)")
     if label_level not in ("image", "sample"):
         raise ValueError(f"--label-level {label_level!r}: choose image or sample")
-    if label_level == "image" and (task is not None or um_per_px is not None):
-        raise ValueError("--task and --um-per-px apply to --label-level sample (fields with sample labels)")
+    if label_level == "image" and (task is not None or um_per_px is not None or ignore_region):
+        raise ValueError(
+            "--task, --um-per-px and --ignore-region apply to --label-level sample (fields with sample labels)"
+        )
     if label_level == "sample" and (resume or nproc):
         raise ValueError("--resume and --nproc do not apply to --label-level sample yet")
     cfg = build_config(
@@ -154,7 +173,15 @@ def train(
     if label_level == "sample":
         from lablens.workflows.train_samples import train_samples
 
-        res = train_samples(data, out, cfg, task=task or "ana", um_per_px=um_per_px, progress=not quiet)
+        res = train_samples(
+            data,
+            out,
+            cfg,
+            task=task or "ana",
+            um_per_px=um_per_px,
+            ignore_regions=_regions(ignore_region),
+            progress=not quiet,
+        )
         _print_headline(res.metrics)
         console.print(f"report: {res.run_dir / 'report.html'}")
         for b in res.bundles:
@@ -527,15 +554,8 @@ def analyze(
 ) -> None:
     """Detect cells on whole fields, classify each, and report the sample (differential, ANA, verdict)."""
     from lablens.workflows.analyze import analyze as run_analyze
-    from lablens.workflows.common import RunError
 
-    regions = []
-    for r in ignore_region:
-        try:
-            x0, y0, x1, y1 = (int(v) for v in r.split(","))
-        except ValueError as exc:
-            raise RunError(f"--ignore-region {r!r}: expected four integers x0,y0,x1,y1") from exc
-        regions.append((x0, y0, x1, y1))
+    regions = _regions(ignore_region)
     result = run_analyze(
         bundle,
         list(fields),

@@ -92,6 +92,21 @@ def test_image_models_and_sample_level_do_not_mix(fields_csv: Path, tmp_path: Pa
     assert r.exit_code == 1 and "--label-level sample" in r.output
     r = runner.invoke(app, ["train", str(fields_csv), "--out", str(tmp_path / "c"), "--task", "ana"])
     assert r.exit_code == 1 and "apply to --label-level sample" in r.output
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(fields_csv),
+            "--out",
+            str(tmp_path / "d"),
+            "--label-level",
+            "sample",
+            "--ignore-region",
+            "1,2",
+        ],
+    )
+    assert r.exit_code == 1 and "--ignore-region '1,2': expected four integers" in r.output
+    assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.slow
