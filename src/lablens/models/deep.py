@@ -7,7 +7,7 @@ and, through a fallback, any other timm model name.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -67,6 +67,17 @@ class NetworkClassifier(ImageClassifier):
     def _task(self, p: Any, net: torch.nn.Module, y_idx: np.ndarray) -> Any:
         raise NotImplementedError  # pragma: no cover - abstract
 
+    #: training settings the family always uses, whatever the parameters say
+    _settings_fixed: ClassVar[dict[str, Any]] = {}
+
+    def _inputs(self, X: Any, what: str = "X") -> Any:
+        """``X`` as the family trains on it (images at ``image_size``)."""
+        return self.resize_images(X)
+
+    def _training_items(self, p: Any, X: Any, y_idx: np.ndarray) -> tuple[Any, np.ndarray]:
+        """The items the engine trains on and their labels (the images themselves)."""
+        return X, y_idx
+
     def fit(
         self,
         X: np.ndarray,
@@ -79,9 +90,10 @@ class NetworkClassifier(ImageClassifier):
         context: FitContext | None = None,
     ) -> NetworkClassifier:
         p = self.typed_params()
-        X = self.resize_images(X)
-        X_val = self.resize_images(X_val) if X_val is not None and len(X_val) else None
+        X = self._inputs(X)
+        X_val = self._inputs(X_val, "X_val") if X_val is not None and len(X_val) else None
         y_idx, yv_idx = self._encode_labels(y, y_val if X_val is not None else None)
+        X, y_idx = self._training_items(p, X, y_idx)
         torch.manual_seed(p.seed)  # network initialisation
         net, info = self._build(p, len(self.classes_), p.weights)
         self.arch_, self.mean_, self.std_, self.weights_source_ = (
@@ -91,7 +103,9 @@ class NetworkClassifier(ImageClassifier):
             info.weights_source,
         )
         settings = TrainingSettings.model_validate(p.model_dump(include=set(TrainingSettings.model_fields)))
-        settings = settings.model_copy(update={"lr": default_lr(p.lr, info.weights_source)})
+        settings = settings.model_copy(
+            update={"lr": default_lr(p.lr, info.weights_source), **self._settings_fixed}
+        )
         result = Trainer(settings, context).fit(self._task(p, net, y_idx), X, y_idx, X_val, yv_idx)
         self.network_ = net.to("cpu").eval()
         self.history_ = result.history

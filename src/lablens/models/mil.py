@@ -13,7 +13,7 @@ drawn once from the seed: :func:`training_bags`); prediction sees every cell of 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -21,15 +21,12 @@ from pydantic import Field
 
 from lablens.config import NetworkSettings, TrainingSettings
 from lablens.device import resolve_device
-from lablens.models.deep import NetworkClassifier, default_lr
+from lablens.models.deep import NetworkClassifier
 from lablens.models.mil_net import MILNet
 from lablens.models.weights import build_network
 from lablens.params import FamilyParams, params_init
 from lablens.registry import Capabilities, register
-from lablens.train.context import FitContext
-from lablens.train.imbalance import ClassificationLoss, balanced_class_weights
 from lablens.train.tasks.mil import MILTask, bag_outputs
-from lablens.train.trainer import Trainer
 
 
 class MILParams(FamilyParams, NetworkSettings, TrainingSettings):
@@ -102,47 +99,19 @@ class MILClassifier(NetworkClassifier):
         encoder, info = build_network(arch or p.model_name, weights, 0, p.drop_rate)
         return MILNet(encoder, int(encoder.num_features), n_classes, p.pooling, p.attention_hidden), info
 
-    def _bags(self, X: Any, what: str = "X") -> list[np.ndarray]:
+    _settings_fixed: ClassVar[dict[str, Any]] = {"channels_last": False}  # bags are 5-D
+
+    def _inputs(self, X: Any, what: str = "X") -> list[np.ndarray]:
         return [self.resize_images(bag) for bag in check_bags(X, what)]
 
-    def fit(
-        self,
-        X: Sequence[np.ndarray],
-        y: np.ndarray,
-        X_val: Sequence[np.ndarray] | None = None,
-        y_val: np.ndarray | None = None,
-        *,
-        groups: np.ndarray | None = None,
-        groups_val: np.ndarray | None = None,
-        context: FitContext | None = None,
-    ) -> MILClassifier:
-        p = self.typed_params()
-        bags = self._bags(X)
-        val = self._bags(X_val, "X_val") if X_val is not None and len(X_val) else None
-        y_idx, yv_idx = self._encode_labels(y, y_val if val is not None else None)
-        items, y_items, _ = training_bags(bags, y_idx, p.cells_per_bag, p.bags_per_sample, p.seed)
-        torch.manual_seed(p.seed)
-        net, info = self._build(p, len(self.classes_), p.weights)
-        self.arch_, self.mean_, self.std_, self.weights_source_ = (
-            info.arch,
-            info.mean,
-            info.std,
-            info.weights_source,
+    def _training_items(self, p: Any, X: Any, y_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        items, y_items, _ = training_bags(X, y_idx, p.cells_per_bag, p.bags_per_sample, p.seed)
+        return items, y_items
+
+    def _task(self, p: Any, net: torch.nn.Module, y_idx: np.ndarray) -> MILTask:
+        return MILTask(
+            net, len(self.classes_), self._loss(p, y_idx), self.mean_, self.std_, amp=p.amp, tta=p.tta
         )
-        settings = TrainingSettings.model_validate(p.model_dump(include=set(TrainingSettings.model_fields)))
-        settings = settings.model_copy(
-            update={"lr": default_lr(p.lr, info.weights_source), "channels_last": False}
-        )
-        loss = ClassificationLoss(
-            p.imbalance, balanced_class_weights(y_items, len(self.classes_)), p.focal_gamma, p.label_smoothing
-        )
-        task = MILTask(net, len(self.classes_), loss, info.mean, info.std, amp=p.amp, tta=p.tta)
-        result = Trainer(settings, context).fit(task, items, y_items, val, yv_idx)
-        self.network_ = net.to("cpu").eval()
-        self.history_ = result.history
-        self.best_epoch_ = result.best_epoch
-        self.stopped_early_ = result.stopped_early
-        return self
 
     # -- inference ----------------------------------------------------------------------------------------
     def bag_outputs(
@@ -155,7 +124,7 @@ class MILClassifier(NetworkClassifier):
         try:
             return bag_outputs(
                 net,
-                self._bags(X),
+                self._inputs(X),
                 mean=self.mean_,
                 std=self.std_,
                 device=dev,
