@@ -25,7 +25,7 @@ import pandas as pd
 from lablens.config import RunConfig
 from lablens.data.io import ImageError, read_image
 from lablens.data.manifest import Manifest
-from lablens.data.splits import Fold, check_class_coverage, make_split, save_split
+from lablens.data.splits import Fold, Split, check_class_coverage, make_split, save_split
 from lablens.data.tables import TableError, number, read_text_csv
 from lablens.data.validate import Problem
 from lablens.evaluate.calibration import fit_temperature
@@ -204,8 +204,6 @@ def train_samples(
             prog.log(f"split: {n}")
         manifest_table = table.assign(id=table["sample"], path=table["sample"], sha256="")
         if cfg.split.protocol != LEAVE_ONE_OUT:
-            from lablens.data.splits import Split
-
             save_split(
                 Split(cfg.split.protocol, cfg.split.seed, cfg.split.val_fraction, folds),
                 cells.samples,
