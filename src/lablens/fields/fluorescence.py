@@ -140,8 +140,9 @@ class CellDetector(BaseEstimator):
 
     The signal is smoothed at about 1 µm (granules and fibres read as one body) and thresholded like the nuclei
     detector, over a window of a few cells. The dark nucleus of each cell is a hole in that mask: holes of about a
-    nucleus's size are the seeds of a watershed on the distance transform of the filled mask, which splits
-    touching cells at their necks; a body without a hole (a rounded mitotic cell) is seeded at its distance peak.
+    nucleus's size, wrapped in cytoplasm and not as dark as bare slide, seed the cells; where no accepted nucleus
+    lies within about a third of a cell (a rounded mitotic cell, a nucleus open towards a gap), a peak of the body's
+    distance transform seeds one. Each body pixel goes to its nearest seed.
 
     Args:
         um_per_px: field scale in µm per pixel.
@@ -183,41 +184,20 @@ class CellDetector(BaseEstimator):
         mask = (smooth > local) & (smooth > self.otsu_fraction * threshold_otsu(smooth))
         mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, _disc(1.0 / um)) > 0
         mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, _disc(0.8 / um)) > 0
-        # dark nuclei inside bright cytoplasm: the black top-hat (closing minus signal) at nucleus size finds
-        # them even where a cell's ring of cytoplasm is open towards a neighbour, where hole filling fails
         nucleus_d = self.nucleus_um / um
-        closed = cv2.morphologyEx(smooth, cv2.MORPH_CLOSE, _disc(0.75 * nucleus_d))
-        tophat = closed - smooth
-        dark = tophat > max(threshold_otsu(tophat), 0.05)
-        dark = cv2.morphologyEx(dark.astype(np.uint8), cv2.MORPH_OPEN, _disc(0.2 * nucleus_d)) > 0
-        nucleus_px = np.pi * (nucleus_d / 2) ** 2
-        holes, n_holes = ndi.label(dark & (closed > self.otsu_fraction * threshold_otsu(smooth)))
-        ring_px = max(2, round(1.5 / um))
-        keep = np.zeros(n_holes + 1, bool)
-        for r in regionprops(holes):
-            if not 0.15 * nucleus_px <= r.area <= 4.0 * nucleus_px or r.solidity < 0.7:
-                continue  # not nucleus-sized, or the ragged shape of a gap between cells
-            y0, x0, y1, x1 = r.bbox
-            y0, x0 = max(0, y0 - ring_px), max(0, x0 - ring_px)
-            win = holes[y0 : y1 + ring_px, x0 : x1 + ring_px] == r.label
-            ring = (cv2.dilate(win.astype(np.uint8), _disc(ring_px)) > 0) & ~win
-            keep[r.label] = (
-                mask[y0 : y1 + ring_px, x0 : x1 + ring_px][ring].mean() >= 0.5
-            )  # wrapped in cytoplasm
-        holes = np.where(keep[holes], holes, 0)
+        holes = _dark_nuclei(smooth, mask, nucleus_d, self.otsu_fraction, ring_px=max(2, round(1.5 / um)))
         filled = ndi.binary_fill_holes(mask | (holes > 0))
-        dist = ndi.distance_transform_edt(filled)
         markers, _ = ndi.label(holes > 0)
-        comps, _ = ndi.label(filled)
-        seeded = np.unique(comps[markers > 0])
-        lonely = filled & ~np.isin(comps, seeded)  # bodies without a dark nucleus: seed at distance peaks
-        if lonely.any():
-            peaks = peak_local_max(
-                np.where(lonely, dist, 0),
-                min_distance=max(1, round(0.35 * self.cell_um / um)),
-                labels=comps * lonely,
-            )
-            markers[tuple(peaks.T)] = int(markers.max()) + 1 + np.arange(len(peaks))
+        # a cell whose nucleus was not accepted (open towards a gap, too dim, rounded up) still has a thick body: a
+        # peak of the body's distance transform far from every accepted nucleus seeds it
+        cell_px = self.cell_um / um
+        far = ndi.distance_transform_edt(markers == 0) > 0.35 * cell_px
+        peaks = peak_local_max(
+            np.where(far, ndi.distance_transform_edt(filled), 0),
+            min_distance=max(1, round(0.35 * cell_px)),
+            threshold_abs=0.1 * cell_px,  # a body at least a fifth of a cell thick there
+        )
+        markers[tuple(peaks.T)] = int(markers.max()) + 1 + np.arange(len(peaks))
         # each body pixel goes to the nearest seed (its cell's nucleus) through the body: touching cells part
         # half-way between their nuclei, the rule a cytologist's eye follows on a monolayer
         to_seed = ndi.distance_transform_edt(markers == 0)
@@ -248,6 +228,40 @@ class CellDetector(BaseEstimator):
                 )
             )
         return out
+
+
+def _dark_nuclei(
+    smooth: np.ndarray, mask: np.ndarray, nucleus_d: float, otsu_fraction: float, ring_px: int
+) -> np.ndarray:
+    """Labels of the dark nuclei inside bright cytoplasm (0 elsewhere).
+
+    The black top-hat (closing minus signal) at nucleus size finds them even where a cell's ring of cytoplasm is
+    open towards a neighbour, where hole filling fails; an opening at a fifth of a nucleus cuts the thin necks that
+    join a nucleus to a gap beside its cell. A candidate is accepted when it is nucleus-sized and solid, keeps some
+    signal (autofluorescence, out-of-focus cytoplasm above it; a gap between cells is bare slide, its darkest
+    pixels at the background level), and is mostly wrapped in cytoplasm.
+    """
+    closed = cv2.morphologyEx(smooth, cv2.MORPH_CLOSE, _disc(0.75 * nucleus_d))
+    tophat = closed - smooth
+    dark = tophat > max(threshold_otsu(tophat), 0.05)
+    dark = cv2.morphologyEx(dark.astype(np.uint8), cv2.MORPH_OPEN, _disc(0.2 * nucleus_d)) > 0
+    candidates, n = ndi.label(dark & (closed > otsu_fraction * threshold_otsu(smooth)))
+    bare = ~mask & ~dark
+    background = float(np.median(smooth[bare])) if bare.any() else 0.0
+    floor = background + 0.03 * (float(np.median(smooth[mask])) - background) if mask.any() else background
+    nucleus_px = np.pi * (nucleus_d / 2) ** 2
+    keep = np.zeros(n + 1, bool)
+    for r in regionprops(candidates, intensity_image=smooth):
+        if not 0.15 * nucleus_px <= r.area <= 4.0 * nucleus_px or r.solidity < 0.7:
+            continue  # not nucleus-sized, or the ragged shape of a gap between cells
+        if np.percentile(r.image_intensity[r.image], 10) <= floor:
+            continue  # bare slide
+        y0, x0, y1, x1 = r.bbox
+        y0, x0 = max(0, y0 - ring_px), max(0, x0 - ring_px)
+        win = candidates[y0 : y1 + ring_px, x0 : x1 + ring_px] == r.label
+        ring = (cv2.dilate(win.astype(np.uint8), _disc(ring_px)) > 0) & ~win
+        keep[r.label] = mask[y0 : y1 + ring_px, x0 : x1 + ring_px][ring].mean() >= 0.5  # wrapped in cytoplasm
+    return np.where(keep[candidates], candidates, 0)
 
 
 def _disc(radius_px: float) -> np.ndarray:
