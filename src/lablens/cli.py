@@ -582,8 +582,14 @@ def analyze(
             )
         elif "dominant_pattern" in doc:
             grade = (doc.get("intensity") or {}).get("grade")
+            seen = [
+                f"{fam} {call['pattern']} ({call['icap']})"
+                for fam, call in (doc.get("compartments") or {}).items()
+                if call
+            ]
             console.print(
                 f"[bold]{name}[/bold]: {doc['result']} ({doc['dominant_pattern']})"
+                + (f" — {'; '.join(seen)}" if seen and doc["result"] == "positive" else "")
                 + (f", intensity {grade}" if grade else ""),
                 highlight=False,
             )
@@ -607,6 +613,11 @@ def crop_cells_cmd(
     task: str = typer.Option(
         "ana", help="Field preset whose crop size and object kind are used (ana | blood)."
     ),
+    whole_cells: bool = typer.Option(
+        False,
+        "--whole-cells",
+        help="IIF boxes hold whole cells (cytoplasmic patterns): 30 µm crops; analyze then detects whole cells.",
+    ),
     label: str | None = typer.Option(
         None,
         help="CSV column, or COCO annotation attribute, holding the cell's label (default: label / category).",
@@ -624,6 +635,7 @@ def crop_cells_cmd(
         annotations,
         out,
         task=task,
+        whole_cells=whole_cells,
         label=label,
         um_per_px=um_per_px,
         crop_um=crop_um,

@@ -79,3 +79,43 @@ def test_coco_from_another_folder_and_a_box_csv_match_fields_by_path(fields: Pat
          str(tmp_path / "d")],
     )  # fmt: skip
     assert r.exit_code == 1 and "no such file" in r.output
+
+
+def test_whole_cell_boxes_train_a_bundle_that_analyze_runs_with_the_cells_detector(tmp_path: Path) -> None:
+    write_phantoms(get_task("ana-hep2-cyto"), tmp_path / "f", n=9, seed=2, fields=True, size=256)
+    man = pd.read_csv(tmp_path / "f" / "manifest.csv", dtype=str)
+    pd.DataFrame(
+        {"path": "f/" + man["path"], "sample": man["group"], "um_per_px": man["field_um"].astype(float) / 256}
+    ).to_csv(tmp_path / "fields.csv", index=False)
+    labels = pd.read_csv(tmp_path / "f" / "cells.csv", dtype=str)  # whole cells, each with its pattern
+    labels = labels[labels["pattern"] != "negative"]
+    labels = labels.assign(path="f/" + labels["path"])
+    labels[["path", "pattern", "x0", "y0", "x1", "y1"]].to_csv(tmp_path / "boxes.csv", index=False)
+    r = runner.invoke(
+        app,
+        ["crop-cells", str(tmp_path / "fields.csv"), "--annotations", str(tmp_path / "boxes.csv"), "--label",
+         "pattern", "--whole-cells", "--out", str(tmp_path / "cells"), "--image-size", "32", "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    geometry = json.loads((tmp_path / "cells" / "crop_geometry.json").read_text())
+    assert geometry["object"] == "cell" and geometry["side_um"] == 30.0
+    r = runner.invoke(
+        app,
+        ["train", str(tmp_path / "cells"), "--out", str(tmp_path / "run"), "--model", "handcrafted",
+         "--image-size", "32", "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app,
+        ["analyze", str(tmp_path / "run" / "bundle"), str(tmp_path / "fields.csv"), "--task", "ana",
+         "--out", str(tmp_path / "a")],
+    )  # fmt: skip
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+    assert "whole cells detected" in r.output
+    settings = json.loads((tmp_path / "a" / "analyze.json").read_text())
+    assert settings["detector"] == "cells" and settings["crop_um"] == 30.0
+    docs = json.loads((tmp_path / "a" / "samples.json").read_text())
+    positive = [d for d in docs.values() if d["result"] == "positive"]
+    assert positive and all(
+        d["compartments"]["cytoplasmic"]["icap"] in {"AC-15,16,17", "AC-21"} for d in positive
+    )

@@ -4,7 +4,8 @@
   ``min_confidence`` are *unidentified* (left for the technician) and not in the percentages; each class gets
   its percentage with a Wilson 95 % interval; flags for immature or abnormal cells, too few cells and many
   unidentified. Predicted non-white classes (a PBC model's ``platelet``) are counted apart.
-* :func:`ana_report` — positive/negative, the dominant pattern, mixed patterns with their cell shares and the
+* :func:`ana_report` — positive/negative, the dominant pattern with its ICAP code, mixed patterns with their cell
+  shares, the pattern of each compartment apart (nuclear, cytoplasmic, mitotic, as ICAP reports them) and the
   patterns seen on mitotic cells (mitoses separate, for example, homogeneous from speckled sera).
 * :func:`verdict` — one answer from several images of one patient (nailfold frames): the mean probability.
 """
@@ -17,9 +18,14 @@ from typing import Any
 import numpy as np
 from statsmodels.stats.proportion import proportion_confint
 
+from lablens.fields.icap import FAMILIES, icap_code, pattern_family
+
 IMMATURE = ("ig", "erythroblast", "blast", "promyelocyte", "myelocyte", "metamyelocyte")
 NON_WBC = ("platelet", "rbc", "artefact", "smudge")
 NEGATIVE = ("negative", "neg", "NEG")
+MIXED_SHARE = (
+    0.2  # a second pattern is reported when it is the top class of this share of the confident cells
+)
 
 
 def _ci(k: int, n: int) -> list[float]:
@@ -83,7 +89,7 @@ def ana_report(
     mitotic: Sequence[bool] | None = None,
     *,
     min_confidence: float = 0.5,
-    mixed_share: float = 0.2,
+    mixed_share: float = MIXED_SHARE,
     negative: Sequence[str] = NEGATIVE,
 ) -> dict[str, Any]:
     """Serum-level ANA answer from per-cell pattern probabilities.
@@ -113,7 +119,12 @@ def ana_report(
         "mean_probability": {c: round(float(v), 4) for c, v in zip(classes, mean, strict=True)},
         "cell_share": shares,
         "mixed_patterns": mixed,
+        "icap": icap_code(dominant) if positive and dominant else None,
+        "compartments": compartment_calls(classes, shares, dominant if positive else None, mixed_share),
     }
+    unknown = [c for c in classes if c not in negative and pattern_family(c) is None]
+    if unknown:
+        doc["patterns_without_icap_family"] = unknown
     if mitotic is not None:
         m = np.asarray(mitotic, dtype=bool)
         doc["n_mitotic"] = int(m.sum())
@@ -127,6 +138,25 @@ def ana_report(
         flags.append(f"only {n_sure} of {n} cells classified confidently: review the pattern by eye")
     doc["flags"] = flags
     return doc
+
+
+def compartment_calls(
+    classes: Sequence[str], shares: dict[str, float], dominant: str | None, mixed_share: float
+) -> dict[str, dict[str, Any] | None]:
+    """ICAP's report by compartment: per family (nuclear, cytoplasmic, mitotic) that the classes cover, its
+    pattern (the dominant one if it is of that family, else the family's pattern with the largest share of
+    confident cells, when that share is at least ``mixed_share``) with its ICAP code and share, or ``None``."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for family in FAMILIES:
+        members = [c for c in classes if pattern_family(c) == family]
+        if not members:
+            continue
+        best = dominant if dominant in members else max(members, key=lambda c: shares[c])
+        if best != dominant and shares[best] < mixed_share:
+            out[family] = None
+            continue
+        out[family] = {"pattern": best, "icap": icap_code(best), "cell_share": shares[best]}
+    return out
 
 
 def verdict(proba: np.ndarray, classes: Sequence[str], *, min_images: int = 1) -> dict[str, Any]:

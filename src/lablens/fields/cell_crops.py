@@ -15,7 +15,8 @@ import numpy as np
 
 from lablens.fields.crops import crop_cells
 from lablens.fields.detection import Detection, create_detector
-from lablens.fields.presets import FieldPreset
+from lablens.fields.icap import CYTOPLASMIC, families
+from lablens.fields.presets import ANA_WHOLE_CELLS, FieldPreset
 
 #: relative difference of crop side beyond which analysis refuses (warns from RELATIVE_WARN up to it)
 RELATIVE_REFUSE = 0.25
@@ -48,6 +49,25 @@ class CropGeometry:
 
     def describe(self) -> str:
         return f"{self.side_um:g} µm around the {self.centring} of each {self.object or 'object'}"
+
+
+def preset_for_bundle(
+    preset: FieldPreset, trained: CropGeometry | None, classes: list[str]
+) -> tuple[FieldPreset, str | None]:
+    """The IIF preset follows what the bundle learned from: whole cells (the ``cells`` detector) when its crop
+    geometry says so or, with no recorded geometry, when all of its positive patterns are cytoplasmic; nuclei
+    otherwise. Returns the preset and a line saying why it changed (``None`` when it did not)."""
+    if preset.aggregator != "ana":
+        return preset, None
+    if trained is not None and trained.object in {"nucleus", "cell"}:
+        whole = trained.object == "cell"
+        why = f"the bundle was trained on crops of whole cells ({trained.detector})"
+    else:
+        whole = families(classes) == {CYTOPLASMIC}
+        why = "all of the bundle's patterns are cytoplasmic (ICAP AC-15 … AC-23)"
+    if whole and preset.detector != ANA_WHOLE_CELLS.detector:
+        return ANA_WHOLE_CELLS, f"whole cells detected ('cells' detector): {why}"
+    return preset, None
 
 
 def preset_geometry(preset: FieldPreset, image_size: int, crop_um: float | None = None) -> CropGeometry:

@@ -69,6 +69,19 @@ PRESETS: dict[str, FieldPreset] = {
 }
 
 
+#: the ``ana`` task on whole cells, for bundles that learned cytoplasmic patterns from whole cells (the stain is in
+#: the cytoplasm, the nuclei are dark: the nuclei detector misses most cells there)
+ANA_WHOLE_CELLS = FieldPreset(
+    name="ana",
+    detector="cells",
+    um_per_px=0.093,
+    classify=("cell",),
+    crop_um=30.0,  # a whole spread HEp-2 cell fits
+    aggregator="ana",
+    description="HEp-2 IIF on whole cells: cytoplasmic patterns (AC-15 … AC-23) reported apart from nuclear ones.",
+)
+
+
 def get_preset(name: str) -> FieldPreset:
     if name not in PRESETS:
         raise KeyError(f"unknown --task {name!r}; choose one of {', '.join(PRESETS)}")

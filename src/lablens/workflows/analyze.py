@@ -26,9 +26,16 @@ from lablens.data.preprocess import to_square
 from lablens.data.tables import TableError, number, read_text_csv
 from lablens.data.validate import Problem
 from lablens.fields import aggregate
-from lablens.fields.cell_crops import CropGeometry, field_cells, geometry_mismatch, preset_geometry
+from lablens.fields.cell_crops import (
+    CropGeometry,
+    field_cells,
+    geometry_mismatch,
+    preset_for_bundle,
+    preset_geometry,
+)
 from lablens.fields.crops import draw_overlay
 from lablens.fields.detection import Detection
+from lablens.fields.icap import icap_code
 from lablens.fields.intensity import IntensityScale, field_intensity, sample_intensity
 from lablens.fields.presets import FieldPreset, get_preset
 from lablens.infer.bundle import load_bundle
@@ -127,6 +134,8 @@ def analyze(
     bags = b.inputs == "bags"
     if bags and preset.detector is None:
         raise RunError(f"{bundle} calls a sample from its cells; task {task!r} has no cells to find")
+    preset, chosen = preset_for_bundle(preset, CropGeometry.from_dict(b.crop) if b.crop else None, b.classes)
+    notes = [chosen] if chosen else []
     warnings = _check_crops(b, preset, crop_um, allow_crop_mismatch, str(bundle))
     if controls is not None and preset.aggregator != "ana":
         raise RunError(f"--controls grade fluorescence intensity; task {task!r} is not an IIF task")
@@ -199,7 +208,8 @@ def analyze(
         docs = _aggregate(cells, preset, b.classes, min_confidence, min_cells)
         for sample, call in calls.items():
             if sample in docs:
-                docs[sample].update(_bag_doc(call, b.classes, cells[cells["sample"] == sample]))
+                doc = docs[sample]
+                doc.update(_bag_doc(call, b.classes, cells[cells["sample"] == sample], doc["cell_share"]))
         if preset.aggregator == "ana":
             for sample, doc in docs.items():
                 _grade_sample(doc, [r["intensity"] for r in field_rows if r["sample"] == sample], grading)
@@ -221,6 +231,7 @@ def analyze(
             "bundle_crop": b.crop,
             "bundle_inputs": b.inputs,
             "warnings": warnings,
+            "notes": notes,
             "intensity_controls": None if grading is None else {"file": str(controls), **grading.to_dict()},
             "samples": samples,
             "min_confidence": min_confidence,
@@ -235,6 +246,8 @@ def analyze(
     for w in warnings:  # shown even when quiet: the calls may not mean what the bundle learnt
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     if progress:
+        for n in notes:
+            console.print(f"  {n}", highlight=False)
         for s in skipped:
             console.print(
                 f"  [yellow]skipped[/yellow] {s.path}: {s.reason} [dim]({s.kind})[/dim]", highlight=False
@@ -365,15 +378,23 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _bag_doc(call: dict[str, np.ndarray], classes: list[str], cells: pd.DataFrame) -> dict[str, Any]:
-    """The sample's multiple-instance call, and the cells that drove it (highest attention)."""
+def _bag_doc(
+    call: dict[str, np.ndarray], classes: list[str], cells: pd.DataFrame, shares: dict[str, float]
+) -> dict[str, Any]:
+    """The sample's multiple-instance call, its compartments (with the cells' ``shares``), and the cells that drove
+    it (highest attention)."""
     p = call["sample"]
     top = int(p.argmax())
     called = cells[cells["attention"].notna()].sort_values("attention", ascending=False).head(8)
+    positive = classes[top] not in aggregate.NEGATIVE
     return {
         "method": "multiple-instance (the sample's cells together, weighted by attention)",
         "dominant_pattern": classes[top],
-        "result": "negative" if classes[top] in aggregate.NEGATIVE else "positive",
+        "result": "positive" if positive else "negative",
+        "icap": icap_code(classes[top]) if positive else None,
+        "compartments": aggregate.compartment_calls(
+            classes, shares, classes[top] if positive else None, aggregate.MIXED_SHARE
+        ),
         "sample_probability": {c: round(float(v), 4) for c, v in zip(classes, p, strict=True)},
         "top_cells": [
             {

@@ -23,7 +23,7 @@ from lablens.fields.annotations import Truth, read_box_csv, read_coco, read_voc
 from lablens.fields.cell_crops import CropGeometry
 from lablens.fields.crops import crop_cells
 from lablens.fields.detection import Detection
-from lablens.fields.presets import get_preset
+from lablens.fields.presets import ANA_WHOLE_CELLS, get_preset
 from lablens.progress import console, make_progress
 from lablens.workflows.analyze import read_fields
 from lablens.workflows.common import RunError, write_json
@@ -62,6 +62,7 @@ def crop_annotated_cells(
     out: str | Path,
     *,
     task: str = "ana",
+    whole_cells: bool = False,
     label: str | None = None,
     um_per_px: float | None = None,
     crop_um: float | None = None,
@@ -72,6 +73,12 @@ def crop_annotated_cells(
     preset = get_preset(task)
     if preset.detector is None:
         raise RunError(f"task {task!r} classifies whole frames; there are no cells to crop")
+    if whole_cells:
+        if preset.aggregator != "ana":
+            raise RunError(
+                f"--whole-cells is for IIF (task ana); task {task!r} crops {preset.classify[0]} boxes"
+            )
+        preset = ANA_WHOLE_CELLS
     annotations = Path(annotations)
     if not annotations.exists():
         raise RunError(f"--annotations {annotations}: no such file or folder")
