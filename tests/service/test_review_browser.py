@@ -12,6 +12,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -46,9 +47,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def live(tmp_path: Path):
-    bundle, images = tiny_bundle(tmp_path / "b")
+def _serve(tmp_path: Path, bundle: Path, images: list) -> Iterator[dict]:  # type: ignore[type-arg]
+    """``bundle`` served by uvicorn in a thread, three users, and ``images`` written as PNG files to upload."""
     app = create_app(
         ServiceSettings(
             bundle=str(bundle),
@@ -73,13 +73,54 @@ def live(tmp_path: Path):
         except httpx.TransportError:
             time.sleep(0.1)
     files = []
-    for i, im in enumerate(images[:6]):
+    for i, im in enumerate(images):
         path = tmp_path / f"cell_{i}.png"
         Image.fromarray(im).save(path)
         files.append(str(path))
     yield {"url": url, "tokens": tokens, "files": files}
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[dict]:  # type: ignore[type-arg]
+    bundle, images = tiny_bundle(tmp_path / "b")
+    yield from _serve(tmp_path, bundle, list(images[:6]))
+
+
+@pytest.fixture
+def live_mil(tmp_path: Path) -> Iterator[dict]:  # type: ignore[type-arg]
+    """A multiple-instance (sample-level) ANA bundle, and eight phantom HEp-2 cells to upload as one sample."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from lablens.cli import app as cli
+    from lablens.data.io import read_image
+    from lablens.data.phantoms import get_task
+    from lablens.data.phantoms.write import write_phantoms
+
+    write_phantoms(get_task("ana-hep2"), tmp_path / "f", n=24, seed=6, fields=True, size=256)
+    man = pd.read_csv(tmp_path / "f" / "manifest.csv", dtype=str)
+    man = man[man["label"].isin(["centromere", "homogeneous"])].reset_index(drop=True)
+    pd.DataFrame(
+        {"path": "f/" + man["path"], "sample": man.index.astype(str), "label": man["label"],
+         "um_per_px": man["field_um"].astype(float) / 256}
+    ).to_csv(tmp_path / "fields.csv", index=False)  # fmt: skip
+    (tmp_path / "c.yaml").write_text(
+        "model:\n  params: {model_name: test_resnet, cells_per_bag: 4, bags_per_sample: 2}\n"
+        "train: {epochs: 1, augment: null, patience: null}\neval: {bootstrap: 20}\n"
+    )
+    r = CliRunner().invoke(
+        cli,
+        ["train", str(tmp_path / "fields.csv"), "--out", str(tmp_path / "run"), "--label-level", "sample",
+         "--task", "ana", "--image-size", "32", "--split", "2:1:1", "--config", str(tmp_path / "c.yaml"),
+         "--device", "cpu", "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    write_phantoms(get_task("ana-hep2"), tmp_path / "cells", n=8, seed=7, size=64)
+    cells = pd.read_csv(tmp_path / "cells" / "manifest.csv", dtype=str)
+    images = [read_image(tmp_path / "cells" / p).pixels for p in cells["path"]]
+    yield from _serve(tmp_path, tmp_path / "run" / "bundle", images)
 
 
 def test_upload_reclassify_two_sign_and_see_report_and_audit(live: dict) -> None:
@@ -202,3 +243,34 @@ def test_the_admin_panel_adds_a_user_rotates_a_token_and_deactivates_an_account(
         page.screenshot(path=str(ARTIFACTS / "browser" / "5-admin-panel.png"), full_page=True)
         browser.close()
     assert errors == []
+
+
+def test_a_sample_called_by_a_multiple_instance_bundle_shows_its_call_and_the_cells_that_drove_it(
+    live_mil: dict,
+) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extras)")
+    errors: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser, page = _page(pw, errors)
+        page.goto(live_mil["url"] + "/")
+        _sign_in(page, live_mil, "tina")
+        page.fill("#sample-name", "serum-7")
+        page.set_input_files("#files", live_mil["files"])
+        page.click("#upload button[type=submit]")
+        sync_api.expect(page.locator("#groups .cell")).to_have_count(8)
+        sync_api.expect(page.locator("[data-testid=sample-call]")).to_contain_text("Sample call:")
+        auth = {"Authorization": f"Bearer {live_mil['tokens']['tina']}"}
+        sample = httpx.get(live_mil["url"] + "/api/samples", headers=auth).json()[0]
+        doc = httpx.get(f"{live_mil['url']}/api/samples/{sample['id']}", headers=auth).json()
+        sync_api.expect(page.locator("[data-testid=sample-call] b")).to_have_text(doc["call"]["predicted"])
+        for cell in doc["cells"]:
+            shown = page.locator(f"[data-testid=attention-{cell['id']}]")
+            sync_api.expect(shown).to_contain_text(f"attention {100 * cell['attention']:.1f} %")
+        for group in page.locator("#groups .group").all():  # within a class, the drivers of the call first
+            ids = [int(el.get_attribute("data-id")) for el in group.locator(".cell").all()]
+            weights = [next(c["attention"] for c in doc["cells"] if c["id"] == i) for i in ids]
+            assert weights == sorted(weights, reverse=True)
+        (ARTIFACTS / "browser").mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser" / "6-mil-sample-call.png"), full_page=True)
+        browser.close()
+    assert not errors, errors

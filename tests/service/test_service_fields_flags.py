@@ -85,4 +85,70 @@ def test_upgrade_from_the_first_schema_keeps_the_data(tmp_path: Path) -> None:
     with engine.connect() as conn:
         row = conn.execute(text("SELECT original_name, flags, source FROM cells")).one()
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-    assert tuple(row) == ("a.png", "[]", None) and version == "0003"
+    assert tuple(row) == ("a.png", "[]", None) and version == "0004"
+
+
+def test_a_multiple_instance_bundle_calls_the_sample_and_shows_which_cells_drove_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lablens.cli import app as cli
+
+    size = 256
+    write_phantoms(get_task("ana-hep2"), tmp_path / "f", n=32, seed=4, fields=True, size=size)
+    man = pd.read_csv(tmp_path / "f" / "manifest.csv", dtype=str)
+    man = man[man["label"].isin(["centromere", "homogeneous"])].reset_index(drop=True)
+    pd.DataFrame(
+        {"path": "f/" + man["path"], "sample": [f"{i:03d}" for i in range(len(man))], "label": man["label"],
+         "um_per_px": man["field_um"].astype(float) / size}
+    ).to_csv(tmp_path / "fields.csv", index=False)  # fmt: skip
+    (tmp_path / "c.yaml").write_text(
+        "model:\n  params: {model_name: test_resnet, cells_per_bag: 4, bags_per_sample: 2}\n"
+        "train: {epochs: 1, augment: null, patience: null}\neval: {bootstrap: 20}\n"
+    )
+    r = CliRunner().invoke(
+        cli,
+        ["train", str(tmp_path / "fields.csv"), "--out", str(tmp_path / "run"), "--label-level", "sample",
+         "--task", "ana", "--image-size", "32", "--split", "2:1:1", "--config", str(tmp_path / "c.yaml"),
+         "--device", "cpu", "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    app = create_app(
+        ServiceSettings(
+            str(tmp_path / "run" / "bundle"), f"sqlite:///{tmp_path / 'l.db'}", str(tmp_path / "img")
+        )
+    )
+    with sessions(app.state.engine)() as s:
+        h = {"Authorization": f"Bearer {create_user(s, app.state.service.audit_key, 'tina', 'technician')}"}
+        rita = {"Authorization": f"Bearer {create_user(s, app.state.service.audit_key, 'rita', 'reviewer')}"}
+        s.commit()
+    c = TestClient(app)
+    first = man.iloc[0]
+    files = [
+        ("files", (Path(first["path"]).name, (tmp_path / "f" / first["path"]).read_bytes(), "image/png"))
+    ]
+    r = c.post(
+        "/api/samples",
+        data={
+            "name": "serum-1",
+            "kind": "fields",
+            "task": "ana",
+            "um_per_px": float(first["field_um"]) / size,
+        },
+        files=files,
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    assert (
+        doc["call"]["predicted"] in {"centromere", "homogeneous"}
+        and "multiple-instance" in doc["call"]["method"]
+    )
+    assert abs(sum(doc["call"]["probabilities"].values()) - 1) < 1e-3
+    attention = [cell["attention"] for cell in doc["cells"]]
+    assert len(attention) >= 3 and all(a > 0 for a in attention) and abs(sum(attention) - 1) < 1e-2
+    again = c.get(f"/api/samples/{doc['id']}", headers=h).json()
+    assert again["call"] == doc["call"] and [x["attention"] for x in again["cells"]] == attention
+    cam = c.get(f"/api/cells/{doc['cells'][0]['id']}/gradcam", headers=h)
+    assert cam.status_code == 404 and "Grad-CAM" in cam.json()["detail"]  # said plainly, never a 500
+    verify = c.get("/api/audit/verify", headers=rita)
+    assert verify.status_code == 200 and verify.json()["ok"], verify.text

@@ -21,6 +21,7 @@ def cell_doc(c: Cell, min_confidence: float) -> dict[str, Any]:
         "unidentified": c.confidence < min_confidence and c.status == "pending",
         "flags": json.loads(c.flags or "[]"),
         "source": json.loads(c.source) if c.source else None,
+        "attention": None if c.attention is None else round(c.attention, 4),
         "image": f"/api/cells/{c.id}/image",
     }
 
@@ -46,6 +47,7 @@ def sample_doc(s: Sample, min_confidence: float, with_cells: bool = True) -> dic
         "n_unidentified": sum(c["unidentified"] for c in cells),
         "counts": counts,
         "percent": {k: round(100 * v / n, 2) for k, v in sorted(counts.items())} if n else {},
+        "call": json.loads(s.call) if s.call else None,
     }
     if with_cells:
         doc["cells"] = cells

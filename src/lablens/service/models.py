@@ -36,6 +36,9 @@ class Sample(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     signed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    call: Mapped[str | None] = mapped_column(
+        Text, nullable=True
+    )  # JSON {method, predicted, probabilities}: a multiple-instance bundle's call on the whole sample
     cells: Mapped[list[Cell]] = relationship(back_populates="sample", order_by="Cell.id")
 
 
@@ -54,6 +57,9 @@ class Cell(Base):
     source: Mapped[str | None] = mapped_column(
         Text, nullable=True
     )  # JSON {field, box} for cells found on fields
+    attention: Mapped[float | None] = mapped_column(
+        Float, nullable=True
+    )  # share of the sample call this cell drove (multiple-instance bundles; sums to 1 over the sample)
     sample: Mapped[Sample] = relationship(back_populates="cells")
 
 

@@ -38,6 +38,7 @@ from lablens.fields.detection import Detection
 from lablens.fields.icap import icap_code
 from lablens.fields.intensity import IntensityScale, field_intensity, sample_intensity
 from lablens.fields.presets import FieldPreset, get_preset
+from lablens.infer.bag_call import BagCall, call_bags
 from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import Predictor, expand_inputs
 from lablens.progress import console, make_progress
@@ -188,9 +189,9 @@ def analyze(
         for f in pending:
             img = read_image(f.item.path, DecodeLimits()).pixels
             proba = np.full((len(f.dets), len(b.classes)), np.nan)
-            proba[f.todo] = calls[f.item.sample]["cells"][f.offset : f.offset + len(f.todo)]
+            proba[f.todo] = calls[f.item.sample].cells[f.offset : f.offset + len(f.todo)]
             attention = np.full(len(f.dets), np.nan)
-            attention[f.todo] = calls[f.item.sample]["attention"][f.offset : f.offset + len(f.todo)]
+            attention[f.todo] = calls[f.item.sample].attention[f.offset : f.offset + len(f.todo)]
             _finish_field(
                 out,
                 f.k,
@@ -309,25 +310,15 @@ def _check_crops(b: Any, preset: FieldPreset, crop_um: float | None, allow: bool
     return [message]
 
 
-def _call_samples(b: Any, pending: list[_Pending], device: str) -> dict[str, dict[str, np.ndarray]]:
-    """One multiple-instance call per sample over all of its cells: calibrated sample probabilities, each
-    cell's own probabilities and its attention."""
+def _call_samples(b: Any, pending: list[_Pending], device: str) -> dict[str, BagCall]:
+    """One multiple-instance call per sample over all of its cells (fields in order, cells in field order)."""
     by_sample: dict[str, list[_Pending]] = {}
     for f in pending:
         f.offset = sum(len(g.todo) for g in by_sample.get(f.item.sample, []))
         by_sample.setdefault(f.item.sample, []).append(f)
     names = [s for s, fs in by_sample.items() if sum(len(f.todo) for f in fs)]
     bags_ = [np.concatenate([f.crops for f in by_sample[s]]) for s in names]
-    outs = b.estimator.bag_outputs(bags_, device=device) if bags_ else []
-    t = b.temperature
-    calls = {}
-    for s, o in zip(names, outs, strict=True):
-        calls[s] = {
-            "sample": _softmax(o["logits"][None] / t)[0],
-            "cells": _softmax(o["cell_logits"] / t),
-            "attention": o["attention"],
-        }
-    return calls
+    return dict(zip(names, call_bags(b, bags_, device), strict=True))
 
 
 def _intensity_scale(
@@ -373,17 +364,12 @@ def _grade_sample(doc: dict[str, Any], scores: list[float], scale: IntensityScal
         )
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _bag_doc(
-    call: dict[str, np.ndarray], classes: list[str], cells: pd.DataFrame, shares: dict[str, float]
+    call: BagCall, classes: list[str], cells: pd.DataFrame, shares: dict[str, float]
 ) -> dict[str, Any]:
     """The sample's multiple-instance call, its compartments (with the cells' ``shares``), and the cells that drove
     it (highest attention)."""
-    p = call["sample"]
+    p = call.sample
     top = int(p.argmax())
     called = cells[cells["attention"].notna()].sort_values("attention", ascending=False).head(8)
     positive = classes[top] not in aggregate.NEGATIVE

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from lablens.explain.gradcam import GradCam, overlay
+from lablens.infer.bag_call import call_bags
 from lablens.service import audit
 from lablens.service.auth import Principal
 from lablens.service.documents import sample_doc
@@ -69,8 +70,22 @@ async def submit(request: Request, user: Technician) -> dict[str, Any]:
 def _store(state: ServiceState, user: Principal, name: str, sub: Submission) -> dict[str, Any]:
     """Classify the cells, store their images, and record the sample with its audit event (one transaction)."""
     bundle = state.bundle
+    call: dict[str, Any] | None = None
+    attention: list[float | None] = [None] * len(sub.crops)
     with state.predict_lock:
-        proba = state.predictor.predict_arrays(np.stack(sub.crops))
+        if bundle.inputs == "bags":  # the sample is called from all its cells at once; each cell also alone
+            bag = call_bags(bundle, [np.stack(sub.crops)], device=state.predictor.device)[0]
+            proba, attention = bag.cells, [float(a) for a in bag.attention]
+            top = int(bag.sample.argmax())
+            call = {
+                "method": "multiple-instance (the sample's cells together, weighted by attention)",
+                "predicted": bundle.classes[top],
+                "probabilities": {
+                    c: round(float(v), 6) for c, v in zip(bundle.classes, bag.sample, strict=True)
+                },
+            }
+        else:
+            proba = state.predictor.predict_arrays(np.stack(sub.crops))
     flags = quality_flags(sub.crops)
     with state.make_session() as session:
         sample = Sample(
@@ -79,11 +94,13 @@ def _store(state: ServiceState, user: Principal, name: str, sub: Submission) -> 
             bundle_hash=bundle.hash,
             created_by=user.name,
             created_at=datetime.now(timezone.utc),
+            call=json.dumps(call) if call else None,
         )
         session.add(sample)
         session.flush()
         cells = []
-        for fname, img, p, fl, src in zip(sub.names, sub.crops, proba, flags, sub.sources, strict=True):
+        rows = zip(sub.names, sub.crops, proba, flags, sub.sources, attention, strict=True)
+        for fname, img, p, fl, src, att in rows:
             k = int(p.argmax())
             cell = Cell(
                 sample_id=sample.id,
@@ -97,6 +114,7 @@ def _store(state: ServiceState, user: Principal, name: str, sub: Submission) -> 
                 status="pending",
                 flags=json.dumps(fl),
                 source=json.dumps(src) if src else None,
+                attention=att,
             )
             session.add(cell)
             cells.append(cell)
@@ -107,12 +125,14 @@ def _store(state: ServiceState, user: Principal, name: str, sub: Submission) -> 
             "files": sub.kept_files,
             "skipped": sub.skipped,
             "bundle_hash": bundle.hash,
+            "call": call,
             "cells": [
                 {
                     "id": c.id,
                     "image_sha256": c.image_sha256,
                     "predicted": c.predicted,
                     "confidence": c.confidence,
+                    "attention": c.attention,
                 }
                 for c in cells
             ],

@@ -1,7 +1,7 @@
 // lablens review page (served as a file: the Content-Security-Policy allows no inline script)
 "use strict";
 const $ = (id) => document.getElementById(id);
-let classes = [], current = null, selected = 0, order = [];
+let classes = [], current = null, selected = 0, order = [], nCells = 0;
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 
 function say(text, ok = false) { $("message").textContent = text; $("message").className = ok ? "ok" : ""; }
@@ -47,6 +47,9 @@ function cellCard(c) {
     `<img alt="cell ${c.id}" data-src="${src}">` +
     `<div><b>${esc(c.final)}</b> <span class="badge ${status}">${status}</span></div>` +
     `<div class="p">model: ${esc(c.predicted)} ${(100 * c.confidence).toFixed(1)} %</div>` +
+    (c.attention === null || c.attention === undefined ? "" :
+      `<div class="p attention" data-testid="attention-${c.id}" title="share of the sample call this cell drove">` +
+      `attention ${(100 * c.attention).toFixed(1)} % <meter min="0" max="2" value="${Math.min(2, c.attention * nCells)}"></meter></div>`) +
     c.flags.map((f) => `<span class="badge flag" title="quality flag">${esc(f)}</span>`).join(" ") + `</div>`;
 }
 
@@ -68,8 +71,13 @@ function render(doc) {
     (groups[key] = groups[key] || []).push(c);
   }
   const keys = Object.keys(groups).sort((a, b) => (a === "unidentified" ? -1 : b === "unidentified" ? 1 : a.localeCompare(b)));
+  nCells = doc.cells.length;
+  if (doc.call) for (const k of keys) groups[k].sort((a, b) => b.attention - a.attention);  // drivers first
   order = keys.flatMap((k) => groups[k].map((c) => c.id));
-  $("groups").innerHTML = keys.map((k) =>
+  const call = doc.call ? `<p class="call" data-testid="sample-call">Sample call: <b>${esc(doc.call.predicted)}</b> ` +
+    `${(100 * doc.call.probabilities[doc.call.predicted]).toFixed(1)} % — ${esc(doc.call.method)}; ` +
+    `within each class the cells that drove the call come first (meter: attention against an even share, full at twice that).</p>` : "";
+  $("groups").innerHTML = call + keys.map((k) =>
     `<div class="group" data-class="${esc(k)}"><h3>${esc(k)} (${groups[k].length})</h3>` +
     `<div class="cells">${groups[k].map(cellCard).join("")}</div></div>`).join("");
   selected = Math.min(selected, order.length - 1);

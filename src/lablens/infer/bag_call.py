@@ -1,0 +1,45 @@
+"""A multiple-instance bundle's call on whole samples: one bag of cell crops per sample.
+
+Used by ``lablens analyze`` and the review service alike, so a sample is called the same way in both: the
+sample's probabilities and each cell's own probabilities are calibrated with the bundle's temperature; the
+attention weights (summing to 1 over the sample's cells) say which cells drove the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lablens.infer.bundle import Bundle
+
+
+@dataclass(frozen=True)
+class BagCall:
+    """``sample``: class probabilities of the sample; ``cells``: each cell's probabilities scored alone
+    (cells × classes); ``attention``: one weight per cell."""
+
+    sample: np.ndarray
+    cells: np.ndarray
+    attention: np.ndarray
+
+
+def call_bags(bundle: Bundle, bags: Sequence[np.ndarray], device: str = "auto") -> list[BagCall]:
+    """One call per bag (an array of cell crops, cells × H × W × C); bags must hold at least one cell."""
+    if bundle.inputs != "bags":
+        raise ValueError(f"bundle {bundle.hash[:12]} classifies single images, not samples of cells")
+    outs = bundle.estimator.bag_outputs(list(bags), device=device) if len(bags) else []
+    t = bundle.temperature
+    return [
+        BagCall(
+            _softmax(o["logits"][None] / t)[0], _softmax(o["cell_logits"] / t), np.asarray(o["attention"])
+        )
+        for o in outs
+    ]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
