@@ -109,6 +109,38 @@ def tiny_bundle(
     return folder, X
 
 
+def tiny_mil_bundle(folder: Path, seed: int = 6) -> tuple[Path, Path]:
+    """A multiple-instance ANA bundle trained in seconds (one epoch, ``lablens train --label-level sample``) on
+    phantom fields of two patterns, one field per sample; returns the bundle and the phantom fields' folder (its
+    ``manifest.csv`` gives each field's ``field_um`` at 256 px)."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from lablens.cli import app as cli
+    from lablens.data.phantoms import get_task
+    from lablens.data.phantoms.write import write_phantoms
+
+    write_phantoms(get_task("ana-hep2"), folder / "f", n=32, seed=seed, fields=True, size=256)
+    man = pd.read_csv(folder / "f" / "manifest.csv", dtype=str)
+    man = man[man["label"].isin(["centromere", "homogeneous"])].reset_index(drop=True)
+    pd.DataFrame(
+        {"path": "f/" + man["path"], "sample": [f"{i:03d}" for i in range(len(man))], "label": man["label"],
+         "um_per_px": man["field_um"].astype(float) / 256}
+    ).to_csv(folder / "fields.csv", index=False)  # fmt: skip
+    (folder / "c.yaml").write_text(
+        "model:\n  params: {model_name: test_resnet, cells_per_bag: 4, bags_per_sample: 2}\n"
+        "train: {epochs: 1, augment: null, patience: null}\neval: {bootstrap: 20}\n"
+    )
+    r = CliRunner().invoke(
+        cli,
+        ["train", str(folder / "fields.csv"), "--out", str(folder / "run"), "--label-level", "sample",
+         "--task", "ana", "--image-size", "32", "--split", "2:1:1", "--config", str(folder / "c.yaml"),
+         "--device", "cpu", "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    return folder / "run" / "bundle", folder / "f"
+
+
 # -- the review service ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def service_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:

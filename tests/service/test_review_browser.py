@@ -24,7 +24,7 @@ from lablens.service.app import ServiceSettings, create_app
 from lablens.service.auth import create_user
 from lablens.service.db import sessions
 
-from conftest import tiny_bundle
+from conftest import tiny_bundle, tiny_mil_bundle
 
 USERS = (("tina", "technician"), ("rita", "reviewer"), ("adam", "admin"))
 ARTIFACTS = Path(
@@ -92,35 +92,16 @@ def live(tmp_path: Path) -> Iterator[dict]:  # type: ignore[type-arg]
 def live_mil(tmp_path: Path) -> Iterator[dict]:  # type: ignore[type-arg]
     """A multiple-instance (sample-level) ANA bundle, and eight phantom HEp-2 cells to upload as one sample."""
     import pandas as pd
-    from typer.testing import CliRunner
 
-    from lablens.cli import app as cli
     from lablens.data.io import read_image
     from lablens.data.phantoms import get_task
     from lablens.data.phantoms.write import write_phantoms
 
-    write_phantoms(get_task("ana-hep2"), tmp_path / "f", n=24, seed=6, fields=True, size=256)
-    man = pd.read_csv(tmp_path / "f" / "manifest.csv", dtype=str)
-    man = man[man["label"].isin(["centromere", "homogeneous"])].reset_index(drop=True)
-    pd.DataFrame(
-        {"path": "f/" + man["path"], "sample": man.index.astype(str), "label": man["label"],
-         "um_per_px": man["field_um"].astype(float) / 256}
-    ).to_csv(tmp_path / "fields.csv", index=False)  # fmt: skip
-    (tmp_path / "c.yaml").write_text(
-        "model:\n  params: {model_name: test_resnet, cells_per_bag: 4, bags_per_sample: 2}\n"
-        "train: {epochs: 1, augment: null, patience: null}\neval: {bootstrap: 20}\n"
-    )
-    r = CliRunner().invoke(
-        cli,
-        ["train", str(tmp_path / "fields.csv"), "--out", str(tmp_path / "run"), "--label-level", "sample",
-         "--task", "ana", "--image-size", "32", "--split", "2:1:1", "--config", str(tmp_path / "c.yaml"),
-         "--device", "cpu", "-q"],
-    )  # fmt: skip
-    assert r.exit_code == 0, r.output
+    bundle, _ = tiny_mil_bundle(tmp_path / "mil")
     write_phantoms(get_task("ana-hep2"), tmp_path / "cells", n=8, seed=7, size=64)
     cells = pd.read_csv(tmp_path / "cells" / "manifest.csv", dtype=str)
     images = [read_image(tmp_path / "cells" / p).pixels for p in cells["path"]]
-    yield from _serve(tmp_path, tmp_path / "run" / "bundle", images)
+    yield from _serve(tmp_path, bundle, images)
 
 
 def test_upload_reclassify_two_sign_and_see_report_and_audit(live: dict) -> None:

@@ -20,7 +20,7 @@ from lablens.service.auth import create_user
 from lablens.service.db import sessions, upgrade
 from lablens.service.flags import quality_flags
 
-from conftest import shape_image, tiny_bundle
+from conftest import shape_image, tiny_bundle, tiny_mil_bundle
 
 
 def test_quality_flags_blur_relative_to_the_sample_and_exposure() -> None:
@@ -89,50 +89,24 @@ def test_upgrade_from_the_first_schema_keeps_the_data(tmp_path: Path) -> None:
 
 
 def test_a_multiple_instance_bundle_calls_the_sample_and_shows_which_cells_drove_it(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from lablens.cli import app as cli
-
-    size = 256
-    write_phantoms(get_task("ana-hep2"), tmp_path / "f", n=32, seed=4, fields=True, size=size)
-    man = pd.read_csv(tmp_path / "f" / "manifest.csv", dtype=str)
-    man = man[man["label"].isin(["centromere", "homogeneous"])].reset_index(drop=True)
-    pd.DataFrame(
-        {"path": "f/" + man["path"], "sample": [f"{i:03d}" for i in range(len(man))], "label": man["label"],
-         "um_per_px": man["field_um"].astype(float) / size}
-    ).to_csv(tmp_path / "fields.csv", index=False)  # fmt: skip
-    (tmp_path / "c.yaml").write_text(
-        "model:\n  params: {model_name: test_resnet, cells_per_bag: 4, bags_per_sample: 2}\n"
-        "train: {epochs: 1, augment: null, patience: null}\neval: {bootstrap: 20}\n"
-    )
-    r = CliRunner().invoke(
-        cli,
-        ["train", str(tmp_path / "fields.csv"), "--out", str(tmp_path / "run"), "--label-level", "sample",
-         "--task", "ana", "--image-size", "32", "--split", "2:1:1", "--config", str(tmp_path / "c.yaml"),
-         "--device", "cpu", "-q"],
-    )  # fmt: skip
-    assert r.exit_code == 0, r.output
-    app = create_app(
-        ServiceSettings(
-            str(tmp_path / "run" / "bundle"), f"sqlite:///{tmp_path / 'l.db'}", str(tmp_path / "img")
-        )
-    )
+    bundle, fields = tiny_mil_bundle(tmp_path)
+    man = pd.read_csv(fields / "manifest.csv", dtype=str)
+    man = man[man["label"].isin(["centromere", "homogeneous"])]
+    app = create_app(ServiceSettings(str(bundle), f"sqlite:///{tmp_path / 'l.db'}", str(tmp_path / "img")))
     with sessions(app.state.engine)() as s:
         h = {"Authorization": f"Bearer {create_user(s, app.state.service.audit_key, 'tina', 'technician')}"}
         rita = {"Authorization": f"Bearer {create_user(s, app.state.service.audit_key, 'rita', 'reviewer')}"}
         s.commit()
     c = TestClient(app)
     first = man.iloc[0]
-    files = [
-        ("files", (Path(first["path"]).name, (tmp_path / "f" / first["path"]).read_bytes(), "image/png"))
-    ]
+    files = [("files", (Path(first["path"]).name, (fields / first["path"]).read_bytes(), "image/png"))]
     r = c.post(
         "/api/samples",
         data={
             "name": "serum-1",
             "kind": "fields",
             "task": "ana",
-            "um_per_px": float(first["field_um"]) / size,
+            "um_per_px": float(first["field_um"]) / 256,
         },
         files=files,
         headers=h,
