@@ -195,7 +195,7 @@ class CellDetector(BaseEstimator):
         peaks = peak_local_max(
             np.where(far, ndi.distance_transform_edt(filled), 0),
             min_distance=max(1, round(0.35 * cell_px)),
-            threshold_abs=0.1 * cell_px,  # a body at least a fifth of a cell thick there
+            threshold_abs=0.15 * cell_px,  # a body at least 0.3 cells thick there
         )
         markers[tuple(peaks.T)] = int(markers.max()) + 1 + np.arange(len(peaks))
         # each body pixel goes to the nearest seed (its cell's nucleus) through the body: touching cells part
@@ -245,11 +245,18 @@ def _dark_nuclei(
     tophat = closed - smooth
     dark = tophat > max(threshold_otsu(tophat), 0.05)
     dark = cv2.morphologyEx(dark.astype(np.uint8), cv2.MORPH_OPEN, _disc(0.2 * nucleus_d)) > 0
-    candidates, n = ndi.label(dark & (closed > otsu_fraction * threshold_otsu(smooth)))
+    dark &= closed > otsu_fraction * threshold_otsu(smooth)
+    nucleus_px = np.pi * (nucleus_d / 2) ** 2
+    # a hole of the cytoplasm mask no bigger than a large nucleus is a candidate too, however wide (a nucleus wider
+    # than the top-hat's element is only a ring in the top-hat)
+    enclosed = ndi.binary_fill_holes(mask) & ~mask
+    holes, _ = ndi.label(enclosed)
+    sizes = ndi.sum_labels(enclosed, holes, np.arange(holes.max() + 1))
+    dark |= (sizes <= 4.0 * nucleus_px)[holes] & enclosed
+    candidates, n = ndi.label(dark)
     bare = ~mask & ~dark
     background = float(np.median(smooth[bare])) if bare.any() else 0.0
     floor = background + 0.03 * (float(np.median(smooth[mask])) - background) if mask.any() else background
-    nucleus_px = np.pi * (nucleus_d / 2) ** 2
     keep = np.zeros(n + 1, bool)
     for r in regionprops(candidates, intensity_image=smooth):
         if not 0.15 * nucleus_px <= r.area <= 4.0 * nucleus_px or r.solidity < 0.7:
