@@ -1,7 +1,7 @@
 """ANA patterns learnt from sample labels only (multiple-instance learning) on phantom HEp-2 fields.
 
 Command:
-    python benchmarks/ana_mil.py [--fields-per-class 16] [--size 384] [--image-size 64] [--epochs 10]
+    python benchmarks/ana_mil.py [--fields-per-class 24] [--size 384] [--image-size 64] [--epochs 12]
         [--model mil] [--weights imagenet] [--split 6:2:2] [--seed 0] [--out benchmarks/results/ana_mil.json]
 
 Phantom fields of the 8 field classes (7 nuclear patterns + negative) are grouped into samples of two fields:
@@ -78,10 +78,10 @@ def make_samples(root: Path, per_class: int, size: int, seed: int) -> pd.DataFra
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--fields-per-class", type=int, default=16)
+    ap.add_argument("--fields-per-class", type=int, default=24)
     ap.add_argument("--size", type=int, default=384)
     ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--model", default="mil")
     ap.add_argument("--weights", default="imagenet")
     ap.add_argument("--split", default="6:2:2")
