@@ -109,31 +109,39 @@ def tiny_bundle(
     return folder, X
 
 
-def tiny_mil_bundle(folder: Path, seed: int = 6) -> tuple[Path, Path]:
-    """A multiple-instance ANA bundle trained in seconds (one epoch, ``lablens train --label-level sample``) on
-    phantom fields of two patterns, one field per sample; returns the bundle and the phantom fields' folder (its
-    ``manifest.csv`` gives each field's ``field_um`` at 256 px)."""
+def mil_fields_csv(folder: Path, seed: int = 6, n: int = 32) -> Path:
+    """Phantom ANA fields of two patterns at 256 px, one field per sample (ids with leading zeros), as the fields
+    CSV ``lablens train --label-level sample`` reads; the phantoms' ``manifest.csv`` is in ``folder / "f"``."""
     import pandas as pd
-    from typer.testing import CliRunner
 
-    from lablens.cli import app as cli
     from lablens.data.phantoms import get_task
     from lablens.data.phantoms.write import write_phantoms
 
-    write_phantoms(get_task("ana-hep2"), folder / "f", n=32, seed=seed, fields=True, size=256)
+    write_phantoms(get_task("ana-hep2"), folder / "f", n=n, seed=seed, fields=True, size=256)
     man = pd.read_csv(folder / "f" / "manifest.csv", dtype=str)
     man = man[man["label"].isin(["centromere", "homogeneous"])].reset_index(drop=True)
     pd.DataFrame(
         {"path": "f/" + man["path"], "sample": [f"{i:03d}" for i in range(len(man))], "label": man["label"],
          "um_per_px": man["field_um"].astype(float) / 256}
     ).to_csv(folder / "fields.csv", index=False)  # fmt: skip
+    return folder / "fields.csv"
+
+
+def tiny_mil_bundle(folder: Path, seed: int = 6) -> tuple[Path, Path]:
+    """A multiple-instance ANA bundle trained in seconds (one epoch, ``lablens train --label-level sample``) on
+    :func:`mil_fields_csv`; returns the bundle and the phantom fields' folder."""
+    from typer.testing import CliRunner
+
+    from lablens.cli import app as cli
+
+    fields = mil_fields_csv(folder, seed)
     (folder / "c.yaml").write_text(
         "model:\n  params: {model_name: test_resnet, cells_per_bag: 4, bags_per_sample: 2}\n"
         "train: {epochs: 1, augment: null, patience: null}\neval: {bootstrap: 20}\n"
     )
     r = CliRunner().invoke(
         cli,
-        ["train", str(folder / "fields.csv"), "--out", str(folder / "run"), "--label-level", "sample",
+        ["train", str(fields), "--out", str(folder / "run"), "--label-level", "sample",
          "--task", "ana", "--image-size", "32", "--split", "2:1:1", "--config", str(folder / "c.yaml"),
          "--device", "cpu", "-q"],
     )  # fmt: skip

@@ -136,14 +136,22 @@ def train(
 
     if data is None and not resume:
         raise ValueError("DATA is required (except with --resume)")
+    if resume and (out / "sample_run.json").is_file():  # a sample-level run resumes as one, with its settings
+        label_level = "sample"
+        if task is not None or um_per_px is not None or ignore_region:
+            raise ValueError(
+                "--task, --um-per-px and --ignore-region come from the run being resumed; leave them out"
+            )
     if label_level not in ("image", "sample"):
         raise ValueError(f"--label-level {label_level!r}: choose image or sample")
     if label_level == "image" and (task is not None or um_per_px is not None or ignore_region):
         raise ValueError(
             "--task, --um-per-px and --ignore-region apply to --label-level sample (fields with sample labels)"
         )
-    if label_level == "sample" and (resume or nproc):
-        raise ValueError("--resume and --nproc do not apply to --label-level sample yet")
+    if label_level == "sample" and nproc:
+        raise ValueError(
+            "--nproc does not apply to --label-level sample yet: sample-level runs train in one process"
+        )
     cfg = build_config(
         config,
         {
@@ -180,6 +188,7 @@ def train(
             task=task or "ana",
             um_per_px=um_per_px,
             ignore_regions=_regions(ignore_region),
+            resume=resume,
             progress=not quiet,
         )
         _print_headline(res.metrics)

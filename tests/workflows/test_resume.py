@@ -16,7 +16,7 @@ import torch
 
 from lablens.train.checkpoint import load_checkpoint
 
-from conftest import write_shape_folder
+from conftest import mil_fields_csv, write_shape_folder
 
 pytestmark = pytest.mark.slow
 
@@ -119,3 +119,60 @@ def test_resume_without_run_folder_explains(tmp_path: Path) -> None:
     )
     assert res.returncode == 1
     assert "cannot resume" in res.stdout + res.stderr
+
+
+def _sample_cmd(fields: Path | None, out: Path, *extra: str) -> list[str]:
+    cmd = [sys.executable, "-m", "lablens.cli", "train"]
+    if fields is not None:
+        cmd += [str(fields), "--label-level", "sample", "--task", "ana", "--split", "kfold:2"]
+        cmd += ["--image-size", "32", "--epochs", "3", "--config", str(fields.parent / "c.yaml")]
+    return [*cmd, "--out", str(out), "--device", "cpu", "--quiet", *extra]
+
+
+def test_sample_level_run_killed_in_its_second_fold_resumes_to_the_same_calls(tmp_path: Path) -> None:
+    fields = mil_fields_csv(tmp_path, seed=8, n=48)
+    (tmp_path / "c.yaml").write_text(
+        "model:\n  params: {model_name: test_resnet, cells_per_bag: 4, bags_per_sample: 2}\n"
+        "train: {augment: null, patience: null}\neval: {bootstrap: 20}\n"
+    )
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        _sample_cmd(fields, run), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.time() + 600
+    while True:  # the first fold is finished and the second has checkpointed an epoch: kill it there
+        finished = list(run.glob("folds/*/fold_outputs.npz"))
+        started = (
+            [
+                p
+                for p in run.glob("folds/*/checkpoints/last.safetensors")
+                if p.parents[1] != finished[0].parent
+            ]
+            if finished
+            else []
+        )
+        if started:
+            break
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "exited early"
+        assert time.time() < deadline, "the second fold never started"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (run / "metrics.json").exists() and len(list(run.glob("folds/*/fold_outputs.npz"))) == 1
+
+    resumed = subprocess.run(
+        _sample_cmd(None, run, "--resume"), env=_env(), capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    twin = tmp_path / "twin"
+    full = subprocess.run(_sample_cmd(fields, twin), env=_env(), capture_output=True, text=True, timeout=600)
+    assert full.returncode == 0, full.stdout + full.stderr
+    import pandas as pd
+
+    a, b = (pd.read_csv(r / "predictions.csv", dtype={"sample": str}) for r in (run, twin))
+    pd.testing.assert_frame_equal(a, b)  # the same calls and probabilities as a run that was never killed
+    assert a["sample"].str.len().eq(3).all()  # ids stay text through the resume
+    again = subprocess.run(
+        _sample_cmd(None, run, "--resume"), env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 1 and "already complete" in again.stdout + again.stderr

@@ -6,15 +6,19 @@ detector and cropped by the code ``lablens analyze`` uses (:func:`~lablens.field
 multiple-instance model (family ``mil`` or ``mil-mean``) learns each sample's label from its cells. Samples are
 the unit of the split (grouped by ``group``), of the metrics and of the bootstrap.
 
-Writes into ``out``: ``config.yaml``, ``samples.csv`` (the samples and their cell counts), ``split.json``,
+Writes into ``out``: ``config.yaml``, ``sample_run.json`` (task, scale, ignored regions), ``samples.csv`` (the samples and their cell counts), ``split.json``,
 ``cells.csv`` (each test cell's attention and own top class), ``predictions.csv``, ``metrics.json``,
 ``report.html`` and, for hold-out and k-fold protocols, a bundle per fold that records its crop geometry.
 Protocol ``leave-one-out`` trains one model per group and reports the pooled out-of-fold calls (no bundle).
+Each fold checkpoints every epoch and leaves ``fold_outputs.npz`` when it is done: ``--resume`` after a kill keeps
+the finished folds and continues the unfinished one from its last epoch.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +42,14 @@ from lablens.progress import console, make_progress
 from lablens.registry import create_estimator, get_spec
 from lablens.train.context import FitContext
 from lablens.workflows.common import RunError, limits_from, write_json
-from lablens.workflows.run_folder import run_folder
+from lablens.workflows.run_folder import resumed_config, run_folder
 
 LEAVE_ONE_OUT = "leave-one-out"
+SETTINGS = (
+    "sample_run.json"  # the field settings of a run (task, scale, ignored regions), read back by --resume
+)
+FOLD_OUTPUTS = "fold_outputs.npz"  # a finished fold's test outputs; a resume keeps that fold
+NEW_RUN_HINT = "use --resume to continue that run, or choose a new --out"
 
 
 @dataclass
@@ -163,16 +172,31 @@ def sample_folds(
 
 
 def train_samples(
-    fields_csv: str | Path,
+    fields_csv: str | Path | None,
     out: str | Path,
-    cfg: RunConfig,
+    cfg: RunConfig | None = None,
     *,
     task: str = "ana",
     um_per_px: float | None = None,
     ignore_regions: list[tuple[int, int, int, int]] | None = None,
+    resume: bool = False,
     progress: bool = True,
 ) -> SampleTrainResult:
-    """Train and evaluate a multiple-instance model from sample-labelled fields (see the module docstring)."""
+    """Train and evaluate a multiple-instance model from sample-labelled fields (see the module docstring).
+
+    ``resume`` continues an interrupted run in ``out`` with its saved config and field settings: finished folds are
+    kept as they are, the unfinished one continues from its last per-epoch checkpoint.
+    """
+    out = Path(out)
+    if resume:
+        if (out / "metrics.json").exists():
+            raise RunError(f"{out} is already complete (metrics written); nothing to resume")
+        cfg = resumed_config(out)
+        saved = _read_settings(out)
+        task, um_per_px, ignore_regions = saved["task"], saved["um_per_px"], saved["ignore_regions"]
+        fields_csv = cfg.data.path
+    elif cfg is None or fields_csv is None:
+        raise RunError("no fields CSV or config given")
     spec = get_spec(cfg.model.name)
     if spec.capabilities.inputs != "bags":
         raise RunError(
@@ -181,8 +205,12 @@ def train_samples(
     params = estimator_params(cfg)
     fields = read_sample_fields(fields_csv, cfg.data.label_column)
     cfg = cfg.model_copy(deep=True)
-    cfg.data.path = str(fields_csv)
-    with run_folder(out, cfg) as out, make_progress(progress) as prog:
+    cfg.data.path = str(Path(fields_csv).resolve())
+    folder = _existing(out) if resume else run_folder(out, cfg, keep=_has_checkpoints, hint=NEW_RUN_HINT)
+    with folder as out, make_progress(progress) as prog:
+        if not resume:
+            regions = [list(r) for r in ignore_regions or []]
+            write_json(out / SETTINGS, {"task": task, "um_per_px": um_per_px, "ignore_regions": regions})
         cells = collect_cells(fields, cfg, task, um_per_px, prog, ignore_regions)
         for s in cells.skipped:
             prog.log(f"[yellow]skipped[/yellow] {s.path}: {s.reason}")
@@ -214,62 +242,24 @@ def train_samples(
         attention: dict[int, np.ndarray] = {}
         cell_top: dict[int, np.ndarray] = {}
         bundles: list[Path] = []
-        geometry = preset_geometry(get_preset(task), cfg.model.image_size)
         for fold in folds:
             if len(folds) > 1:
                 prog.log(
                     f"[bold]{fold.name}[/bold]: train {len(fold.train)}, val {len(fold.val)}, test {len(fold.test)} samples"
                 )
-            est = create_estimator(cfg.model.name, **params)
-            pick = lambda rows: [cells.crops[i] for i in rows]  # noqa: E731
-            labels = np.asarray(cells.labels)
-            context = FitContext(progress=prog, device=cfg.train.device, threads=cfg.train.threads)
-            est.fit(
-                pick(fold.train),
-                labels[fold.train],
-                pick(fold.val) if len(fold.val) else None,
-                labels[fold.val] if len(fold.val) else None,
-                context=context,
-            )
-            if list(est.classes_) != classes:
-                raise RunError(
-                    f"{fold.name}: a class has no training sample; use more samples or another split"
-                )
-            temperature, fitted_on = 1.0, "none"
-            if cfg.eval.calibrate and len(fold.val):
-                val_logits = est.predict_logits(pick(fold.val), device=cfg.train.device)
-                temperature, fitted_on = fit_temperature(val_logits, y[fold.val]), "validation"
-            outs = est.bag_outputs(pick(fold.test), device=cfg.train.device)
+            fold_dir = out if len(folds) == 1 else out / "folds" / fold.name
+            fold_dir.mkdir(parents=True, exist_ok=True)
+            done = fold_dir / FOLD_OUTPUTS
+            if resume and done.exists():
+                prog.log(f"{fold.name}: already finished, kept as it is")
+                outs = _load_outputs(done)
+            else:
+                outs = _fit_fold(fold, fold_dir, cells, cfg, params, classes, y, task, resume, prog)
+                _save_outputs(done, outs)
             for i, o in zip(fold.test, outs, strict=True):
-                z = o["logits"] / temperature
-                oof[i] = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-                attention[int(i)] = o["attention"]
-                cell_top[int(i)] = o["cell_logits"].argmax(1)
-            if cfg.split.protocol != LEAVE_ONE_OUT:
-                fold_dir = out if len(folds) == 1 else out / "folds" / fold.name
-                fold_dir.mkdir(parents=True, exist_ok=True)
-                bundle = save_bundle(
-                    fold_dir / "bundle",
-                    est,
-                    estimator_name=cfg.model.name,
-                    image_size=cfg.model.image_size,
-                    resize_mode=cfg.data.resize_mode,
-                    calibration={
-                        "method": "temperature",
-                        "temperature": float(temperature),
-                        "fitted_on": fitted_on,
-                    },
-                    training={
-                        "config": cfg.model_dump(mode="json"),
-                        "label_level": "sample",
-                        "task": task,
-                        "split": {"protocol": cfg.split.protocol, "fold": fold.name},
-                        "n_samples": {"train": len(fold.train), "val": len(fold.val), "test": len(fold.test)},
-                        "history": getattr(est, "history_", []),
-                    },
-                    crop=geometry.to_dict(),
-                )
-                bundles.append(bundle.path)
+                oof[i], attention[int(i)], cell_top[int(i)] = o["proba"], o["attention"], o["cell_top"]
+            if (fold_dir / "bundle").is_dir():
+                bundles.append(fold_dir / "bundle")
         tested = ~np.isnan(oof).any(1)
         manifest = Manifest(manifest_table[tested].reset_index(drop=True), out, list(classes))
         metrics = evaluate_predictions(
@@ -302,6 +292,103 @@ def train_samples(
         for note in metrics["notes"]:
             console.print(f"  [yellow]⚠ {note}[/yellow]", highlight=False)
     return SampleTrainResult(out, metrics, bundles, pred)
+
+
+def _fit_fold(
+    fold: Fold,
+    fold_dir: Path,
+    cells: SampleCells,
+    cfg: RunConfig,
+    params: dict[str, Any],
+    classes: list[str],
+    y: np.ndarray,
+    task: str,
+    resume: bool,
+    prog: Any,
+) -> list[dict[str, np.ndarray]]:
+    """Fit one fold (checkpointing each epoch), calibrate on its validation samples, bundle it (hold-out and
+    k-fold), and return per test sample its calibrated probabilities, attention and each cell's top class."""
+    est = create_estimator(cfg.model.name, **params)
+    pick = lambda rows: [cells.crops[i] for i in rows]  # noqa: E731
+    labels = np.asarray(cells.labels)
+    context = FitContext(
+        progress=prog,
+        device=cfg.train.device,
+        threads=cfg.train.threads,
+        checkpoint_dir=fold_dir / "checkpoints",
+        resume=resume,
+    )
+    est.fit(
+        pick(fold.train),
+        labels[fold.train],
+        pick(fold.val) if len(fold.val) else None,
+        labels[fold.val] if len(fold.val) else None,
+        context=context,
+    )
+    if list(est.classes_) != classes:
+        raise RunError(f"{fold.name}: a class has no training sample; use more samples or another split")
+    temperature, fitted_on = 1.0, "none"
+    if cfg.eval.calibrate and len(fold.val):
+        val_logits = est.predict_logits(pick(fold.val), device=cfg.train.device)
+        temperature, fitted_on = fit_temperature(val_logits, y[fold.val]), "validation"
+    outs = []
+    for o in est.bag_outputs(pick(fold.test), device=cfg.train.device):
+        z = o["logits"] / temperature
+        p = np.exp(z - z.max())
+        outs.append(
+            {"proba": p / p.sum(), "attention": o["attention"], "cell_top": o["cell_logits"].argmax(1)}
+        )
+    if cfg.split.protocol != LEAVE_ONE_OUT:
+        save_bundle(
+            fold_dir / "bundle",
+            est,
+            estimator_name=cfg.model.name,
+            image_size=cfg.model.image_size,
+            resize_mode=cfg.data.resize_mode,
+            calibration={"method": "temperature", "temperature": float(temperature), "fitted_on": fitted_on},
+            training={
+                "config": cfg.model_dump(mode="json"),
+                "label_level": "sample",
+                "task": task,
+                "split": {"protocol": cfg.split.protocol, "fold": fold.name},
+                "n_samples": {"train": len(fold.train), "val": len(fold.val), "test": len(fold.test)},
+                "history": getattr(est, "history_", []),
+            },
+            crop=preset_geometry(get_preset(task), cfg.model.image_size).to_dict(),
+        )
+    return outs
+
+
+def _save_outputs(path: Path, outs: list[dict[str, np.ndarray]]) -> None:
+    """A finished fold's test outputs (plain arrays, no pickle), written last so that a resume can trust them."""
+    arrays = {
+        f"{k}_{i}": np.asarray(o[k]) for i, o in enumerate(outs) for k in ("proba", "attention", "cell_top")
+    }
+    tmp = path.with_suffix(".partial.npz")
+    np.savez(tmp, n=np.array(len(outs)), **arrays)
+    tmp.replace(path)
+
+
+def _load_outputs(path: Path) -> list[dict[str, np.ndarray]]:
+    with np.load(path, allow_pickle=False) as z:
+        return [{k: z[f"{k}_{i}"] for k in ("proba", "attention", "cell_top")} for i in range(int(z["n"]))]
+
+
+def _read_settings(out: Path) -> dict[str, Any]:
+    path = out / SETTINGS
+    if not path.is_file():
+        raise RunError(f"cannot resume: {out} holds no {SETTINGS} (not a --label-level sample run)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _has_checkpoints(out: Path) -> bool:
+    return any(out.rglob("*.safetensors")) or any(out.rglob(FOLD_OUTPUTS))
+
+
+@contextmanager
+def _existing(out: Path) -> Iterator[Path]:
+    """The folder of a run being resumed: used as it is, never removed."""
+    yield out
 
 
 def _prediction_table(manifest: Manifest, proba: np.ndarray, classes: list[str]) -> pd.DataFrame:
