@@ -136,7 +136,9 @@ def train(
 
     if data is None and not resume:
         raise ValueError("DATA is required (except with --resume)")
-    if resume and (out / "sample_run.json").is_file():  # a sample-level run resumes as one, with its settings
+    from lablens.workflows.train_samples import SETTINGS as SAMPLE_RUN
+
+    if resume and (out / SAMPLE_RUN).is_file():  # a sample-level run resumes as one, with its settings
         label_level = "sample"
         if task is not None or um_per_px is not None or ignore_region:
             raise ValueError(

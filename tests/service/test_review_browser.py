@@ -115,10 +115,7 @@ def test_upload_reclassify_two_sign_and_see_report_and_audit(live: dict) -> None
         page.fill("#token", live["tokens"]["tina"])
         page.click("#signin")
         sync_api.expect(page.locator("#who")).to_contain_text("tina (technician)")
-        page.fill("#sample-name", "S-browser")
-        page.set_input_files("#files", live["files"])
-        page.click("#upload button[type=submit]")
-        sync_api.expect(page.locator("#groups .cell")).to_have_count(6)
+        _upload(page, "S-browser", live["files"])
         page.screenshot(path=str(shots / "1-uploaded.png"), full_page=True)
 
         auth = {"Authorization": f"Bearer {live['tokens']['tina']}"}
@@ -176,6 +173,15 @@ def _sign_in(page, live: dict, name: str) -> None:  # type: ignore[no-untyped-de
     sync_api.expect(page.locator("#who")).to_contain_text(name)
 
 
+def _upload(page, name: str, files: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Submit ``files`` as sample ``name`` on the page and wait until all its cells are shown."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    page.fill("#sample-name", name)
+    page.set_input_files("#files", files)
+    page.click("#upload button[type=submit]")
+    sync_api.expect(page.locator("#groups .cell")).to_have_count(len(files))
+
+
 def test_the_page_refuses_a_sign_off_by_the_submitter(live: dict) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extras)")
     errors: list[str] = []
@@ -183,10 +189,7 @@ def test_the_page_refuses_a_sign_off_by_the_submitter(live: dict) -> None:
         browser, page = _page(pw, errors)
         page.goto(live["url"] + "/")
         _sign_in(page, live, "rita")
-        page.fill("#sample-name", "S-own")
-        page.set_input_files("#files", live["files"][:3])
-        page.click("#upload button[type=submit]")
-        sync_api.expect(page.locator("#groups .cell")).to_have_count(3)
+        _upload(page, "S-own", live["files"][:3])
         page.click("#sign")
         sync_api.expect(page.locator("#message")).to_contain_text("403: rita submitted sample")
         sync_api.expect(page.locator("[data-testid=report-status]")).to_contain_text("open")
@@ -235,10 +238,7 @@ def test_a_sample_called_by_a_multiple_instance_bundle_shows_its_call_and_the_ce
         browser, page = _page(pw, errors)
         page.goto(live_mil["url"] + "/")
         _sign_in(page, live_mil, "tina")
-        page.fill("#sample-name", "serum-7")
-        page.set_input_files("#files", live_mil["files"])
-        page.click("#upload button[type=submit]")
-        sync_api.expect(page.locator("#groups .cell")).to_have_count(8)
+        _upload(page, "serum-7", live_mil["files"])
         sync_api.expect(page.locator("[data-testid=sample-call]")).to_contain_text("Sample call:")
         auth = {"Authorization": f"Bearer {live_mil['tokens']['tina']}"}
         sample = httpx.get(live_mil["url"] + "/api/samples", headers=auth).json()[0]

@@ -23,9 +23,8 @@ from lablens.fields.icap import FAMILIES, icap_code, pattern_family
 IMMATURE = ("ig", "erythroblast", "blast", "promyelocyte", "myelocyte", "metamyelocyte")
 NON_WBC = ("platelet", "rbc", "artefact", "smudge")
 NEGATIVE = ("negative", "neg", "NEG")
-MIXED_SHARE = (
-    0.2  # a second pattern is reported when it is the top class of this share of the confident cells
-)
+#: a second pattern is reported when it is the top class of this share of the confident cells
+MIXED_SHARE = 0.2
 
 
 def _ci(k: int, n: int) -> list[float]:

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from lablens.infer.bundle import Bundle
+from lablens.infer.predictor import softmax_t
+
+#: how a sample called this way is described in reports and on the review page
+METHOD = "multiple-instance (the sample's cells together, weighted by attention)"
 
 
 @dataclass(frozen=True)
@@ -33,13 +37,7 @@ def call_bags(bundle: Bundle, bags: Sequence[np.ndarray], device: str = "auto") 
     t = bundle.temperature
     return [
         BagCall(
-            _softmax(o["logits"][None] / t)[0], _softmax(o["cell_logits"] / t), np.asarray(o["attention"])
+            softmax_t(o["logits"][None], t)[0], softmax_t(o["cell_logits"], t), np.asarray(o["attention"])
         )
         for o in outs
     ]
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)

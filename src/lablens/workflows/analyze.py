@@ -38,6 +38,7 @@ from lablens.fields.detection import Detection
 from lablens.fields.icap import icap_code
 from lablens.fields.intensity import IntensityScale, field_intensity, sample_intensity
 from lablens.fields.presets import FieldPreset, get_preset
+from lablens.infer.bag_call import METHOD as BAG_METHOD
 from lablens.infer.bag_call import BagCall, call_bags
 from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import Predictor, expand_inputs
@@ -374,7 +375,7 @@ def _bag_doc(
     called = cells[cells["attention"].notna()].sort_values("attention", ascending=False).head(8)
     positive = classes[top] not in aggregate.NEGATIVE
     return {
-        "method": "multiple-instance (the sample's cells together, weighted by attention)",
+        "method": BAG_METHOD,
         "dominant_pattern": classes[top],
         "result": "positive" if positive else "negative",
         "icap": icap_code(classes[top]) if positive else None,

@@ -17,8 +17,7 @@ the finished folds and continues the unfinished one from its last epoch.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from lablens.evaluate.summary import evaluate_predictions
 from lablens.fields.cell_crops import field_cells, preset_geometry
 from lablens.fields.presets import get_preset
 from lablens.infer.bundle import save_bundle
+from lablens.infer.predictor import softmax_t
 from lablens.models.from_config import estimator_params
 from lablens.progress import console, make_progress
 from lablens.registry import create_estimator, get_spec
@@ -206,7 +206,7 @@ def train_samples(
     fields = read_sample_fields(fields_csv, cfg.data.label_column)
     cfg = cfg.model_copy(deep=True)
     cfg.data.path = str(Path(fields_csv).resolve())
-    folder = _existing(out) if resume else run_folder(out, cfg, keep=_has_checkpoints, hint=NEW_RUN_HINT)
+    folder = nullcontext(out) if resume else run_folder(out, cfg, keep=_has_checkpoints, hint=NEW_RUN_HINT)
     with folder as out, make_progress(progress) as prog:
         if not resume:
             regions = [list(r) for r in ignore_regions or []]
@@ -333,11 +333,8 @@ def _fit_fold(
         temperature, fitted_on = fit_temperature(val_logits, y[fold.val]), "validation"
     outs = []
     for o in est.bag_outputs(pick(fold.test), device=cfg.train.device):
-        z = o["logits"] / temperature
-        p = np.exp(z - z.max())
-        outs.append(
-            {"proba": p / p.sum(), "attention": o["attention"], "cell_top": o["cell_logits"].argmax(1)}
-        )
+        p = softmax_t(o["logits"][None], temperature)[0]
+        outs.append({"proba": p, "attention": o["attention"], "cell_top": o["cell_logits"].argmax(1)})
     if cfg.split.protocol != LEAVE_ONE_OUT:
         save_bundle(
             fold_dir / "bundle",
@@ -383,12 +380,6 @@ def _read_settings(out: Path) -> dict[str, Any]:
 
 def _has_checkpoints(out: Path) -> bool:
     return any(out.rglob("*.safetensors")) or any(out.rglob(FOLD_OUTPUTS))
-
-
-@contextmanager
-def _existing(out: Path) -> Iterator[Path]:
-    """The folder of a run being resumed: used as it is, never removed."""
-    yield out
 
 
 def _prediction_table(manifest: Manifest, proba: np.ndarray, classes: list[str]) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from lablens.explain.gradcam import GradCam, overlay
+from lablens.infer.bag_call import METHOD as BAG_METHOD
 from lablens.infer.bag_call import call_bags
 from lablens.service import audit
 from lablens.service.auth import Principal
@@ -78,7 +79,7 @@ def _store(state: ServiceState, user: Principal, name: str, sub: Submission) -> 
             proba, attention = bag.cells, [float(a) for a in bag.attention]
             top = int(bag.sample.argmax())
             call = {
-                "method": "multiple-instance (the sample's cells together, weighted by attention)",
+                "method": BAG_METHOD,
                 "predicted": bundle.classes[top],
                 "probabilities": {
                     c: round(float(v), 6) for c, v in zip(bundle.classes, bag.sample, strict=True)
