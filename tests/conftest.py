@@ -149,6 +149,71 @@ def tiny_mil_bundle(folder: Path, seed: int = 6) -> tuple[Path, Path]:
     return folder / "run" / "bundle", folder / "f"
 
 
+# -- field detectors ---------------------------------------------------------------------------------------------
+CYTO_SIZE = 512
+#: training of the session's learned whole-cell detector: phantom fields (a third negative, left out) and epochs
+LEARNED_FIELDS, LEARNED_EPOCHS = 45, 16
+
+
+def cyto_phantom_fields(root: Path, n: int, seed: int) -> Path:
+    """``n`` cytoplasmic-pattern IIF phantom fields (a third negative) with their cells' boxes (``cells.csv``)."""
+    from lablens.data.phantoms import get_task
+    from lablens.data.phantoms.write import write_phantoms
+
+    write_phantoms(get_task("ana-hep2-cyto"), root, n=n, seed=seed, fields=True, size=CYTO_SIZE)
+    return root
+
+
+def cyto_recall(root: Path, detector: str, **kwargs: object) -> dict[str, float]:
+    """Recall at box IoU >= 0.5 per pattern of a registered detector on the positive fields of ``root``."""
+    import pandas as pd
+
+    from lablens.data.io import read_image
+    from lablens.evaluate.detection import Counts, score_image
+    from lablens.fields.annotations import read_phantom_cells
+    from lablens.fields.detection import create_detector
+
+    man = pd.read_csv(root / "manifest.csv", dtype=str)
+    truth = read_phantom_cells(root / "cells.csv")
+    totals: dict[str, dict[str, Counts]] = {}
+    for row in man[man["label"] != "negative"].itertuples():
+        img = read_image(root / row.path).pixels
+        found = create_detector(detector, um_per_px=float(row.field_um) / CYTO_SIZE, **kwargs).detect(img)
+        score_image(
+            [("cell", d.box, d.score) for d in found],
+            [("cell", b) for _, b in truth[row.path]],
+            ["cell"],
+            0.5,
+            totals.setdefault(row.label, {}),
+        )
+    return {label: t["cell"].recall for label, t in totals.items()}
+
+
+@pytest.fixture(scope="session")
+def learned_cells(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A whole-cell detector learned from the boxes of phantom fields of another seed than any test's (bundle)."""
+    import pandas as pd
+
+    from lablens.data.io import read_image
+    from lablens.fields.annotations import read_phantom_cells
+    from lablens.fields.learned import LearnedDetector
+    from lablens.train.context import FitContext
+
+    root = cyto_phantom_fields(tmp_path_factory.mktemp("cyto-train"), n=LEARNED_FIELDS, seed=4)
+    man = pd.read_csv(root / "manifest.csv", dtype=str)
+    man = man[man["label"] != "negative"]
+    truth = read_phantom_cells(root / "cells.csv")
+    det = LearnedDetector(epochs=LEARNED_EPOCHS, validation_fraction=0.0).fit(
+        [read_image(root / p).pixels for p in man["path"]],
+        [[b for _, b in truth[p]] for p in man["path"]],
+        um_per_px=[float(v) / CYTO_SIZE for v in man["field_um"]],
+        context=FitContext(device="cpu"),
+    )
+    out = tmp_path_factory.mktemp("learned") / "detector"
+    det.save(out)
+    return out
+
+
 # -- the review service ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def service_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:

@@ -80,6 +80,7 @@ DETECTORS = {
     "smear": dict(um_per_px=0.1, find_rbc=True),
     "nuclei": dict(um_per_px=0.2),
     "cells": dict(um_per_px=0.2),
+    "learned": dict(um_per_px=0.707),  # + the bundle of the session's learned_cells fixture
 }
 
 
@@ -195,6 +196,15 @@ def test_feature_extractor_contract(name: str) -> None:
 def _field(name: str) -> np.ndarray:
     import cv2
 
+    if name == "learned":  # a field like those it learned from: cytoplasmic IIF
+        from lablens.data.phantoms import get_task
+
+        task, rng = get_task("ana-hep2-cyto"), np.random.default_rng(11)
+        img, _, truth = task.render_field("mitochondrial", rng, 320, task.sample_style(rng), 0.0)
+        assert (
+            abs(truth["field_um"] / 320 - DETECTORS["learned"]["um_per_px"]) < 0.05 * truth["field_um"] / 320
+        )
+        return img
     img = np.full((320, 320, 3), (232, 226, 214) if name == "smear" else (8, 12, 8), np.uint8)
     for k, (x, y) in enumerate([(80, 90), (220, 120), (150, 240), (260, 260)]):
         if name == "smear":
@@ -208,8 +218,11 @@ def _field(name: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))
-def test_field_detector_contract(name: str) -> None:
-    det = create_detector(name, **DETECTORS[name])
+def test_field_detector_contract(name: str, request: pytest.FixtureRequest) -> None:
+    given = dict(DETECTORS[name])
+    if name == "learned":
+        given["bundle"] = str(request.getfixturevalue("learned_cells"))
+    det = create_detector(name, **given)
     params = det.get_params()
     assert clone(det).get_params() == params
     assert type(det)().set_params(**params).get_params() == params

@@ -549,6 +549,10 @@ def analyze(
     verifier: Path | None = typer.Option(
         None, help="White-cell verifier fitted on your annotated fields (`lablens fit-verifier`); blood only."
     ),
+    detector: Path | None = typer.Option(
+        None,
+        help="A detector trained on your annotated fields (`lablens train-detector`, its detector/ folder).",
+    ),
     crop_um: float | None = typer.Option(
         None, help="Side of a cell crop in µm (default: the task's); match the bundle's training crops."
     ),
@@ -579,6 +583,7 @@ def analyze(
         min_cells=min_cells,
         ignore_regions=regions,
         verifier=verifier,
+        detector=detector,
         crop_um=crop_um,
         allow_crop_mismatch=allow_crop_mismatch,
         controls=controls,
@@ -651,6 +656,53 @@ def crop_cells_cmd(
         um_per_px=um_per_px,
         crop_um=crop_um,
         image_size=image_size,
+        progress=not quiet,
+    )
+
+
+@app.command("train-detector")
+@friendly
+def train_detector_cmd(
+    fields: list[Path] = typer.Argument(
+        ..., help="Annotated fields: images or folders, or one CSV (path[,sample][,um_per_px])."
+    ),
+    annotations: Path = typer.Option(
+        ..., help="Boxes of the objects: a CSV (path,x0,y0,x1,y1[,label]), a COCO .json, or a VOC folder."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="New run folder (detector/ bundle + metrics.json)."),
+    task: str = typer.Option("ana", help="Field preset whose default scale is used (ana | blood)."),
+    um_per_px: float | None = typer.Option(None, help="Field scale when the fields CSV gives none."),
+    object_kind: str = typer.Option("cell", "--object", help="What the boxes hold (cell, nucleus, wbc …)."),
+    model: str = typer.Option("efficientnet_lite0", help="timm backbone."),
+    weights: str = typer.Option("imagenet", help="Backbone weights: imagenet | scratch | a local file."),
+    epochs: int = typer.Option(20, min=1),
+    batch_size: int = typer.Option(16, min=2),
+    work_um_per_px: float = typer.Option(0.8, help="Scale the network sees (µm per pixel)."),
+    threshold: float = typer.Option(0.3, help="Smallest centre probability reported as an object."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train a field detector on your annotated fields (e.g. whole cells of cytoplasmic IIF patterns)."""
+    from lablens.workflows.train_detector import train_detector
+
+    train_detector(
+        list(fields),
+        annotations,
+        out,
+        task=task,
+        um_per_px=um_per_px,
+        params=dict(
+            label=object_kind,
+            model_name=model,
+            weights=weights,
+            epochs=epochs,
+            batch_size=batch_size,
+            work_um_per_px=work_um_per_px,
+            threshold=threshold,
+            seed=seed,
+        ),
+        device=device,
         progress=not quiet,
     )
 

@@ -69,14 +69,15 @@ def read_coco(path: str | Path, label_attribute: str | None = None) -> dict[str,
     return out
 
 
-def read_box_csv(path: str | Path, label_column: str = "label") -> dict[str, Truth]:
-    """Per image path (as written in the CSV), the boxes of a ``path, <label>, x0, y0, x1, y1`` CSV."""
+def read_box_csv(path: str | Path, label_column: str | None = "label") -> dict[str, Truth]:
+    """Per image path (as written in the CSV), the boxes of a ``path, <label>, x0, y0, x1, y1`` CSV
+    (``label_column=None``: boxes without labels, each labelled ``""``)."""
     df = read_text_csv(path)
-    need = {"path", label_column, "x0", "y0", "x1", "y1"}
+    need = {"path", "x0", "y0", "x1", "y1"} | ({label_column} if label_column else set())
     if not need <= set(df.columns):
         raise ValueError(f"{path}: a box CSV needs columns {', '.join(sorted(need))}")
     out: dict[str, Truth] = {}
     for i, row in enumerate(df.to_dict("records")):
         box = tuple(number(row[k], k, f"{path}, row {i + 2}") or 0.0 for k in ("x0", "y0", "x1", "y1"))
-        out.setdefault(row["path"], []).append((row[label_column], box))
+        out.setdefault(row["path"], []).append((row[label_column] if label_column else "", box))
     return out

@@ -61,7 +61,7 @@ def register_detector(name: str) -> Callable[[Callable[..., Detector]], Callable
 
 
 def _ensure_loaded() -> None:
-    from lablens.fields import brightfield, fluorescence  # noqa: F401  (runs the decorators)
+    from lablens.fields import brightfield, fluorescence, learned  # noqa: F401  (runs the decorators)
 
 
 def list_detectors() -> list[str]:

@@ -120,15 +120,7 @@ def save_bundle(
     was fitted; without it the card holds ``temperature`` alone. ``crop`` is the
     :class:`~lablens.fields.cell_crops.CropGeometry` of the training images, when known.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        raise BundleError(f"{out_dir} exists; a bundle is never overwritten")
     tensors, meta = estimator.export_state()
-    tensors = {
-        k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v).contiguous()
-        for k, v in tensors.items()
-    }
-    weights_bytes = save_safetensors_bytes(tensors, metadata={"format": "lablens", "schema": BUNDLE_SCHEMA})
     card = {
         "schema": BUNDLE_SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -147,6 +139,26 @@ def save_bundle(
         "calibration": calibration or {"method": "temperature", "temperature": float(temperature)},
         "training": training or {},
         "metrics": metrics or {},
+    }
+    card, digest = write_bundle_files(out_dir, tensors, card)
+    return Bundle(out_dir, card, estimator, digest)
+
+
+def write_bundle_files(
+    out_dir: str | Path, tensors: dict[str, Any], card: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """Write ``tensors`` and ``card`` (completed with versions and the weights' sha256) as a bundle folder,
+    atomically, never over an existing one; return the written card and the bundle hash."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise BundleError(f"{out_dir} exists; a bundle is never overwritten")
+    tensors = {
+        k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v).contiguous()
+        for k, v in tensors.items()
+    }
+    weights_bytes = save_safetensors_bytes(tensors, metadata={"format": "lablens", "schema": BUNDLE_SCHEMA})
+    card = {
+        **card,
         "versions": package_versions(),
         "files": {
             WEIGHTS: {"sha256": hashlib.sha256(weights_bytes).hexdigest(), "bytes": len(weights_bytes)}
@@ -154,11 +166,12 @@ def save_bundle(
     }
     card_bytes = json.dumps(card, indent=1, sort_keys=False).encode("utf-8")
     # Write into a hidden sibling and rename: a killed run never leaves a half-written bundle.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     (tmp / WEIGHTS).write_bytes(weights_bytes)
     (tmp / CARD).write_bytes(card_bytes)
     os.replace(tmp, out_dir)
-    return Bundle(out_dir, card, estimator, hashlib.sha256(card_bytes).hexdigest())
+    return card, hashlib.sha256(card_bytes).hexdigest()
 
 
 def _refuse_pickle(data: bytes, name: str) -> None:
@@ -206,8 +219,8 @@ def _read_members(path: Path) -> tuple[bytes, bytes]:
     )
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Load and verify a bundle; raise :class:`BundleError` with the reason when it cannot be used."""
+def read_bundle_files(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
+    """``(card, tensors, bundle hash)`` of a verified bundle folder or zip; :class:`BundleError` says why not."""
     path = Path(path)
     card_bytes, weights_bytes = _read_members(path)
     try:
@@ -229,6 +242,17 @@ def load_bundle(path: str | Path) -> Bundle:
         tensors = load_safetensors_bytes(weights_bytes)
     except Exception as exc:
         raise BundleError(f"{path}: {WEIGHTS} is not a valid safetensors file ({exc})") from exc
+    return card, tensors, hashlib.sha256(card_bytes).hexdigest()
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load and verify a bundle; raise :class:`BundleError` with the reason when it cannot be used."""
+    path = Path(path)
+    card, tensors, digest = read_bundle_files(path)
+    if "detector" in card:
+        raise BundleError(
+            f"{path} is a field-detector bundle (lablens train-detector), not a classifier: give it to --detector"
+        )
     est_info = card.get("estimator") or {}
     params = {k: v for k, v in (est_info.get("params") or {}).items() if k not in RETIRED_PARAMS}
     try:
@@ -236,7 +260,7 @@ def load_bundle(path: str | Path) -> Bundle:
         estimator.import_state(tensors, card.get("model") or {})
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: cannot rebuild the model from the card ({exc})") from exc
-    return Bundle(path, card, estimator, hashlib.sha256(card_bytes).hexdigest())
+    return Bundle(path, card, estimator, digest)
 
 
 def zip_bundle(bundle_dir: str | Path, zip_path: str | Path) -> Path:

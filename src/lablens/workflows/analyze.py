@@ -12,7 +12,7 @@ unreadable, ``skipped.csv`` (file and reason). Inputs are only read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from lablens.fields.intensity import IntensityScale, field_intensity, sample_int
 from lablens.fields.presets import FieldPreset, get_preset
 from lablens.infer.bag_call import METHOD as BAG_METHOD
 from lablens.infer.bag_call import BagCall, call_bags
-from lablens.infer.bundle import load_bundle
+from lablens.infer.bundle import BundleError, load_bundle
 from lablens.infer.predictor import Predictor, expand_inputs
 from lablens.progress import console, make_progress
 from lablens.report.html import thumbnail_b64
@@ -106,6 +106,27 @@ def _sample_name(path: Path, samples: str, sample_id: str | None) -> str:
     return path.stem if samples == "per-field" else (sample_id or "sample")
 
 
+def _learned_preset(preset: FieldPreset, detector: Path) -> FieldPreset:
+    """``preset`` with its detector replaced by a learned one (``lablens train-detector``), whose objects are
+    the ones classified."""
+    from lablens.fields.learned import detector_card
+
+    if preset.detector is None:
+        raise RunError(
+            f"--detector: task {preset.name!r} classifies whole frames; there is nothing to detect"
+        )
+    try:
+        card = detector_card(detector)
+    except BundleError as exc:
+        raise RunError(f"--detector {exc}") from None
+    return replace(
+        preset,
+        detector="learned",
+        classify=(str(card["objects"]),),
+        detector_kwargs={"bundle": str(detector)},
+    )
+
+
 def analyze(
     bundle: str | Path,
     fields: list[str | Path],
@@ -119,6 +140,7 @@ def analyze(
     min_cells: int = 100,
     ignore_regions: list[tuple[int, int, int, int]] | None = None,
     detector_kwargs: dict[str, Any] | None = None,
+    detector: str | Path | None = None,
     verifier: str | Path | None = None,
     crop_um: float | None = None,
     allow_crop_mismatch: bool = False,
@@ -138,6 +160,9 @@ def analyze(
         raise RunError(f"{bundle} calls a sample from its cells; task {task!r} has no cells to find")
     preset, chosen = preset_for_bundle(preset, CropGeometry.from_dict(b.crop) if b.crop else None, b.classes)
     notes = [chosen] if chosen else []
+    if detector is not None:
+        preset = _learned_preset(preset, Path(detector))
+        notes.append(f"objects found by the learned detector {detector}")
     warnings = _check_crops(b, preset, crop_um, allow_crop_mismatch, str(bundle))
     if controls is not None and preset.aggregator != "ana":
         raise RunError(f"--controls grade fluorescence intensity; task {task!r} is not an IIF task")

@@ -40,15 +40,16 @@ class CropResult:
     skipped: list[Problem] = field(default_factory=list)
 
 
-def _boxes_for(annotations: Path, label: str | None) -> tuple[dict[str, Truth], str]:
-    """Boxes by resolved image path (``by=path``) or by file stem (``by=stem``, VOC folders)."""
+def read_boxes(annotations: Path, label: str | None, labelled: bool = True) -> tuple[dict[str, Truth], str]:
+    """Boxes by resolved image path (``by=path``) or by file stem (``by=stem``, VOC folders); ``labelled=False``
+    reads a box CSV without a label column."""
     if annotations.is_dir():
         found = {p.stem: read_voc(p) for p in sorted(annotations.glob("*.xml"))}
         return found, "stem"
     if annotations.suffix.lower() == ".json":
         raw = read_coco(annotations, label)
     elif annotations.suffix.lower() == ".csv":
-        raw = read_box_csv(annotations, label or "label")
+        raw = read_box_csv(annotations, label or ("label" if labelled else None))
     else:
         raise RunError(
             f"--annotations {annotations}: give a box CSV, a COCO .json or a folder of VOC .xml files"
@@ -83,7 +84,7 @@ def crop_annotated_cells(
     if not annotations.exists():
         raise RunError(f"--annotations {annotations}: no such file or folder")
     try:
-        boxes, by = _boxes_for(annotations, label)
+        boxes, by = read_boxes(annotations, label)
     except ValueError as exc:
         raise RunError(str(exc)) from None
     items, skipped = read_fields(list(fields), "per-field", None)
