@@ -103,6 +103,13 @@ def train(
         None, help="Regex on file names giving the group, e.g. '^(P\\d+)_'."
     ),
     reader_column: str | None = typer.Option(None, help="CSV column with a second reader's label."),
+    synthetic: Path | None = typer.Option(
+        None,
+        help="Synthetic images (folder with manifest.csv, synthetic=1) that join training partitions only.",
+    ),
+    synthetic_ratio: float | None = typer.Option(
+        None, help="Cap each class's synthetic images at this multiple of its real training images."
+    ),
     imbalance: str | None = typer.Option(None, help="none | weighted | sampler | focal"),
     monitor: str | None = typer.Option(
         None, help="Validation metric for early stopping: macro_f1 | accuracy | balanced_accuracy | loss"
@@ -150,6 +157,10 @@ def train(
         raise ValueError(
             "--task, --um-per-px and --ignore-region apply to --label-level sample (fields with sample labels)"
         )
+    if label_level == "sample" and (synthetic or synthetic_ratio):
+        raise ValueError(
+            "--synthetic applies to --label-level image (labelled images), not to sample-level runs"
+        )
     if label_level == "sample" and nproc:
         raise ValueError(
             "--nproc does not apply to --label-level sample yet: sample-level runs train in one process"
@@ -169,6 +180,8 @@ def train(
             "data.group_column": group_column,
             "data.group_regex": group_regex,
             "data.reader_column": reader_column,
+            "data.synthetic": str(synthetic.resolve()) if synthetic else None,
+            "data.synthetic_ratio": synthetic_ratio,
             "train.imbalance": imbalance,
             "train.monitor": monitor,
             "train.patience": patience,

@@ -34,6 +34,10 @@ class DataConfig(StrictModel):
     max_pixels: int = Field(60_000_000, ge=1)
     resize_mode: Literal["pad", "squash", "crop"] = "pad"
     cache_dir: str | None = None
+    # synthetic images (a folder with manifest.csv, synthetic=1) that join each training partition, never
+    # validation or test; ``synthetic_ratio`` caps a class's synthetic images at that multiple of its real ones
+    synthetic: str | None = None
+    synthetic_ratio: float | None = Field(None, gt=0.0)
 
 
 class SplitConfig(StrictModel):

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from lablens.compare.methods import Method
 from lablens.data.splits import Fold
+from lablens.data.synthetic import SyntheticJoin
 from lablens.evaluate.summary import evaluate_predictions
 from lablens.progress import SilentProgress
 from lablens.train.context import FitContext
@@ -53,6 +54,7 @@ class FoldResult:
     n_train: int
     importances: dict[str, float] | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
+    synthetic: dict[str, Any] | None = None  # what joined the training partition
 
 
 def fold_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, float | None]:
@@ -69,22 +71,20 @@ def run_fold(
     groups: np.ndarray,
     classes: list[str],
     context: FitContext | None = None,
+    synthetic: SyntheticJoin | None = None,
 ) -> FoldResult:
-    """Fit ``method`` on the fold's training (+ validation) rows and evaluate it on its test rows."""
+    """Fit ``method`` on the fold's training (+ validation) rows — and ``synthetic`` images, training rows only —
+    and evaluate it on its test rows."""
     labels = np.asarray(classes)[y]
     est = method.build()
     val_x = pixels[fold.val] if len(fold.val) else None
     val_y = labels[fold.val] if len(fold.val) else None
+    train = (pixels[fold.train], labels[fold.train], groups[fold.train])
+    syn_doc = None
+    if synthetic is not None:
+        *train, syn_doc = synthetic.join(fold, *train)
     t0 = time.perf_counter()
-    est.fit(
-        pixels[fold.train],
-        labels[fold.train],
-        val_x,
-        val_y,
-        groups=groups[fold.train],
-        groups_val=groups[fold.val],
-        context=context,
-    )
+    est.fit(*train[:2], val_x, val_y, groups=train[2], groups_val=groups[fold.val], context=context)
     fit_s = time.perf_counter() - t0
     if list(est.classes_) != list(classes):
         raise ValueError(f"{method.name} on {fold.name}: a class is missing from the training part")
@@ -107,6 +107,7 @@ def run_fold(
         n_train=len(fold.train) + len(fold.val),
         importances=importances,
         best_params=dict(getattr(est, "best_params_", {}) or {}),
+        synthetic=syn_doc,
     )
 
 
@@ -118,6 +119,7 @@ def run_all(
     groups: np.ndarray,
     classes: list[str],
     context: FitContext,
+    synthetic: SyntheticJoin | None = None,
 ) -> list[FoldResult]:
     """Every method on every fold, in order (method-major), with one progress bar per method.
 
@@ -130,7 +132,7 @@ def run_all(
         shown = escape(method.name)  # method names contain brackets, which Rich would read as markup
         task = progress.task(shown, len(folds))
         for fold in folds:
-            res = run_fold(method, fold, pixels, y, np.asarray(groups).astype(str), classes, quiet)
+            res = run_fold(method, fold, pixels, y, np.asarray(groups).astype(str), classes, quiet, synthetic)
             results.append(res)
             task.advance(1, **{"macro_f1": res.metrics.get("macro_f1") or 0.0})
         task.done()

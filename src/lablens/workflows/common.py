@@ -13,6 +13,8 @@ from lablens.config import DataConfig, EvalConfig
 from lablens.data.cache import load_pixels
 from lablens.data.io import DecodeLimits
 from lablens.data.manifest import Manifest
+from lablens.data.synthetic import SyntheticError, SyntheticSet, check_synthetic_table, read_sources
+from lablens.data.tables import TableError, read_text_csv
 from lablens.data.validate import DataReport, load_dataset
 from lablens.evaluate.calibration import expected_calibration_error
 from lablens.evaluate.summary import evaluate_predictions
@@ -78,6 +80,28 @@ def read_data(
     )
     task.done()
     return manifest, report
+
+
+def read_synthetic(path: str | Path, data_cfg: DataConfig, progress: Any, classes: list[str]) -> SyntheticSet:
+    """A synthetic set checked against the real data's ``classes`` (see :mod:`lablens.data.synthetic`); its
+    images pass the same decoding checks as real ones, and what was skipped is said."""
+    try:
+        table = check_synthetic_table(path, classes)
+        raw = read_text_csv(table)
+    except (SyntheticError, TableError) as exc:
+        raise RunError(str(exc)) from None
+    plain = data_cfg.model_copy(
+        update={"layout": "csv", "path_column": "path", "label_column": "label", "group_column": None,
+                "group_regex": None, "reader_column": None}
+    )  # fmt: skip
+    manifest, report = read_data(table, plain, progress, known_classes=classes)
+    for p in report.problems:
+        progress.log(f"synthetic: skipped {p.path}: {p.reason}")
+    generators = sorted(set(raw["generator"])) if "generator" in raw.columns else []
+    syn = SyntheticSet(manifest, generators, read_sources(Path(table).parent))
+    if syn.note:
+        progress.log(f"note: {syn.note}")
+    return syn
 
 
 def read_pixels(manifest: Manifest, size: int, data_cfg: DataConfig, progress: Any) -> np.ndarray:

@@ -33,12 +33,20 @@ from lablens.compare.summary import summarise
 from lablens.config import RunConfig
 from lablens.data.manifest import Manifest
 from lablens.data.splits import Split, allocate_groups, save_split
+from lablens.data.synthetic import SyntheticError, SyntheticJoin
 from lablens.infer.bundle import save_bundle
 from lablens.models.from_config import config_value, unused_by_all
 from lablens.progress import make_progress
 from lablens.train.calibrate import Calibration, calibrate
 from lablens.train.context import FitContext
-from lablens.workflows.common import RunError, print_data_report, read_data, read_pixels, write_json
+from lablens.workflows.common import (
+    RunError,
+    print_data_report,
+    read_data,
+    read_pixels,
+    read_synthetic,
+    write_json,
+)
 from lablens.workflows.run_folder import run_folder
 
 
@@ -114,7 +122,17 @@ def _run(out: Path, cfg: RunConfig, methods: list[Method], progress: bool) -> tu
             threads=cfg.train.threads,
             eval_batch_size=cfg.eval.batch_size,
         )
-        results = run_all(methods, folds, pixels, manifest.y, groups, manifest.classes, context)
+        synthetic = None
+        if cfg.data.synthetic:
+            syn = read_synthetic(cfg.data.synthetic, cfg.data, prog, manifest.classes)
+            syn_pixels = read_pixels(syn.manifest, cfg.model.image_size, cfg.data, prog)
+            synthetic = SyntheticJoin(syn, syn_pixels, manifest, cfg.data.synthetic_ratio, cfg.split.seed)
+        try:
+            results = run_all(
+                methods, folds, pixels, manifest.y, groups, manifest.classes, context, synthetic
+            )
+        except SyntheticError as exc:
+            raise RunError(str(exc)) from None
         doc = summarise(
             results, [m.name for m in methods], manifest.y, manifest.classes, c.primary_metric, cfg.eval.level
         )
@@ -122,6 +140,12 @@ def _run(out: Path, cfg: RunConfig, methods: list[Method], progress: bool) -> tu
         doc["data"] = cfg.data.path
         doc["n_images"] = len(manifest)
         doc["n_groups"] = int(np.unique(groups).size)
+        if synthetic is not None:  # joined every fold's training partition, and nothing else
+            per_fold = {r.fold: r.synthetic for r in results if r.synthetic is not None}
+            doc["synthetic"] = {
+                **next(iter(per_fold.values())),
+                "used": {f: d["used"] for f, d in per_fold.items()},
+            }
         _write_tables(out, doc, results, manifest, methods)
         winner = None
         if c.save_winner:

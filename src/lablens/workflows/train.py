@@ -43,6 +43,7 @@ from lablens.data.splits import (
     parse_protocol,
     save_split,
 )
+from lablens.data.synthetic import SyntheticError, SyntheticJoin
 from lablens.device import resolve_device
 from lablens.infer.bundle import CARD, Bundle, save_bundle
 from lablens.infer.predictor import softmax_t
@@ -59,6 +60,7 @@ from lablens.workflows.common import (
     print_data_report,
     read_data,
     read_pixels,
+    read_synthetic,
     user_errors,
     write_json,
 )
@@ -119,6 +121,10 @@ def train(
         if data is None:
             raise RunError("no data given")
         cfg.data.path = str(Path(data).resolve())
+        if cfg.data.synthetic:
+            cfg.data.synthetic = str(Path(cfg.data.synthetic).resolve())
+    if cfg.data.synthetic_ratio is not None and not cfg.data.synthetic:
+        raise RunError("data.synthetic_ratio is set but data.synthetic names no synthetic set")
     env = D.env_from_torchrun()
     if cfg.train.nproc > 1 and not env.enabled:
         return _launch(out, cfg, resume, progress, t0)
@@ -177,6 +183,11 @@ def _run(
     D.barrier(env)
     if env.local_rank != 0:
         pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
+    synthetic = None
+    if cfg.data.synthetic:
+        syn = read_synthetic(cfg.data.synthetic, cfg.data, prog, manifest.classes)
+        syn_pixels = read_pixels(syn.manifest, cfg.model.image_size, cfg.data, prog)
+        synthetic = SyntheticJoin(syn, syn_pixels, manifest, cfg.data.synthetic_ratio, cfg.split.seed)
     results = []
     for fold in folds:
         fold_dir = out if len(folds) == 1 else out / "folds" / fold.name
@@ -186,7 +197,9 @@ def _run(
             prog.log(
                 f"[bold]{fold.name}[/bold]: train {len(fold.train)}, val {len(fold.val)}, test {len(fold.test)}"
             )
-        results.append(_train_fold(fold_dir, fold, manifest, pixels, cfg, params, resume, prog, env))
+        results.append(
+            _train_fold(fold_dir, fold, manifest, pixels, cfg, params, resume, prog, env, synthetic)
+        )
     if not env.is_main:
         return {}, []
     if len(folds) == 1:
@@ -250,6 +263,7 @@ def _train_fold(
     resume: bool,
     prog: Any,
     env: D.DistEnv,
+    synthetic: SyntheticJoin | None = None,
 ) -> tuple[dict, Path]:
     if resume and (fold_dir / "bundle" / CARD).exists():  # a finished fold of an interrupted k-fold run
         prog.log(f"{fold.name}: already finished, kept as it is")
@@ -269,8 +283,14 @@ def _train_fold(
         eval_batch_size=cfg.eval.batch_size,
         dist=env,
     )
+    fit_x, fit_y, fit_g, syn_doc = train_x, train_y, train_g, None
+    if synthetic is not None:
+        try:
+            fit_x, fit_y, fit_g, syn_doc = synthetic.join(fold, train_x, train_y, train_g)
+        except SyntheticError as exc:
+            raise RunError(str(exc)) from None
     est = create_estimator(cfg.model.name, **params)
-    est.fit(train_x, train_y, val_x, val_y, groups=train_g, groups_val=groups[fold.val], context=context)
+    est.fit(fit_x, fit_y, val_x, val_y, groups=fit_g, groups_val=groups[fold.val], context=context)
     if list(est.classes_) != manifest.classes:
         raise RunError("a class is missing from the training partition; use more data or another split")
     logits_of = _logits_everywhere(device, cfg.eval.batch_size, env)
@@ -291,7 +311,9 @@ def _train_fold(
     test_logits = logits_of(est, pixels[fold.test])
     if not env.is_main:
         return {}, fold_dir / "bundle"
-    return _write_fold(fold_dir, fold, manifest, pixels, cfg, est, calibration, test_logits, env, prog)
+    return _write_fold(
+        fold_dir, fold, manifest, pixels, cfg, est, calibration, test_logits, env, prog, syn_doc
+    )
 
 
 def _write_fold(
@@ -305,9 +327,13 @@ def _write_fold(
     test_logits: np.ndarray,
     env: D.DistEnv,
     prog: Any,
+    synthetic: dict[str, Any] | None = None,
 ) -> tuple[dict, Path]:
     """Rank 0: metrics, predictions, report and the bundle of one fold."""
     test = manifest.subset(fold.test)
+    info = run_info(cfg, manifest, fold, est, env)
+    if synthetic is not None:
+        info["synthetic"] = synthetic
     proba = softmax_t(test_logits, calibration.temperature)
     metrics = evaluate_and_write(
         fold_dir,
@@ -318,11 +344,14 @@ def _write_fold(
         temperature=calibration.temperature,
         uncalibrated_proba=softmax_t(test_logits, 1.0),
         history=getattr(est, "history_", []),
-        run_info=run_info(cfg, manifest, fold, est, env),
+        run_info=info,
         title=f"lablens — {cfg.model.name} on {Path(cfg.data.path or '').name}",
         subtitle=f"{fold.name} test set: {len(fold.test)} images never seen in training or model selection",
         estimator=est,
     )
+    if synthetic is not None:  # what joined the training partition (every figure above is on real images)
+        metrics["synthetic"] = synthetic
+        write_json(fold_dir / "metrics.json", metrics)
     seen = manifest.table["sha256"].iloc[np.concatenate([fold.train, fold.val])]
     training = {
         "config": cfg.model_dump(mode="json"),
@@ -341,6 +370,7 @@ def _write_fold(
         "history": getattr(est, "history_", []),
         "best_epoch": getattr(est, "best_epoch_", None),
         "seen_sha256_prefixes": sorted({s[:SEEN_PREFIX] for s in seen}),
+        "synthetic": synthetic,
     }
     summary = {
         k: metrics["overall"][k]

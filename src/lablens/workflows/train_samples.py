@@ -202,6 +202,8 @@ def train_samples(
         raise RunError(
             f"--label-level sample learns from a sample's cells: use model mil or mil-mean, not {cfg.model.name!r}"
         )
+    if cfg.data.synthetic or cfg.data.synthetic_ratio is not None:
+        raise RunError("data.synthetic applies to image-level training, not to sample-level runs")
     params = estimator_params(cfg)
     fields = read_sample_fields(fields_csv, cfg.data.label_column)
     cfg = cfg.model_copy(deep=True)
