@@ -720,6 +720,55 @@ def train_detector_cmd(
     )
 
 
+@app.command()
+@friendly
+def synthesize(
+    data: Path = typer.Argument(..., help="Image folder (root/<class>/<image>) or CSV (path,label[,group])."),
+    classes: str = typer.Option(..., help="Comma-separated classes to synthesise, e.g. gbi."),
+    n: int = typer.Option(500, "--n", min=1, help="Images per class."),
+    out: Path = typer.Option(..., "--out", "-o", help="New folder: the synthetic set and its generator."),
+    method: str = typer.Option("gan", help="gan (FastGAN-style with DiffAugment)."),
+    image_size: int = typer.Option(64, help="Side of the generated images (32, 64, 128 …)."),
+    epochs: int = typer.Option(60, min=1, help="Generator training epochs."),
+    split: Path | None = typer.Option(
+        None, help="A run's split.json: the generator learns from its training partition only."
+    ),
+    generator: Path | None = typer.Option(
+        None, help="Reuse a generator bundle (SYN/generator) instead of training."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML config (data reading, split, device)."
+    ),
+    seed: int = typer.Option(0, help="Seed of the generator's training and of the sampled images."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted generator training in --out."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Synthesise images of rare classes from a generator trained on the training partition only."""
+    from lablens.workflows.synthesize import synthesize as run_synthesize
+
+    res = run_synthesize(
+        data,
+        out,
+        [c.strip() for c in classes.split(",") if c.strip()],
+        n,
+        method=method,
+        config=build_config(config, {}),
+        split=split,
+        generator=generator,
+        image_size=image_size,
+        epochs=epochs,
+        seed=seed,
+        resume=resume,
+        progress=not quiet,
+    )
+    counts = ", ".join(f"{c} {k}" for c, k in res.counts.items())
+    console.print(
+        f"{counts} synthetic images → {res.out} (generator {res.generator_hash[:16]})", highlight=False
+    )
+
+
 @app.command("fit-verifier")
 @friendly
 def fit_verifier(
