@@ -39,7 +39,7 @@ def imagenet_features(image_size: int) -> Any:
     extractor = DeepFeatures(
         "efficientnet_lite0", weights="imagenet", image_size=max(image_size, 64), device="cpu"
     )
-    return lambda images: extractor.fit(images).transform(images)
+    return extractor.transform
 
 
 class GANGenerator(BaseEstimator):

@@ -9,11 +9,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lablens.config import DataConfig, EvalConfig
+from lablens.config import DataConfig, EvalConfig, RunConfig
 from lablens.data.cache import load_pixels
 from lablens.data.io import DecodeLimits
 from lablens.data.manifest import Manifest
-from lablens.data.synthetic import SyntheticError, SyntheticSet, check_synthetic_table, read_sources
+from lablens.data.synthetic import (
+    SyntheticError,
+    SyntheticJoin,
+    SyntheticSet,
+    check_synthetic_table,
+    read_sources,
+)
 from lablens.data.tables import TableError, read_text_csv
 from lablens.data.validate import DataReport, load_dataset
 from lablens.evaluate.calibration import expected_calibration_error
@@ -80,6 +86,16 @@ def read_data(
     )
     task.done()
     return manifest, report
+
+
+def synthetic_join(cfg: RunConfig, manifest: Manifest, progress: Any) -> SyntheticJoin | None:
+    """The run's synthetic images (``data.synthetic``) decoded at the model's size, ready to join each fold's
+    training partition; ``None`` when the run has none."""
+    if not cfg.data.synthetic:
+        return None
+    syn = read_synthetic(cfg.data.synthetic, cfg.data, progress, manifest.classes)
+    pixels = read_pixels(syn.manifest, cfg.model.image_size, cfg.data, progress)
+    return SyntheticJoin(syn, pixels, manifest, cfg.data.synthetic_ratio, cfg.split.seed)
 
 
 def read_synthetic(path: str | Path, data_cfg: DataConfig, progress: Any, classes: list[str]) -> SyntheticSet:
@@ -173,10 +189,12 @@ def evaluate_and_write(
     title: str = "lablens evaluation report",
     subtitle: str | None = None,
     estimator: Any = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict:
     """Compute the metrics document and write ``metrics.json``, ``predictions.csv`` and ``report.html``.
 
-    With a deep ``estimator`` the report's error gallery shows a Grad-CAM overlay beside each image.
+    With a deep ``estimator`` the report's error gallery shows a Grad-CAM overlay beside each image; ``extra``
+    blocks (e.g. what synthetic images joined training) are added to the document as they are.
     """
     from lablens.explain.gradcam import explainer_for
     from lablens.report.html import write_report
@@ -200,6 +218,7 @@ def evaluate_and_write(
         metrics["calibration"]["ece_uncalibrated"] = float(
             expected_calibration_error(uncalibrated_proba, y, n_bins=eval_cfg.ece_bins)
         )
+    metrics.update(extra or {})
     write_json(out_dir / "metrics.json", metrics)
     write_prediction_table(out_dir / "predictions.csv", manifest, proba)
     write_report(

@@ -33,7 +33,7 @@ from lablens.compare.summary import summarise
 from lablens.config import RunConfig
 from lablens.data.manifest import Manifest
 from lablens.data.splits import Split, allocate_groups, save_split
-from lablens.data.synthetic import SyntheticError, SyntheticJoin
+from lablens.data.synthetic import SyntheticError
 from lablens.infer.bundle import save_bundle
 from lablens.models.from_config import config_value, unused_by_all
 from lablens.progress import make_progress
@@ -44,7 +44,7 @@ from lablens.workflows.common import (
     print_data_report,
     read_data,
     read_pixels,
-    read_synthetic,
+    synthetic_join,
     write_json,
 )
 from lablens.workflows.run_folder import run_folder
@@ -122,11 +122,7 @@ def _run(out: Path, cfg: RunConfig, methods: list[Method], progress: bool) -> tu
             threads=cfg.train.threads,
             eval_batch_size=cfg.eval.batch_size,
         )
-        synthetic = None
-        if cfg.data.synthetic:
-            syn = read_synthetic(cfg.data.synthetic, cfg.data, prog, manifest.classes)
-            syn_pixels = read_pixels(syn.manifest, cfg.model.image_size, cfg.data, prog)
-            synthetic = SyntheticJoin(syn, syn_pixels, manifest, cfg.data.synthetic_ratio, cfg.split.seed)
+        synthetic = synthetic_join(cfg, manifest, prog)
         try:
             results = run_all(
                 methods, folds, pixels, manifest.y, groups, manifest.classes, context, synthetic

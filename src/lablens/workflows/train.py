@@ -60,7 +60,7 @@ from lablens.workflows.common import (
     print_data_report,
     read_data,
     read_pixels,
-    read_synthetic,
+    synthetic_join,
     user_errors,
     write_json,
 )
@@ -183,11 +183,7 @@ def _run(
     D.barrier(env)
     if env.local_rank != 0:
         pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
-    synthetic = None
-    if cfg.data.synthetic:
-        syn = read_synthetic(cfg.data.synthetic, cfg.data, prog, manifest.classes)
-        syn_pixels = read_pixels(syn.manifest, cfg.model.image_size, cfg.data, prog)
-        synthetic = SyntheticJoin(syn, syn_pixels, manifest, cfg.data.synthetic_ratio, cfg.split.seed)
+    synthetic = synthetic_join(cfg, manifest, prog)
     results = []
     for fold in folds:
         fold_dir = out if len(folds) == 1 else out / "folds" / fold.name
@@ -348,10 +344,9 @@ def _write_fold(
         title=f"lablens — {cfg.model.name} on {Path(cfg.data.path or '').name}",
         subtitle=f"{fold.name} test set: {len(fold.test)} images never seen in training or model selection",
         estimator=est,
+        # what joined the training partition (every figure is on real images)
+        extra={"synthetic": synthetic} if synthetic is not None else None,
     )
-    if synthetic is not None:  # what joined the training partition (every figure above is on real images)
-        metrics["synthetic"] = synthetic
-        write_json(fold_dir / "metrics.json", metrics)
     seen = manifest.table["sha256"].iloc[np.concatenate([fold.train, fold.val])]
     training = {
         "config": cfg.model_dump(mode="json"),
