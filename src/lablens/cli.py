@@ -727,9 +727,13 @@ def synthesize(
     classes: str = typer.Option(..., help="Comma-separated classes to synthesise, e.g. gbi."),
     n: int = typer.Option(500, "--n", min=1, help="Images per class."),
     out: Path = typer.Option(..., "--out", "-o", help="New folder: the synthetic set and its generator."),
-    method: str = typer.Option("gan", help="gan (FastGAN-style with DiffAugment)."),
+    method: str = typer.Option(
+        "gan", help="gan (FastGAN-style with DiffAugment) or diffusion (DDPM trained, DDIM sampled)."
+    ),
     image_size: int = typer.Option(64, help="Side of the generated images (32, 64, 128 …)."),
-    epochs: int = typer.Option(60, min=1, help="Generator training epochs."),
+    epochs: int | None = typer.Option(
+        None, min=1, help="Generator training epochs (default: gan 60, diffusion 40)."
+    ),
     split: Path | None = typer.Option(
         None, help="A run's split.json: the generator learns from its training partition only."
     ),
@@ -742,6 +746,12 @@ def synthesize(
     seed: int = typer.Option(0, help="Seed of the generator's training and of the sampled images."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue an interrupted generator training in --out."
+    ),
+    classifier: Path | None = typer.Option(
+        None, help="A model bundle trained on your images: the report's KID/FID use its features."
+    ),
+    inception: Path | None = typer.Option(
+        None, help="Local Inception-v3 weights file: the report adds KID/FID on its features (no download)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -761,11 +771,14 @@ def synthesize(
         epochs=epochs,
         seed=seed,
         resume=resume,
+        classifier=classifier,
+        inception=inception,
         progress=not quiet,
     )
     counts = ", ".join(f"{c} {k}" for c, k in res.counts.items())
     console.print(
-        f"{counts} synthetic images → {res.out} (generator {res.generator_hash[:16]})", highlight=False
+        f"{counts} synthetic images → {res.out} (generator {res.generator_hash[:16]}; report {res.out / 'report.html'})",
+        highlight=False,
     )
 
 

@@ -28,3 +28,19 @@ def test_kid_is_unbiased_near_zero_and_grows_with_the_gap() -> None:
 def test_kid_needs_two_images_a_side() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         kid(np.zeros((1, 3)), np.zeros((5, 3)))
+
+
+def test_fid_matches_the_matrix_square_root_formula() -> None:
+    from scipy import linalg
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 5))
+    y = rng.normal(size=(200, 5)) @ rng.normal(size=(5, 5)) + 0.5
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    reference = (
+        ((x.mean(0) - y.mean(0)) ** 2).sum()
+        + np.trace(s1)
+        + np.trace(s2)
+        - 2 * np.trace(np.real(linalg.sqrtm(s1 @ s2)))
+    )
+    assert fid(x, y) == pytest.approx(reference, rel=1e-9)

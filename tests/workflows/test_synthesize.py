@@ -69,6 +69,41 @@ def test_a_saved_generator_gives_the_same_images_again(
     assert (tmp_path / "again" / "sources.csv").read_text() == (syn / "sources.csv").read_text()
 
 
+def test_the_set_comes_with_a_quality_report(synthesized: tuple[Path, Path]) -> None:
+    _, syn = synthesized
+    quality = json.loads((syn / "quality.json").read_text())
+    assert quality["method"] == "gan" and quality["features"] == ["imagenet"]
+    ring = quality["classes"]["ring"]
+    assert (ring["n_real"], ring["n_synthetic"]) == (12, 6)  # the 6:2:2 training partition's rings
+    assert ring["memorisation"]["checked"] == 6
+    html = (syn / "report.html").read_text()
+    assert "Memorisation" in html and "Give --classifier RUN/bundle" in html
+
+
+def test_a_diffusion_model_makes_a_set_too(tmp_path: Path) -> None:
+    data = write_shape_folder(tmp_path / "real", per_class=12, size=32)
+    out = tmp_path / "syn"
+    r = runner.invoke(
+        app,
+        [
+            "synthesize",
+            str(data),
+            "--classes",
+            "disc,ring",
+            "--method",
+            "diffusion",
+            "--out",
+            str(out),
+            *FAST,
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    card = json.loads((out / "generator" / "card.json").read_text())
+    assert card["generator"]["name"] == "diffusion" and len(card["training"]["history"]) == 2
+    assert pd.read_csv(out / "manifest.csv")["label"].value_counts().to_dict() == {"disc": 6, "ring": 6}
+    assert json.loads((out / "quality.json").read_text())["method"] == "diffusion"
+
+
 def test_its_images_join_training_and_the_leak_check_passes(
     synthesized: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -90,12 +125,17 @@ def test_its_images_join_training_and_the_leak_check_passes(
 
 @pytest.mark.parametrize(
     ("classes", "message"),
-    [("blast", "'blast' is not a class"), ("ring", "has 8 training image(s)")],
+    [
+        ("blast", "'blast' is not a class"),
+        ("ring", "has 8 training image(s)"),
+        ("ring --method vae", "--method 'vae': choose diffusion | gan"),
+        ("ring --classifier nowhere", "--classifier"),
+    ],
 )
 def test_bad_requests_are_one_line(classes: str, message: str, tmp_path: Path) -> None:
     data = write_shape_folder(tmp_path / "real", per_class=10, size=32)
     r = runner.invoke(
-        app, ["synthesize", str(data), "--classes", classes, "--out", str(tmp_path / "syn"), *FAST]
+        app, ["synthesize", str(data), "--classes", *classes.split(), "--out", str(tmp_path / "syn"), *FAST]
     )
     assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output
     assert not (tmp_path / "syn").exists()

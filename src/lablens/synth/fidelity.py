@@ -7,7 +7,7 @@ of Gaussians fitted to both sets. Both take features (rows = images) from any ex
 classifier trained on the lab's own images, or Inception weights from a local file.
 
 Written here rather than taken from torchmetrics or torch-fidelity: both tie the metrics to Inception features
-they download; the formulas are a few lines on top of NumPy and SciPy.
+they download; the formulas are a few lines of NumPy.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
 
 
 @dataclass(frozen=True)
@@ -62,15 +61,18 @@ def kid(
 
 
 def fid(real: np.ndarray, synthetic: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to the two feature sets (``n×d``, n ≥ 2)."""
+    """Fréchet distance between Gaussians fitted to the two feature sets (``n×d``, n ≥ 2).
+
+    ``tr √(Σ₁Σ₂)`` is computed exactly as the nuclear norm of ``A Bᵀ``, where ``Σ₁ = AᵀA`` and ``Σ₂ = BᵀB``
+    (``A``, ``B`` the centred rows over √(n − 1)): the non-zero eigenvalues of ``Σ₁Σ₂`` are the squared singular
+    values of ``A Bᵀ``. An n×m problem instead of a d×d matrix square root — fast and well defined when a rare
+    class has fewer images than there are features, where ``sqrtm`` is singular.
+    """
     real, synthetic = np.asarray(real, np.float64), np.asarray(synthetic, np.float64)
     if len(real) < 2 or len(synthetic) < 2:
         raise ValueError("FID needs at least 2 images on each side")
     mu1, mu2 = real.mean(0), synthetic.mean(0)
-    s1, s2 = np.atleast_2d(np.cov(real, rowvar=False)), np.atleast_2d(np.cov(synthetic, rowvar=False))
-    covmean = linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():  # near-singular product: regularise, as the reference code does
-        eps = np.eye(len(s1)) * 1e-6
-        covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
-    covmean = np.real(covmean)
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    a = (real - mu1) / np.sqrt(len(real) - 1)
+    b = (synthetic - mu2) / np.sqrt(len(synthetic) - 1)
+    cross = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+    return float(((mu1 - mu2) ** 2).sum() + (a**2).sum() + (b**2).sum() - 2 * cross)

@@ -9,6 +9,8 @@ training partition only — never validation or test images — and the output f
     SYN/manifest.csv             path, label, synthetic=1, generator (bundle hash), seed, source_classes
     SYN/sources.csv              sha256 of every real image the generator learned from
     SYN/generator/               the generator bundle (reuse it with --generator)
+    SYN/quality.json             KID/FID and memorisation flags per class (see lablens.synth.report)
+    SYN/report.html              the same, with the flagged pairs and montages of real vs synthetic images
     SYN/config.yaml              the resolved configuration
 """
 
@@ -26,17 +28,20 @@ from PIL import Image
 from lablens.config import RunConfig
 from lablens.data.splits import SplitError, load_split, make_split
 from lablens.data.synthetic import MANIFEST, SOURCES
-from lablens.infer.bundle import BundleError
+from lablens.infer.bundle import BundleError, load_bundle
 from lablens.progress import make_progress
-from lablens.synth.gan import GANGenerator
+from lablens.synth.base import ImageGenerator
+from lablens.synth.features import Features, classifier_features, imagenet_features, inception_features
+from lablens.synth.registry import create_generator, list_generators, load_generator
+from lablens.synth.report import quality_document, write_report
 from lablens.train.context import FitContext
-from lablens.workflows.common import RunError, read_data, read_pixels
+from lablens.workflows.common import RunError, read_data, read_pixels, write_json
 from lablens.workflows.run_folder import run_folder
 
 GENERATOR = "generator"
+QUALITY = "quality.json"
 #: fewest training images of a requested class a generator is trained for
 MIN_IMAGES = 10
-METHODS = ("gan",)
 
 
 @dataclass
@@ -58,16 +63,25 @@ def synthesize(
     split: str | Path | None = None,
     generator: str | Path | None = None,
     image_size: int = 64,
-    epochs: int = 60,
+    epochs: int | None = None,
     seed: int = 0,
     resume: bool = False,
+    classifier: str | Path | None = None,
+    inception: str | Path | None = None,
     progress: bool = True,
 ) -> SynthesisResult:
-    """Train (or load) a generator on ``data``'s training partition and write ``n`` images per class."""
-    if method not in METHODS:
-        raise RunError(f"--method {method!r}: choose {' | '.join(METHODS)} (diffusion is not built yet)")
+    """Train (or load) a generator on ``data``'s training partition and write ``n`` images per class.
+
+    ``method`` is a registered generator family (``gan``, ``diffusion``); ``epochs`` None keeps its default.
+    The quality report compares the images with the real training images of their class on the features of
+    ``classifier`` (a model bundle trained on the lab's images; ImageNet features without one) and of Inception
+    when a local ``inception`` weights file is given.
+    """
+    if method not in list_generators():
+        raise RunError(f"--method {method!r}: choose {' | '.join(list_generators())}")
     if n < 1:
         raise RunError("--n must be at least 1")
+    features, notes = quality_features(image_size, classifier, inception)  # a bad path fails before training
     cfg = (config or RunConfig()).model_copy(deep=True)
     out = Path(out)
     with make_progress(progress) as prog:
@@ -109,7 +123,7 @@ def synthesize(
         with folder as out:
             if generator is not None:
                 try:
-                    est, digest = GANGenerator.load(generator)
+                    est, digest = load_generator(generator)
                 except BundleError as exc:
                     raise RunError(f"--generator {exc}") from None
                 shutil.copytree(generator, out / GENERATOR)
@@ -118,7 +132,8 @@ def synthesize(
                     shutil.copyfile(src, out / SOURCES)
             else:
                 pixels = read_pixels(manifest.subset(train_rows), image_size, cfg.data, prog)
-                est = GANGenerator(image_size=image_size, epochs=epochs, seed=seed)
+                params = {"image_size": image_size, "seed": seed}
+                est = create_generator(method, **params, **({"epochs": epochs} if epochs else {}))
                 context = FitContext(
                     progress=prog, checkpoint_dir=out / "checkpoints", resume=resume, device=cfg.train.device
                 )
@@ -128,16 +143,54 @@ def synthesize(
                 sources.to_csv(out / GENERATOR / SOURCES, index=False)
                 sources.to_csv(out / SOURCES, index=False)
                 shutil.rmtree(out / "checkpoints", ignore_errors=True)
-            counts = _write_images(out, est, classes, n, seed, digest)
-    return SynthesisResult(out, out / GENERATOR, digest, counts)
+            images = _write_images(out, est, classes, n, seed, digest)
+            real_rows = train_rows[np.isin(labels, classes)]
+            real_pixels = read_pixels(manifest.subset(real_rows), est.image_size, cfg.data, prog)
+            real_labels = manifest.table["label"].to_numpy()[real_rows]
+            real = {c: real_pixels[real_labels == c] for c in classes}
+            doc = quality_document(real, images, features, seed=seed)
+            doc.update(
+                {"method": est.name, "generator": digest, "data": str(data), "image_size": est.image_size}
+            )
+            write_json(out / QUALITY, doc)
+            title = f"{est.name} generator {digest[:16]} · {data} · {est.image_size} px"
+            write_report(out, doc, real, images, title=title, notes=notes)
+    return SynthesisResult(out, out / GENERATOR, digest, {c: len(v) for c, v in images.items()})
+
+
+def quality_features(
+    image_size: int, classifier: str | Path | None = None, inception: str | Path | None = None
+) -> tuple[dict[str, Features], list[str]]:
+    """The feature sets of the quality report (name → extractor) and notes on what they are."""
+    features: dict[str, Features] = {}
+    notes = []
+    if classifier is not None:
+        try:
+            bundle = load_bundle(classifier)
+            features[f"classifier {bundle.hash[:12]}"] = classifier_features(bundle.estimator)
+        except (BundleError, ValueError) as exc:
+            raise RunError(f"--classifier {exc}") from None
+        notes.append(f"Features of the classifier {classifier} (trained on the lab's images).")
+    else:
+        features["imagenet"] = imagenet_features(image_size)
+        notes.append(
+            "Features: EfficientNet-Lite0 with ImageNet weights. Give --classifier RUN/bundle for features of a "
+            "classifier trained on your own images (what matters for the task)."
+        )
+    if inception is not None:
+        try:
+            features["inception"] = inception_features(inception)
+        except (FileNotFoundError, ValueError) as exc:
+            raise RunError(str(exc)) from None
+    return features, notes
 
 
 def _write_images(
-    out: Path, est: GANGenerator, classes: list[str], n: int, seed: int, digest: str
-) -> dict[str, int]:
-    rows = []
+    out: Path, est: ImageGenerator, classes: list[str], n: int, seed: int, digest: str
+) -> dict[str, np.ndarray]:
+    rows, images_by_class = [], {}
     for k, c in enumerate(classes):
-        images = est.sample([c] * n, seed=seed * 1000 + k)
+        images = images_by_class[c] = est.sample([c] * n, seed=seed * 1000 + k)
         (out / c).mkdir(exist_ok=True)
         for i, img in enumerate(images):
             path = f"{c}/syn_{i:05d}.png"
@@ -147,4 +200,4 @@ def _write_images(
                  "source_classes": "+".join(est.classes_)}
             )  # fmt: skip
     pd.DataFrame(rows).to_csv(out / MANIFEST, index=False)
-    return {c: n for c in classes}
+    return images_by_class
