@@ -12,6 +12,8 @@
 >>> api.quality(["slides/"], model="runs/quality/bundle")               # doctest: +SKIP
 >>> api.blur_study("data/pbc", "runs/pbc-blur-study", api.RunConfig())   # doctest: +SKIP
 >>> api.analyze("runs/pbc/bundle", ["fields/"], "runs/smear-1", task="blood")  # doctest: +SKIP
+>>> api.synthesize("data/neu", "runs/gbi-syn", ["gbi"], 500, method="gan")   # doctest: +SKIP
+>>> api.synth_study("data/neu", "runs/gbi-study", api.RunConfig(), classes=["gbi"])  # doctest: +SKIP
 >>> api.fit_verifier(["bccd/JPEGImages"], "bccd/Annotations", "wbc.json", um_per_px=0.075)  # doctest: +SKIP
 """
 
@@ -36,6 +38,8 @@ from lablens.workflows.evaluate import evaluate
 from lablens.workflows.fit_verifier import FitVerifierResult, fit_verifier
 from lablens.workflows.predict import predict
 from lablens.workflows.quality import QualityResult, quality
+from lablens.workflows.synth_study import SynthStudyResult, synth_study
+from lablens.workflows.synthesize import SynthesisResult, synthesize
 from lablens.workflows.train import TrainResult, min_groups_for, train
 
 
@@ -73,6 +77,8 @@ __all__ = [
     "QualityGate",
     "QualityResult",
     "RunConfig",
+    "SynthStudyResult",
+    "SynthesisResult",
     "TrainResult",
     "analyze",
     "blur_study",
@@ -87,6 +93,8 @@ __all__ = [
     "load_config",
     "predict",
     "quality",
+    "synth_study",
+    "synthesize",
     "train",
     "validate_data",
 ]

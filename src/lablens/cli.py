@@ -782,6 +782,82 @@ def synthesize(
     )
 
 
+@app.command("synth-study")
+@friendly
+def synth_study(
+    data: Path = typer.Argument(..., help="Labelled image folder or CSV."),
+    classes: str = typer.Option(..., help="Comma-separated rare classes, e.g. gbi."),
+    out: Path = typer.Option(..., "--out", "-o", help="New folder for the study."),
+    methods: str = typer.Option("gan,diffusion", help="Generators to compare (gan, diffusion)."),
+    ratios: str = typer.Option("1,2", help="Synthetic images per real training image of a rare class."),
+    seeds: int = typer.Option(3, min=1, help="Classifier training seeds per arm."),
+    keep: int | None = typer.Option(
+        None, help="Cut each rare class to this many training images (whole patients first)."
+    ),
+    image_size: int = typer.Option(32, help="Side at which images are read and generated (32, 64 …)."),
+    gan_epochs: int | None = typer.Option(None, help="GAN training epochs (default 60)."),
+    diffusion_epochs: int | None = typer.Option(None, help="Diffusion training epochs (default 40)."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML config; options below override it."
+    ),
+    model: str | None = typer.Option(None, help="Classifier of every arm (default efficientnet_lite0)."),
+    weights: str | None = typer.Option(None, help="scratch | imagenet | weights file."),
+    model_size: int | None = typer.Option(None, help="Classifier input side in pixels (default 64)."),
+    epochs: int | None = typer.Option(None, help="Classifier epochs (default 10)."),
+    split: str | None = typer.Option(None, help="Train:validation:test protocol (default 6:2:2)."),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda"),
+    threads: int | None = typer.Option(None, help="CPU threads."),
+    seed: int | None = typer.Option(None, help="Seed of the split, the generators and the first classifier."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Real-only vs real + synthetic (GAN, diffusion) at several ratios vs the best class-imbalance remedy."""
+    from lablens.workflows.synth_study import synth_study as run_study
+
+    defaults = {
+        "model.name": "efficientnet_lite0",
+        "model.weights": "imagenet",
+        "model.image_size": 64,
+        "model.tta": False,
+        "train.epochs": 10,
+        "split.protocol": "6:2:2",
+    }
+    cfg = build_config(
+        config,
+        {
+            "model.name": model,
+            "model.weights": weights,
+            "model.image_size": model_size,
+            "train.epochs": epochs,
+            "split.protocol": split,
+            "train.device": device,
+            "train.threads": threads,
+            "train.seed": seed,
+            "split.seed": seed,
+        },
+        defaults=defaults,
+    )
+    try:
+        ratio_values = [float(r) for r in ratios.split(",") if r.strip()]
+    except ValueError:
+        raise ValueError(f"--ratios {ratios!r}: give numbers, e.g. 1,2") from None
+    generator_epochs = {
+        m: e for m, e in (("gan", gan_epochs), ("diffusion", diffusion_epochs)) if e is not None
+    }
+    run_study(
+        data,
+        out,
+        cfg,
+        classes=[c.strip() for c in classes.split(",") if c.strip()],
+        methods=[m.strip() for m in methods.split(",") if m.strip()],
+        ratios=ratio_values,
+        seeds=seeds,
+        keep=keep,
+        image_size=image_size,
+        generator_epochs=generator_epochs,
+        progress=not quiet,
+    )
+
+
 @app.command("fit-verifier")
 @friendly
 def fit_verifier(

@@ -128,3 +128,16 @@ def test_diffusion_epochs_whose_samples_copy_training_images_are_never_kept(
     assert copies["val_memorised"] == 1.0
     assert copies["val_loss"] == pytest.approx(copies["val_kid"] + 2.0)
     assert copies["val_loss"] > fresh["val_loss"]
+
+
+def test_the_epoch_picking_hold_out_spares_rare_classes() -> None:
+    from lablens.synth.base import holdout_rows
+
+    y = np.array(["common"] * 40 + ["rare"] * 8)
+    groups = np.array([f"c{i // 2}" for i in range(40)] + [f"r{i}" for i in range(8)])
+    train, held = holdout_rows(y, groups, seed=0)
+    assert len(held) == 4 and set(y[held]) == {"common"}  # 2 of the 20 common groups
+    assert set(np.flatnonzero(y == "rare")) <= set(train)
+    assert sorted([*train, *held]) == list(range(48)) and not set(groups[train]) & set(groups[held])
+    few = holdout_rows(y[:16], groups[:16], seed=0)  # 8 groups: nothing held out
+    assert len(few[1]) == 0 and len(few[0]) == 16

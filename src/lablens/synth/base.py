@@ -34,6 +34,21 @@ MIN_GROUPS_FOR_HOLDOUT = 10
 KID_FEATURES = ("imagenet", "pixels")
 
 
+def holdout_rows(y: np.ndarray, groups: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows that train and rows held out to pick the epoch: a tenth of the groups, drawn among the images of
+    classes with at least :data:`MIN_GROUPS_FOR_HOLDOUT` groups. A rarer class — usually the one the generator
+    is for — gives every image to training; with too few groups nothing is held out (the last epoch is kept)."""
+    rows = np.arange(len(y))
+    eligible = [c for c in np.unique(y) if len(set(groups[y == c])) >= MIN_GROUPS_FOR_HOLDOUT]
+    pool = rows[np.isin(y, eligible)]
+    if len(set(groups[pool])) < MIN_GROUPS_FOR_HOLDOUT:
+        return rows, np.zeros(0, np.int64)
+    split = GroupShuffleSplit(n_splits=1, test_size=SELECTION_FRACTION, random_state=seed)
+    _, held_local = next(split.split(pool, groups=groups[pool]))
+    held = pool[held_local]
+    return np.setdiff1d(rows, held), held
+
+
 def generator_settings(
     epochs: int,
     batch_size: int,
@@ -102,7 +117,7 @@ class ImageGenerator(BaseEstimator):
     ) -> ImageGenerator:
         """Learn to generate images like ``X`` (``N×S×S×3`` uint8 at ``image_size``) for each class of ``y``.
 
-        A tenth of the groups (when there are at least ten) is held out to pick the epoch; it never trains.
+        Images held out by :func:`holdout_rows` pick the epoch; they never train.
         """
         X, y = np.asarray(X), np.asarray(y).astype(str)
         if X.ndim != 4 or X.shape[1:3] != (self.image_size, self.image_size):
@@ -114,10 +129,7 @@ class ImageGenerator(BaseEstimator):
         self.classes_ = np.array(sorted(set(y)))
         y_idx = np.searchsorted(self.classes_, y)
         groups = np.asarray(groups).astype(str) if groups is not None else np.arange(len(y)).astype(str)
-        train, held = np.arange(len(y)), np.zeros(0, np.int64)
-        if len(set(groups)) >= MIN_GROUPS_FOR_HOLDOUT:
-            split = GroupShuffleSplit(n_splits=1, test_size=SELECTION_FRACTION, random_state=self.seed)
-            train, held = next(split.split(X, y, groups))
+        train, held = holdout_rows(y, groups, self.seed)
         features = imagenet_features(self.image_size) if self.kid_features == "imagenet" else pixel_features
         task, settings = self.task(len(self.classes_), features, X[train])
         has_held = len(held) > 0

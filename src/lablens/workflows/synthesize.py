@@ -138,12 +138,14 @@ def synthesize(
                     progress=prog, checkpoint_dir=out / "checkpoints", resume=resume, device=cfg.train.device
                 )
                 est.fit(pixels, labels, groups=groups[train_rows], context=context)
-                sources = pd.DataFrame({"sha256": manifest.table["sha256"].iloc[train_rows].to_numpy()})
-                digest = est.save(out / GENERATOR, training={"data": str(data), "n_images": len(train_rows)})
-                sources.to_csv(out / GENERATOR / SOURCES, index=False)
-                sources.to_csv(out / SOURCES, index=False)
+                digest = save_generator(
+                    out,
+                    est,
+                    manifest.table["sha256"].iloc[train_rows],
+                    {"data": str(data), "n_images": len(train_rows)},
+                )
                 shutil.rmtree(out / "checkpoints", ignore_errors=True)
-            images = _write_images(out, est, classes, n, seed, digest)
+            images = write_images(out, est, classes, n, seed, digest)
             real_rows = train_rows[np.isin(labels, classes)]
             real_pixels = read_pixels(manifest.subset(real_rows), est.image_size, cfg.data, prog)
             real_labels = manifest.table["label"].to_numpy()[real_rows]
@@ -185,9 +187,20 @@ def quality_features(
     return features, notes
 
 
-def _write_images(
+def save_generator(out: Path, est: ImageGenerator, sources: pd.Series, training: dict) -> str:
+    """Save a trained generator as ``out/generator/`` with the sha256 of every image it learned from
+    (``sources.csv``, in the bundle and beside it); return the bundle hash."""
+    digest = est.save(out / GENERATOR, training=training)
+    table = pd.DataFrame({"sha256": np.asarray(sources)})
+    table.to_csv(out / GENERATOR / SOURCES, index=False)
+    table.to_csv(out / SOURCES, index=False)
+    return digest
+
+
+def write_images(
     out: Path, est: ImageGenerator, classes: list[str], n: int, seed: int, digest: str
 ) -> dict[str, np.ndarray]:
+    """Sample ``n`` images of each class into ``out/<class>/`` with ``manifest.csv``; return them by class."""
     rows, images_by_class = [], {}
     for k, c in enumerate(classes):
         images = images_by_class[c] = est.sample([c] * n, seed=seed * 1000 + k)

@@ -6,7 +6,7 @@ error). Images are turned by a random flip/rotation first (cells have no up or d
 deterministic DDIM sampler (η = 0) from seeded noise: the same seed gives the same images.
 
 **Early stopping against memorisation.** Each epoch generates as many images as the held-out slice of the
-training partition has, of the same classes, and scores them twice: KID against the held-out images
+training partition has (at most :data:`MAX_VALIDATION`), of the same classes, and scores them twice: KID against the held-out images
 (``val_kid``) and the share of generated images the nearest-neighbour check flags against the images the
 model trains on (``val_memorised``, :mod:`lablens.synth.memorisation`). ``val_loss`` is the KID, plus a penalty
 of ``1 + val_memorised`` when more than :data:`MAX_MEMORISED` of the images are flagged: an epoch that hands back
@@ -31,6 +31,8 @@ SALT = 7121
 #: share of flagged samples above which an epoch is penalised
 MAX_MEMORISED = 0.05
 TRAIN_TIMESTEPS = 1000
+#: most held-out images an epoch's validation generates and compares
+MAX_VALIDATION = 64
 
 Features = Callable[[np.ndarray], np.ndarray]
 
@@ -118,6 +120,9 @@ class DiffusionTask(Task):
     def validate(
         self, model: torch.nn.Module, x_val: np.ndarray, y_val: np.ndarray, predict: Predict
     ) -> dict[str, float]:
+        if len(x_val) > MAX_VALIDATION:  # sampling is the cost of an epoch's validation: a fixed subset
+            keep = np.sort(np.random.default_rng(self.seed).choice(len(x_val), MAX_VALIDATION, replace=False))
+            x_val, y_val = np.asarray(x_val)[keep], np.asarray(y_val)[keep]
         fake = ddim_sample(
             model, np.asarray(y_val), seed=mix_seed(self.seed, SALT, -1), steps=self.sample_steps
         )
