@@ -55,3 +55,15 @@ def test_montage_tiles_rows_and_the_page_names_each_class() -> None:
     )
     assert "2 of 2 flagged" in html and "a copy of a real image" in html and "a note" in html
     assert "t &lt;b&gt;" in html and html.count("data:image/png;base64,") == 2
+
+
+def test_a_generator_that_repeats_itself_is_flagged_as_collapsed() -> None:
+    real = {"ring": _shapes("ring", 12, 0)}
+    same = {"ring": np.repeat(_shapes("ring", 1, 5), 12, axis=0)}
+    varied = {"ring": np.stack([shape_image("ring", np.random.default_rng(100 + k), 32) for k in range(12)])}
+    collapsed = quality_document(real, same, {"pixels": pixel_features})["classes"]["ring"]
+    fine = quality_document(real, varied, {"pixels": pixel_features})["classes"]["ring"]
+    assert collapsed["diversity"] == 0.0 and collapsed["collapsed"]
+    assert 0.7 < fine["diversity"] < 1.4 and not fine["collapsed"]
+    html = render_report(quality_document(real, same, {"pixels": pixel_features}), real, same, title="t")
+    assert "collapsed" in html

@@ -80,6 +80,29 @@ def test_the_set_comes_with_a_quality_report(synthesized: tuple[Path, Path]) -> 
     assert "Memorisation" in html and "Give --classifier RUN/bundle" in html
 
 
+def test_the_report_can_use_the_labs_own_classifier(synthesized: tuple[Path, Path], tmp_path: Path) -> None:
+    data, syn = synthesized
+    r = runner.invoke(
+        app,
+        ["train", str(data), "--out", str(tmp_path / "run"), "--model", "test_resnet", "--weights", "scratch",
+         "--image-size", "32", "--epochs", "1", "--split", "6:2:2", "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app,
+        ["synthesize", str(data), "--classes", "ring", "--generator", str(syn / "generator"), "--classifier",
+         str(tmp_path / "run" / "bundle"), "--out", str(tmp_path / "again"), *FAST],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    quality = json.loads((tmp_path / "again" / "quality.json").read_text())
+    (name,) = quality["features"]
+    assert (
+        name.startswith("classifier ")
+        and "kid" in quality["classes"]["ring"]["features"][name]["synthetic_vs_real"]
+    )
+    assert "trained on the lab's images" in (tmp_path / "again" / "report.html").read_text()
+
+
 def test_a_diffusion_model_makes_a_set_too(tmp_path: Path) -> None:
     data = write_shape_folder(tmp_path / "real", per_class=12, size=32)
     out = tmp_path / "syn"

@@ -5,6 +5,9 @@ Per synthesised class, against the real images of that class the generator learn
 - KID (unbiased, the one to read at a few dozen images) and FID (biased upwards at small n) on each feature
   set given — a classifier trained on the lab's images, ImageNet or Inception features — next to a floor: the
   same distances between two random halves of the real images (what "as good as real" looks like at this n);
+- diversity: the mean pairwise distance between synthetic images over that between real ones (pixel features);
+  below :data:`COLLAPSE_BELOW` the generator is flagged as collapsed (many near-identical images — a GAN's
+  failure mode that neither KID at small n nor the memorisation check shows plainly);
 - the nearest-neighbour memorisation check (:mod:`lablens.synth.memorisation`) with every flagged pair shown,
   and the closest pairs when none is flagged, so a reader can judge;
 - a montage of real and synthetic images.
@@ -30,6 +33,8 @@ from lablens.synth.memorisation import memorisation_check, pixel_features
 MONTAGE_COLUMNS = 10
 PAIRS_SHOWN = 8
 TILE = 64
+#: synthetic diversity below this share of the real images' is flagged as mode collapse
+COLLAPSE_BELOW = 0.5
 
 
 def montage(rows: Sequence[np.ndarray], tile: int = TILE, columns: int = MONTAGE_COLUMNS) -> np.ndarray:
@@ -52,6 +57,20 @@ def png_b64(image: np.ndarray) -> str:
 def _distances(real: np.ndarray, syn: np.ndarray, seed: int) -> dict[str, float | None]:
     k = kid(real, syn, subsets=50, seed=seed)
     return {"kid": k.mean, "kid_std": k.std, "fid": fid(real, syn) if min(len(real), len(syn)) >= 2 else None}
+
+
+def _mean_pairwise(features: np.ndarray) -> float:
+    sq = (features**2).sum(1)
+    dist = np.sqrt(np.clip(sq[:, None] + sq[None, :] - 2 * features @ features.T, 0.0, None))
+    n = len(features)
+    return float(dist.sum() / (n * (n - 1))) if n > 1 else 0.0
+
+
+def diversity(real: np.ndarray, synthetic: np.ndarray) -> float:
+    """Mean pairwise distance of the synthetic images over that of the real ones (pixel features): about 1
+    for a generator as varied as the data, near 0 for one that makes the same image again and again."""
+    spread = _mean_pairwise(pixel_features(real))
+    return _mean_pairwise(pixel_features(synthetic)) / spread if spread > 0 else 0.0
 
 
 def _real_floor(real: np.ndarray, seed: int) -> dict[str, float | None]:
@@ -82,6 +101,8 @@ def quality_document(
                 "synthetic_vs_real": _distances(f_real, f_syn, seed),
                 "real_vs_real": _real_floor(f_real, seed),
             }
+        entry["diversity"] = round(diversity(ref, syn), 4)
+        entry["collapsed"] = entry["diversity"] < COLLAPSE_BELOW
         checks = memorisation_check(pixel_features(ref), pixel_features(syn))
         flagged = [n for n in checks if n.flagged]
         shown = flagged or sorted(checks, key=lambda n: n.ratio)

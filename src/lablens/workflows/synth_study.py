@@ -135,7 +135,9 @@ def synth_study(
         for imbalance in ("none", *REMEDIES):  # every arm's classifier, checked before hours of training
             create_estimator(cfg.model.name, **{**params, "imbalance": imbalance})
     except ParamError as exc:
-        raise RunError(f"{exc} (every arm trains model {cfg.model.name!r} with its own train.imbalance)") from None
+        raise RunError(
+            f"{exc} (every arm trains model {cfg.model.name!r} with its own train.imbalance)"
+        ) from None
     arms = study_arms(methods, ratios)
     timings: dict[str, float] = {}
     with run_folder(out, cfg) as out, make_progress(progress) as prog:
@@ -181,79 +183,28 @@ def synth_study(
             eval_batch_size=cfg.eval.batch_size,
         )
 
-        synthetic: dict[str, dict[str, np.ndarray]] = {}
-        generated: dict[str, dict[str, Any]] = {}
+        synthetic, generated = {}, {}
         for method in methods:
-            prog.log(f"training the {method} generator on {len(train)} training images")
-            t0 = time.perf_counter()
             epochs = (generator_epochs or {}).get(method)
-            gen = create_generator(
-                method, image_size=image_size, seed=cfg.train.seed, **({"epochs": epochs} if epochs else {})
-            )
-            gen.fit(pixels[train], labels[train], groups=groups[train], context=context)
-            timings[f"generator_{method}"] = time.perf_counter() - t0
-            folder = out / "synthetic" / method
-            folder.mkdir(parents=True)
-            digest = save_generator(
-                folder, gen, manifest.table["sha256"].iloc[train], {"data": str(data), "n_images": len(train)}
-            )
-            n = math.ceil(max(ratios) * max(counts.values()))
-            synthetic[method] = write_images(folder, gen, classes, n, cfg.train.seed, digest)
-            generated[method] = {
-                "generator": digest,
-                "epochs_trained": len(gen.history_),
-                "best_epoch": gen.best_epoch_,
-                "images_per_class": n,
-                "seconds": timings[f"generator_{method}"],
-            }
-
-        predictions: dict[str, dict[str, list[np.ndarray]]] = {a.name: {"val": [], "test": []} for a in arms}
-        index = pd.Series(
-            np.arange(len(manifest.classes)), index=manifest.classes
-        )  # class name → manifest.y code
-        models: dict[str, Any] = {}
-        for k in range(seeds):
-            seed = cfg.train.seed + k
-            for arm in arms:
-                x, y = pixels[train], labels[train]
-                if arm.method is not None:
-                    available = {c: len(v) for c, v in synthetic[arm.method].items()}
-                    picked = synthetic_rows(counts, available, arm.ratio, mix_seed(seed, k))
-                    x = np.concatenate([x, *(synthetic[arm.method][c][rows] for c, rows in picked.items())])
-                    y = np.concatenate([y, *([c] * len(rows) for c, rows in picked.items())])
-                prog.log(f"seed {seed}: training arm {arm.name} on {len(y)} images")
-                t0 = time.perf_counter()
-                est = create_estimator(cfg.model.name, **{**params, "seed": seed, "imbalance": arm.imbalance})
-                est.fit(x, y, pixels[val], labels[val], context=context)
-                timings[f"fit_{arm.name}_seed{seed}"] = time.perf_counter() - t0
-                for part, rows in (("val", val), ("test", test)):
-                    proba = est.predict_proba(pixels[rows], device=cfg.train.device)
-                    predictions[arm.name][part].append(index.loc[est.classes_[proba.argmax(1)]].to_numpy())
-                if k == 0 and arm.name == "real":
-                    models["real"] = est
-
+            synthetic[method], generated[method] = _generate(
+                out / "synthetic" / method, method, epochs, image_size, cfg, data, manifest, train, classes,
+                math.ceil(max(ratios) * max(counts.values())), pixels, context,
+            )  # fmt: skip
+            timings[f"generator_{method}"] = generated[method]["seconds"]
+        predictions, first_real = _train_arms(
+            arms, seeds, cfg, params, manifest, pixels, train, val, test, counts, synthetic, context, timings
+        )
         prog.log("scoring and checking the synthetic images")
-        features = {"classifier (arm real, first seed)": classifier_features(models["real"])}
+        features = {"classifier (arm real, first seed)": classifier_features(first_real)}
         real_by_class = {c: pixels[train][labels[train] == c] for c in classes}
         for method in methods:
             quality = quality_document(real_by_class, synthetic[method], features, seed=cfg.train.seed)
-            quality.update(
-                {
-                    "method": method,
-                    "generator": generated[method]["generator"],
-                    "data": str(data),
-                    "image_size": image_size,
-                }
-            )
+            quality.update({"method": method, "generator": generated[method]["generator"], "data": str(data),
+                            "image_size": image_size})  # fmt: skip
             folder = out / "synthetic" / method
             write_json(folder / "quality.json", quality)
-            write_report(
-                folder,
-                quality,
-                real_by_class,
-                synthetic[method],
-                title=f"{method} generator · {data} · {image_size} px",
-            )
+            title = f"{method} generator · {data} · {image_size} px"
+            write_report(folder, quality, real_by_class, synthetic[method], title=title)
             generated[method]["quality"] = quality["classes"]
     doc = _document(cfg, manifest, arms, predictions, classes, labels, groups, val, test, train, counts, keep,
                     generated, seeds, image_size, timings, t_start)  # fmt: skip
@@ -272,6 +223,69 @@ def synth_study(
         print_study_table(doc)
         console.print(f"report: {out / 'report.html'}")
     return SynthStudyResult(out, doc)
+
+
+def _generate(
+    folder: Path, method: str, epochs: int | None, image_size: int, cfg: RunConfig, data: str | Path,
+    manifest: Any, train: np.ndarray, classes: list[str], n: int, pixels: np.ndarray, context: FitContext,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:  # fmt: skip
+    """Train one generator on the training rows; write its synthetic set (``n`` images per rare class) to
+    ``folder``; return the images by class and what the document records of it."""
+    context.progress.log(f"training the {method} generator on {len(train)} training images")
+    t0 = time.perf_counter()
+    labels = manifest.table["label"].to_numpy()
+    groups = np.asarray(manifest.groups).astype(str)
+    gen = create_generator(
+        method, image_size=image_size, seed=cfg.train.seed, **({"epochs": epochs} if epochs else {})
+    )
+    gen.fit(pixels[train], labels[train], groups=groups[train], context=context)
+    folder.mkdir(parents=True)
+    training = {"data": str(data), "n_images": len(train)}
+    digest = save_generator(folder, gen, manifest.table["sha256"].iloc[train], training)
+    images = write_images(folder, gen, classes, n, cfg.train.seed, digest)
+    return images, {
+        "generator": digest,
+        "epochs_trained": len(gen.history_),
+        "best_epoch": gen.best_epoch_,
+        "images_per_class": n,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _train_arms(
+    arms: list[Arm], seeds: int, cfg: RunConfig, params: dict[str, Any], manifest: Any, pixels: np.ndarray,
+    train: np.ndarray, val: np.ndarray, test: np.ndarray, counts: dict[str, int],
+    synthetic: dict[str, dict[str, np.ndarray]], context: FitContext, timings: dict[str, float],
+) -> tuple[dict[str, dict[str, list[np.ndarray]]], Any]:  # fmt: skip
+    """Train every arm with every seed; return predicted class codes (``manifest.y`` numbering) on the
+    validation and test rows per arm and seed, and the first seed's real-only classifier. Fit times go to
+    ``timings``."""
+    labels = manifest.table["label"].to_numpy()
+    code = pd.Series(np.arange(len(manifest.classes)), index=manifest.classes)
+    predictions: dict[str, dict[str, list[np.ndarray]]] = {a.name: {"val": [], "test": []} for a in arms}
+    first_real = None
+    for k in range(seeds):
+        seed = cfg.train.seed + k
+        for arm in arms:
+            x, y = pixels[train], labels[train]
+            if arm.method is not None:
+                images = synthetic[arm.method]
+                picked = synthetic_rows(
+                    counts, {c: len(v) for c, v in images.items()}, arm.ratio, mix_seed(seed, k)
+                )
+                x = np.concatenate([x, *(images[c][rows] for c, rows in picked.items())])
+                y = np.concatenate([y, *([c] * len(rows) for c, rows in picked.items())])
+            context.progress.log(f"seed {seed}: training arm {arm.name} on {len(y)} images")
+            t0 = time.perf_counter()
+            est = create_estimator(cfg.model.name, **{**params, "seed": seed, "imbalance": arm.imbalance})
+            est.fit(x, y, pixels[val], labels[val], context=context)
+            timings[f"fit_{arm.name}_seed{seed}"] = time.perf_counter() - t0
+            for part, rows in (("val", val), ("test", test)):
+                proba = est.predict_proba(pixels[rows], device=cfg.train.device)
+                predictions[arm.name][part].append(code.loc[est.classes_[proba.argmax(1)]].to_numpy())
+            if first_real is None and arm.name == "real":
+                first_real = est
+    return predictions, first_real
 
 
 def _check_request(
