@@ -13,6 +13,7 @@ from lablens.config import DataConfig, EvalConfig, RunConfig
 from lablens.data.cache import load_pixels
 from lablens.data.io import DecodeLimits
 from lablens.data.manifest import Manifest
+from lablens.data.splits import Split, SplitError, make_split
 from lablens.data.synthetic import (
     SyntheticError,
     SyntheticJoin,
@@ -257,3 +258,23 @@ def write_prediction_table(path: Path, manifest: Manifest, proba: np.ndarray) ->
     for j, c in enumerate(classes):
         table[f"p_{c}"] = proba[:, j].round(6)
     table.to_csv(path, index=False)
+
+
+def split_from_config(cfg: RunConfig, manifest: Manifest) -> Split:
+    """The split ``lablens train`` makes of ``manifest`` with ``cfg.split``; a split that cannot be made is a
+    one-line :class:`RunError`."""
+    try:
+        return make_split(
+            manifest.y, np.asarray(manifest.groups).astype(str), cfg.split.protocol,
+            val_fraction=cfg.split.val_fraction, seed=cfg.split.seed, classes=manifest.classes,
+            missing_classes=cfg.split.missing_classes,
+        )  # fmt: skip
+    except SplitError as exc:
+        raise RunError(f"split: {exc}") from None
+
+
+def check_classes(classes: list[str], manifest: Manifest, data: str | Path) -> None:
+    """A one-line :class:`RunError` for the first of ``classes`` that ``data`` does not have."""
+    unknown = [c for c in classes if c not in manifest.classes]
+    if unknown:
+        raise RunError(f"--classes: {unknown[0]!r} is not a class of {data} ({', '.join(manifest.classes)})")

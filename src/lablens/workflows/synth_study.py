@@ -40,7 +40,7 @@ import pandas as pd
 
 from lablens import __version__
 from lablens.config import RunConfig
-from lablens.data.splits import SplitError, make_split, save_split
+from lablens.data.splits import save_split
 from lablens.evaluate.seeded import majority_vote, paired_tests, seeded_scores
 from lablens.models.from_config import estimator_params
 from lablens.params import ParamError
@@ -51,7 +51,15 @@ from lablens.synth.registry import create_generator, list_generators
 from lablens.synth.report import montage, png_b64, quality_document, write_report
 from lablens.train.context import FitContext
 from lablens.train.order import mix_seed
-from lablens.workflows.common import RunError, print_data_report, read_data, read_pixels, write_json
+from lablens.workflows.common import (
+    RunError,
+    check_classes,
+    print_data_report,
+    read_data,
+    read_pixels,
+    split_from_config,
+    write_json,
+)
 from lablens.workflows.run_folder import run_folder
 from lablens.workflows.synthesize import MIN_IMAGES, save_generator, write_images
 
@@ -144,19 +152,9 @@ def synth_study(
         manifest, report = read_data(data, cfg.data, prog)
         if progress:
             print_data_report(report)
-        unknown = [c for c in classes if c not in manifest.classes]
-        if unknown:
-            raise RunError(
-                f"--classes: {unknown[0]!r} is not a class of {data} ({', '.join(manifest.classes)})"
-            )
+        check_classes(classes, manifest, data)
         labels, groups = manifest.table["label"].to_numpy(), np.asarray(manifest.groups).astype(str)
-        try:
-            split = make_split(
-                manifest.y, groups, cfg.split.protocol, val_fraction=cfg.split.val_fraction,
-                seed=cfg.split.seed, classes=manifest.classes, missing_classes=cfg.split.missing_classes,
-            )  # fmt: skip
-        except SplitError as exc:
-            raise RunError(f"split: {exc}") from None
+        split = split_from_config(cfg, manifest)
         fold = split.folds[0]
         if len(split.folds) != 1 or len(fold.val) == 0 or len(fold.test) == 0:
             raise RunError(

@@ -26,7 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from lablens.config import RunConfig
-from lablens.data.splits import SplitError, load_split, make_split
+from lablens.data.splits import SplitError, load_split
 from lablens.data.synthetic import MANIFEST, SOURCES
 from lablens.infer.bundle import BundleError, load_bundle
 from lablens.progress import make_progress
@@ -35,7 +35,14 @@ from lablens.synth.features import Features, classifier_features, imagenet_featu
 from lablens.synth.registry import create_generator, list_generators, load_generator
 from lablens.synth.report import quality_document, write_report
 from lablens.train.context import FitContext
-from lablens.workflows.common import RunError, read_data, read_pixels, write_json
+from lablens.workflows.common import (
+    RunError,
+    check_classes,
+    read_data,
+    read_pixels,
+    split_from_config,
+    write_json,
+)
 from lablens.workflows.run_folder import run_folder
 
 GENERATOR = "generator"
@@ -86,22 +93,15 @@ def synthesize(
     out = Path(out)
     with make_progress(progress) as prog:
         manifest, _ = read_data(data, cfg.data, prog)
-        unknown = [c for c in classes if c not in manifest.classes]
-        if unknown:
-            raise RunError(
-                f"--classes: {unknown[0]!r} is not a class of {data} ({', '.join(manifest.classes)})"
-            )
+        check_classes(classes, manifest, data)
         groups = np.asarray(manifest.groups).astype(str)
-        try:
-            if split is not None:
+        if split is not None:
+            try:
                 parts, _ = load_split(split, manifest.ids, groups)
-            else:
-                parts = make_split(
-                    manifest.y, groups, cfg.split.protocol, val_fraction=cfg.split.val_fraction,
-                    seed=cfg.split.seed, classes=manifest.classes, missing_classes=cfg.split.missing_classes,
-                )  # fmt: skip
-        except SplitError as exc:
-            raise RunError(f"split: {exc}") from None
+            except SplitError as exc:
+                raise RunError(f"split: {exc}") from None
+        else:
+            parts = split_from_config(cfg, manifest)
         if len(parts.folds) != 1:
             raise RunError(
                 f"split {parts.protocol}: a generator learns from one training partition; give a hold-out split "
