@@ -295,12 +295,17 @@ def evaluate(
 @friendly
 def predict(
     bundle: Path = typer.Argument(..., help="Bundle folder or .zip."),
-    paths: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output file, .csv or .json."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Image files, folders (searched recursively), globs, CSV manifests (path column), .txt lists.",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="A .csv or .json file (small jobs), or a folder: sharded Parquet, resumable."
+    ),
     top_k: int = typer.Option(3, "--top-k", "-k", help="Classes per image, ranked by probability."),
     batch_size: int = typer.Option(64, help="Images per batch."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a .csv/.json --out if it exists."),
     quality: Path | None = typer.Option(
         None, help="Quality (blur-level) bundle: images above --max-level are 'not evaluable'."
     ),
@@ -310,23 +315,87 @@ def predict(
     backend: str = typer.Option(
         "auto", help="auto (ONNX Runtime on CPU when the bundle has an export) | torch | onnx"
     ),
+    tta: str = typer.Option(
+        "bundle", help="Test-time augmentation: bundle (its own policy) | off | full | adaptive[=MARGIN]"
+    ),
+    engine: str | None = typer.Option(None, help="Folder --out: local (default) | ray"),
+    shard_size: int | None = typer.Option(None, help="Folder --out: inputs per Parquet shard (1024)."),
+    workers: int | None = typer.Option(None, help="Folder --out, local engine: decoding threads (2)."),
+    ray_address: str | None = typer.Option(
+        None, help="--engine ray: a cluster (auto, ray://host:10001); default: start a local one."
+    ),
+    actors: int | None = typer.Option(None, help="--engine ray: model actors (1)."),
+    actor_cpus: float | None = typer.Option(None, help="--engine ray: CPUs per model actor (1)."),
+    actor_gpus: float | None = typer.Option(None, help="--engine ray: GPUs per model actor (0: CPU)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Classify images: top-k classes with calibrated probabilities and the bundle hash, per image."""
-    from lablens.workflows.predict import predict as run_predict
+    """Classify images: top-k classes with calibrated probabilities and the bundle hash, per image.
 
-    run_predict(
+    With a folder as --out the job streams to Parquet shards and resumes after a crash (rerun the same command);
+    --engine ray runs it as a Ray Data job on this machine or a cluster.
+    """
+    from lablens.infer.tta import parse_policy
+
+    policy = parse_policy(tta)
+    archive = {"--engine": engine, "--shard-size": shard_size, "--workers": workers}
+    ray_opts = {
+        "--ray-address": ray_address,
+        "--actors": actors,
+        "--actor-cpus": actor_cpus,
+        "--actor-gpus": actor_gpus,
+    }
+    common = {
+        "top_k": top_k,
+        "batch_size": batch_size,
+        "device": device,
+        "quality": quality,
+        "max_level": max_level,
+        "backend": backend,
+        "tta": policy,
+        "progress": not quiet,
+    }
+    if out.suffix.lower() in (".csv", ".json"):
+        given = [k for k, v in {**archive, **ray_opts}.items() if v is not None]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} apply to a folder --out (Parquet shards), not to {out.name}"
+            )
+        from lablens.workflows.predict import predict as run_predict
+
+        run_predict(bundle, paths, out, overwrite=overwrite, **common)
+        return
+    if overwrite:
+        raise ValueError(
+            "--overwrite applies to a .csv/.json --out; a job folder is resumed, never overwritten"
+        )
+    given_ray = [k for k, v in ray_opts.items() if v is not None]
+    if given_ray and engine != "ray":
+        raise ValueError(f"{', '.join(given_ray)} apply only with --engine ray")
+    if engine == "ray" and workers is not None:
+        raise ValueError(
+            "--workers sets the local engine's decoding threads; with --engine ray decoding runs as Ray tasks"
+        )
+    from lablens.workflows.predict_archive import predict_archive
+
+    settings = None
+    if engine == "ray":
+        from lablens.infer.ray_engine import RaySettings
+
+        settings = RaySettings(
+            address=ray_address,
+            model_actors=actors or 1,
+            actor_cpus=actor_cpus or 1.0,
+            actor_gpus=actor_gpus or 0.0,
+        )
+    predict_archive(
         bundle,
         paths,
         out,
-        top_k=top_k,
-        batch_size=batch_size,
-        device=device,
-        overwrite=overwrite,
-        quality=quality,
-        max_level=max_level,
-        backend=backend,
-        progress=not quiet,
+        engine=engine or "local",
+        shard_size=shard_size or 1024,
+        workers=workers or 2,
+        ray=settings,
+        **common,
     )
 
 

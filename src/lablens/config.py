@@ -73,13 +73,16 @@ class AugmentConfig(StrictModel):
 
 class NetworkSettings(StrictModel):
     """The network a deep family builds: initial ``weights`` (scratch, imagenet or a file), input ``image_size``,
-    dropout before the classifier, and ``tta`` (average predictions over the 8 flips/rotations of each image:
-    8× the inference cost)."""
+    dropout before the classifier, and test-time augmentation: ``tta`` averages predictions over the 8
+    flips/rotations of an image; with ``tta_margin`` (adaptive TTA) each image is first seen once and only an
+    image whose top-1 minus top-2 softmax probability is below the margin gets all 8 views (``null``: every
+    image gets 8 views, 8× the inference cost). Validation during training always uses all 8 views."""
 
     weights: str = "scratch"
     image_size: int = Field(224, ge=16, le=2048)
     drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
     tta: bool = True
+    tta_margin: float | None = Field(0.5, gt=0.0, le=1.0)
 
 
 class ModelConfig(NetworkSettings):

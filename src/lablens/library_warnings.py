@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-LIBRARIES = ("sklearn",)  # top-level packages whose warnings are logged, not printed
+LIBRARIES = ("sklearn", "ray")  # top-level packages whose warnings are logged, not printed
 log = logging.getLogger("lablens.library")
 
 

@@ -11,10 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from lablens.cli import app
-from lablens.export.onnx import ExportError, dihedral_onnx, export_onnx
+from lablens.export.onnx import ExportError, _PixelsToLogits, dihedral_onnx, export_onnx
 from lablens.infer.bundle import load_bundle
 from lablens.infer.network import dihedral
 from lablens.infer.predictor import Predictor
+from lablens.infer.tta import TtaPolicy
 
 from conftest import tiny_bundle
 
@@ -27,12 +28,21 @@ def test_onnx_rotations_are_torch_rotations() -> None:
         assert torch.equal(dihedral_onnx(x, k), dihedral(x, k)), k
 
 
-@pytest.mark.parametrize(("model", "tta"), [("test_resnet", False), ("efficientnet_lite0", True)])
-def test_export_matches_torch_and_is_used_on_cpu(tmp_path: Path, model: str, tta: bool) -> None:
-    path, X = tiny_bundle(tmp_path / "b", model, temperature=1.3, tta=tta)
+@pytest.mark.parametrize(
+    ("model", "tta", "margin", "policy"),
+    [
+        ("test_resnet", False, None, "off"),
+        ("efficientnet_lite0", True, None, "full"),
+        ("test_resnet", True, 0.5, "adaptive"),
+    ],
+)
+def test_export_matches_torch_and_is_used_on_cpu(
+    tmp_path: Path, model: str, tta: bool, margin: float | None, policy: str
+) -> None:
+    path, X = tiny_bundle(tmp_path / "b", model, temperature=1.3, tta=tta, tta_margin=margin)
     res = export_onnx(path)
     card = json.loads((path / "onnx.json").read_text())
-    assert res.path == path / "model.onnx" and card["tta"] is tta
+    assert res.path == path / "model.onnx" and card["tta"]["policy"] == policy and card["graph_views"] == 1
     assert card["parity"]["max_abs_prob_diff"] <= 1e-4 and card["bundle_hash"] == load_bundle(path).hash
     b = load_bundle(path)
     onnx, eager = Predictor(b, device="cpu"), Predictor(b, device="cpu", backend="torch")
@@ -40,8 +50,46 @@ def test_export_matches_torch_and_is_used_on_cpu(tmp_path: Path, model: str, tta
     np.testing.assert_allclose(onnx.predict_arrays(X), eager.predict_arrays(X), atol=1e-4)
     bigger = np.stack([np.pad(im, ((4, 4), (4, 4), (0, 0)), mode="edge") for im in X])  # resized like torch
     np.testing.assert_allclose(onnx.predict_arrays(bigger), eager.predict_arrays(bigger), atol=1e-4)
+    np.testing.assert_array_equal(onnx.logits_and_views(X)[1], eager.logits_and_views(X)[1])
     with pytest.raises(ExportError, match="exists"):
         export_onnx(path)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_an_export_with_the_views_inside_its_graph_is_used_as_it_is(tmp_path: Path) -> None:
+    """lablens.onnx/1 exports averaged the 8 views inside the graph: the runner must not add views."""
+    path, X = tiny_bundle(tmp_path / "b", tta=True, tta_margin=None)
+    export_onnx(path)
+    b = load_bundle(path)
+    wrapper = _PixelsToLogits(b.estimator.network_, b.estimator.mean_, b.estimator.std_, views=8).eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            (torch.from_numpy(X[:2]),),
+            str(path / "model.onnx"),
+            input_names=["images"],
+            dynamic_axes={"images": {0: "batch"}},
+            dynamo=False,
+        )
+    card = json.loads((path / "onnx.json").read_text())
+    card.pop("graph_views")
+    (path / "onnx.json").write_text(json.dumps({**card, "format": "lablens.onnx/1", "tta": True}))
+    onnx, eager = Predictor(b, device="cpu"), Predictor(b, device="cpu", backend="torch")
+    assert onnx.backend == "onnx" and onnx.policy.name == "full"
+    logits, views = onnx.logits_and_views(X)
+    np.testing.assert_array_equal(views, 8)
+    np.testing.assert_allclose(logits, eager.logits(X), atol=1e-4)
+
+
+def test_a_tta_override_changes_the_views_and_is_refused_where_it_does_not_apply(tmp_path: Path) -> None:
+    path, X = tiny_bundle(tmp_path / "b", tta=True, tta_margin=None)
+    b = load_bundle(path)
+    assert Predictor(b, device="cpu", backend="torch").policy.name == "full"
+    single = Predictor(load_bundle(path), device="cpu", backend="torch", tta=TtaPolicy())
+    np.testing.assert_array_equal(single.logits_and_views(X)[1], 1)
+    hand, _ = tiny_bundle(tmp_path / "h", "handcrafted")
+    with pytest.raises(ValueError, match="no test-time augmentation"):
+        Predictor(load_bundle(hand), tta=TtaPolicy(8))
 
 
 def test_an_export_of_another_bundle_is_never_used(tmp_path: Path) -> None:

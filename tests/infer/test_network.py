@@ -79,3 +79,31 @@ def test_image_outputs_turn_back_with_their_view_and_hooks_run_in_order() -> Non
     # every view of the residual was turned back before averaging: the mean is the (normalised) input again
     np.testing.assert_allclose(out["residual"], ((prepared - 0.5) / 0.25).numpy(), rtol=1e-5, atol=1e-5)
     assert out["logits"].shape == (3, 3)
+
+
+def test_adaptive_tta_gives_eight_views_only_to_uncertain_rows() -> None:
+    torch.manual_seed(0)
+    net = _TwoHeads().eval()
+    images = _images(12)
+    single = run_network(net, images, **KW)
+    full = run_network(net, images, tta=True, **KW)
+    probs = torch.softmax(torch.from_numpy(single["logits"]), 1).topk(2, 1).values.numpy()
+    margins = probs[:, 0] - probs[:, 1]
+    cut = float(np.median(margins))
+    out = run_network(net, images, tta=True, tta_margin=cut, batch_size=5, **KW)
+    esc = margins < cut
+    assert 0 < esc.sum() < len(images)
+    np.testing.assert_array_equal(out["tta_views"], np.where(esc, 8, 1))
+    for name in ("logits", "residual"):
+        np.testing.assert_allclose(out[name][esc], full[name][esc], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[name][~esc], single[name][~esc], rtol=1e-6, atol=1e-7)
+
+
+def test_adaptive_tta_with_the_widest_margin_is_full_tta() -> None:
+    torch.manual_seed(1)
+    net = _Tiny().eval()
+    images = _images(6)
+    full = run_network(net, images, tta=True, **KW)["logits"]
+    out = run_network(net, images, tta=True, tta_margin=1.0, **KW)
+    np.testing.assert_array_equal(out["tta_views"], 8)
+    np.testing.assert_allclose(out["logits"], full, rtol=1e-5, atol=1e-6)

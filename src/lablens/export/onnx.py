@@ -1,9 +1,12 @@
 """``lablens export BUNDLE --format onnx``: the bundle's network as ONNX, checked against torch.
 
-What is exported is the whole path from pixels to logits: the graph takes ``N×S×S×3`` uint8 images (as the
-predictor feeds them), scales and normalises them with the bundle's mean/std, runs the network and, when the
-bundle predicts with test-time augmentation, averages the 8 flips/rotations. Calibration (the temperature)
-stays outside, in the predictor, exactly as for torch.
+What is exported is the whole path from pixels to logits of one view: the graph takes ``N×S×S×3`` uint8
+images (as the predictor feeds them), scales and normalises them with the bundle's mean/std and runs the
+network. Test-time augmentation (the bundle's policy: off, full or adaptive, :mod:`lablens.infer.tta`) is
+applied around the graph by :class:`~lablens.infer.onnx_runtime.OnnxRunner`, so adaptive TTA can give 8 views
+to the uncertain images only. Exports from lablens before 0.2 (``lablens.onnx/1``) hold the 8 views inside the
+graph and are still used as they are. Calibration (the temperature) stays outside, in the predictor, exactly as
+for torch.
 
 The export is accepted only when ONNX Runtime reproduces the torch probabilities on a check batch to within
 ``tolerance`` (default 1e-4, largest absolute difference over all images and classes); the figures are written
@@ -26,9 +29,11 @@ import torch
 from lablens.infer.bundle import Bundle, load_bundle
 from lablens.infer.onnx_runtime import ONNX_CARD, ONNX_FILE
 from lablens.infer.predictor import softmax_t
+from lablens.infer.tta import estimator_policy
 from lablens.models.deep import DeepClassifier
 
 OPSET = 18
+FORMAT = "lablens.onnx/2"
 INPUT = "images"
 OUTPUT = "logits"
 
@@ -38,14 +43,14 @@ class ExportError(Exception):
 
 
 class _PixelsToLogits(torch.nn.Module):
-    """uint8 NHWC → normalised float NCHW → network → logits (TTA-averaged when the bundle uses it)."""
+    """uint8 NHWC → normalised float NCHW → network → logits of that one view."""
 
-    def __init__(self, net: torch.nn.Module, mean: tuple[float, ...], std: tuple[float, ...], tta: bool):
+    def __init__(self, net: torch.nn.Module, mean: tuple[float, ...], std: tuple[float, ...], views: int = 1):
         super().__init__()
         self.net = net
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.views = 8 if tta else 1
+        self.views = views
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float() / 255.0
@@ -122,7 +127,7 @@ def export_onnx(
             raise ExportError(f"{p} exists; lablens does not overwrite files (give --out NEW_FOLDER)")
     folder.mkdir(parents=True, exist_ok=True)
     size = bundle.image_size
-    wrapper = _PixelsToLogits(est.network_.to("cpu").eval(), est.mean_, est.std_, bool(est.tta)).eval()
+    wrapper = _PixelsToLogits(est.network_.to("cpu").eval(), est.mean_, est.std_).eval()
     example = torch.from_numpy(check_batch(size, n=2))
     t0 = time.perf_counter()
     tmp = target.with_name(target.name + ".partial")
@@ -158,7 +163,7 @@ def export_onnx(
     finally:
         tmp.unlink(missing_ok=True)
     card = {
-        "format": "lablens.onnx/1",
+        "format": FORMAT,
         "bundle_hash": bundle.hash,
         "arch": est.arch_,
         "classes": bundle.classes,
@@ -166,7 +171,8 @@ def export_onnx(
         "input": {"name": INPUT, "shape": ["batch", size, size, 3], "dtype": "uint8", "layout": "NHWC"},
         "output": {"name": OUTPUT, "note": "uncalibrated logits; divide by temperature, then softmax"},
         "temperature": t,
-        "tta": bool(est.tta),
+        "graph_views": 1,
+        "tta": estimator_policy(est).as_dict(),
         "opset": opset,
         "parity": {
             "images": len(batch),

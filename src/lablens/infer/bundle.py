@@ -255,6 +255,8 @@ def load_bundle(path: str | Path) -> Bundle:
         )
     est_info = card.get("estimator") or {}
     params = {k: v for k, v in (est_info.get("params") or {}).items() if k not in RETIRED_PARAMS}
+    if "tta" in params and "tta_margin" not in params:
+        params["tta_margin"] = None  # cards from before adaptive TTA: every image was seen in all 8 views
     try:
         estimator = create_estimator(est_info["name"], **params)
         estimator.import_state(tensors, card.get("model") or {})

@@ -3,7 +3,10 @@
 One function, :func:`run_network`, serves validation inside training, every deep estimator's predictions and
 the blur studies. A network may return a tensor (logits) or a dict of named outputs (the multi-task model's
 ``logits``, ``level``, ``residual``); outputs keep their names. With ``tta`` each batch is seen in its 8
-flips/rotations: scores are averaged, and image-shaped outputs are turned back before averaging.
+flips/rotations: scores are averaged, and image-shaped outputs are turned back before averaging. With
+``tta_margin`` as well (adaptive TTA) each image is first seen once, and only the images whose top-1 minus
+top-2 softmax probability is below the margin are seen in all 8 views; the number of views each row got is
+returned as the ``tta_views`` output.
 """
 
 from __future__ import annotations
@@ -59,6 +62,50 @@ def _as_dict(out: Any) -> dict[str, torch.Tensor]:
     return out if isinstance(out, dict) else {"logits": out}
 
 
+def escalated(logits: torch.Tensor, margin: float) -> torch.Tensor:
+    """Rows whose top-1 minus top-2 softmax probability is below ``margin`` (adaptive TTA's test)."""
+    if logits.shape[1] < 2:
+        return torch.zeros(len(logits), dtype=torch.bool, device=logits.device)
+    top = torch.softmax(logits.float(), dim=1).topk(2, dim=1).values
+    return (top[:, 0] - top[:, 1]) < margin
+
+
+def _view_sums(
+    net: torch.nn.Module, norm: Normalizer, x: torch.Tensor, views: range, device: torch.device, amp: bool
+) -> dict[str, torch.Tensor]:
+    sums: dict[str, torch.Tensor] = {}
+    for k in views:
+        with autocast(device, amp):
+            out = _as_dict(net(norm.normalize(dihedral(x, k))))
+        for name, value in out.items():
+            value = value.float()
+            if value.ndim == 4 and value.shape[-2:] == x.shape[-2:]:
+                value = undo_dihedral(value, k)  # an image-shaped output turns back with its view
+            sums[name] = sums[name] + value if name in sums else value
+    return sums
+
+
+def _mean_of_views(
+    net: torch.nn.Module, norm: Normalizer, x: torch.Tensor, views: range, device: torch.device, amp: bool
+) -> dict[str, torch.Tensor]:
+    return {name: value / len(views) for name, value in _view_sums(net, norm, x, views, device, amp).items()}
+
+
+def _adaptive_views(
+    net: torch.nn.Module, norm: Normalizer, x: torch.Tensor, device: torch.device, amp: bool, margin: float
+) -> dict[str, torch.Tensor]:
+    """View 0 for every row; the mean of all 8 views for the rows :func:`escalated` picks."""
+    first = _view_sums(net, norm, x, range(1), device, amp)
+    esc = escalated(first["logits"], margin)
+    views = torch.ones(len(x), dtype=torch.float32, device=first["logits"].device)
+    if bool(esc.any()):
+        rest = _view_sums(net, norm, x[esc], range(1, 8), device, amp)
+        for name, value in rest.items():
+            first[name][esc] = (first[name][esc] + value) / 8
+        views[esc] = 8
+    return {**first, "tta_views": views}
+
+
 @torch.no_grad()
 def run_network(
     net: torch.nn.Module,
@@ -71,6 +118,7 @@ def run_network(
     channels_last: bool = False,
     amp: bool = True,
     tta: bool = False,
+    tta_margin: float | None = None,
     prepare: Prepare | None = None,
     collect: Collect | None = None,
     indices: np.ndarray | None = None,
@@ -87,6 +135,8 @@ def run_network(
             restored image.
         pad_batches: fill the last batch up to ``batch_size`` (static shapes for compiled networks); the
             padding rows are dropped from the result.
+        tta_margin: with ``tta``, all 8 views only for rows whose single-view top-1 minus top-2 softmax
+            probability is below it (see :func:`escalated`); rows above it keep their single view.
     """
     net.eval()
     norm = Normalizer(mean, std, channels_last)
@@ -101,17 +151,10 @@ def run_network(
         if prepare is not None:
             idx = rows[start : start + n]
             x = prepare(x, np.concatenate([idx, np.repeat(idx[-1:], len(x) - n)]))
-        views = range(8) if tta else range(1)
-        sums: dict[str, torch.Tensor] = {}
-        for k in views:
-            with autocast(device, amp):
-                out = _as_dict(net(norm.normalize(dihedral(x, k))))
-            for name, value in out.items():
-                value = value.float()
-                if value.ndim == 4 and value.shape[-2:] == x.shape[-2:]:
-                    value = undo_dihedral(value, k)  # an image-shaped output turns back with its view
-                sums[name] = sums[name] + value if name in sums else value
-        outputs = {name: value / len(views) for name, value in sums.items()}
+        if tta and tta_margin is not None:
+            outputs = _adaptive_views(net, norm, x, device, amp, tta_margin)
+        else:
+            outputs = _mean_of_views(net, norm, x, range(8) if tta else range(1), device, amp)
         if collect is not None:
             outputs = collect(x, outputs)
         for name, value in outputs.items():

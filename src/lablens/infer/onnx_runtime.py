@@ -1,24 +1,35 @@
 """ONNX Runtime inference for a bundle exported with ``lablens export --format onnx``.
 
 The predictor uses it automatically on CPU when the bundle folder holds ``model.onnx`` and an ``onnx.json``
-whose bundle hash is this bundle's (an ONNX file left over from another model is never used).
+whose bundle hash is this bundle's (an ONNX file left over from another model is never used). The graph gives
+the logits of one view; the runner applies the test-time-augmentation policy around it.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lablens.infer.bundle import Bundle
+from lablens.infer.tta import VIEWS, TtaPolicy, dihedral_nhwc, escalated
 
 ONNX_FILE = "model.onnx"
 ONNX_CARD = "onnx.json"
 BACKENDS = ("auto", "torch", "onnx")
 
 
-def matching_onnx(bundle: Bundle) -> Path | None:
+@dataclass(frozen=True)
+class OnnxModel:
+    """An export found beside a bundle: the file and how many views its graph averages itself."""
+
+    path: Path
+    graph_views: int = 1
+
+
+def matching_onnx(bundle: Bundle) -> OnnxModel | None:
     """The bundle's exported ONNX model when present and made from this very bundle, else ``None``."""
     folder = Path(bundle.path)
     model, card = folder / ONNX_FILE, folder / ONNX_CARD
@@ -28,25 +39,61 @@ def matching_onnx(bundle: Bundle) -> Path | None:
         doc = json.loads(card.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return model if doc.get("bundle_hash") == bundle.hash else None
+    if doc.get("bundle_hash") != bundle.hash:
+        return None
+    # lablens.onnx/1 put the bundle's 8 TTA views inside the graph; /2 graphs see one view
+    legacy_views = VIEWS if doc.get("tta") is True else 1
+    return OnnxModel(model, int(doc.get("graph_views", legacy_views)))
 
 
 class OnnxRunner:
-    """Logits from an exported model with ONNX Runtime (CPU), batch by batch."""
+    """Logits from an exported model with ONNX Runtime (CPU), batch by batch, under a TTA policy."""
 
-    def __init__(self, model: str | Path, batch_size: int = 64, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: OnnxModel,
+        batch_size: int = 64,
+        threads: int | None = None,
+        policy: TtaPolicy | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(model.path), opts, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
         self.batch_size = batch_size
+        # a graph that averages its own views is used as it is: the policy it was exported with
+        self.graph_views = model.graph_views
+        self.policy = TtaPolicy(VIEWS) if model.graph_views > 1 else (policy or TtaPolicy())
 
-    def logits(self, images: np.ndarray) -> np.ndarray:
+    def _run(self, images: np.ndarray) -> np.ndarray:
         out = [
             self.session.run(None, {self.input: np.ascontiguousarray(images[i : i + self.batch_size])})[0]
             for i in range(0, len(images), self.batch_size)
         ]
         return np.concatenate(out).astype(np.float32)
+
+    def logits_and_views(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits under the policy and the number of views each image got."""
+        logits = self._run(images)
+        views = np.full(len(images), self.graph_views, dtype=np.int8)
+        if self.graph_views > 1 or self.policy.views == 1 or len(images) == 0:
+            return logits, views
+        esc = (
+            np.ones(len(images), dtype=bool)
+            if self.policy.margin is None
+            else escalated(logits, self.policy.margin)
+        )
+        if esc.any():
+            sub = images[esc]
+            total = logits[esc].copy()
+            for k in range(1, VIEWS):
+                total += self._run(dihedral_nhwc(sub, k))
+            logits[esc] = total / VIEWS
+            views[esc] = VIEWS
+        return logits, views
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        return self.logits_and_views(images)[0]

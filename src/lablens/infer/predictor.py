@@ -18,17 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lablens.data.io import (
-    SUPPORTED_SUFFIXES,
-    DecodeLimits,
-    ImageError,
-    is_valid_utf8_name,
-    read_image,
-    walk_files,
-)
-from lablens.data.preprocess import to_square
+from lablens.data.io import SUPPORTED_SUFFIXES, DecodeLimits, safe_display_name, walk_files
 from lablens.data.validate import Problem
 from lablens.infer.bundle import Bundle
+from lablens.infer.tta import TtaPolicy, estimator_policy
 from lablens.progress import SilentProgress
 
 if TYPE_CHECKING:
@@ -76,6 +69,19 @@ class PredictionResult:
         ]
 
 
+def _set_policy(bundle: Bundle, policy: TtaPolicy) -> None:
+    """Make the bundle's estimator predict with ``policy``; refuse when the model has no TTA setting."""
+    est = bundle.estimator
+    if "tta" not in est.get_params():
+        if policy.views == 1:
+            return
+        raise ValueError(
+            f"{bundle.path}: --tta {policy.name} does not apply: this model ({type(est).__name__}) has no "
+            "test-time augmentation"
+        )
+    est.set_params(**policy.params())
+
+
 def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
     """Files stay; folders are searched recursively for supported images (hidden entries skipped)."""
     files: list[Path] = []
@@ -96,6 +102,9 @@ class Predictor:
 
     ``backend``: ``torch``, ``onnx`` (ONNX Runtime, CPU; needs ``lablens export --format onnx`` first) or
     ``auto``: ONNX Runtime when the predictor runs on the CPU and the bundle holds a matching export, else torch.
+    ``tta`` overrides the bundle's test-time-augmentation policy (:mod:`lablens.infer.tta`); every prediction
+    still carries the bundle hash, and the views each image got are reported. ``threads`` caps ONNX Runtime's
+    threads (default: all cores).
     """
 
     def __init__(
@@ -105,6 +114,8 @@ class Predictor:
         device: str = "auto",
         gate: QualityGate | None = None,
         backend: str = "auto",
+        tta: TtaPolicy | None = None,
+        threads: int | None = None,
     ) -> None:
         from lablens.device import resolve_device
         from lablens.infer.onnx_runtime import BACKENDS, OnnxRunner, matching_onnx
@@ -115,6 +126,8 @@ class Predictor:
         self.gate = gate
         self.batch_size = batch_size
         self.device = device
+        if tta is not None:
+            _set_policy(bundle, tta)
         onnx_model = matching_onnx(bundle)
         if backend == "onnx" and onnx_model is None:
             raise ValueError(
@@ -122,75 +135,80 @@ class Predictor:
             )
         on_cpu = resolve_device(device).type == "cpu"
         use_onnx = backend == "onnx" or (backend == "auto" and onnx_model is not None and on_cpu)
-        self._onnx = OnnxRunner(onnx_model, batch_size) if use_onnx and onnx_model is not None else None
+        policy = estimator_policy(bundle.estimator)
+        self._onnx = (
+            OnnxRunner(onnx_model, batch_size, threads=threads, policy=policy)
+            if use_onnx and onnx_model is not None
+            else None
+        )
         self.backend = "onnx" if self._onnx is not None else "torch"
+        self.policy = self._onnx.policy if self._onnx is not None else policy
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Uncalibrated logits for ``N×S×S×3`` uint8 images already at the bundle's size."""
+        return self.logits_and_views(images)[0]
+
+    def logits_and_views(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Uncalibrated logits, and the number of test-time views each image got."""
+        n_classes = len(self.bundle.classes)
         if len(images) == 0:
-            return np.zeros((0, len(self.bundle.classes)))
+            return np.zeros((0, n_classes)), np.zeros(0, dtype=np.int8)
         images = np.asarray(images)
         est = self.bundle.estimator
         if self._onnx is not None:
-            return self._onnx.logits(est.resize_images(images.astype(np.uint8, copy=False)))
-        return est.predict_logits(images, device=self.device, batch_size=self.batch_size)
+            return self._onnx.logits_and_views(est.resize_images(images.astype(np.uint8, copy=False)))
+        if hasattr(est, "outputs"):
+            out = est.outputs(images, device=self.device, batch_size=self.batch_size)
+            views = out.get("tta_views")
+            if views is None:
+                views = np.full(len(images), self.policy.views)
+            return out["logits"], np.asarray(views, dtype=np.int8)
+        logits = est.predict_logits(images, device=self.device, batch_size=self.batch_size)
+        return logits, np.ones(len(images), dtype=np.int8)
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for ``N×S×S×3`` uint8 images already at the bundle's size."""
         return softmax_t(self.logits(images), self.bundle.temperature)
 
     def predict_files(
-        self, inputs: Iterable[str | Path], progress: Any = None, limits: DecodeLimits | None = None
+        self,
+        inputs: Iterable[str | Path],
+        progress: Any = None,
+        limits: DecodeLimits | None = None,
+        workers: int = 2,
     ) -> PredictionResult:
+        """Classify every readable image of ``inputs`` (files and folders) in memory: for small jobs; an archive
+        streams to Parquet shards instead (:mod:`lablens.workflows.predict_archive`)."""
+        from lablens.infer.shard import Preprocessing, Shard, decode_shard
+
         progress = progress or SilentProgress()
         files, skipped = expand_inputs(inputs)
         result = PredictionResult(self.bundle.hash, self.bundle.classes, skipped=skipped)
-        size, mode = self.bundle.image_size, self.bundle.resize_mode
+        gate = self.gate.bundle if self.gate is not None else None
+        prep = Preprocessing(
+            self.bundle.image_size,
+            self.bundle.resize_mode,
+            gate.image_size if gate is not None else None,
+            gate.resize_mode if gate is not None else None,
+            limits or DecodeLimits(),
+        )
         task = progress.task("predict", len(files))
         probas: list[np.ndarray] = []
         scores: list[np.ndarray] = []
-        batch: list[np.ndarray] = []
-        raw: list[np.ndarray] = []
-        names: list[str] = []
-
-        def flush() -> None:
-            if batch:
-                proba = self.predict_arrays(np.stack(batch))
-                if self.gate is not None:
-                    score = self.gate.score(raw)
-                    proba[~self.gate.evaluable(score)] = np.nan  # not evaluable: no class is given
-                    scores.append(score)
-                probas.append(proba)
-                result.paths.extend(names)
-                for buf in (batch, raw, names):
-                    buf.clear()
-
-        for f in files:
-            shown = str(f)
-            if not is_valid_utf8_name(f):
-                result.skipped.append(
-                    Problem(
-                        shown.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                        "bad_name",
-                        "file name is not valid UTF-8; rename the file",
-                    )
-                )
-                task.advance(1)
-                continue
-            try:
-                img = read_image(f, limits or DecodeLimits())
-            except ImageError as exc:
-                result.skipped.append(Problem(shown, exc.kind, exc.reason))
-                task.advance(1)
-                continue
-            batch.append(to_square(img.pixels, size, mode))
-            if self.gate is not None:
-                raw.append(img.pixels)
-            names.append(shown)
-            if len(batch) >= self.batch_size:
-                flush()
-            task.advance(1)
-        flush()
+        for start in range(0, len(files), self.batch_size):
+            chunk = [str(f) for f in files[start : start + self.batch_size]]
+            decoded = decode_shard(Shard(0, start, chunk), prep, workers)
+            for path, err in zip(chunk, decoded.errors, strict=True):
+                if err is not None:
+                    result.skipped.append(Problem(safe_display_name(path), *err))
+            proba = self.predict_arrays(decoded.images)
+            if self.gate is not None and decoded.gate_crops is not None:
+                score = self.gate.score_crops(decoded.gate_crops)
+                proba[~self.gate.evaluable(score)] = np.nan  # not evaluable: no class is given
+                scores.append(score)
+            probas.append(proba)
+            result.paths.extend(chunk[i] for i in decoded.ok)
+            task.advance(len(chunk))
         task.done()
         n_classes = len(self.bundle.classes)
         result.proba = np.concatenate(probas) if probas else np.zeros((0, n_classes))

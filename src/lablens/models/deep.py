@@ -140,7 +140,7 @@ class NetworkClassifier(ImageClassifier):
                 batch_size=batch_size or 64,
                 channels_last=bool(self.channels_last),  # type: ignore[attr-defined]
                 amp=bool(self.amp),  # type: ignore[attr-defined]
-                **{"tta": bool(self.tta), **kwargs},  # type: ignore[attr-defined]
+                **{"tta": bool(self.tta), "tta_margin": self.tta_margin, **kwargs},  # type: ignore[attr-defined]
             )
         finally:
             self.network_ = net.to("cpu")

@@ -21,6 +21,7 @@ CONFIG_KEYS: dict[str, str] = {
     "image_size": "model.image_size",
     "drop_rate": "model.drop_rate",
     "tta": "model.tta",
+    "tta_margin": "model.tta_margin",
     "resize_mode": "data.resize_mode",
     "search": "compare.search",
     "search_folds": "compare.search_folds",

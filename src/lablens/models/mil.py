@@ -130,6 +130,7 @@ class MILClassifier(NetworkClassifier):
                 device=dev,
                 amp=bool(self.amp),
                 tta=bool(self.tta),
+                tta_margin=self.tta_margin,
             )
         finally:
             self.network_ = net.to("cpu")

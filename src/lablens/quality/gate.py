@@ -56,12 +56,17 @@ class QualityGate:
 
     def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Quality scores (expected blur level) of RGB uint8 images of any size."""
-        from lablens.infer.predictor import softmax_t
-
         if len(images) == 0:
             return np.zeros(0)
         size, mode = self.bundle.image_size, self.bundle.resize_mode
-        crops = np.stack([to_square(np.asarray(im), size, mode) for im in images])
+        return self.score_crops(np.stack([to_square(np.asarray(im), size, mode) for im in images]))
+
+    def score_crops(self, crops: np.ndarray) -> np.ndarray:
+        """Quality scores of images already at the quality bundle's size and resize mode."""
+        from lablens.infer.predictor import softmax_t
+
+        if len(crops) == 0:
+            return np.zeros(0)
         if self.head:
             return np.asarray(self.bundle.estimator.predict_quality(crops), dtype=np.float64)
         proba = softmax_t(self.bundle.estimator.predict_logits(crops), self.bundle.temperature)

@@ -1,4 +1,5 @@
-"""``lablens predict``: image files or folders → ranked calibrated probabilities in CSV or JSON."""
+"""``lablens predict``: image files or folders → ranked calibrated probabilities in CSV or JSON (small jobs; an
+archive streams to Parquet shards: :mod:`lablens.workflows.predict_archive`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import PredictionResult, Predictor, write_predictions
+from lablens.infer.tta import TtaPolicy
 from lablens.progress import console, make_progress
 from lablens.quality.gate import QualityGate, has_quality_head
 from lablens.workflows.common import RunError
@@ -24,6 +26,7 @@ def predict(
     quality: str | Path | None = None,
     max_level: float = 2.5,
     backend: str = "auto",
+    tta: TtaPolicy | None = None,
     progress: bool = True,
 ) -> PredictionResult:
     """Classify every readable image in ``inputs``; write ``out`` (``.csv`` or ``.json``).
@@ -49,7 +52,9 @@ def predict(
         gate = None
     with make_progress(progress) as prog:
         try:
-            predictor = Predictor(b, batch_size=batch_size, device=device, gate=gate, backend=backend)
+            predictor = Predictor(
+                b, batch_size=batch_size, device=device, gate=gate, backend=backend, tta=tta
+            )
         except ValueError as exc:
             raise RunError(str(exc)) from None
         result = predictor.predict_files(inputs, progress=prog)

@@ -26,12 +26,21 @@ def bag_outputs(
     device: torch.device,
     amp: bool = True,
     tta: bool = False,
+    tta_margin: float | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Every output of ``net`` for each bag (``n_i×S×S×3`` uint8 cells), one bag at a time (sizes differ)."""
     out = []
     for bag in bags:
         res = run_network(
-            net, np.asarray(bag)[None], mean=mean, std=std, device=device, batch_size=1, amp=amp, tta=tta
+            net,
+            np.asarray(bag)[None],
+            mean=mean,
+            std=std,
+            device=device,
+            batch_size=1,
+            amp=amp,
+            tta=tta,
+            tta_margin=tta_margin,
         )
         out.append({name: value[0] for name, value in res.items()})
     return out

@@ -1,0 +1,260 @@
+"""One shard of an archive job: decode its files, classify the readable ones, return its rows as a table.
+
+Both engines (local and Ray) run exactly these two steps on the same shards with the same batches, so they
+write the same rows. :func:`decode_shard` is CPU work (read, hash, decode, check, resize: the ingestion rules
+and messages of :func:`~lablens.data.io.read_image`); :class:`ShardClassifier` holds the model (and the quality
+gate) and turns a :class:`DecodedShard` into an Arrow table, one row per input file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from lablens.data.io import DecodeLimits, ImageError, is_valid_utf8_name, read_image, safe_display_name
+from lablens.data.preprocess import to_square
+from lablens.infer.tta import TtaPolicy
+
+CLASSIFIED, NOT_EVALUABLE, SKIPPED = "classified", "not_evaluable", "skipped"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """``paths`` of the job's inputs ``first_row`` … ``first_row + len(paths) - 1``."""
+
+    index: int
+    first_row: int
+    paths: list[str]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How every image is prepared: the bundle's square size and resize mode (and the quality gate's)."""
+
+    size: int
+    mode: str
+    gate_size: int | None = None
+    gate_mode: str | None = None
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+
+
+@dataclass
+class DecodedShard:
+    """A shard after decoding: the readable images at the model's size, and per input its hash or error."""
+
+    shard: Shard
+    images: np.ndarray  # n_ok × S × S × 3 uint8, in input order
+    gate_crops: np.ndarray | None  # n_ok × G × G × 3 uint8 when a quality gate is used
+    ok: np.ndarray  # positions (within the shard) of the readable inputs
+    sha256: list[str | None]
+    errors: list[tuple[str, str] | None]  # (kind, reason) per input; None when readable
+
+    def to_bytes(self) -> bytes:
+        """A pickle-free serialisation (NumPy ``.npz`` with a JSON header), for moving shards between processes."""
+        meta = {
+            "index": self.shard.index,
+            "first_row": self.shard.first_row,
+            "paths": self.shard.paths,
+            "sha256": self.sha256,
+            "errors": self.errors,
+        }
+        buf = io.BytesIO()
+        arrays = {"images": self.images, "ok": self.ok, "meta": np.frombuffer(_dumps(meta), dtype=np.uint8)}
+        if self.gate_crops is not None:
+            arrays["gate_crops"] = self.gate_crops
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DecodedShard:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode("utf-8", "surrogatepass"))
+            gate = z["gate_crops"] if "gate_crops" in z.files else None
+            return cls(
+                Shard(meta["index"], meta["first_row"], meta["paths"]),
+                z["images"],
+                gate,
+                z["ok"],
+                meta["sha256"],
+                [tuple(e) if e is not None else None for e in meta["errors"]],
+            )
+
+
+def _dumps(doc: Any) -> bytes:
+    # paths may hold undecodable bytes (kept by Python as lone surrogates); they survive the round trip
+    return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _decode_one(path: str, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray | None, str] | ImageError:
+    if not is_valid_utf8_name(path):
+        return ImageError("bad_name", "file name is not valid UTF-8; rename the file")
+    p = Path(path)
+    if not p.exists():
+        return ImageError("missing_file", "no such file or folder")
+    if p.is_dir():
+        return ImageError("unreadable", "a folder inside a list of files (give folders as sources)")
+    try:
+        img = read_image(p, prep.limits)
+    except ImageError as exc:
+        return exc
+    crop = to_square(img.pixels, prep.size, prep.mode)
+    gate = to_square(img.pixels, prep.gate_size, prep.gate_mode or "pad") if prep.gate_size else None
+    return crop, gate, img.sha256
+
+
+def decode_shard(shard: Shard, prep: Preprocessing, workers: int = 2) -> DecodedShard:
+    """Read and decode every file of ``shard`` (``workers`` threads: decoding releases the GIL)."""
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(lambda p: _decode_one(p, prep), shard.paths))
+    else:
+        results = [_decode_one(p, prep) for p in shard.paths]
+    crops, gates, ok, sha, errors = [], [], [], [], []
+    for i, res in enumerate(results):
+        if isinstance(res, ImageError):
+            sha.append(None)
+            errors.append((res.kind, res.reason))
+            continue
+        crops.append(res[0])
+        if res[1] is not None:
+            gates.append(res[1])
+        ok.append(i)
+        sha.append(res[2])
+        errors.append(None)
+    images = np.stack(crops) if crops else np.zeros((0, prep.size, prep.size, 3), dtype=np.uint8)
+    gate_crops = None
+    if prep.gate_size:
+        gate_crops = np.stack(gates) if gates else np.zeros((0, prep.gate_size, prep.gate_size, 3), np.uint8)
+    return DecodedShard(shard, images, gate_crops, np.asarray(ok, dtype=np.int64), sha, errors)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything a process needs to build its :class:`ShardClassifier` (plain data: it travels to workers)."""
+
+    bundle: str
+    quality: str | None = None
+    max_level: float = 2.5
+    top_k: int = 3
+    batch_size: int = 64
+    device: str = "auto"
+    backend: str = "auto"
+    tta: TtaPolicy | None = None
+    threads: int | None = None
+
+
+def schema(top_k: int) -> pa.Schema:
+    """The columns of every shard: input order, file, outcome, ranked classes, quality, views, model, error."""
+    fields = [
+        pa.field("row", pa.int64()),
+        pa.field("path", pa.string()),
+        pa.field("sha256", pa.string()),
+        pa.field("status", pa.string()),
+    ]
+    for i in range(1, top_k + 1):
+        fields += [pa.field(f"class_{i}", pa.string()), pa.field(f"prob_{i}", pa.float64())]
+    fields += [
+        pa.field("quality_score", pa.float64()),
+        pa.field("tta_views", pa.int8()),
+        pa.field("bundle_hash", pa.string()),
+        pa.field("error_kind", pa.string()),
+        pa.field("error_reason", pa.string()),
+    ]
+    return pa.schema(fields)
+
+
+class ShardClassifier:
+    """The model side of a job: calibrated top-k classes (and quality) for each readable image of a shard."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        from lablens.infer.bundle import load_bundle
+        from lablens.infer.predictor import Predictor
+        from lablens.quality.gate import QualityGate, has_quality_head
+
+        if spec.threads:
+            import torch
+
+            torch.set_num_threads(spec.threads)
+        bundle = load_bundle(spec.bundle)
+        if spec.quality is not None:
+            self.gate: QualityGate | None = QualityGate.load(spec.quality, spec.max_level)
+        elif has_quality_head(bundle):  # a multitask model gates its own predictions
+            self.gate = QualityGate(bundle, spec.max_level)
+        else:
+            self.gate = None
+        self.predictor = Predictor(
+            bundle,
+            batch_size=spec.batch_size,
+            device=spec.device,
+            gate=self.gate,
+            backend=spec.backend,
+            tta=spec.tta,
+            threads=spec.threads,
+        )
+        self.bundle = bundle
+        self.top_k = min(spec.top_k, len(bundle.classes))
+        self.schema = schema(self.top_k)
+
+    def preprocessing(self, limits: DecodeLimits | None = None) -> Preprocessing:
+        gate = self.gate.bundle if self.gate is not None else None
+        return Preprocessing(
+            self.bundle.image_size,
+            self.bundle.resize_mode,
+            gate.image_size if gate is not None else None,
+            gate.resize_mode if gate is not None else None,
+            limits or DecodeLimits(),
+        )
+
+    def _scores(self, decoded: DecodedShard) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        from lablens.infer.predictor import softmax_t
+
+        n, bs = len(decoded.images), self.predictor.batch_size
+        probas, views, quality = [], [], []
+        for start in range(0, n, bs):
+            logits, v = self.predictor.logits_and_views(decoded.images[start : start + bs])
+            proba = softmax_t(logits, self.bundle.temperature)
+            if self.gate is not None and decoded.gate_crops is not None:
+                score = self.gate.score_crops(decoded.gate_crops[start : start + bs])
+                proba[~self.gate.evaluable(score)] = np.nan
+                quality.append(score)
+            probas.append(proba)
+            views.append(v)
+        k = len(self.bundle.classes)
+        proba_all = np.concatenate(probas) if probas else np.zeros((0, k))
+        views_all = np.concatenate(views) if views else np.zeros(0, dtype=np.int8)
+        q = (np.concatenate(quality) if quality else np.zeros(0)) if self.gate is not None else None
+        return proba_all, views_all, q
+
+    def __call__(self, decoded: DecodedShard) -> pa.Table:
+        proba, views, quality = self._scores(decoded)
+        shard, n = decoded.shard, len(decoded.shard.paths)
+        cols: dict[str, list[Any]] = {name: [None] * n for name in self.schema.names}
+        cols["row"] = list(range(shard.first_row, shard.first_row + n))
+        cols["path"] = [safe_display_name(p) for p in shard.paths]
+        cols["sha256"] = list(decoded.sha256)
+        cols["bundle_hash"] = [self.bundle.hash] * n
+        cols["status"] = [SKIPPED] * n
+        for i, err in enumerate(decoded.errors):
+            if err is not None:
+                cols["error_kind"][i], cols["error_reason"][i] = err
+        classes = self.bundle.classes
+        order = np.argsort(-np.nan_to_num(proba, nan=-1.0), axis=1, kind="stable")[:, : self.top_k]
+        for j, pos in enumerate(decoded.ok):
+            cols["tta_views"][pos] = int(views[j])
+            if quality is not None:
+                cols["quality_score"][pos] = float(quality[j])
+            if np.isnan(proba[j]).any():
+                cols["status"][pos] = NOT_EVALUABLE
+                continue
+            cols["status"][pos] = CLASSIFIED
+            for r, c in enumerate(order[j], start=1):
+                cols[f"class_{r}"][pos] = classes[c]
+                cols[f"prob_{r}"][pos] = float(proba[j, c])
+        return pa.table(cols, schema=self.schema)

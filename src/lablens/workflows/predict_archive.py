@@ -1,0 +1,193 @@
+"""``lablens predict BUNDLE SOURCES… --out DIR``: an archive of images → sharded Parquet, streaming and resumable.
+
+Sources (folders, globs, CSV manifests, lists of paths; :mod:`lablens.infer.sources`) are planned into shards
+of ``shard_size`` inputs when the job begins; each shard is decoded, classified in batches and written as one
+Parquet part with one row per input (:mod:`lablens.infer.shard`): path, sha256, status, top-k classes with
+calibrated probabilities, quality score (with a gate), TTA views, bundle hash, and the reason for a skipped file.
+The same command after a crash resumes: completed shards are kept, the others run (:mod:`lablens.infer.job`).
+``engine="local"`` runs in this process; ``"ray"`` runs the same shards as a Ray Data job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lablens.infer.bundle import load_bundle
+from lablens.infer.job import JobError, JobFolder, totals
+from lablens.infer.shard import ModelSpec, ShardClassifier
+from lablens.infer.sources import SourceError, iter_paths
+from lablens.infer.tta import TtaPolicy
+from lablens.progress import console, make_progress
+from lablens.workflows.common import RunError
+
+ENGINES = ("local", "ray")
+MAX_SHOWN = 20  # skipped files named on the console; every one is a row with status 'skipped' and its reason
+
+
+@dataclass
+class ArchiveResult:
+    """The job's summary (as written to ``DIR/_SUCCESS``) and where its rows are."""
+
+    out: Path
+    summary: dict[str, Any]
+
+    @property
+    def parts(self) -> list[Path]:
+        return sorted(self.out.glob("part-*.parquet"))
+
+
+def _fingerprint(path: str | Path | None) -> str | None:
+    return load_bundle(path).hash if path is not None else None
+
+
+def predict_archive(
+    bundle: str | Path,
+    sources: Iterable[str | Path],
+    out: str | Path,
+    *,
+    top_k: int = 3,
+    batch_size: int = 64,
+    device: str = "auto",
+    quality: str | Path | None = None,
+    max_level: float = 2.5,
+    backend: str = "auto",
+    tta: TtaPolicy | None = None,
+    engine: str = "local",
+    shard_size: int = 1024,
+    workers: int = 2,
+    ray: Any = None,
+    progress: bool = True,
+) -> ArchiveResult:
+    """Classify every input of ``sources`` into Parquet shards in the folder ``out`` (resuming a killed run).
+
+    ``workers``: decoding threads of the local engine. ``ray``: :class:`~lablens.infer.ray_engine.RaySettings`
+    for ``engine="ray"``.
+    """
+    if engine not in ENGINES:
+        raise RunError(f"--engine {engine!r}: use local or ray")
+    if engine != "ray" and ray is not None:
+        raise RunError("Ray settings (--ray-address, --actors …) apply only with --engine ray")
+    if top_k < 1 or shard_size < 1 or batch_size < 1 or workers < 1:
+        raise RunError("--top-k, --shard-size, --batch-size and --workers must be at least 1")
+    out = Path(out)
+    if out.suffix.lower() in (".csv", ".json", ".parquet"):
+        raise RunError(f"{out}: an archive job writes a folder of Parquet shards; give a folder as --out")
+    spec = ModelSpec(
+        str(bundle),
+        str(quality) if quality is not None else None,
+        max_level,
+        top_k,
+        batch_size,
+        device,
+        backend,
+        tta,
+    )
+    try:
+        classifier = ShardClassifier(spec)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    b = classifier.bundle
+    policy = classifier.predictor.policy
+    gpu_actors = engine == "ray" and ray is not None and ray.actor_gpus > 0
+    backend = "torch" if gpu_actors else classifier.predictor.backend
+    source_list = [str(s) for s in sources]
+    settings = {
+        "bundle_hash": b.hash,
+        "quality_hash": _fingerprint(quality),
+        "max_level": max_level if classifier.gate is not None else None,
+        "top_k": classifier.top_k,
+        "tta": policy.as_dict(),
+        "sources": source_list,
+    }
+    job = JobFolder(out)
+    try:
+        if (done := job.success()) is not None:
+            job.prepare(settings, [], shard_size)  # the same job? (raises naming a changed setting)
+            if progress:
+                console.print(f"{out}: this job is already complete ({done['images']} images); nothing to do")
+            return ArchiveResult(out, done)
+        info = job.prepare(settings, iter_paths(source_list), shard_size)
+    except (JobError, SourceError) as exc:
+        raise RunError(str(exc)) from None
+    if info.n_images == 0:
+        raise RunError("no image files found in the given sources")
+    completed = job.completed()
+    pending = [i for i in range(info.n_shards) if i not in completed]
+    prep = classifier.preprocessing()
+    entries = list(completed.values())
+    t0 = time.perf_counter()
+    cluster: dict[str, Any] = {}
+    with make_progress(progress) as prog:
+        task = prog.task("predict", info.n_images)
+        done_rows = sum(e["rows"] for e in entries)
+        task.update(done_rows)
+        new_rows = shown = 0
+
+        def on_shard(entry: dict[str, Any]) -> None:
+            nonlocal new_rows, shown
+            job.record(entry)
+            entries.append(entry)
+            new_rows += entry["rows"]
+            for path, kind, reason in entry["skipped_examples"]:
+                if shown < MAX_SHOWN and progress:
+                    prog.log(f"  [yellow]skipped[/yellow] {path}: {reason} [dim]({kind})[/dim]")
+                shown += 1
+            rate = new_rows / max(time.perf_counter() - t0, 1e-9)
+            task.advance(entry["rows"], **{"img/s": round(rate, 1)})
+
+        if engine == "local":
+            from lablens.infer.local_engine import run_local
+
+            run_local(
+                job, job.shards(pending, shard_size), classifier, prep, workers=workers, on_shard=on_shard
+            )
+        else:
+            from lablens.infer.ray_engine import RaySettings, RayUnavailable, run_ray
+
+            try:
+                cluster = run_ray(
+                    job, pending, shard_size, spec, prep, ray or RaySettings(), on_shard=on_shard
+                )
+            except RayUnavailable as exc:
+                raise RunError(str(exc)) from None
+        task.done()
+    seconds = time.perf_counter() - t0
+    summary = {
+        **totals(entries),
+        "shards": info.n_shards,
+        "shards_resumed": len(completed),
+        "bundle_hash": b.hash,
+        "tta": policy.as_dict(),
+        "engine": engine,
+        "backend": backend,
+        "cluster": cluster or None,
+        "seconds_this_run": round(seconds, 2),
+        "images_this_run": new_rows,
+        "images_per_second": round(new_rows / seconds, 1) if seconds > 0 else None,
+    }
+    job.finish(summary)
+    if progress:
+        _print_summary(out, summary)
+    return ArchiveResult(out, summary)
+
+
+def _print_summary(out: Path, s: dict[str, Any]) -> None:
+    kinds = ", ".join(f"{n} {k}" for k, n in s["skipped_by_kind"].items())
+    resumed = (
+        f" ({s['shards_resumed']} of {s['shards']} shards were already done)" if s["shards_resumed"] else ""
+    )
+    console.print(
+        f"{s['images']} images: {s['classified']} classified, {s['not_evaluable']} not evaluable, "
+        f"{s['skipped']} skipped{f' ({kinds})' if kinds else ''} → {out}{resumed}",
+        highlight=False,
+    )
+    if s["images_this_run"]:
+        console.print(
+            f"this run: {s['images_this_run']} images in {s['seconds_this_run']:.1f} s = "
+            f"{s['images_per_second']:.1f} images/s ({s['engine']}, {s['backend']}; TTA {s['tta']['text']})",
+            highlight=False,
+        )
