@@ -368,25 +368,13 @@ def predict(
         raise ValueError(
             "--overwrite applies to a .csv/.json --out; a job folder is resumed, never overwritten"
         )
-    given_ray = [k for k, v in ray_opts.items() if v is not None]
-    if given_ray and engine != "ray":
-        raise ValueError(f"{', '.join(given_ray)} apply only with --engine ray")
     if engine == "ray" and workers is not None:
         raise ValueError(
             "--workers sets the local engine's decoding threads; with --engine ray decoding runs as Ray tasks"
         )
     from lablens.workflows.predict_archive import predict_archive
 
-    settings = None
-    if engine == "ray":
-        from lablens.infer.ray_engine import RaySettings
-
-        settings = RaySettings(
-            address=ray_address,
-            model_actors=actors or 1,
-            actor_cpus=actor_cpus or 1.0,
-            actor_gpus=actor_gpus or 0.0,
-        )
+    settings = _ray_settings(engine or "local", ray_address, actors, actor_cpus, actor_gpus)
     predict_archive(
         bundle,
         paths,
@@ -396,6 +384,32 @@ def predict(
         workers=workers or 2,
         ray=settings,
         **common,
+    )
+
+
+def _ray_settings(
+    engine: str,
+    address: str | None,
+    actors: int | None,
+    actor_cpus: float | None,
+    actor_gpus: float | None,
+) -> Any:
+    """Ray settings from the command line (None for the local engine, which takes none of them)."""
+    given = {
+        "--ray-address": address,
+        "--actors": actors,
+        "--actor-cpus": actor_cpus,
+        "--actor-gpus": actor_gpus,
+    }
+    if engine != "ray":
+        named = [k for k, v in given.items() if v is not None]
+        if named:
+            raise ValueError(f"{', '.join(named)} apply only with --engine ray")
+        return None
+    from lablens.infer.ray_engine import RaySettings
+
+    return RaySettings(
+        address=address, model_actors=actors or 1, actor_cpus=actor_cpus or 1.0, actor_gpus=actor_gpus or 0.0
     )
 
 
@@ -647,11 +661,19 @@ def analyze(
         "imaged like the samples; grades each sample's intensity negative / intermediate / positive.",
     ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    engine: str = typer.Option("local", help="local | ray (detection in Ray tasks, cells in model actors)"),
+    ray_address: str | None = typer.Option(
+        None, help="--engine ray: a cluster (auto, ray://host:10001); default: start a local one."
+    ),
+    actors: int | None = typer.Option(None, help="--engine ray: model actors (1)."),
+    actor_cpus: float | None = typer.Option(None, help="--engine ray: CPUs per model actor (1)."),
+    actor_gpus: float | None = typer.Option(None, help="--engine ray: GPUs per model actor (0: CPU)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Detect cells on whole fields, classify each, and report the sample (differential, ANA, verdict)."""
     from lablens.workflows.analyze import analyze as run_analyze
 
+    ray = _ray_settings(engine, ray_address, actors, actor_cpus, actor_gpus)
     regions = _regions(ignore_region)
     result = run_analyze(
         bundle,
@@ -670,6 +692,8 @@ def analyze(
         allow_crop_mismatch=allow_crop_mismatch,
         controls=controls,
         device=device,
+        engine=engine,
+        ray=ray,
         progress=not quiet,
     )
     for name, doc in result.samples.items():

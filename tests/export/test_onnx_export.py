@@ -99,7 +99,8 @@ def test_an_export_of_another_bundle_is_never_used(tmp_path: Path) -> None:
     card["bundle_hash"] = "0" * 64
     (path / "onnx.json").write_text(json.dumps(card))
     b = load_bundle(path)
-    assert Predictor(b, device="cpu").backend == "torch"
+    auto = Predictor(b, device="cpu")  # the bundle's own export is refused; one is made in the cache instead
+    assert auto.backend == "onnx" and path not in auto._onnx.path.parents
     with pytest.raises(ValueError, match="no ONNX export"):
         Predictor(b, device="cpu", backend="onnx")
 
@@ -136,3 +137,18 @@ def test_cli_export_then_predict_with_onnx(tmp_path: Path) -> None:
     )
     assert r.exit_code == 0 and "onnx" in r.output, r.output
     assert len((tmp_path / "p.csv").read_text().strip().splitlines()) == 5
+
+
+def test_a_bundle_without_an_export_gets_one_in_the_cache_and_is_left_untouched(tmp_path: Path) -> None:
+    path, X = tiny_bundle(tmp_path / "b", tta=True)
+    b = load_bundle(path)
+    auto, eager = Predictor(b, device="cpu"), Predictor(b, device="cpu", backend="torch")
+    assert auto.backend == "onnx" and sorted(p.name for p in path.iterdir()) == [
+        "card.json",
+        "weights.safetensors",
+    ]
+    assert b.hash[:32] in str(auto._onnx.path)
+    np.testing.assert_allclose(auto.predict_arrays(X), eager.predict_arrays(X), atol=1e-4)
+    assert Predictor(load_bundle(path), device="cpu")._onnx.path == auto._onnx.path  # made once
+    hand, _ = tiny_bundle(tmp_path / "h", "handcrafted")
+    assert Predictor(load_bundle(hand), device="cpu").backend == "torch"

@@ -142,3 +142,35 @@ def test_fields_csv_identifiers_stay_text(tmp_path: Path) -> None:
     items, _ = read_fields([csv], "together", None)
     assert [i.sample for i in items] == ["007", "01", "NA"]
     assert [i.um_per_px for i in items] == [0.1, None, 0.1]
+
+
+def test_analyze_on_ray_gives_the_local_results(setup: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("ray.data", reason='the Ray engine needs the extra: pip install "lablens[ray]"')
+    from lablens.infer.ray_engine import RaySettings
+
+    bad = tmp_path / "fields.csv"
+    rows = pd.read_csv(setup["csv"])
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    rows["path"] = [str(setup["root"] / p) for p in rows["path"]]
+    pd.concat(
+        [rows, pd.DataFrame([{"path": str(tmp_path / "broken.png"), "sample": "B", "um_per_px": 0.3}])]
+    ).to_csv(bad, index=False)
+    local = analyze(setup["bundle"], [bad], tmp_path / "local", min_cells=5, progress=False)
+    ray = analyze(
+        setup["bundle"],
+        [bad],
+        tmp_path / "ray",
+        min_cells=5,
+        engine="ray",
+        ray=RaySettings(num_cpus=2),
+        progress=False,
+    )
+    pd.testing.assert_frame_equal(ray.cells, local.cells)
+    assert ray.samples == local.samples and [s.path for s in ray.skipped] == [s.path for s in local.skipped]
+    assert len(ray.skipped) == 1 and ray.skipped[0].kind == "not_image"
+    for name in ("fields.csv", "cells.csv"):
+        assert (tmp_path / "ray" / name).read_text() == (tmp_path / "local" / name).read_text()
+    local_png = sorted(p.name for p in (tmp_path / "local" / "overlays").iterdir())
+    assert (
+        local_png == sorted(p.name for p in (tmp_path / "ray" / "overlays").iterdir()) and len(local_png) == 5
+    )

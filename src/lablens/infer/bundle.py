@@ -27,6 +27,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from lablens import __version__
+from lablens.infer.tta import estimator_policy
 from lablens.registry import create_estimator
 
 BUNDLE_SCHEMA = "lablens.bundle/1"
@@ -136,6 +137,7 @@ def save_bundle(
             "crop": crop,
         },
         "inputs": type(estimator).capabilities.inputs,
+        "inference": {"tta": estimator_policy(estimator).as_dict()},
         "calibration": calibration or {"method": "temperature", "temperature": float(temperature)},
         "training": training or {},
         "metrics": metrics or {},

@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lablens.infer.job import JobFolder
@@ -80,6 +81,35 @@ def run_ray(
 ) -> dict[str, Any]:
     """Run the pending shards on Ray; ``on_shard(entry)`` in the driver as each completes. Returns facts about
     the cluster used (for the summary)."""
+    with ray_session(settings) as (ray, cluster):
+        if not shard_indices:
+            return cluster
+        actor_spec = actor_model(spec, settings)
+        ds = ray.data.from_items(
+            [{"shard": int(i)} for i in shard_indices], override_num_blocks=len(shard_indices)
+        )
+        ds = ds.map(
+            _decode_row,
+            fn_kwargs={"out": str(job.out), "shard_size": shard_size, "prep": prep},
+            num_cpus=settings.decode_cpus,
+            # what a decode task holds (its decoded shard, twice while serialising) tells Ray how many fit on a
+            # node; the request also keeps decoding in its own tasks (Ray fuses maps whose resources match)
+            memory=_decode_memory(shard_size, prep),
+        )
+        ds = ds.map(
+            _Classify,
+            fn_constructor_kwargs={"out": str(job.out), "spec": actor_spec},
+            **actor_pool(ray, settings),
+        )
+        for row in ds.iter_rows():
+            on_shard(json.loads(row["entry"]))
+        return cluster
+
+
+@contextmanager
+def ray_session(settings: RaySettings) -> Iterator[tuple[Any, dict[str, float]]]:
+    """Ray connected (to ``settings.address``, or a local cluster started here and stopped on exit), Ray Data
+    quiet (lablens draws its own progress); yields the module and the cluster's CPUs and GPUs."""
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -97,36 +127,28 @@ def run_ray(
     try:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # lablens draws its own, shard by shard
+        ctx.enable_progress_bars = False
         ctx.verbose_stats_logs = False
-        cluster = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
-        if not shard_indices:
-            return cluster
-        actor_spec = spec if settings.actor_gpus > 0 else _cpu_spec(spec, settings.actor_cpus)
-        ds = ray.data.from_items(
-            [{"shard": int(i)} for i in shard_indices], override_num_blocks=len(shard_indices)
-        )
-        ds = ds.map(
-            _decode_row,
-            fn_kwargs={"out": str(job.out), "shard_size": shard_size, "prep": prep},
-            num_cpus=settings.decode_cpus,
-            # what a decode task holds (its decoded shard, twice while serialising) tells Ray how many fit on a
-            # node; the request also keeps decoding in its own tasks (Ray fuses maps whose resources match)
-            memory=_decode_memory(shard_size, prep),
-        )
-        ds = ds.map(
-            _Classify,
-            fn_constructor_kwargs={"out": str(job.out), "spec": actor_spec},
-            compute=ray.data.ActorPoolStrategy(size=settings.model_actors),
-            num_cpus=settings.actor_cpus,
-            num_gpus=settings.actor_gpus,
-        )
-        for row in ds.iter_rows():
-            on_shard(json.loads(row["entry"]))
-        return cluster
+        yield ray, {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
     finally:
         if started_here:
             ray.shutdown()
+
+
+def actor_pool(ray: Any, settings: RaySettings) -> dict[str, Any]:
+    """The ``map`` arguments of the model actors."""
+    return {
+        "compute": ray.data.ActorPoolStrategy(size=settings.model_actors),
+        "num_cpus": settings.actor_cpus,
+        "num_gpus": settings.actor_gpus,
+    }
+
+
+def actor_model(spec: ModelSpec, settings: RaySettings) -> ModelSpec:
+    """What each model actor builds: on CPU actors the model runs with as many threads as the actor has CPUs."""
+    if settings.actor_gpus > 0:
+        return spec
+    return replace(spec, device="cpu", threads=max(1, int(settings.actor_cpus)))
 
 
 def _decode_row(row: dict[str, Any], *, out: str, shard_size: int, prep: Preprocessing) -> dict[str, Any]:
@@ -139,10 +161,3 @@ def _decode_row(row: dict[str, Any], *, out: str, shard_size: int, prep: Preproc
 def _decode_memory(shard_size: int, prep: Preprocessing) -> int:
     side = prep.size**2 + (prep.gate_size or 0) ** 2
     return 2 * shard_size * side * 3 + 256 * 2**20
-
-
-def _cpu_spec(spec: ModelSpec, cpus: float) -> ModelSpec:
-    """On CPU actors the model runs with as many threads as the actor has CPUs (ONNX Runtime or torch)."""
-    from dataclasses import replace
-
-    return replace(spec, device="cpu", threads=max(1, int(cpus)))

@@ -42,12 +42,14 @@ from lablens.infer.bag_call import METHOD as BAG_METHOD
 from lablens.infer.bag_call import BagCall, call_bags
 from lablens.infer.bundle import BundleError, load_bundle
 from lablens.infer.predictor import Predictor, expand_inputs
+from lablens.infer.shard import ModelSpec
 from lablens.progress import console, make_progress
 from lablens.report.html import thumbnail_b64
 from lablens.workflows.common import RunError, write_json
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
 SAMPLE_MODES = ("together", "per-field")
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -147,9 +149,15 @@ def analyze(
     controls: str | Path | None = None,
     batch_size: int = 64,
     device: str = "auto",
+    engine: str = "local",
+    ray: Any = None,
     progress: bool = True,
 ) -> AnalyzeResult:
-    """Analyse whole fields with a bundle; see the module docstring for what is written."""
+    """Analyse whole fields with a bundle; see the module docstring for what is written.
+
+    ``engine="ray"`` reads and detects fields in Ray tasks and classifies their cells in model actors
+    (:mod:`lablens.workflows.analyze_ray`; ``ray``: :class:`~lablens.infer.ray_engine.RaySettings`); the
+    results are the local engine's."""
     preset = get_preset(task)
     check_new_folder(Path(out))
     if verifier is not None and preset.detector != "smear":
@@ -181,7 +189,14 @@ def analyze(
         kwargs["verifier"] = str(verifier)
     if ignore_regions:
         kwargs["ignore_regions"] = [tuple(int(v) for v in r) for r in ignore_regions]
-    predictor = Predictor(b, batch_size=batch_size, device=device)
+    if engine not in ENGINES:
+        raise RunError(f"--engine {engine!r}: use local or ray")
+    if engine == "ray" and bags:
+        raise RunError(
+            f"{bundle} calls a sample from all of its cells at once; --engine ray analyses fields one by one "
+            "and takes cell classifiers only (use --engine local)"
+        )
+    spec = FieldSpec(preset, um_per_px, kwargs, b.image_size, b.resize_mode, crop_um, bags)
     cell_rows: list[dict[str, Any]] = []
     field_rows: list[dict[str, Any]] = []
     overlays: dict[str, list[dict[str, str]]] = {}
@@ -190,27 +205,45 @@ def analyze(
     with run_folder(out) as out, make_progress(progress) as prog:
         (out / "overlays").mkdir()
         bar = prog.task("analyze fields", len(items))
-        for k, item in enumerate(items):
-            try:
-                img = read_image(item.path, DecodeLimits()).pixels
-            except ImageError as exc:
-                skipped.append(Problem(str(item.path), exc.kind, exc.reason))
-                bar.advance(1)
-                continue
-            scale = item.um_per_px or um_per_px or preset.um_per_px
-            if bags:
-                dets, todo, crops = field_cells(img, preset, scale, kwargs, b.image_size, crop_um)
-                pending.append(_Pending(k, item, dets, todo, crops))
-            else:
-                dets, proba = _analyze_field(img, preset, scale, kwargs, predictor, b.image_size, crop_um)
-                _finish_field(out, k, item, img, dets, proba, b.classes, min_confidence, overlays, cell_rows)
-            field_rows.append(_field_row(item, img, dets, scale))
-            if preset.aggregator == "ana":
-                field_rows[-1]["intensity"] = field_intensity(
-                    img, [d for d in dets if d.label in preset.classify]
+        done: dict[int, FieldWork] = {}
+
+        def finish(work: FieldWork) -> None:
+            """Overlay and cell rows of a classified field (kept by index: rows come out in input order)."""
+            if work.error is None and not bags:
+                rows: list[dict[str, Any]] = []
+                shown: dict[str, list[dict[str, str]]] = {}
+                _finish_field(
+                    out, work.k, work.item, work.img, work.dets, work.proba, b.classes, min_confidence, shown, rows
                 )
+                work.cell_rows, work.overlay = rows, shown[work.item.sample][0]
+            work.img = None  # the pixels are not kept beyond their field
+            done[work.k] = work
             bar.advance(1)
+
+        if engine == "ray":
+            from lablens.workflows.analyze_ray import analyze_on_ray
+
+            model = ModelSpec(str(bundle), batch_size=batch_size, device=device)
+            analyze_on_ray(list(enumerate(items)), spec, model, ray, on_field=finish)
+        else:
+            predictor = Predictor(b, batch_size=batch_size, device=device)
+            for k, item in enumerate(items):
+                work = detect_field(k, item, spec)
+                if work.error is None and bags:
+                    pending.append(_Pending(k, item, work.dets, work.todo, work.crops))
+                elif work.error is None:
+                    classify_field(work, predictor)
+                finish(work)
         bar.done()
+        for k in sorted(done):
+            work = done[k]
+            if work.error is not None:
+                skipped.append(work.error)
+                continue
+            field_rows.append(work.row)
+            cell_rows.extend(work.cell_rows)
+            if work.overlay is not None:
+                overlays.setdefault(work.item.sample, []).append(work.overlay)
         calls = _call_samples(b, pending, device) if bags else {}
         for f in pending:
             img = read_image(f.item.path, DecodeLimits()).pixels
@@ -285,26 +318,64 @@ def analyze(
     return AnalyzeResult(out, docs, cells, skipped)
 
 
-def _analyze_field(
-    img: np.ndarray,
-    preset: FieldPreset,
-    scale: float | None,
-    kwargs: dict[str, Any],
-    predictor: Predictor,
-    size: int,
-    crop_um: float | None = None,
-) -> tuple[list[Detection], np.ndarray]:
-    """Detections of the field and the class probabilities of those to classify (NaN rows for the rest)."""
-    n_classes = len(predictor.bundle.classes)
+@dataclass(frozen=True)
+class FieldSpec:
+    """How every field of a run is analysed (plain data: it travels to Ray workers)."""
+
+    preset: FieldPreset
+    um_per_px: float | None
+    detector_kwargs: dict[str, Any]
+    size: int
+    resize_mode: str
+    crop_um: float | None = None
+    bags: bool = False
+
+
+@dataclass
+class FieldWork:
+    """One field on its way through the analysis: decoded and detected, then classified, then finished."""
+
+    k: int
+    item: FieldInput
+    error: Problem | None = None
+    img: np.ndarray | None = None
+    dets: list[Detection] = field(default_factory=list)
+    todo: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    crops: np.ndarray | None = None
+    row: dict[str, Any] = field(default_factory=dict)
+    proba: np.ndarray | None = None
+    cell_rows: list[dict[str, Any]] = field(default_factory=list)
+    overlay: dict[str, str] | None = None
+
+
+def detect_field(k: int, item: FieldInput, spec: FieldSpec) -> FieldWork:
+    """Read field ``k``, find its objects and crop those to classify (a whole-frame task: the frame itself)."""
+    try:
+        img = read_image(item.path, DecodeLimits()).pixels
+    except ImageError as exc:
+        return FieldWork(k, item, Problem(str(item.path), exc.kind, exc.reason))
+    preset = spec.preset
+    scale = item.um_per_px or spec.um_per_px or preset.um_per_px
     if preset.detector is None:  # the whole frame is the unit
         h, w = img.shape[:2]
-        det = Detection("image", (0, 0, w, h), area=h * w)
-        return [det], predictor.predict_arrays(to_square(img, size, predictor.bundle.resize_mode)[None])
-    dets, todo, crops = field_cells(img, preset, scale, kwargs, size, crop_um)
-    proba = np.full((len(dets), n_classes), np.nan)
-    if len(todo):
-        proba[todo] = predictor.predict_arrays(crops)
-    return dets, proba
+        dets = [Detection("image", (0, 0, w, h), area=h * w)]
+        todo = np.zeros(1, dtype=np.int64)
+        crops = to_square(img, spec.size, spec.resize_mode)[None]
+    else:
+        dets, todo, crops = field_cells(img, preset, scale, spec.detector_kwargs, spec.size, spec.crop_um)
+    row = _field_row(item, img, dets, scale)
+    if preset.aggregator == "ana":
+        row["intensity"] = field_intensity(img, [d for d in dets if d.label in preset.classify])
+    return FieldWork(k, item, None, img, dets, todo, crops, row)
+
+
+def classify_field(work: FieldWork, predictor: Predictor) -> FieldWork:
+    """Class probabilities of the field's objects to classify (NaN rows for the rest)."""
+    work.proba = np.full((len(work.dets), len(predictor.bundle.classes)), np.nan)
+    if len(work.todo):
+        work.proba[work.todo] = predictor.predict_arrays(work.crops)
+    work.crops = None
+    return work
 
 
 @dataclass

@@ -15,6 +15,7 @@ from lablens.config import DataConfig, EvalConfig
 from lablens.data.validate import Problem
 from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import Predictor, softmax_t
+from lablens.infer.tta import estimator_policy
 from lablens.progress import make_progress
 from lablens.workflows.common import (
     RunError,
@@ -87,6 +88,7 @@ def evaluate(
             "images evaluated": len(manifest),
             "skipped": report.n_skipped,
             "temperature": round(b.temperature, 4),
+            "test-time augmentation": estimator_policy(b.estimator).describe(),
         }
         metrics = evaluate_and_write(
             out,

@@ -389,6 +389,7 @@ def _write_fold(
 
 def run_info(cfg: RunConfig, manifest: Manifest, fold: Fold, est: Any, env: D.DistEnv) -> dict[str, Any]:
     from lablens.infer.bundle import package_versions
+    from lablens.infer.tta import estimator_policy
 
     v = package_versions()
     return {
@@ -401,6 +402,7 @@ def run_info(cfg: RunConfig, manifest: Manifest, fold: Fold, est: Any, env: D.Di
         "split": f"{cfg.split.protocol} (seed {cfg.split.seed}, {fold.name}, grouped)",
         "manifest hash": manifest.content_hash()[:16],
         "best epoch": getattr(est, "best_epoch_", None),
+        "test-time augmentation": estimator_policy(est).describe(),
         "processes": env.world_size,
         "versions": f"lablens {v['lablens']}, torch {v['torch']}, timm {v['timm']}",
     }
