@@ -237,3 +237,20 @@ def test_ray_engine_writes_the_local_rows(archive: dict[str, Path], tmp_path: Pa
     assert res.summary["engine"] == "ray" and res.summary["cluster"]["CPU"] == 2
     pd.testing.assert_frame_equal(_rows(distributed), _rows(local))
     assert res.summary["skipped_by_kind"] == {"empty": 1, "not_image": 1, "truncated": 1}
+
+
+def test_ray_settings_that_cannot_run_are_refused_with_the_reason(
+    archive: dict[str, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("ray.data", reason='the Ray engine needs the extra: pip install "lablens[ray]"')
+    from lablens.infer.ray_engine import RaySettings
+
+    with pytest.raises(RunError, match="leave no CPU for decoding"):
+        predict_archive(
+            archive["bundle"],
+            [archive["images"]],
+            tmp_path / "job",
+            engine="ray",
+            ray=RaySettings(num_cpus=2, actor_cpus=2),
+            progress=False,
+        )

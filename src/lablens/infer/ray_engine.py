@@ -129,10 +129,27 @@ def ray_session(settings: RaySettings) -> Iterator[tuple[Any, dict[str, float]]]
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.verbose_stats_logs = False
-        yield ray, {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+        cluster = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+        _check_fits(settings, cluster)
+        yield ray, cluster
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _check_fits(settings: RaySettings, cluster: dict[str, float]) -> None:
+    """Refuse settings under which the pipeline cannot run (Ray would wait for resources for ever)."""
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    held = settings.model_actors * settings.actor_cpus
+    if cpus - held < settings.decode_cpus:
+        raise RayUnavailable(
+            f"{settings.model_actors} model actor(s) × {settings.actor_cpus:g} CPUs leave no CPU for decoding on "
+            f"this cluster ({cpus:g} CPUs); lower --actors or --actor-cpus"
+        )
+    if settings.model_actors * settings.actor_gpus > gpus:
+        raise RayUnavailable(
+            f"{settings.model_actors} model actor(s) × {settings.actor_gpus:g} GPUs: the cluster has {gpus:g} GPUs"
+        )
 
 
 def actor_pool(ray: Any, settings: RaySettings) -> dict[str, Any]:
