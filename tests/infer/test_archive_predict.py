@@ -175,44 +175,15 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_rows(
 def test_cli_refuses_archive_options_for_a_csv_and_runs_a_folder(
     archive: dict[str, Path], tmp_path: Path
 ) -> None:
-    r = runner.invoke(
-        app,
-        [
-            "predict",
-            str(archive["bundle"]),
-            str(archive["images"]),
-            "-o",
-            str(tmp_path / "p.csv"),
-            "--engine",
-            "ray",
-        ],
-    )
+    def run(out: str, *extra: str):  # type: ignore[no-untyped-def]
+        args = ["predict", str(archive["bundle"]), str(archive["images"]), "-o", str(tmp_path / out)]
+        return runner.invoke(app, [*args, *extra])
+
+    r = run("p.csv", "--engine", "ray")
     assert r.exit_code != 0 and "--engine apply to a folder --out" in r.output
-    r = runner.invoke(
-        app,
-        [
-            "predict",
-            str(archive["bundle"]),
-            str(archive["images"]),
-            "-o",
-            str(tmp_path / "j"),
-            "--actors",
-            "2",
-        ],
-    )
+    r = run("j", "--actors", "2")
     assert r.exit_code != 0 and "--actors apply only with --engine ray" in r.output
-    r = runner.invoke(
-        app,
-        [
-            "predict",
-            str(archive["bundle"]),
-            str(archive["images"]),
-            "-o",
-            str(tmp_path / "j"),
-            "--tta",
-            "full",
-        ],
-    )
+    r = run("j", "--tta", "full")
     assert r.exit_code == 0, r.output
     assert "skipped" in r.output and "images/s" in r.output and "TTA full" in r.output
     assert (_rows(tmp_path / "j").query("status == 'classified'")["tta_views"] == 8).all()

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -82,6 +83,42 @@ def test_gated_predict_reports_blurred_images_as_not_evaluable(
     doc = json.loads(js.read_text())
     assert doc["quality_gate"] == {"max_level": 2.5, "not_evaluable": 4}
     assert doc["predictions"][-1]["ranked"] == [] and doc["predictions"][0]["ranked"]
+
+
+def test_an_archive_job_gates_like_the_single_file_output(trained: dict[str, Path], tmp_path: Path) -> None:
+    from lablens.workflows.predict_archive import predict_archive
+
+    deg = trained["deg"]
+    listing = tmp_path / "inputs.txt"
+    inputs = sorted((deg / "disc").glob("*__L0.png"))[:4] + sorted((deg / "disc").glob("*__L4.png"))[:4]
+    listing.write_text("\n".join(map(str, inputs)))
+    res = predict_archive(
+        trained["classifier"],
+        [listing],
+        tmp_path / "job",
+        quality=trained["quality"],
+        shard_size=3,
+        progress=False,
+    )
+    rows = pd.read_parquet(tmp_path / "job").sort_values("row")
+    assert rows["status"].tolist() == ["classified"] * 4 + ["not_evaluable"] * 4
+    assert rows["class_1"].iloc[4:].isna().all() and (rows["quality_score"].iloc[4:] > 2.5).all()
+    assert res.summary["not_evaluable"] == 4
+    single = tmp_path / "pred.csv"
+    runner.invoke(
+        app,
+        [
+            "predict",
+            str(trained["classifier"]),
+            *map(str, inputs),
+            "-o",
+            str(single),
+            "--quality",
+            str(trained["quality"]),
+        ],
+    )
+    expected = pd.read_csv(single)
+    assert abs(rows["quality_score"].to_numpy() - expected["quality_score"].to_numpy()).max() < 1e-4
 
 
 def test_quality_cli_prints_summary_and_refuses_a_classifier_as_quality_model(

@@ -176,19 +176,14 @@ class ShardClassifier:
     def __init__(self, spec: ModelSpec) -> None:
         from lablens.infer.bundle import load_bundle
         from lablens.infer.predictor import Predictor
-        from lablens.quality.gate import QualityGate, has_quality_head
+        from lablens.quality.gate import QualityGate
 
         if spec.threads:
             import torch
 
             torch.set_num_threads(spec.threads)
         bundle = load_bundle(spec.bundle)
-        if spec.quality is not None:
-            self.gate: QualityGate | None = QualityGate.load(spec.quality, spec.max_level)
-        elif has_quality_head(bundle):  # a multitask model gates its own predictions
-            self.gate = QualityGate(bundle, spec.max_level)
-        else:
-            self.gate = None
+        self.gate = QualityGate.for_bundle(bundle, spec.quality, spec.max_level)
         self.predictor = Predictor(
             bundle,
             batch_size=spec.batch_size,

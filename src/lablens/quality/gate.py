@@ -54,6 +54,16 @@ class QualityGate:
     def load(cls, path: str | Path, max_level: float = 2.5) -> QualityGate:
         return cls(load_bundle(path), max_level)
 
+    @classmethod
+    def for_bundle(cls, bundle: Bundle, quality: str | Path | None, max_level: float) -> QualityGate | None:
+        """The gate a classifier's predictions go through: the ``quality`` bundle when given, else the
+        classifier's own quality head (a multitask model), else none."""
+        if quality is not None:
+            return cls.load(quality, max_level)
+        if has_quality_head(bundle):
+            return cls(bundle, max_level)
+        return None
+
     def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Quality scores (expected blur level) of RGB uint8 images of any size."""
         if len(images) == 0:

@@ -10,7 +10,7 @@ from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import PredictionResult, Predictor, write_predictions
 from lablens.infer.tta import TtaPolicy
 from lablens.progress import console, make_progress
-from lablens.quality.gate import QualityGate, has_quality_head
+from lablens.quality.gate import QualityGate
 from lablens.workflows.common import RunError
 
 
@@ -44,12 +44,7 @@ def predict(
     if top_k < 1:
         raise RunError("--top-k must be at least 1")
     b = load_bundle(bundle)
-    if quality is not None:
-        gate: QualityGate | None = QualityGate.load(quality, max_level)
-    elif has_quality_head(b):  # a multitask model gates its own predictions
-        gate = QualityGate(b, max_level)
-    else:
-        gate = None
+    gate = QualityGate.for_bundle(b, quality, max_level)
     with make_progress(progress) as prog:
         try:
             predictor = Predictor(
