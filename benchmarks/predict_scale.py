@@ -3,6 +3,7 @@
 Command:
     python benchmarks/predict_scale.py --bundle RUN/bundle [--pbc ../shared/data/pbc]
         [--sizes 2000,5000,20000] [--engines local,ray] [--work /tmp/lablens-scale]
+        [--device cuda --actor-gpus 1]      # on a GPU machine: torch on the GPU, locally and in the Ray actors
         [--out benchmarks/results/predict_scale.json]
 
 1. **Phantoms** — ``--sizes`` blood-cell phantom images (128 px PNG, written once under ``--work``) are classified
@@ -140,6 +141,8 @@ def main() -> None:
     ap.add_argument("--pbc-repeat", type=int, default=3, help="also the default path on PBC listed N times")
     ap.add_argument("--sizes", default="2000,5000,20000")
     ap.add_argument("--engines", default="local,ray")
+    ap.add_argument("--device", default="auto", help="the local engine's device (auto: CPU → ONNX Runtime)")
+    ap.add_argument("--actor-gpus", type=float, default=0.0, help="GPUs per Ray model actor (0: CPU actors)")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "lablens-scale")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/predict_scale.json"))
     args = ap.parse_args()
@@ -150,6 +153,8 @@ def main() -> None:
         "machine": platform.platform(),
         "cpu_count": os.cpu_count(),
         "bundle": str(args.bundle),
+        "device": args.device,
+        "actor_gpus": args.actor_gpus,
         "phantoms": [],
         "pbc": None,
     }
@@ -158,6 +163,10 @@ def main() -> None:
         for engine in args.engines.split(","):
             out = runs / f"{engine}-{n}"
             extra = ["--engine", engine]
+            if engine == "local":
+                extra += ["--device", args.device]
+            elif args.actor_gpus > 0:
+                extra += ["--actor-gpus", str(args.actor_gpus)]
             row = {
                 "engine": engine,
                 "n": n,
