@@ -4,6 +4,8 @@
 >>> result = api.train("data/pbc", "runs/pbc", api.RunConfig())          # doctest: +SKIP
 >>> api.evaluate(result.bundles[0], "data/new", "runs/pbc-eval")         # doctest: +SKIP
 >>> api.predict(result.bundles[0], ["cells/"], "predictions.csv")        # doctest: +SKIP
+>>> api.predict_archive(result.bundles[0], ["archive/"], "runs/reread")  # doctest: +SKIP
+>>> api.promote("runs/new/bundle", "runs/pbc/bundle", ["data/locked"], "runs/promotion")  # doctest: +SKIP
 >>> cfg = api.RunConfig(compare={"methods": ["hu+haralick+lbp:lightgbm", "finetune[resnet18]"]})
 >>> api.compare("data/pbc", "runs/pbc-compare", cfg)                    # doctest: +SKIP
 >>> est = api.create_estimator("resnet18", epochs=5)                     # doctest: +SKIP
@@ -37,6 +39,8 @@ from lablens.workflows.demo import demo
 from lablens.workflows.evaluate import evaluate
 from lablens.workflows.fit_verifier import FitVerifierResult, fit_verifier
 from lablens.workflows.predict import predict
+from lablens.workflows.predict_archive import ArchiveResult, predict_archive
+from lablens.workflows.promote import promote
 from lablens.workflows.quality import QualityResult, quality
 from lablens.workflows.synth_study import SynthStudyResult, synth_study
 from lablens.workflows.synthesize import SynthesisResult, synthesize
@@ -65,6 +69,7 @@ def validate_data(
 
 __all__ = [
     "AnalyzeResult",
+    "ArchiveResult",
     "BlurStudyResult",
     "Bundle",
     "CompareResult",
@@ -92,6 +97,8 @@ __all__ = [
     "load_bundle",
     "load_config",
     "predict",
+    "predict_archive",
+    "promote",
     "quality",
     "synth_study",
     "synthesize",

@@ -293,6 +293,48 @@ def evaluate(
 
 @app.command()
 @friendly
+def promote(
+    candidate: Path = typer.Argument(..., help="The new bundle."),
+    against: Path = typer.Option(..., "--against", help="The bundle in service."),
+    data: list[Path] = typer.Option(
+        ..., "--data", "-d", help="Locked labelled cases (folder or CSV); repeatable."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="New folder for promotion.json and report.html."),
+    margin: float = typer.Option(0.02, help="Largest tolerated drop in any class's sensitivity."),
+    basis: str = typer.Option(
+        "estimate", help="estimate (point differences) | ci (non-inferiority: CI bounds)."
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (its data section)."),
+    group_column: str | None = typer.Option(None, help="CSV column naming patient/specimen/slide."),
+    group_regex: str | None = typer.Option(None, help="Regex on file names giving the group."),
+    bootstrap: int = typer.Option(2000, help="Bootstrap replicates for the CIs."),
+    include_seen: bool = typer.Option(
+        False, "--include-seen", help="Also score images either model trained on."
+    ),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Compare a candidate with the bundle in service on the same locked cases; refuse it when a class gets worse."""
+    from lablens.evaluate.paired import PromotionRule
+    from lablens.workflows.promote import promote as run_promote
+
+    cfg = build_config(config, {"data.group_column": group_column, "data.group_regex": group_regex})
+    run_promote(
+        candidate,
+        against,
+        list(data),
+        out,
+        rule=PromotionRule(margin=margin, basis=basis),  # type: ignore[arg-type]
+        data_cfg=cfg.data,
+        include_seen=include_seen,
+        n_boot=bootstrap,
+        device=device,
+        progress=not quiet,
+    )
+
+
+@app.command()
+@friendly
 def predict(
     bundle: Path = typer.Argument(..., help="Bundle folder or .zip."),
     paths: list[Path] = typer.Argument(

@@ -22,7 +22,7 @@ from lablens.data.synthetic import (
     read_sources,
 )
 from lablens.data.tables import TableError, read_text_csv
-from lablens.data.validate import DataReport, load_dataset
+from lablens.data.validate import DataReport, Problem, load_dataset
 from lablens.evaluate.calibration import expected_calibration_error
 from lablens.evaluate.summary import evaluate_predictions
 from lablens.progress import console
@@ -119,6 +119,39 @@ def read_synthetic(path: str | Path, data_cfg: DataConfig, progress: Any, classe
     if syn.note:
         progress.log(f"note: {syn.note}")
     return syn
+
+
+def seen_prefixes(bundle: Any) -> set[str]:
+    """sha256 prefixes of the images a bundle was trained or validated on (recorded in its card)."""
+    return set((bundle.card.get("training") or {}).get("seen_sha256_prefixes") or [])
+
+
+def drop_seen(
+    manifest: Manifest, report: DataReport, seen: set[str], data: str | Path, include_seen: bool
+) -> Manifest:
+    """``manifest`` without the images in ``seen`` (each reported as ``seen_in_training``), unless
+    ``include_seen``; refuses when nothing is left."""
+    if not seen or include_seen:
+        return manifest
+    prefix_len = len(next(iter(seen)))
+    is_seen = manifest.table["sha256"].str[:prefix_len].isin(seen).to_numpy()
+    for rid in manifest.table["id"][is_seen]:
+        report.problems.append(
+            Problem(
+                rid,
+                "seen_in_training",
+                "used to train or validate this model (use --include-seen to score it)",
+            )
+        )
+    if is_seen.all():
+        raise RunError(
+            f"every image in {data} was used to train or validate this model; nothing left to evaluate "
+            "(use --include-seen to score them anyway)"
+        )
+    manifest = manifest.subset(np.flatnonzero(~is_seen))
+    report.n_usable = len(manifest)
+    report.class_counts = manifest.class_counts()
+    return manifest
 
 
 def read_pixels(manifest: Manifest, size: int, data_cfg: DataConfig, progress: Any) -> np.ndarray:

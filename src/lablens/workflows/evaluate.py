@@ -9,20 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lablens.config import DataConfig, EvalConfig
-from lablens.data.validate import Problem
 from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import Predictor, softmax_t
 from lablens.infer.tta import estimator_policy
 from lablens.progress import make_progress
 from lablens.workflows.common import (
-    RunError,
+    drop_seen,
     evaluate_and_write,
     print_data_report,
     read_data,
     read_pixels,
+    seen_prefixes,
     write_json,
 )
 from lablens.workflows.run_folder import check_new_folder, run_folder
@@ -51,26 +49,7 @@ def evaluate(
     data_cfg = data_cfg.model_copy(update={"resize_mode": b.resize_mode})
     with run_folder(out) as out, make_progress(progress) as prog:
         manifest, report = read_data(data, data_cfg, prog, known_classes=b.classes)
-        seen = set((b.card.get("training") or {}).get("seen_sha256_prefixes") or [])
-        if seen and not include_seen:
-            prefix_len = len(next(iter(seen)))
-            is_seen = manifest.table["sha256"].str[:prefix_len].isin(seen).to_numpy()
-            for rid in manifest.table["id"][is_seen]:
-                report.problems.append(
-                    Problem(
-                        rid,
-                        "seen_in_training",
-                        "used to train or validate this model (use --include-seen to score it)",
-                    )
-                )
-            if is_seen.all():
-                raise RunError(
-                    f"every image in {data} was used to train or validate this model; nothing left to evaluate "
-                    "(use --include-seen to score them anyway)"
-                )
-            manifest = manifest.subset(np.flatnonzero(~is_seen))
-            report.n_usable = len(manifest)
-            report.class_counts = manifest.class_counts()
+        manifest = drop_seen(manifest, report, seen_prefixes(b), data, include_seen)
         if progress:
             print_data_report(report)
         write_json(out / "data_report.json", report.to_dict())
