@@ -46,37 +46,21 @@ def test_an_equal_candidate_is_promoted_and_the_cli_says_so(models: dict[str, Pa
         models["other"], models["good"], [models["locked"]], tmp_path / "p", n_boot=100, progress=False
     )
     assert doc["decision"] == {"promote": True, "reasons": []}
-    r = runner.invoke(
-        app,
-        [
+
+    def cli(candidate: str, out: str):  # type: ignore[no-untyped-def]
+        args = [
             "promote",
-            str(models["other"]),
+            str(models[candidate]),
             "--against",
             str(models["good"]),
             "-d",
             str(models["locked"]),
-            "-o",
-            str(tmp_path / "c"),
-            "--bootstrap",
-            "50",
-        ],
-    )
+        ]
+        return runner.invoke(app, [*args, "-o", str(tmp_path / out), "--bootstrap", "50"])
+
+    r = cli("other", "c")
     assert r.exit_code == 0 and "PROMOTE" in r.output, r.output
-    r = runner.invoke(
-        app,
-        [
-            "promote",
-            str(models["weak"]),
-            "--against",
-            str(models["good"]),
-            "-d",
-            str(models["locked"]),
-            "-o",
-            str(tmp_path / "d"),
-            "--bootstrap",
-            "50",
-        ],
-    )
+    r = cli("weak", "d")
     assert r.exit_code != 0 and "REFUSED" in r.output and "promotion refused" in r.output
 
 
