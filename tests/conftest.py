@@ -79,6 +79,19 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+def require_ray() -> None:
+    """Skip a Ray test when Ray Data is not installed, saying how to get it; fail instead under ``.ci/run``
+    (``LABLENS_TEST_REQUIRE_RAY=1``), where the test extra installs it and a skip would hide a broken engine."""
+    try:
+        import ray.data  # noqa: F401
+    except ImportError:
+        if os.environ.get("LABLENS_TEST_REQUIRE_RAY"):
+            pytest.fail(
+                "LABLENS_TEST_REQUIRE_RAY is set but Ray Data is not installed (pip install -e '.[test]')"
+            )
+        pytest.skip('the Ray engine needs the extra: pip install "lablens[ray]"')
+
+
 def tiny_bundle(
     folder: Path, model: str = "test_resnet", size: int = 32, temperature: float = 1.0, **params
 ) -> tuple[Path, np.ndarray]:

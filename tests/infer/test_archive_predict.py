@@ -22,7 +22,7 @@ from lablens.infer.tta import TtaPolicy
 from lablens.workflows.common import RunError
 from lablens.workflows.predict_archive import predict_archive
 
-from conftest import tiny_bundle
+from conftest import require_ray, tiny_bundle
 
 runner = CliRunner()
 N_PHANTOMS = 240
@@ -190,7 +190,7 @@ def test_cli_refuses_archive_options_for_a_csv_and_runs_a_folder(
 
 
 def test_ray_engine_writes_the_local_rows(archive: dict[str, Path], tmp_path: Path) -> None:
-    pytest.importorskip("ray.data", reason='the Ray engine needs the extra: pip install "lablens[ray]"')
+    require_ray()
     from lablens.infer.ray_engine import RaySettings
 
     local = tmp_path / "local"
@@ -213,7 +213,7 @@ def test_ray_engine_writes_the_local_rows(archive: dict[str, Path], tmp_path: Pa
 def test_ray_settings_that_cannot_run_are_refused_with_the_reason(
     archive: dict[str, Path], tmp_path: Path
 ) -> None:
-    pytest.importorskip("ray.data", reason='the Ray engine needs the extra: pip install "lablens[ray]"')
+    require_ray()
     from lablens.infer.ray_engine import RaySettings
 
     with pytest.raises(RunError, match="leave no CPU for decoding"):
@@ -225,3 +225,11 @@ def test_ray_settings_that_cannot_run_are_refused_with_the_reason(
             ray=RaySettings(num_cpus=2, actor_cpus=2),
             progress=False,
         )
+
+
+def test_a_damaged_job_file_is_named_not_a_traceback(archive: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "job"
+    out.mkdir()
+    (out / "_job.json").write_text("{broken")
+    with pytest.raises(RunError, match=r"_job.json is damaged .* choose a new --out"):
+        predict_archive(archive["bundle"], [archive["images"]], out, progress=False)

@@ -17,7 +17,7 @@ from lablens.workflows.analyze import analyze
 from lablens.workflows.common import RunError
 from lablens.workflows.train import train
 
-from conftest import folder_digest
+from conftest import folder_digest, require_ray
 
 runner = CliRunner()
 
@@ -145,7 +145,7 @@ def test_fields_csv_identifiers_stay_text(tmp_path: Path) -> None:
 
 
 def test_analyze_on_ray_gives_the_local_results(setup: dict[str, Path], tmp_path: Path) -> None:
-    pytest.importorskip("ray.data", reason='the Ray engine needs the extra: pip install "lablens[ray]"')
+    require_ray()
     from lablens.infer.ray_engine import RaySettings
 
     bad = tmp_path / "fields.csv"

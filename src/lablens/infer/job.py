@@ -71,7 +71,14 @@ class JobFolder:
         """Start the job (write its plan from ``paths``) or check that ``out`` holds this same job."""
         job = self.out / JOB
         if job.is_file():
-            doc = json.loads(job.read_text(encoding="utf-8"))
+            try:
+                doc = json.loads(job.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                doc = None
+            if not isinstance(doc, dict) or not {"settings", "n_images", "n_shards"} <= doc.keys():
+                raise JobError(
+                    f"{job} is damaged (not the JSON lablens wrote); the job cannot be resumed: choose a new --out"
+                )
             mine = {**settings, "shard_size": shard_size}
             for key, value in mine.items():
                 if doc["settings"].get(key) != json.loads(json.dumps(value)):

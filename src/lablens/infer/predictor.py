@@ -173,6 +173,19 @@ class Predictor:
         """Calibrated probabilities for ``N×S×S×3`` uint8 images already at the bundle's size."""
         return softmax_t(self.logits(images), self.bundle.temperature)
 
+    def gated_scores(
+        self, images: np.ndarray, gate_crops: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Calibrated probabilities (NaN rows: not evaluable under the quality gate), test-time views, and the
+        quality scores of ``gate_crops`` (the same images at the gate's size; None without a gate)."""
+        logits, views = self.logits_and_views(images)
+        proba = softmax_t(logits, self.bundle.temperature)
+        if self.gate is None or gate_crops is None:
+            return proba, views, None
+        score = self.gate.score_crops(gate_crops)
+        proba[~self.gate.evaluable(score)] = np.nan  # not evaluable: no class is given
+        return proba, views, score
+
     def predict_files(
         self,
         inputs: Iterable[str | Path],
@@ -187,14 +200,7 @@ class Predictor:
         progress = progress or SilentProgress()
         files, skipped = expand_inputs(inputs)
         result = PredictionResult(self.bundle.hash, self.bundle.classes, skipped=skipped)
-        gate = self.gate.bundle if self.gate is not None else None
-        prep = Preprocessing(
-            self.bundle.image_size,
-            self.bundle.resize_mode,
-            gate.image_size if gate is not None else None,
-            gate.resize_mode if gate is not None else None,
-            limits or DecodeLimits(),
-        )
+        prep = Preprocessing.for_bundle(self.bundle, self.gate, limits)
         task = progress.task("predict", len(files))
         probas: list[np.ndarray] = []
         scores: list[np.ndarray] = []
@@ -204,10 +210,8 @@ class Predictor:
             for path, err in zip(chunk, decoded.errors, strict=True):
                 if err is not None:
                     result.skipped.append(Problem(safe_display_name(path), *err))
-            proba = self.predict_arrays(decoded.images)
-            if self.gate is not None and decoded.gate_crops is not None:
-                score = self.gate.score_crops(decoded.gate_crops)
-                proba[~self.gate.evaluable(score)] = np.nan  # not evaluable: no class is given
+            proba, _, score = self.gated_scores(decoded.images, decoded.gate_crops)
+            if score is not None:
                 scores.append(score)
             probas.append(proba)
             result.paths.extend(chunk[i] for i in decoded.ok)

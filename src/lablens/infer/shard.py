@@ -44,6 +44,18 @@ class Preprocessing:
     gate_mode: str | None = None
     limits: DecodeLimits = field(default_factory=DecodeLimits)
 
+    @classmethod
+    def for_bundle(cls, bundle: Any, gate: Any = None, limits: DecodeLimits | None = None) -> Preprocessing:
+        """What ``bundle`` (and its quality ``gate``, when there is one) expect."""
+        g = gate.bundle if gate is not None else None
+        return cls(
+            bundle.image_size,
+            bundle.resize_mode,
+            g.image_size if g is not None else None,
+            g.resize_mode if g is not None else None,
+            limits or DecodeLimits(),
+        )
+
 
 @dataclass
 class DecodedShard:
@@ -170,19 +182,25 @@ def schema(top_k: int) -> pa.Schema:
     return pa.schema(fields)
 
 
+def load_for_worker(spec: ModelSpec) -> Any:
+    """The spec's bundle, loaded in a worker process whose torch uses ``spec.threads`` threads."""
+    from lablens.infer.bundle import load_bundle
+
+    if spec.threads:
+        import torch
+
+        torch.set_num_threads(spec.threads)
+    return load_bundle(spec.bundle)
+
+
 class ShardClassifier:
     """The model side of a job: calibrated top-k classes (and quality) for each readable image of a shard."""
 
     def __init__(self, spec: ModelSpec) -> None:
-        from lablens.infer.bundle import load_bundle
         from lablens.infer.predictor import Predictor
         from lablens.quality.gate import QualityGate
 
-        if spec.threads:
-            import torch
-
-            torch.set_num_threads(spec.threads)
-        bundle = load_bundle(spec.bundle)
+        bundle = load_for_worker(spec)
         self.gate = QualityGate.for_bundle(bundle, spec.quality, spec.max_level)
         self.predictor = Predictor(
             bundle,
@@ -198,29 +216,18 @@ class ShardClassifier:
         self.schema = schema(self.top_k)
 
     def preprocessing(self, limits: DecodeLimits | None = None) -> Preprocessing:
-        gate = self.gate.bundle if self.gate is not None else None
-        return Preprocessing(
-            self.bundle.image_size,
-            self.bundle.resize_mode,
-            gate.image_size if gate is not None else None,
-            gate.resize_mode if gate is not None else None,
-            limits or DecodeLimits(),
-        )
+        return Preprocessing.for_bundle(self.bundle, self.gate, limits)
 
     def _scores(self, decoded: DecodedShard) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        from lablens.infer.predictor import softmax_t
-
         n, bs = len(decoded.images), self.predictor.batch_size
         probas, views, quality = [], [], []
         for start in range(0, n, bs):
-            logits, v = self.predictor.logits_and_views(decoded.images[start : start + bs])
-            proba = softmax_t(logits, self.bundle.temperature)
-            if self.gate is not None and decoded.gate_crops is not None:
-                score = self.gate.score_crops(decoded.gate_crops[start : start + bs])
-                proba[~self.gate.evaluable(score)] = np.nan
-                quality.append(score)
+            gate_crops = decoded.gate_crops[start : start + bs] if decoded.gate_crops is not None else None
+            proba, v, score = self.predictor.gated_scores(decoded.images[start : start + bs], gate_crops)
             probas.append(proba)
             views.append(v)
+            if score is not None:
+                quality.append(score)
         k = len(self.bundle.classes)
         proba_all = np.concatenate(probas) if probas else np.zeros((0, k))
         views_all = np.concatenate(views) if views else np.zeros(0, dtype=np.int8)

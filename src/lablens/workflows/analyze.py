@@ -213,7 +213,16 @@ def analyze(
                 rows: list[dict[str, Any]] = []
                 shown: dict[str, list[dict[str, str]]] = {}
                 _finish_field(
-                    out, work.k, work.item, work.img, work.dets, work.proba, b.classes, min_confidence, shown, rows
+                    out,
+                    work.k,
+                    work.item,
+                    work.img,
+                    work.dets,
+                    work.proba,
+                    b.classes,
+                    min_confidence,
+                    shown,
+                    rows,
                 )
                 work.cell_rows, work.overlay = rows, shown[work.item.sample][0]
             work.img = None  # the pixels are not kept beyond their field

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lablens.infer.ray_engine import RaySettings, RayUnavailable, actor_model, actor_pool, ray_session
-from lablens.infer.shard import ModelSpec
+from lablens.infer.shard import ModelSpec, load_for_worker
 from lablens.workflows.analyze import FieldInput, FieldSpec, FieldWork, classify_field, detect_field
 from lablens.workflows.common import RunError
 
@@ -27,14 +27,9 @@ class _ClassifyFields:
     """Ray actor: one model; classifies the cells of each field it is given."""
 
     def __init__(self, spec: ModelSpec) -> None:
-        from lablens.infer.bundle import load_bundle
         from lablens.infer.predictor import Predictor
 
-        if spec.threads:
-            import torch
-
-            torch.set_num_threads(spec.threads)
-        b = load_bundle(spec.bundle)
+        b = load_for_worker(spec)
         self.predictor = Predictor(
             b, batch_size=spec.batch_size, device=spec.device, backend=spec.backend, threads=spec.threads
         )

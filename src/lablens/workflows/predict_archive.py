@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lablens.infer.bundle import load_bundle
 from lablens.infer.job import JobError, JobFolder, totals
 from lablens.infer.shard import ModelSpec, ShardClassifier
 from lablens.infer.sources import SourceError, iter_paths
@@ -38,10 +37,6 @@ class ArchiveResult:
     @property
     def parts(self) -> list[Path]:
         return sorted(self.out.glob("part-*.parquet"))
-
-
-def _fingerprint(path: str | Path | None) -> str | None:
-    return load_bundle(path).hash if path is not None else None
 
 
 def predict_archive(
@@ -97,7 +92,7 @@ def predict_archive(
     source_list = [str(s) for s in sources]
     settings = {
         "bundle_hash": b.hash,
-        "quality_hash": _fingerprint(quality),
+        "quality_hash": classifier.gate.bundle.hash if quality is not None and classifier.gate else None,
         "max_level": max_level if classifier.gate is not None else None,
         "top_k": classifier.top_k,
         "tta": policy.as_dict(),
