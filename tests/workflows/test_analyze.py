@@ -56,7 +56,12 @@ def test_analyze_writes_cells_samples_overlays_and_report(setup: dict[str, Path]
     assert len(list((out / "overlays").glob("*.png"))) == 5
     cells = pd.read_csv(out / "cells.csv")
     wbc = cells[cells["kind"] == "wbc"]
-    assert len(wbc) >= 3 and wbc["class"].notna().all() and (wbc["confidence"] > 0).all()
+    # crops cut from fields differ from the single-cell training images: the guard may hold some back
+    assert set(wbc["status"]) <= {"classified", "out_of_distribution"}
+    classified = wbc[wbc["status"] == "classified"]
+    assert len(classified) >= 3 and classified["class"].notna().all() and (classified["confidence"] > 0).all()
+    assert wbc.loc[wbc["status"] != "classified", "class"].isna().all()
+    assert (cells.loc[cells["kind"] != "wbc", "status"].fillna("") == "").all()  # not classified at all
     docs = json.loads((out / "samples.json").read_text())
     assert set(docs) == {"A", "B"} and docs["A"]["n_fields"] == 2
     for doc in docs.values():
@@ -174,3 +179,50 @@ def test_analyze_on_ray_gives_the_local_results(setup: dict[str, Path], tmp_path
     assert (
         local_png == sorted(p.name for p in (tmp_path / "ray" / "overlays").iterdir()) and len(local_png) == 5
     )
+
+
+def test_quality_gate_flags_blurred_fields_as_not_evaluable(setup: dict[str, Path], tmp_path: Path) -> None:
+    import cv2
+
+    from lablens.workflows.degrade import degrade
+
+    root = setup["root"]
+    if not (root / "qrun").exists():
+        degrade(root / "cells", root / "deg", levels="0-4", kinds="defocus,gaussian", progress=False)
+        cfg = RunConfig()
+        cfg.model.name, cfg.model.image_size = "blur_level", 48
+        cfg.data.label_column = "blur_level"
+        cfg.train.threads, cfg.eval.bootstrap = 1, 0
+        train(root / "deg", root / "qrun", cfg, progress=False)
+    fields = sorted(setup["fields"].rglob("*.png"))[:4]
+    rows = []
+    for i, f in enumerate(fields):
+        img = cv2.imread(str(f))
+        blurred = i >= 2  # two sharp fields, two defocused ones (σ 6 px at 320 px)
+        out_img = cv2.GaussianBlur(img, (0, 0), 6) if blurred else img
+        path = tmp_path / f"field{i}.png"
+        cv2.imwrite(str(path), out_img)
+        rows.append({"path": path.name, "sample": "S", "um_per_px": 0.34})
+    pd.DataFrame(rows).to_csv(tmp_path / "fields.csv", index=False)
+    res = analyze(
+        setup["bundle"],
+        [tmp_path / "fields.csv"],
+        tmp_path / "out",
+        quality=root / "qrun" / "bundle",
+        min_cells=1,
+        progress=False,
+    )
+    fields_df = pd.read_csv(tmp_path / "out" / "fields.csv")
+    assert fields_df["evaluable"].tolist() == [True, True, False, False], fields_df[
+        ["field", "quality_score"]
+    ]
+    cells = res.cells
+    blurred_cells = cells[cells["field"].str.contains("field[23]") & (cells["kind"] == "wbc")]
+    assert len(blurred_cells) and (blurred_cells["status"] == "not_evaluable").all()
+    assert blurred_cells["class"].isna().all() or (blurred_cells["class"] == "").all()
+    doc = res.samples["S"]
+    assert doc["n_fields_not_evaluable"] == 2 and doc["n_not_evaluable"] == len(blurred_cells)
+    assert any("2 of 4 field(s) not evaluable" in f for f in doc["flags"])
+    assert "not evaluable" in (tmp_path / "out" / "report.html").read_text()
+    settings = json.loads((tmp_path / "out" / "analyze.json").read_text())
+    assert settings["quality_gate"]["max_level"] == 2.5

@@ -107,8 +107,12 @@ def test_predict_csv_and_json(trained: tuple[Path, Path], tmp_path: Path) -> Non
     assert len(res.paths) == 20 and len(res.skipped) == 1
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert len(rows) == 20
-    assert list(rows[0]) == ["path", "class_1", "prob_1", "class_2", "prob_2", "bundle_hash"]
+    head = ["path", "status", "ood_score", "class_1", "prob_1", "class_2", "prob_2", "bundle_hash"]
+    assert list(rows[0]) == head  # the bundle's out-of-distribution guard adds status and ood_score
     for r in rows:
+        if r["status"] != "classified":
+            assert r["status"] == "out_of_distribution" and r["class_1"] == ""
+            continue
         assert float(r["prob_1"]) >= float(r["prob_2"])
         assert r["bundle_hash"] == res.bundle_hash
     skipped = list(csv.DictReader((tmp_path / "p.skipped.csv").open()))

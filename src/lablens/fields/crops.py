@@ -23,6 +23,8 @@ COLOURS = {  # BGR-free: these are RGB
     "rbc": (40, 160, 60),
     "mitotic": (255, 60, 60),
     "unidentified": (240, 160, 0),
+    "not evaluable": (150, 150, 150),  # quality gate (analyze labels these cells by status, not class)
+    "out of distribution": (200, 0, 200),
 }
 
 
@@ -54,8 +56,8 @@ def draw_overlay(
     for i, det in enumerate(detections):
         key = "mitotic" if det.attrs.get("mitotic") else det.label
         name = names[i] if names is not None else ""
-        if name == "unidentified":
-            key = "unidentified"
+        if name in COLOURS:  # unidentified, not evaluable, out of distribution
+            key = name
         colour = COLOURS.get(key, (255, 200, 0))
         x0, y0, x1, y1 = det.box
         cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), colour, thick)

@@ -114,12 +114,14 @@ def save_bundle(
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     crop: dict[str, Any] | None = None,
+    ood: dict[str, Any] | None = None,
 ) -> Bundle:
     """Write ``out_dir/weights.safetensors`` and ``out_dir/card.json``; refuse to overwrite a bundle.
 
     ``calibration`` (a :class:`~lablens.train.calibrate.Calibration` as a dict) records where the temperature
     was fitted; without it the card holds ``temperature`` alone. ``crop`` is the
-    :class:`~lablens.fields.cell_crops.CropGeometry` of the training images, when known.
+    :class:`~lablens.fields.cell_crops.CropGeometry` of the training images, when known; ``ood`` the
+    :class:`~lablens.infer.ood.OodSummary` of the training images (``to_card()``), when fitted.
     """
     tensors, meta = estimator.export_state()
     card = {
@@ -142,6 +144,8 @@ def save_bundle(
         "training": training or {},
         "metrics": metrics or {},
     }
+    if ood is not None:
+        card["ood"] = ood
     card, digest = write_bundle_files(out_dir, tensors, card)
     return Bundle(out_dir, card, estimator, digest)
 

@@ -31,7 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lablens.infer.shard import CLASSIFIED, NOT_EVALUABLE, SKIPPED, Shard
+from lablens.infer.shard import STATUSES, Shard
 
 JOB, PLAN, SHARDS, SUCCESS = "_job.json", "_plan", "_shards.jsonl", "_SUCCESS"
 SCHEMA = "lablens.predict-job/1"
@@ -156,9 +156,7 @@ class JobFolder:
             "shard": shard.index,
             "file": name,
             "rows": table.num_rows,
-            CLASSIFIED: status.get(CLASSIFIED, 0),
-            NOT_EVALUABLE: status.get(NOT_EVALUABLE, 0),
-            SKIPPED: status.get(SKIPPED, 0),
+            **{key: status.get(key, 0) for key in STATUSES},
             "skipped_by_kind": dict(sorted(kinds.items())),
             "skipped_examples": [[paths[i], kind_col[i], reasons[i]] for i in bad],
             "seconds": round(seconds, 3),
@@ -181,12 +179,12 @@ class JobFolder:
 
 def totals(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Rows, counts by status and skipped files by reason over completed shards."""
-    out: dict[str, Any] = {"images": 0, CLASSIFIED: 0, NOT_EVALUABLE: 0, SKIPPED: 0}
+    out: dict[str, Any] = {"images": 0, **dict.fromkeys(STATUSES, 0)}
     kinds: Counter[str] = Counter()
     for e in entries:
         out["images"] += e["rows"]
-        for key in (CLASSIFIED, NOT_EVALUABLE, SKIPPED):
-            out[key] += e[key]
+        for key in STATUSES:
+            out[key] += e.get(key, 0)
         kinds.update(e["skipped_by_kind"])
     out["skipped_by_kind"] = dict(sorted(kinds.items()))
     return out

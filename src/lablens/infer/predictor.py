@@ -4,7 +4,9 @@ The exact preprocessing recorded in the bundle's card is applied (decode → RGB
 are classified in batches, probabilities are temperature-calibrated, and every row carries the bundle
 hash. Files that cannot be read are reported with their reason and skipped. With a quality gate
 (:class:`~lablens.quality.gate.QualityGate`) every row also carries its quality score, and an image above the
-gate's blur level is reported as not evaluable: its probabilities are NaN and no class is given.
+gate's blur level is reported as not evaluable: no class is given. A bundle with an out-of-distribution summary
+(:mod:`lablens.infer.ood`) scores every image against its training images: one that does not look like them is
+reported as out of distribution (no class given), and the whole submission is judged too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from lablens.data.io import SUPPORTED_SUFFIXES, DecodeLimits, safe_display_name, walk_files
 from lablens.data.validate import Problem
 from lablens.infer.bundle import Bundle
+from lablens.infer.ood import DEFAULT_ALPHA, OUT_OF_DISTRIBUTION, OodGuard, SubmissionCheck
 from lablens.infer.tta import TtaPolicy, estimator_policy
 from lablens.progress import SilentProgress
 
@@ -35,6 +38,39 @@ def softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+CLASSIFIED, NOT_EVALUABLE = "classified", "not_evaluable"
+
+
+@dataclass
+class Scores:
+    """What a predictor says of a batch: calibrated probabilities (kept for every row), test-time views, quality
+    scores (with a gate), OOD scores (with a guard) and each row's status: ``classified``, ``not_evaluable``
+    (quality gate; it wins) or ``out_of_distribution``."""
+
+    proba: np.ndarray
+    views: np.ndarray
+    quality: np.ndarray | None
+    ood: np.ndarray | None
+    status: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: list[Scores], n_classes: int) -> Scores:
+        if not parts:
+            return cls(np.zeros((0, n_classes)), np.zeros(0, np.int8), None, None, np.zeros(0, dtype=object))
+
+        def cat(name: str) -> np.ndarray | None:
+            values = [getattr(p, name) for p in parts]
+            return None if values[0] is None else np.concatenate(values)
+
+        return cls(cat("proba"), cat("views"), cat("quality"), cat("ood"), cat("status"))  # type: ignore[arg-type]
+
+
+def top_probabilities(proba: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """The top-class probability of each classified row (what the guard's confidence rule looks at)."""
+    rows = np.asarray(status) == CLASSIFIED
+    return proba[rows].max(axis=1) if rows.any() else np.zeros(0)
+
+
 @dataclass
 class PredictionResult:
     """Rows in input order (one per readable image) and the skipped inputs."""
@@ -46,20 +82,28 @@ class PredictionResult:
     skipped: list[Problem] = field(default_factory=list)
     quality: np.ndarray | None = None  # expected blur level per row, when a quality gate was used
     max_level: float | None = None
+    status: np.ndarray | None = None  # per row, see Scores
+    ood: np.ndarray | None = None  # OOD score per row, when the bundle's guard was used
+    ood_guard: dict[str, Any] | None = None  # alpha, threshold, images it was fitted on
+    ood_check: SubmissionCheck | None = None  # the verdict on all rows together
 
     @property
     def evaluable(self) -> np.ndarray:
-        """Per row: False when the quality gate judged the image too blurred to classify."""
-        if self.quality is None or self.max_level is None:
+        """Per row: False when the image was given no class (not evaluable, or out of distribution)."""
+        if self.status is None:
             return np.ones(len(self.paths), dtype=bool)
-        return self.quality <= self.max_level
+        return self.status == CLASSIFIED
 
     @property
     def n_not_evaluable(self) -> int:
-        return int((~self.evaluable).sum())
+        return 0 if self.status is None else int((self.status == NOT_EVALUABLE).sum())
+
+    @property
+    def n_out_of_distribution(self) -> int:
+        return 0 if self.status is None else int((self.status == OUT_OF_DISTRIBUTION).sum())
 
     def ranked(self, top_k: int) -> list[list[tuple[str, float]]]:
-        """Top-k (class, probability) per row; an empty list for a row that is not evaluable."""
+        """Top-k (class, probability) per row; an empty list for a row given no class."""
         k = min(top_k, len(self.classes))
         order = np.argsort(-np.nan_to_num(self.proba, nan=-1.0), axis=1, kind="stable")[:, :k]
         ok = self.evaluable
@@ -105,7 +149,8 @@ class Predictor:
     (deep single-task bundles), else torch.
     ``tta`` overrides the bundle's test-time-augmentation policy (:mod:`lablens.infer.tta`); every prediction
     still carries the bundle hash, and the views each image got are reported. ``threads`` caps ONNX Runtime's
-    threads (default: all cores).
+    threads (default: all cores). ``ood_alpha`` is the out-of-distribution guard's flag rate on images like the
+    training images (None: guard off; bundles without an OOD summary have none).
     """
 
     def __init__(
@@ -117,6 +162,7 @@ class Predictor:
         backend: str = "auto",
         tta: TtaPolicy | None = None,
         threads: int | None = None,
+        ood_alpha: float | None = DEFAULT_ALPHA,
     ) -> None:
         from lablens.device import resolve_device
         from lablens.infer.onnx_runtime import BACKENDS, OnnxRunner, cached_onnx, matching_onnx
@@ -125,6 +171,7 @@ class Predictor:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.bundle = bundle
         self.gate = gate
+        self.ood = OodGuard.for_bundle(bundle, ood_alpha)
         self.batch_size = batch_size
         self.device = device
         if tta is not None:
@@ -173,18 +220,28 @@ class Predictor:
         """Calibrated probabilities for ``N×S×S×3`` uint8 images already at the bundle's size."""
         return softmax_t(self.logits(images), self.bundle.temperature)
 
-    def gated_scores(
-        self, images: np.ndarray, gate_crops: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Calibrated probabilities (NaN rows: not evaluable under the quality gate), test-time views, and the
-        quality scores of ``gate_crops`` (the same images at the gate's size; None without a gate)."""
+    def gated_scores(self, images: np.ndarray, gate_crops: np.ndarray | None = None) -> Scores:
+        """Probabilities, views, quality (of ``gate_crops``: the same images at the gate's size) and OOD scores
+        of ``images`` (at the bundle's size), with each row's status."""
         logits, views = self.logits_and_views(images)
         proba = softmax_t(logits, self.bundle.temperature)
-        if self.gate is None or gate_crops is None:
-            return proba, views, None
-        score = self.gate.score_crops(gate_crops)
-        proba[~self.gate.evaluable(score)] = np.nan  # not evaluable: no class is given
-        return proba, views, score
+        status = np.full(len(images), CLASSIFIED, dtype=object)
+        ood = None
+        if self.ood is not None:
+            ood = self.ood.scores(np.asarray(images, dtype=np.uint8))
+            status[self.ood.flags(ood)] = OUT_OF_DISTRIBUTION
+        quality = None
+        if self.gate is not None and gate_crops is not None:
+            quality = self.gate.score_crops(gate_crops)
+            status[~self.gate.evaluable(quality)] = NOT_EVALUABLE  # the gate wins: a blurred image is odd too
+        return Scores(proba, views, quality, ood, status)
+
+    def check(self, scores: Scores) -> SubmissionCheck | None:
+        """The OOD verdict on a whole submission (None without a guard): its images' statistics, and the
+        confidence of those given a class."""
+        if self.ood is None:
+            return None
+        return self.ood.check(scores.ood, top_probabilities(scores.proba, scores.status))
 
     def predict_files(
         self,
@@ -202,51 +259,55 @@ class Predictor:
         result = PredictionResult(self.bundle.hash, self.bundle.classes, skipped=skipped)
         prep = Preprocessing.for_bundle(self.bundle, self.gate, limits)
         task = progress.task("predict", len(files))
-        probas: list[np.ndarray] = []
-        scores: list[np.ndarray] = []
+        parts: list[Scores] = []
         for start in range(0, len(files), self.batch_size):
             chunk = [str(f) for f in files[start : start + self.batch_size]]
             decoded = decode_shard(Shard(0, start, chunk), prep, workers)
             for path, err in zip(chunk, decoded.errors, strict=True):
                 if err is not None:
                     result.skipped.append(Problem(safe_display_name(path), *err))
-            proba, _, score = self.gated_scores(decoded.images, decoded.gate_crops)
-            if score is not None:
-                scores.append(score)
-            probas.append(proba)
+            if len(decoded.ok):
+                parts.append(self.gated_scores(decoded.images, decoded.gate_crops))
             result.paths.extend(chunk[i] for i in decoded.ok)
             task.advance(len(chunk))
         task.done()
-        n_classes = len(self.bundle.classes)
-        result.proba = np.concatenate(probas) if probas else np.zeros((0, n_classes))
+        scores = Scores.concat(parts, len(self.bundle.classes))
+        result.proba, result.status = scores.proba, scores.status
         if self.gate is not None:
-            result.quality = np.concatenate(scores) if scores else np.zeros(0)
+            result.quality = scores.quality if scores.quality is not None else np.zeros(0)
             result.max_level = self.gate.max_level
+        if self.ood is not None:
+            result.ood = scores.ood if scores.ood is not None else np.zeros(0)
+            result.ood_guard = self.ood.describe()
+            result.ood_check = self.check(scores)
         return result
-
-
-def _status(result: PredictionResult) -> list[str]:
-    return ["classified" if ok else "not_evaluable" for ok in result.evaluable]
 
 
 def write_predictions(result: PredictionResult, out: str | Path, top_k: int, bundle: Bundle) -> Path:
     """CSV (one row per image: ``path, class_1, prob_1, … , bundle_hash``) or JSON by the suffix.
 
-    With a quality gate, rows also carry ``status`` (``classified`` | ``not_evaluable``) and
-    ``quality_score`` (expected blur level); a not-evaluable row has no classes.
+    With a quality gate or an OOD guard, rows also carry ``status`` (``classified`` | ``not_evaluable`` |
+    ``out_of_distribution``; only a classified row has classes), ``quality_score`` (expected blur level, with a
+    gate) and ``ood_score`` (squared Mahalanobis distance of the image statistics, with a guard).
     """
     out = Path(out)
     ranked = result.ranked(top_k)
     k = min(top_k, len(result.classes))
-    gated = result.quality is not None
-    status = _status(result)
+    gated, guarded = result.quality is not None, result.ood is not None
+    status = list(result.status) if result.status is not None else [CLASSIFIED] * len(result.paths)
+
+    def extra(i: int) -> dict[str, Any]:
+        cols: dict[str, Any] = {"status": status[i]} if gated or guarded else {}
+        if gated:
+            cols["quality_score"] = round(float(result.quality[i]), 4)  # type: ignore[index]
+        if guarded:
+            cols["ood_score"] = round(float(result.ood[i]), 4)  # type: ignore[index]
+        return cols
+
     if out.suffix.lower() == ".json":
         rows = []
         for i, (p, r) in enumerate(zip(result.paths, ranked, strict=True)):
-            row: dict[str, Any] = {"path": p}
-            if gated:
-                row["status"] = status[i]
-                row["quality_score"] = round(float(result.quality[i]), 4)  # type: ignore[index]
+            row: dict[str, Any] = {"path": p, **extra(i)}
             row["ranked"] = [{"class": c, "probability": round(pr, 6)} for c, pr in r]
             row["bundle_hash"] = result.bundle_hash
             rows.append(row)
@@ -261,6 +322,7 @@ def write_predictions(result: PredictionResult, out: str | Path, top_k: int, bun
             "quality_gate": {"max_level": result.max_level, "not_evaluable": result.n_not_evaluable}
             if gated
             else None,
+            "out_of_distribution": ood_summary(result) if guarded else None,
             "predictions": rows,
             "skipped": [{"path": s.path, "kind": s.kind, "reason": s.reason} for s in result.skipped],
         }
@@ -273,16 +335,24 @@ def write_predictions(result: PredictionResult, out: str | Path, top_k: int, bun
             w.writerows([s.path, s.kind, s.reason] for s in result.skipped)
     with out.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        header = ["path", *(["status", "quality_score"] if gated else [])]
+        header = ["path", *(["status"] if gated or guarded else [])]
+        header += (["quality_score"] if gated else []) + (["ood_score"] if guarded else [])
         for i in range(1, k + 1):
             header += [f"class_{i}", f"prob_{i}"]
         w.writerow([*header, "bundle_hash"])
         for i, (p, r) in enumerate(zip(result.paths, ranked, strict=True)):
-            cells: list[Any] = [p]
-            if gated:
-                cells += [status[i], f"{result.quality[i]:.4f}"]  # type: ignore[index]
+            cells: list[Any] = [p, *(f"{v:.4f}" if isinstance(v, float) else v for v in extra(i).values())]
             for c, pr in r:
                 cells += [c, f"{pr:.6f}"]
             cells += [""] * (2 * (k - len(r)))
             w.writerow([*cells, result.bundle_hash])
     return out
+
+
+def ood_summary(result: PredictionResult) -> dict[str, Any]:
+    """The guard's settings, the images it flagged and its verdict on the submission (reports, JSON)."""
+    return {
+        **(result.ood_guard or {}),
+        "flagged": result.n_out_of_distribution,
+        "submission": result.ood_check.as_dict() if result.ood_check is not None else None,
+    }

@@ -20,9 +20,12 @@ import pyarrow as pa
 
 from lablens.data.io import DecodeLimits, ImageError, is_valid_utf8_name, read_image, safe_display_name
 from lablens.data.preprocess import to_square
+from lablens.infer.ood import DEFAULT_ALPHA, OUT_OF_DISTRIBUTION
+from lablens.infer.predictor import CLASSIFIED, NOT_EVALUABLE, Scores
 from lablens.infer.tta import TtaPolicy
 
-CLASSIFIED, NOT_EVALUABLE, SKIPPED = "classified", "not_evaluable", "skipped"
+SKIPPED = "skipped"
+STATUSES = (CLASSIFIED, NOT_EVALUABLE, OUT_OF_DISTRIBUTION, SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ class ModelSpec:
     backend: str = "auto"
     tta: TtaPolicy | None = None
     threads: int | None = None
+    ood_alpha: float | None = DEFAULT_ALPHA
 
 
 def schema(top_k: int) -> pa.Schema:
@@ -174,6 +178,7 @@ def schema(top_k: int) -> pa.Schema:
         fields += [pa.field(f"class_{i}", pa.string()), pa.field(f"prob_{i}", pa.float64())]
     fields += [
         pa.field("quality_score", pa.float64()),
+        pa.field("ood_score", pa.float64()),
         pa.field("tta_views", pa.int8()),
         pa.field("bundle_hash", pa.string()),
         pa.field("error_kind", pa.string()),
@@ -210,6 +215,7 @@ class ShardClassifier:
             backend=spec.backend,
             tta=spec.tta,
             threads=spec.threads,
+            ood_alpha=spec.ood_alpha,
         )
         self.bundle = bundle
         self.top_k = min(spec.top_k, len(bundle.classes))
@@ -218,24 +224,17 @@ class ShardClassifier:
     def preprocessing(self, limits: DecodeLimits | None = None) -> Preprocessing:
         return Preprocessing.for_bundle(self.bundle, self.gate, limits)
 
-    def _scores(self, decoded: DecodedShard) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _scores(self, decoded: DecodedShard) -> Scores:
         n, bs = len(decoded.images), self.predictor.batch_size
-        probas, views, quality = [], [], []
+        parts = []
         for start in range(0, n, bs):
             gate_crops = decoded.gate_crops[start : start + bs] if decoded.gate_crops is not None else None
-            proba, v, score = self.predictor.gated_scores(decoded.images[start : start + bs], gate_crops)
-            probas.append(proba)
-            views.append(v)
-            if score is not None:
-                quality.append(score)
-        k = len(self.bundle.classes)
-        proba_all = np.concatenate(probas) if probas else np.zeros((0, k))
-        views_all = np.concatenate(views) if views else np.zeros(0, dtype=np.int8)
-        q = (np.concatenate(quality) if quality else np.zeros(0)) if self.gate is not None else None
-        return proba_all, views_all, q
+            parts.append(self.predictor.gated_scores(decoded.images[start : start + bs], gate_crops))
+        return Scores.concat(parts, len(self.bundle.classes))
 
     def __call__(self, decoded: DecodedShard) -> pa.Table:
-        proba, views, quality = self._scores(decoded)
+        scores = self._scores(decoded)
+        proba = scores.proba
         shard, n = decoded.shard, len(decoded.shard.paths)
         cols: dict[str, list[Any]] = {name: [None] * n for name in self.schema.names}
         cols["row"] = list(range(shard.first_row, shard.first_row + n))
@@ -249,13 +248,14 @@ class ShardClassifier:
         classes = self.bundle.classes
         order = np.argsort(-np.nan_to_num(proba, nan=-1.0), axis=1, kind="stable")[:, : self.top_k]
         for j, pos in enumerate(decoded.ok):
-            cols["tta_views"][pos] = int(views[j])
-            if quality is not None:
-                cols["quality_score"][pos] = float(quality[j])
-            if np.isnan(proba[j]).any():
-                cols["status"][pos] = NOT_EVALUABLE
+            cols["tta_views"][pos] = int(scores.views[j])
+            if scores.quality is not None:
+                cols["quality_score"][pos] = float(scores.quality[j])
+            if scores.ood is not None:
+                cols["ood_score"][pos] = float(scores.ood[j])
+            cols["status"][pos] = scores.status[j]
+            if scores.status[j] != CLASSIFIED:
                 continue
-            cols["status"][pos] = CLASSIFIED
             for r, c in enumerate(order[j], start=1):
                 cols[f"class_{r}"][pos] = classes[c]
                 cols[f"prob_{r}"][pos] = float(proba[j, c])

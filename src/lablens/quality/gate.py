@@ -84,3 +84,25 @@ class QualityGate:
 
     def evaluable(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) <= self.max_level
+
+    def score_field(self, image: np.ndarray, tile_px: float) -> float:
+        """A whole field's quality score: the median score of its most textured tiles.
+
+        The field is cut into a grid of ``tile_px`` tiles (the side of a cell crop, so the gate sees the
+        scale it was trained at); the quarter with the largest grey-level spread (cells, not empty background,
+        which looks blurred to any sharpness measure) is scored. Detection is not needed: a field too blurred
+        for any cell to be found is still judged.
+        """
+        img = np.asarray(image)
+        h, w = img.shape[:2]
+        side = max(8, round(tile_px))
+        if side >= min(h, w):  # one tile: the whole field
+            return float(self.score([img])[0])
+        tiles = [
+            img[y : y + side, x : x + side]
+            for y in range(0, h - side + 1, side)
+            for x in range(0, w - side + 1, side)
+        ]
+        spread = np.array([t.mean(axis=2).std() if t.ndim == 3 else t.std() for t in tiles])
+        keep = np.argsort(-spread, kind="stable")[: max(1, len(tiles) // 4)]
+        return float(np.median(self.score([tiles[i] for i in keep])))

@@ -41,15 +41,18 @@ from lablens.fields.presets import FieldPreset, get_preset
 from lablens.infer.bag_call import METHOD as BAG_METHOD
 from lablens.infer.bag_call import BagCall, call_bags
 from lablens.infer.bundle import BundleError, load_bundle
-from lablens.infer.predictor import Predictor, expand_inputs
+from lablens.infer.ood import DEFAULT_ALPHA, OUT_OF_DISTRIBUTION, OodGuard
+from lablens.infer.predictor import CLASSIFIED, NOT_EVALUABLE, Predictor, expand_inputs
 from lablens.infer.shard import ModelSpec
 from lablens.progress import console, make_progress
+from lablens.quality.gate import QualityGate
 from lablens.report.html import thumbnail_b64
 from lablens.workflows.common import RunError, write_json
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
 SAMPLE_MODES = ("together", "per-field")
 ENGINES = ("local", "ray")
+SHOWN_STATUS = {NOT_EVALUABLE: "not evaluable", OUT_OF_DISTRIBUTION: "out of distribution"}  # overlay labels
 
 
 @dataclass
@@ -149,11 +152,19 @@ def analyze(
     controls: str | Path | None = None,
     batch_size: int = 64,
     device: str = "auto",
+    quality: str | Path | None = None,
+    max_level: float = 2.5,
+    ood_alpha: float | None = DEFAULT_ALPHA,
     engine: str = "local",
     ray: Any = None,
     progress: bool = True,
 ) -> AnalyzeResult:
     """Analyse whole fields with a bundle; see the module docstring for what is written.
+
+    ``quality`` (a blur-level bundle; a multitask bundle's own quality head without it) scores every cell: a
+    cell above ``max_level`` is not evaluable, and so is every cell of a field whose median cell score is above
+    it. The bundle's out-of-distribution guard (``ood_alpha``; None: off) flags cells unlike its training
+    images and judges each sample. Neither kind of cell enters a differential or pattern call; both are counted.
 
     ``engine="ray"`` reads and detects fields in Ray tasks and classifies their cells in model actors
     (:mod:`lablens.workflows.analyze_ray`; ``ray``: :class:`~lablens.infer.ray_engine.RaySettings`); the
@@ -166,6 +177,13 @@ def analyze(
     bags = b.inputs == "bags"
     if bags and preset.detector is None:
         raise RunError(f"{bundle} calls a sample from its cells; task {task!r} has no cells to find")
+    if bags and quality is not None:
+        raise RunError(f"--quality gates cell classifiers; {bundle} calls a sample from all of its cells")
+    try:
+        gate = QualityGate.for_bundle(b, quality, max_level) if not bags else None
+        guard = OodGuard.for_bundle(b, ood_alpha)
+    except (BundleError, ValueError) as exc:
+        raise RunError(str(exc)) from None
     preset, chosen = preset_for_bundle(preset, CropGeometry.from_dict(b.crop) if b.crop else None, b.classes)
     notes = [chosen] if chosen else []
     if detector is not None:
@@ -223,6 +241,7 @@ def analyze(
                     min_confidence,
                     shown,
                     rows,
+                    cell_scores=work.cell_scores,
                 )
                 work.cell_rows, work.overlay = rows, shown[work.item.sample][0]
             work.img = None  # the pixels are not kept beyond their field
@@ -232,10 +251,17 @@ def analyze(
         if engine == "ray":
             from lablens.workflows.analyze_ray import analyze_on_ray
 
-            model = ModelSpec(str(bundle), batch_size=batch_size, device=device)
+            model = ModelSpec(
+                str(bundle),
+                quality=str(quality) if quality is not None else None,
+                max_level=max_level,
+                batch_size=batch_size,
+                device=device,
+                ood_alpha=ood_alpha,
+            )
             analyze_on_ray(list(enumerate(items)), spec, model, ray, on_field=finish)
         else:
-            predictor = Predictor(b, batch_size=batch_size, device=device)
+            predictor = Predictor(b, batch_size=batch_size, device=device, gate=gate, ood_alpha=ood_alpha)
             for k, item in enumerate(items):
                 work = detect_field(k, item, spec)
                 if work.error is None and bags:
@@ -275,6 +301,7 @@ def analyze(
             )
         cells = pd.DataFrame(cell_rows)
         docs = _aggregate(cells, preset, b.classes, min_confidence, min_cells)
+        _screening(docs, cells, field_rows, guard)
         for sample, call in calls.items():
             if sample in docs:
                 doc = docs[sample]
@@ -305,6 +332,10 @@ def analyze(
             "samples": samples,
             "min_confidence": min_confidence,
             "min_cells": min_cells,
+            "quality_gate": None
+            if gate is None
+            else {"bundle_hash": gate.bundle.hash, "max_level": max_level, "own_head": gate.head},
+            "ood": guard.describe() if guard is not None else None,
             "n_fields": len(field_rows),
             "n_skipped": len(skipped),
         }
@@ -353,6 +384,8 @@ class FieldWork:
     crops: np.ndarray | None = None
     row: dict[str, Any] = field(default_factory=dict)
     proba: np.ndarray | None = None
+    cell_scores: dict[str, np.ndarray] = field(default_factory=dict)  # status, quality, ood per object
+    tile_px: float | None = None  # side of a cell crop in field pixels (None: the whole frame is the unit)
     cell_rows: list[dict[str, Any]] = field(default_factory=list)
     overlay: dict[str, str] | None = None
 
@@ -370,19 +403,56 @@ def detect_field(k: int, item: FieldInput, spec: FieldSpec) -> FieldWork:
         dets = [Detection("image", (0, 0, w, h), area=h * w)]
         todo = np.zeros(1, dtype=np.int64)
         crops = to_square(img, spec.size, spec.resize_mode)[None]
+        tile_px = None
     else:
         dets, todo, crops = field_cells(img, preset, scale, spec.detector_kwargs, spec.size, spec.crop_um)
+        tile_px = float(spec.crop_um or preset.crop_um) / float(scale)
     row = _field_row(item, img, dets, scale)
     if preset.aggregator == "ana":
         row["intensity"] = field_intensity(img, [d for d in dets if d.label in preset.classify])
-    return FieldWork(k, item, None, img, dets, todo, crops, row)
+    return FieldWork(k, item, None, img, dets, todo, crops, row, tile_px=tile_px)
 
 
 def classify_field(work: FieldWork, predictor: Predictor) -> FieldWork:
-    """Class probabilities of the field's objects to classify (NaN rows for the rest)."""
-    work.proba = np.full((len(work.dets), len(predictor.bundle.classes)), np.nan)
+    """Class probabilities of the field's objects to classify (NaN rows for the rest and for those given no
+    class), with each object's status, quality score (with a gate) and OOD score (with a guard).
+
+    With a gate the field itself is scored too (:meth:`~lablens.quality.gate.QualityGate.score_field`; a
+    whole-frame task: the frame's score): a field above the gate's level is not evaluable as a whole, and all
+    of its cells are marked so, not only the blurred ones."""
+    n, k = len(work.dets), len(predictor.bundle.classes)
+    work.proba = np.full((n, k), np.nan)
+    status = np.full(n, "", dtype=object)
+    quality, ood = np.full(n, np.nan), np.full(n, np.nan)
+    gate = predictor.gate
+    field_ok = True
+    if gate is not None and work.tile_px is not None and work.img is not None:
+        field_score = gate.score_field(work.img, work.tile_px)
+        field_ok = bool(gate.evaluable(field_score))
+        work.row.update(quality_score=round(field_score, 4), evaluable=field_ok)
     if len(work.todo):
-        work.proba[work.todo] = predictor.predict_arrays(work.crops)
+        gate_crops = None
+        if gate is not None:
+            g = gate.bundle
+            gate_crops = np.stack([to_square(c, g.image_size, g.resize_mode) for c in work.crops])
+        scores = predictor.gated_scores(work.crops, gate_crops)
+        cell_status = scores.status.copy()
+        if scores.quality is not None:
+            quality[work.todo] = scores.quality
+            if work.tile_px is None:  # the frame is the unit: its score is the field's
+                field_ok = bool(gate.evaluable(scores.quality[0]))  # type: ignore[union-attr]
+                work.row.update(quality_score=round(float(scores.quality[0]), 4), evaluable=field_ok)
+        if not field_ok:
+            cell_status[:] = NOT_EVALUABLE
+        if scores.ood is not None:
+            ood[work.todo] = scores.ood
+        status[work.todo] = cell_status
+        proba = scores.proba.copy()
+        proba[cell_status != CLASSIFIED] = np.nan  # no class is given: they enter no call
+        work.proba[work.todo] = proba
+    work.row["n_not_evaluable"] = int((status == NOT_EVALUABLE).sum())
+    work.row["n_out_of_distribution"] = int((status == OUT_OF_DISTRIBUTION).sum())
+    work.cell_scores = {"status": status, "quality_score": quality, "ood_score": ood}
     work.crops = None
     return work
 
@@ -512,13 +582,24 @@ def _finish_field(
     overlays: dict[str, list[dict[str, str]]],
     cell_rows: list[dict[str, Any]],
     attention: np.ndarray | None = None,
+    cell_scores: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Name the field's cells, draw and save its overlay, and add its cell rows."""
     names = _names(proba, classes, min_confidence)
-    overlay = draw_overlay(img, dets, names)
+    shown = list(names)
+    if cell_scores:  # the overlay says why a cell has no class
+        for i, st in enumerate(cell_scores["status"]):
+            shown[i] = SHOWN_STATUS.get(st, shown[i])
+    overlay = draw_overlay(img, dets, shown)
     Image.fromarray(overlay).save(out / "overlays" / f"{k:04d}_{item.path.stem}.png")
     overlays.setdefault(item.sample, []).append({"field": str(item.path), "png": thumbnail_b64(overlay, 900)})
     rows = _cell_rows(item, dets, proba, names, classes)
+    if cell_scores:
+        for i, row in enumerate(rows):
+            row["status"] = cell_scores["status"][i]
+            for key in ("quality_score", "ood_score"):
+                v = cell_scores[key][i]
+                row[key] = round(float(v), 4) if np.isfinite(v) else np.nan
     if attention is not None:
         for row, a in zip(rows, attention, strict=True):
             row["attention"] = round(float(a), 6) if np.isfinite(a) else np.nan
@@ -598,6 +679,45 @@ def _aggregate(
         doc["task"] = preset.name
         docs[str(sample)] = doc
     return docs
+
+
+def _screening(
+    docs: dict[str, dict[str, Any]],
+    cells: pd.DataFrame,
+    field_rows: list[dict[str, Any]],
+    guard: OodGuard | None,
+) -> None:
+    """Per sample: cells and fields not evaluable, cells out of distribution, and the guard's verdict; the
+    reasons join the sample's flags (shown first in the report)."""
+    if "status" not in cells:
+        return
+    for sample, doc in docs.items():
+        df = cells[cells["sample"] == sample]
+        fields = [r for r in field_rows if r["sample"] == sample]
+        doc["n_not_evaluable"] = int((df["status"] == NOT_EVALUABLE).sum())
+        doc["n_out_of_distribution"] = int((df["status"] == OUT_OF_DISTRIBUTION).sum())
+        doc["n_fields_not_evaluable"] = sum(r.get("evaluable") is False for r in fields)
+        flags = doc.setdefault("flags", [])
+        if doc["n_fields_not_evaluable"]:
+            flags.append(
+                f"{doc['n_fields_not_evaluable']} of {len(fields)} field(s) not evaluable (too blurred): their "
+                f"{doc['n_not_evaluable']} cell(s) are not in the result; see the not-evaluable queue"
+                if doc["n_not_evaluable"]
+                else f"{doc['n_fields_not_evaluable']} of {len(fields)} field(s) not evaluable (too blurred)"
+            )
+        elif doc["n_not_evaluable"]:
+            flags.append(f"{doc['n_not_evaluable']} cell(s) not evaluable (too blurred), not in the result")
+        if guard is None:
+            continue
+        scored = df[df["ood_score"].notna()]
+        classified = scored[scored["status"] == CLASSIFIED]
+        verdict = guard.check(scored["ood_score"].to_numpy(float), classified["confidence"].to_numpy(float))
+        doc["out_of_distribution"] = verdict.as_dict()
+        flags.extend(f"out of distribution: {r}" for r in verdict.reasons)
+        if doc["n_out_of_distribution"] and not verdict.flagged:
+            flags.append(
+                f"{doc['n_out_of_distribution']} cell(s) unlike the training images were given no class"
+            )
 
 
 def _render(

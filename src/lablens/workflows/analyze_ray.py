@@ -28,10 +28,17 @@ class _ClassifyFields:
 
     def __init__(self, spec: ModelSpec) -> None:
         from lablens.infer.predictor import Predictor
+        from lablens.quality.gate import QualityGate
 
         b = load_for_worker(spec)
         self.predictor = Predictor(
-            b, batch_size=spec.batch_size, device=spec.device, backend=spec.backend, threads=spec.threads
+            b,
+            batch_size=spec.batch_size,
+            device=spec.device,
+            gate=QualityGate.for_bundle(b, spec.quality, spec.max_level),
+            backend=spec.backend,
+            threads=spec.threads,
+            ood_alpha=spec.ood_alpha,
         )
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:

@@ -7,11 +7,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lablens.infer.bundle import load_bundle
-from lablens.infer.predictor import PredictionResult, Predictor, write_predictions
+from lablens.infer.ood import DEFAULT_ALPHA
+from lablens.infer.predictor import PredictionResult, Predictor, ood_summary, write_predictions
 from lablens.infer.tta import TtaPolicy
 from lablens.progress import console, make_progress
 from lablens.quality.gate import QualityGate
 from lablens.workflows.common import RunError
+from lablens.workflows.predict_archive import print_ood_verdict
 
 
 def predict(
@@ -27,6 +29,7 @@ def predict(
     max_level: float = 2.5,
     backend: str = "auto",
     tta: TtaPolicy | None = None,
+    ood_alpha: float | None = DEFAULT_ALPHA,
     progress: bool = True,
 ) -> PredictionResult:
     """Classify every readable image in ``inputs``; write ``out`` (``.csv`` or ``.json``).
@@ -34,7 +37,8 @@ def predict(
         Unreadable inputs are reported (file and reason), skipped and counted; with CSV output they are
         also listed in ``<out>.skipped.csv``. With ``quality`` (a blur-level bundle), images whose quality score
         exceeds ``max_level`` are reported as not evaluable instead of classified; a ``multitask`` bundle's own
-    quality head does this without ``quality``.
+    quality head does this without ``quality``. A bundle's out-of-distribution guard flags images unlike its
+    training images (``ood_alpha``: its flag rate on images like them; None: off) and judges the whole set.
     """
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".json"):
@@ -48,7 +52,13 @@ def predict(
     with make_progress(progress) as prog:
         try:
             predictor = Predictor(
-                b, batch_size=batch_size, device=device, gate=gate, backend=backend, tta=tta
+                b,
+                batch_size=batch_size,
+                device=device,
+                gate=gate,
+                backend=backend,
+                tta=tta,
+                ood_alpha=ood_alpha,
             )
         except ValueError as exc:
             raise RunError(str(exc)) from None
@@ -63,8 +73,12 @@ def predict(
                 f"  [yellow]skipped[/yellow] {s.path}: {s.reason} [dim]({s.kind})[/dim]", highlight=False
             )
         gated = f", {result.n_not_evaluable} not evaluable (quality above {max_level:g})" if gate else ""
+        if result.ood is not None:
+            gated += f", {result.n_out_of_distribution} out of distribution"
         console.print(
-            f"{len(result.paths) - result.n_not_evaluable} images classified{gated}, "
+            f"{int(result.evaluable.sum())} images classified{gated}, "
             f"{len(result.skipped)} skipped → {out} (bundle {b.short_hash}, {predictor.backend})"
         )
+        if result.ood is not None:
+            print_ood_verdict(ood_summary(result))
     return result

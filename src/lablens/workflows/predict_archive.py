@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from lablens.infer.job import JobError, JobFolder, totals
+from lablens.infer.ood import DEFAULT_ALPHA, OodGuard
+from lablens.infer.predictor import CLASSIFIED
 from lablens.infer.shard import ModelSpec, ShardClassifier
 from lablens.infer.sources import SourceError, iter_paths
 from lablens.infer.tta import TtaPolicy
@@ -51,6 +53,7 @@ def predict_archive(
     max_level: float = 2.5,
     backend: str = "auto",
     tta: TtaPolicy | None = None,
+    ood_alpha: float | None = DEFAULT_ALPHA,
     engine: str = "local",
     shard_size: int = 1024,
     workers: int = 2,
@@ -60,7 +63,7 @@ def predict_archive(
     """Classify every input of ``sources`` into Parquet shards in the folder ``out`` (resuming a killed run).
 
     ``workers``: decoding threads of the local engine. ``ray``: :class:`~lablens.infer.ray_engine.RaySettings`
-    for ``engine="ray"``.
+    for ``engine="ray"``. ``ood_alpha``: the out-of-distribution guard's flag rate (None: off).
     """
     if engine not in ENGINES:
         raise RunError(f"--engine {engine!r}: use local or ray")
@@ -80,6 +83,7 @@ def predict_archive(
         device,
         backend,
         tta,
+        ood_alpha=ood_alpha,
     )
     try:
         classifier = ShardClassifier(spec)
@@ -90,12 +94,14 @@ def predict_archive(
     gpu_actors = engine == "ray" and ray is not None and ray.actor_gpus > 0
     backend = "torch" if gpu_actors else classifier.predictor.backend
     source_list = [str(s) for s in sources]
+    guard = classifier.predictor.ood
     settings = {
         "bundle_hash": b.hash,
         "quality_hash": classifier.gate.bundle.hash if quality is not None and classifier.gate else None,
         "max_level": max_level if classifier.gate is not None else None,
         "top_k": classifier.top_k,
         "tta": policy.as_dict(),
+        "ood": guard.describe() if guard is not None else None,
         "sources": source_list,
     }
     job = JobFolder(out)
@@ -163,6 +169,7 @@ def predict_archive(
         "seconds_this_run": round(seconds, 2),
         "images_this_run": new_rows,
         "images_per_second": round(new_rows / seconds, 1) if seconds > 0 else None,
+        "ood_verdict": _ood_verdict(out, guard),
     }
     job.finish(summary)
     if progress:
@@ -170,19 +177,43 @@ def predict_archive(
     return ArchiveResult(out, summary)
 
 
+def _ood_verdict(out: Path, guard: OodGuard | None) -> dict[str, Any] | None:
+    """The guard's verdict on the whole job, from the rows of every shard."""
+    if guard is None:
+        return None
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out, columns=["status", "ood_score", "prob_1"]).to_pandas()
+    rows = table[table["ood_score"].notna()]
+    top = rows.loc[rows["status"] == CLASSIFIED, "prob_1"].to_numpy(dtype=float)
+    check = guard.check(rows["ood_score"].to_numpy(dtype=float), top)
+    return {**guard.describe(), "submission": check.as_dict()}
+
+
 def _print_summary(out: Path, s: dict[str, Any]) -> None:
     kinds = ", ".join(f"{n} {k}" for k, n in s["skipped_by_kind"].items())
     resumed = (
         f" ({s['shards_resumed']} of {s['shards']} shards were already done)" if s["shards_resumed"] else ""
     )
+    ood = f", {s['out_of_distribution']} out of distribution" if s.get("out_of_distribution") else ""
     console.print(
-        f"{s['images']} images: {s['classified']} classified, {s['not_evaluable']} not evaluable, "
+        f"{s['images']} images: {s['classified']} classified, {s['not_evaluable']} not evaluable{ood}, "
         f"{s['skipped']} skipped{f' ({kinds})' if kinds else ''} → {out}{resumed}",
         highlight=False,
     )
+    print_ood_verdict(s.get("ood_verdict"))
     if s["images_this_run"]:
         console.print(
             f"this run: {s['images_this_run']} images in {s['seconds_this_run']:.1f} s = "
             f"{s['images_per_second']:.1f} images/s ({s['engine']}, {s['backend']}; TTA {s['tta']['text']})",
             highlight=False,
         )
+
+
+def print_ood_verdict(verdict: dict[str, Any] | None) -> None:
+    """One line per reason when the guard flagged the submission (the images do not look like the training
+    images), in red: the results should not be trusted as they are."""
+    if not verdict or not verdict["submission"]["flagged"]:
+        return
+    for reason in verdict["submission"]["reasons"]:
+        console.print(f"[red]out of distribution:[/red] {reason}", highlight=False)

@@ -46,6 +46,7 @@ from lablens.data.splits import (
 from lablens.data.synthetic import SyntheticError, SyntheticJoin
 from lablens.device import resolve_device
 from lablens.infer.bundle import CARD, Bundle, save_bundle
+from lablens.infer.ood import OodSummary
 from lablens.infer.predictor import softmax_t
 from lablens.library_warnings import library_warnings_to_log
 from lablens.models.from_config import estimator_params
@@ -305,11 +306,31 @@ def _train_fold(
             seed=cfg.split.seed,
         )
     test_logits = logits_of(est, pixels[fold.test])
+    val_logits = logits_of(est, val_x) if val_x is not None else None
     if not env.is_main:
         return {}, fold_dir / "bundle"
+    ood = _ood_summary(pixels, fold, est, calibration, val_logits, cfg.split.seed)
     return _write_fold(
-        fold_dir, fold, manifest, pixels, cfg, est, calibration, test_logits, env, prog, syn_doc
+        fold_dir, fold, manifest, pixels, cfg, est, calibration, test_logits, env, prog, syn_doc, ood
     )
+
+
+def _ood_summary(
+    pixels: np.ndarray,
+    fold: Fold,
+    est: Any,
+    calibration: Calibration,
+    val_logits: np.ndarray | None,
+    seed: int,
+) -> dict[str, Any] | None:
+    """The bundle's out-of-distribution summary: statistics of the training + validation images and the
+    calibrated confidence of the validation images (:mod:`lablens.infer.ood`)."""
+    if type(est).capabilities.inputs != "images":
+        return None
+    top = None if val_logits is None else softmax_t(val_logits, calibration.temperature).max(axis=1)
+    rows = np.concatenate([fold.train, fold.val]).astype(np.int64)
+    summary = OodSummary.fit(pixels, top, rows=rows, seed=seed)
+    return None if summary is None else summary.to_card()
 
 
 def _write_fold(
@@ -324,6 +345,7 @@ def _write_fold(
     env: D.DistEnv,
     prog: Any,
     synthetic: dict[str, Any] | None = None,
+    ood: dict[str, Any] | None = None,
 ) -> tuple[dict, Path]:
     """Rank 0: metrics, predictions, report and the bundle of one fold."""
     test = manifest.subset(fold.test)
@@ -382,6 +404,7 @@ def _write_fold(
         training=training,
         metrics={"test": summary, "n_test": len(fold.test), "level": cfg.eval.level},
         crop=data_crop_geometry(cfg.data.path),
+        ood=ood,
     )
     prog.log(f"bundle {bundle.path} (hash {bundle.short_hash})")
     return metrics, bundle.path
