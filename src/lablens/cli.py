@@ -293,6 +293,26 @@ def evaluate(
 
 @app.command()
 @friendly
+def retrain(
+    run: Path = typer.Argument(..., help="The finished `lablens train` run of the model in service."),
+    reviews: list[Path] = typer.Option(
+        ..., "--reviews", "-r", help="A `lablens export-reviews` folder; repeatable."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="New folder: data, split, locked review cases, run/."),
+    review_test: float = typer.Option(
+        0.2, help="Share of review samples (the most recent) held out as locked cases for promote."
+    ),
+    epochs: int | None = typer.Option(None, help="Epochs (default: the run's own)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train the run's configuration again on its images plus the technicians' reviewed cells (test locked)."""
+    from lablens.workflows.retrain import retrain as run_retrain
+
+    run_retrain(run, list(reviews), out, review_test=review_test, epochs=epochs, progress=not quiet)
+
+
+@app.command()
+@friendly
 def promote(
     candidate: Path = typer.Argument(..., help="The new bundle."),
     against: Path = typer.Option(..., "--against", help="The bundle in service."),
@@ -360,6 +380,11 @@ def predict(
     tta: str = typer.Option(
         "bundle", help="Test-time augmentation: bundle (its own policy) | off | full | adaptive[=MARGIN]"
     ),
+    ood: str = typer.Option(
+        "0.01",
+        help="Out-of-distribution guard (bundles that carry one): the share of images like the training "
+        "images that get flagged (0.05 … 0.001), or off.",
+    ),
     engine: str | None = typer.Option(None, help="Folder --out: local (default) | ray"),
     shard_size: int | None = typer.Option(None, help="Folder --out: inputs per Parquet shard (1024)."),
     workers: int | None = typer.Option(None, help="Folder --out, local engine: decoding threads (2)."),
@@ -376,6 +401,7 @@ def predict(
     With a folder as --out the job streams to Parquet shards and resumes after a crash (rerun the same command);
     --engine ray runs it as a Ray Data job on this machine or a cluster.
     """
+    from lablens.infer.ood import parse_alpha
     from lablens.infer.tta import parse_policy
 
     policy = parse_policy(tta)
@@ -394,6 +420,7 @@ def predict(
         "max_level": max_level,
         "backend": backend,
         "tta": policy,
+        "ood_alpha": parse_alpha(ood),
         "progress": not quiet,
     }
     if out.suffix.lower() in (".csv", ".json"):
@@ -703,6 +730,16 @@ def analyze(
         "imaged like the samples; grades each sample's intensity negative / intermediate / positive.",
     ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    quality: Path | None = typer.Option(
+        None,
+        help="Quality (blur-level) bundle: fields and cells above --max-level are 'not evaluable' and left out "
+        "of the result (a multitask bundle's own quality head does this without it).",
+    ),
+    max_level: float = typer.Option(2.5, help="Highest quality score (expected blur level) still evaluable."),
+    ood: str = typer.Option(
+        "0.01",
+        help="Out-of-distribution guard: flag rate on cells like the training images (0.05 … 0.001), or off.",
+    ),
     engine: str = typer.Option("local", help="local | ray (detection in Ray tasks, cells in model actors)"),
     ray_address: str | None = typer.Option(
         None, help="--engine ray: a cluster (auto, ray://host:10001); default: start a local one."
@@ -713,6 +750,7 @@ def analyze(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Detect cells on whole fields, classify each, and report the sample (differential, ANA, verdict)."""
+    from lablens.infer.ood import parse_alpha
     from lablens.workflows.analyze import analyze as run_analyze
 
     ray = _ray_settings(engine, ray_address, actors, actor_cpus, actor_gpus)
@@ -734,11 +772,17 @@ def analyze(
         allow_crop_mismatch=allow_crop_mismatch,
         controls=controls,
         device=device,
+        quality=quality,
+        max_level=max_level,
+        ood_alpha=parse_alpha(ood),
         engine=engine,
         ray=ray,
         progress=not quiet,
     )
     for name, doc in result.samples.items():
+        for flag in doc.get("flags") or []:
+            if "out of distribution" in flag or "not evaluable" in flag:
+                console.print(f"[red]{name}:[/red] {flag}", highlight=False)
         if "percent" in doc:
             parts = ", ".join(f"{c} {v:.1f} %" for c, v in doc["percent"].items() if doc["counts"][c])
             console.print(
