@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -251,11 +252,7 @@ def service_db_url(kind: str, tmp_path: Path) -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def service(request: pytest.FixtureRequest, service_bundle: tuple[Path, np.ndarray], tmp_path: Path) -> dict:
     """A running app (in-process client) with tina (technician), rita (reviewer) and adam (admin)."""
-    from fastapi.testclient import TestClient
-
-    from lablens.service.app import ServiceSettings, create_app
-    from lablens.service.auth import create_user
-    from lablens.service.db import sessions
+    from lablens.service.app import ServiceSettings
 
     settings = ServiceSettings(
         bundle=str(service_bundle[0]),
@@ -264,6 +261,17 @@ def service(request: pytest.FixtureRequest, service_bundle: tuple[Path, np.ndarr
         max_upload_bytes=20_000,
         min_confidence=0.0,
     )
+    return {**start_service(settings), "images": service_bundle[1], "tmp": tmp_path}
+
+
+def start_service(settings: Any) -> dict:
+    """The app for ``settings`` (in-process client) with tina (technician), rita (reviewer) and adam (admin)."""
+    from fastapi.testclient import TestClient
+
+    from lablens.service.app import create_app
+    from lablens.service.auth import create_user
+    from lablens.service.db import sessions
+
     app = create_app(settings)
     tokens = {}
     with sessions(app.state.engine)() as s:
@@ -272,11 +280,4 @@ def service(request: pytest.FixtureRequest, service_bundle: tuple[Path, np.ndarr
         s.commit()
     client = TestClient(app)
     auth = {role: {"Authorization": f"Bearer {t}"} for role, t in tokens.items()}
-    return {
-        "client": client,
-        "auth": auth,
-        "app": app,
-        "images": service_bundle[1],
-        "tmp": tmp_path,
-        "tokens": tokens,
-    }
+    return {"client": client, "auth": auth, "app": app, "tokens": tokens}

@@ -1072,7 +1072,17 @@ def fit_verifier(
 @app.command()
 @friendly
 def serve(
-    bundle: Path = typer.Option(..., help="Single-cell bundle that pre-classifies submitted cells."),
+    bundle: Path | None = typer.Option(
+        None, help="Single-cell bundle that pre-classifies submitted cells of every task (or --registry)."
+    ),
+    registry: Path | None = typer.Option(
+        None, help="Folder of bundles per task: REGISTRY/<task>/<name>/ (+ REGISTRY/<task>/quality/)."
+    ),
+    quality: Path | None = typer.Option(
+        None, help="With --bundle: a quality (blur-level) bundle; cells above --max-level are not evaluable."
+    ),
+    max_level: float = typer.Option(2.5, help="Quality gate: highest score still evaluable."),
+    ood: str = typer.Option("0.01", help="Out-of-distribution guard: flag rate (0.05 … 0.001), or off."),
     db: str = typer.Option(
         "sqlite:///lablens.db", help="Database URL (SQLite file, or postgresql+psycopg://…)."
     ),
@@ -1098,10 +1108,21 @@ def serve(
     """Run the review service (API + OpenAPI schema at /docs); manage users with `lablens users`."""
     import uvicorn
 
+    from lablens.infer.ood import parse_alpha
     from lablens.service.app import ServiceSettings, create_app
 
+    if (bundle is None) == (registry is None):
+        raise ValueError("give --bundle (one model for every task) or --registry (models per task), not both")
+    if quality is not None and registry is not None:
+        raise ValueError(
+            "--quality applies to --bundle; a registry keeps each task's quality bundle in REGISTRY/<task>/quality"
+        )
     settings = ServiceSettings(
-        bundle=str(bundle),
+        bundle=str(bundle) if bundle else None,
+        registry=str(registry) if registry else None,
+        quality=str(quality) if quality else None,
+        max_level=max_level,
+        ood_alpha=parse_alpha(ood),
         db_url=db,
         storage=str(storage),
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),

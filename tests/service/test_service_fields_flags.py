@@ -83,9 +83,11 @@ def test_upgrade_from_the_first_schema_keeps_the_data(tmp_path: Path) -> None:
         )
     upgrade(engine)
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT original_name, flags, source FROM cells")).one()
+        row = conn.execute(text("SELECT original_name, flags, source, bundle_hash, gate FROM cells")).one()
+        task = conn.execute(text("SELECT task FROM samples")).scalar_one()
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-    assert tuple(row) == ("a.png", "[]", None) and version == "0004"
+    # 0005: a cell keeps the hash of the bundle its sample was classified with; old samples serve task "*"
+    assert tuple(row) == ("a.png", "[]", None, "h", "classified") and task == "*" and version == "0005"
 
 
 def test_a_multiple_instance_bundle_calls_the_sample_and_shows_which_cells_drove_it(tmp_path: Path) -> None:

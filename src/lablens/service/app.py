@@ -18,13 +18,12 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from lablens import __version__
-from lablens.infer.bundle import load_bundle
-from lablens.infer.predictor import Predictor
 from lablens.service.audit import load_key
 from lablens.service.auth import Principal, principal_for
 from lablens.service.db import make_engine, open_database, sessions
 from lablens.service.guard import Guard
-from lablens.service.routers import admin, audit, meta, review, samples
+from lablens.service.registry import ModelRegistry
+from lablens.service.routers import admin, audit, meta, models, review, samples
 from lablens.service.settings import ServiceSettings
 from lablens.service.state import ServiceState
 
@@ -34,19 +33,22 @@ __all__ = ["ServiceSettings", "create_app"]
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
-    """The app, with the database migrated to the newest schema, the bundle loaded and the audit key read."""
+    """The app, with the database migrated to the newest schema, the audit key read and the bundles on disk
+    registered (:mod:`.registry`; each model is loaded on first use)."""
     key = load_key(settings.audit_key_path)
     engine = open_database(settings.db_url, audit_key=key)
     read_engine = make_engine(settings.db_url, writer=False) if engine.dialect.name == "sqlite" else engine
-    bundle = load_bundle(settings.bundle)
+    registry = ModelRegistry(settings)
+    with sessions(engine)() as session:
+        registry.sync(session, key)
+        session.commit()
     storage = Path(settings.storage)
     storage.mkdir(parents=True, exist_ok=True)
     state = ServiceState(
         settings=settings,
         make_session=sessions(engine),
         make_read_session=sessions(read_engine),
-        bundle=bundle,
-        predictor=Predictor(bundle, device="cpu"),
+        registry=registry,
         predict_lock=threading.Lock(),
         storage=storage,
         audit_key=key,
@@ -57,13 +59,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             return principal_for(session, token)
 
     app = FastAPI(title="lablens review service", version=__version__)
-    app.state.settings, app.state.engine, app.state.bundle, app.state.service = (
-        settings,
-        engine,
-        bundle,
-        state,
-    )
-    for router in (meta.router, samples.router, review.router, audit.router, admin.router):
+    app.state.settings, app.state.engine, app.state.service = settings, engine, state
+    for router in (meta.router, samples.router, review.router, audit.router, admin.router, models.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(RequestValidationError, _invalid_request)

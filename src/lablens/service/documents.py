@@ -8,7 +8,19 @@ from typing import Any
 from lablens.service.models import AuditEvent, Cell, Sample
 
 
+def queue(c: Cell, min_confidence: float) -> str:
+    """Where a cell waits: ``reviewed``; ``not_evaluable`` or ``out_of_distribution`` (the model gave no call);
+    ``unidentified`` (below the confidence threshold); else ``review``."""
+    if c.status != "pending":
+        return "reviewed"
+    gate = c.gate or "classified"
+    if gate != "classified":
+        return gate
+    return "unidentified" if c.confidence < min_confidence else "review"
+
+
 def cell_doc(c: Cell, min_confidence: float) -> dict[str, Any]:
+    where = queue(c, min_confidence)
     return {
         "id": c.id,
         "name": c.original_name,
@@ -17,8 +29,13 @@ def cell_doc(c: Cell, min_confidence: float) -> dict[str, Any]:
         "probabilities": json.loads(c.probabilities),
         "label": c.label,
         "status": c.status,
-        "final": c.label or c.predicted,
-        "unidentified": c.confidence < min_confidence and c.status == "pending",
+        "final": c.label or (c.predicted if where in ("review", "reviewed") else None),
+        "unidentified": where == "unidentified",
+        "queue": where,
+        "gate": c.gate or "classified",
+        "quality_score": None if c.quality_score is None else round(c.quality_score, 4),
+        "ood_score": None if c.ood_score is None else round(c.ood_score, 4),
+        "bundle_hash": c.bundle_hash,
         "flags": json.loads(c.flags or "[]"),
         "source": json.loads(c.source) if c.source else None,
         "attention": None if c.attention is None else round(c.attention, 4),
@@ -30,13 +47,14 @@ def sample_doc(s: Sample, min_confidence: float, with_cells: bool = True) -> dic
     cells = [cell_doc(c, min_confidence) for c in s.cells]
     counts: dict[str, int] = {}
     for c in cells:
-        if not c["unidentified"]:
+        if c["final"] is not None:  # neither unidentified nor held back by the quality gate or OOD guard
             counts[c["final"]] = counts.get(c["final"], 0) + 1
     n = sum(counts.values())
     doc: dict[str, Any] = {
         "id": s.id,
         "name": s.name,
         "status": s.status,
+        "task": s.task,
         "bundle_hash": s.bundle_hash,
         "created_by": s.created_by,
         "created_at": s.created_at.isoformat(),
@@ -45,6 +63,9 @@ def sample_doc(s: Sample, min_confidence: float, with_cells: bool = True) -> dic
         "n_cells": len(cells),
         "n_reviewed": sum(c["status"] != "pending" for c in cells),
         "n_unidentified": sum(c["unidentified"] for c in cells),
+        "n_not_evaluable": sum(c["queue"] == "not_evaluable" for c in cells),
+        "n_out_of_distribution": sum(c["queue"] == "out_of_distribution" for c in cells),
+        "ood": json.loads(s.ood) if s.ood else None,
         "counts": counts,
         "percent": {k: round(100 * v / n, 2) for k, v in sorted(counts.items())} if n else {},
         "call": json.loads(s.call) if s.call else None,

@@ -39,6 +39,10 @@ class Sample(Base):
     call: Mapped[str | None] = mapped_column(
         Text, nullable=True
     )  # JSON {method, predicted, probabilities}: a multiple-instance bundle's call on the whole sample
+    task: Mapped[str] = mapped_column(String(50), default="*")  # the registry task whose model classified it
+    ood: Mapped[str | None] = mapped_column(
+        Text, nullable=True
+    )  # JSON: the OOD guard's verdict on the sample
     cells: Mapped[list[Cell]] = relationship(back_populates="sample", order_by="Cell.id")
 
 
@@ -60,7 +64,28 @@ class Cell(Base):
     attention: Mapped[float | None] = mapped_column(
         Float, nullable=True
     )  # share of the sample call this cell drove (multiple-instance bundles; sums to 1 over the sample)
+    bundle_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the model that classified it
+    gate: Mapped[str] = mapped_column(
+        String(30), default="classified"
+    )  # classified | not_evaluable (quality gate) | out_of_distribution (OOD guard)
+    quality_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ood_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     sample: Mapped[Sample] = relationship(back_populates="cells")
+
+
+class Model(Base):
+    """A bundle registered for a task: versions count up per task; one is active (serves new samples)."""
+
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(50), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    bundle_hash: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    registered_by: Mapped[str] = mapped_column(String(100))
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    promotion: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: the report that promoted it
 
 
 class AuditEvent(Base):

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lablens.service.models import AuditEvent, Cell, Sample, User
+from lablens.service.models import AuditEvent, Cell, Model, Sample, User
 
+MODEL_ACTIONS = ("activate_model", "promote_model", "rollback_model")
 USER_ACTIONS = ("create_user", "rotate_token", "revoke_token", "deactivate_user", "activate_user", "set_role")
 
 
@@ -29,7 +30,7 @@ class _Expected:
 
 def _expected_state(session: Session) -> tuple[dict[str, dict[int, _Expected]], set[int]]:
     """Records by entity kind and id as the events leave them, and the samples whose cells were all listed."""
-    state: dict[str, dict[int, _Expected]] = {"user": {}, "sample": {}, "cell": {}}
+    state: dict[str, dict[int, _Expected]] = {"user": {}, "sample": {}, "cell": {}, "model": {}}
     listed: set[int] = set()
     for ev in session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars():
         after = json.loads(ev.after) or {}
@@ -59,6 +60,19 @@ def _expected_state(session: Session) -> tuple[dict[str, dict[int, _Expected]], 
                         },
                         ev.id,
                     )
+        elif ev.entity == "model" and ev.action == "register_model":
+            state["model"][ev.entity_id] = _Expected(
+                {k: after.get(k) for k in ("task", "version", "bundle_hash")} | {"active": False}, ev.id
+            )
+        elif ev.entity == "model" and ev.action in MODEL_ACTIONS:
+            before = json.loads(ev.before) or {}
+            previous = before.get("active_model")
+            if previous in state["model"]:
+                state["model"][previous].fields["active"] = False
+                state["model"][previous].event = ev.id
+            rec = state["model"].setdefault(ev.entity_id, _Expected())
+            rec.fields["active"] = True
+            rec.event = ev.id
         elif ev.entity == "sample" and ev.action == "sign":
             rec = state["sample"].setdefault(ev.entity_id, _Expected())
             rec.fields.update({"status": "signed", "signed_by": ev.actor})
@@ -92,7 +106,11 @@ def replay(session: Session) -> list[dict[str, Any]]:
     """Every difference between the records and the state the audit events describe."""
     state, listed = _expected_state(session)
     problems: list[dict[str, Any]] = []
-    seen: dict[str, set[int]] = {"user": set(), "sample": set(), "cell": set()}
+    seen: dict[str, set[int]] = {"user": set(), "sample": set(), "cell": set(), "model": set()}
+    for m in session.execute(select(Model)).scalars():
+        seen["model"].add(m.id)
+        found = {"task": m.task, "version": m.version, "bundle_hash": m.bundle_hash, "active": m.active}
+        problems += _compare("model", m.id, found, state["model"].get(m.id))
     for u in session.execute(select(User)).scalars():
         seen["user"].add(u.id)
         found = {"name": u.name, "role": u.role, "active": u.active, "token_sha256": u.token_sha256}
@@ -114,7 +132,7 @@ def replay(session: Session) -> list[dict[str, Any]]:
             "status": c.status,
         }
         problems += _compare("cell", c.id, found, expected)
-    for kind in ("user", "sample"):
+    for kind in ("user", "sample", "model"):
         for rid in sorted(set(state[kind]) - seen[kind]):
             problems.append(
                 {

@@ -14,7 +14,11 @@ class ServiceSettings:
     """Settings of the review service.
 
     Attributes:
-        bundle: the single-cell bundle that pre-classifies.
+        bundle: the single-cell bundle that pre-classifies every task (or give ``registry``).
+        registry: a folder of bundles per task (:mod:`lablens.service.registry`).
+        quality: with ``bundle``: a quality (blur-level) bundle gating its cells (a registry keeps one per task).
+        max_level: the quality gate's highest score still evaluable.
+        ood_alpha: the out-of-distribution guard's flag rate (None: off).
         db_url: SQLAlchemy URL (``sqlite:///lablens.db`` or ``postgresql+psycopg://user@host/db``).
         storage: folder for the cell images (content-addressed PNGs).
         max_upload_bytes: largest accepted file.
@@ -30,9 +34,13 @@ class ServiceSettings:
             default ``<storage>/audit.key``).
     """
 
-    bundle: str
+    bundle: str | None  # None with a registry
     db_url: str
     storage: str
+    registry: str | None = None
+    quality: str | None = None
+    max_level: float = 2.5
+    ood_alpha: float | None = 0.01
     max_upload_bytes: int = 10 * 1024 * 1024
     max_files: int = 1000
     max_request_bytes: int = 512 * 1024 * 1024

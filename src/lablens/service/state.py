@@ -1,4 +1,4 @@
-"""What every request handler needs (database sessions, the bundle, storage, the audit key) and the small
+"""What every request handler needs (database sessions, the model registry, storage, the audit key) and the small
 dependencies that hand it out: sessions, the signed-in user, a role check, bounded ids."""
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from fastapi import Depends, HTTPException, Request
 from fastapi import Path as PathParam
 from sqlalchemy.orm import Session, sessionmaker
 
-from lablens.infer.bundle import Bundle
-from lablens.infer.predictor import Predictor
 from lablens.service.auth import Principal, allowed
+from lablens.service.registry import ModelRegistry
 from lablens.service.settings import MAX_ID, ServiceSettings
 
 
@@ -26,9 +25,8 @@ class ServiceState:
     settings: ServiceSettings
     make_session: sessionmaker  # changes (BEGIN IMMEDIATE on SQLite)
     make_read_session: sessionmaker  # look-ups, which then never queue behind a write
-    bundle: Bundle
-    predictor: Predictor
-    predict_lock: threading.Lock  # one batch at a time through the model; requests still overlap on I/O
+    registry: ModelRegistry
+    predict_lock: threading.Lock  # one batch at a time through a model; requests still overlap on I/O
     storage: Path
     audit_key: bytes
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import HTTPException, Request
@@ -27,8 +28,10 @@ from lablens.data.preprocess import to_square
 from lablens.fields.crops import crop_cells
 from lablens.fields.detection import create_detector
 from lablens.fields.presets import get_preset
-from lablens.infer.bundle import Bundle
 from lablens.service.settings import UM_PER_PX_RANGE, ServiceSettings
+
+if TYPE_CHECKING:
+    from lablens.service.registry import ModelEntry
 
 UNSAFE_NAME = re.compile(r"(^|[\\/])\.\.([\\/]|$)|[\\/\x00]|^\s*$")
 READING_FIELDS = ("kind", "task", "um_per_px")
@@ -46,6 +49,7 @@ class Submission:
     skipped: list[dict[str, str]] = field(default_factory=list)  # files that are not usable images
     n_files: int = 0
     n_pixels: int = 0  # decoded pixels so far (the budget's count)
+    model: ModelEntry | None = None  # the task's active model, chosen when the first file arrives
 
     @property
     def kept_files(self) -> int:
@@ -71,13 +75,18 @@ def um_per_px(value: str | None) -> float | None:
 class _Reader:
     """Turns finished file parts into cells (runs in a worker thread, off the event loop)."""
 
-    def __init__(self, settings: ServiceSettings, bundle: Bundle, sub: Submission) -> None:
-        self.settings, self.bundle, self.sub = settings, bundle, sub
+    def __init__(
+        self, settings: ServiceSettings, model_for: Callable[[str], ModelEntry], sub: Submission
+    ) -> None:
+        self.settings, self.model_for, self.sub = settings, model_for, sub
         self.detector: Any = None
 
     def start_files(self) -> None:
-        """Check the fields that decide how files are read (the first file has arrived)."""
+        """Check the fields that decide how files are read and choose the task's model (the first file has
+        arrived)."""
         f = self.sub.fields
+        self.sub.model = self.model_for(f["task"])
+        self.bundle = self.sub.model.bundle
         if f["kind"] not in ("cells", "fields"):
             raise HTTPException(
                 422, "kind must be 'cells' (one cell per image) or 'fields' (cells are detected)"
@@ -128,22 +137,31 @@ class _Reader:
             sub.sources.append(None)
             return
         dets = [d for d in self.detector.detect(img) if d.label in self.preset.classify]
+        crop_px = self.preset.crop_um / self.scale
         if dets:
-            sub.crops.extend(crop_cells(img, dets, self.preset.crop_um / self.scale, size))
+            sub.crops.extend(crop_cells(img, dets, crop_px, size))
+        quality: dict[str, Any] = {}
+        gate = sub.model.gate if sub.model is not None else None
+        if gate is not None and dets:  # the field as a whole: a blurred field's cells are all not evaluable
+            score = gate.score_field(img, crop_px)
+            quality = {"field_quality": round(score, 4), "field_evaluable": bool(gate.evaluable(score))}
         for i, d in enumerate(dets):
             sub.names.append(f"{name}#{i + 1}")
             sub.sources.append(
-                {"field": name, "box": [int(v) for v in d.box], "detector": self.preset.detector}
+                {"field": name, "box": [int(v) for v in d.box], "detector": self.preset.detector, **quality}
             )
 
 
-async def read_submission(request: Request, settings: ServiceSettings, bundle: Bundle) -> Submission:
-    """Parse and process a ``multipart/form-data`` submission as it streams in."""
+async def read_submission(
+    request: Request, settings: ServiceSettings, model_for: Callable[[str], ModelEntry]
+) -> Submission:
+    """Parse and process a ``multipart/form-data`` submission as it streams in; ``model_for(task)`` is the task's
+    active model (an HTTPException when none serves it)."""
     ctype, params = parse_options_header(request.headers.get("content-type"))
     if ctype != b"multipart/form-data" or b"boundary" not in params:
         raise HTTPException(415, "a submission is multipart/form-data: the field name, then the files")
     sub = Submission()
-    reader = _Reader(settings, bundle, sub)
+    reader = _Reader(settings, model_for, sub)
     done: list[tuple[str, str | None, bytes]] = []  # finished parts: (field name, file name, bytes)
     part: dict[str, Any] = {}
     ended = [False]

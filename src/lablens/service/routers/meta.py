@@ -28,5 +28,19 @@ def whoami(user: Annotated[Principal, Depends(current_user)]) -> dict[str, str]:
 
 @router.get("/api/health", tags=["meta"])
 def health(state: State) -> dict[str, Any]:
-    b = state.bundle
-    return {"status": "ok", "version": __version__, "bundle_hash": b.hash, "classes": b.classes}
+    """Up, and which model serves each task (hash and classes); the first task's also at the top level."""
+    with state.make_read_session() as session:
+        tasks = {}
+        for task in state.registry.tasks(session):
+            m = state.registry.active(session, task, fallback=False)
+            if m is not None:
+                b = state.registry.entry(m).bundle
+                tasks[task] = {"version": m.version, "bundle_hash": b.hash, "classes": b.classes}
+    first = next(iter(tasks.values()), {})
+    return {
+        "status": "ok",
+        "version": __version__,
+        "bundle_hash": first.get("bundle_hash"),
+        "classes": first.get("classes"),
+        "tasks": tasks,
+    }

@@ -14,6 +14,7 @@ from lablens.service import audit
 from lablens.service.auth import Principal
 from lablens.service.documents import cell_doc, sample_doc
 from lablens.service.models import AuditEvent, Cell, Sample
+from lablens.service.registry import RegistryError
 from lablens.service.state import Id, ReadSession, Reviewer, State, Technician, WriteSession, get_or_404
 
 router = APIRouter(prefix="/api", tags=["review"])
@@ -35,7 +36,10 @@ def review(
     if body.action == "confirm":
         c.label, c.status = c.predicted, "confirmed"
     elif body.action == "reclassify":
-        classes = state.bundle.classes
+        try:
+            classes = state.registry.for_hash(session, c.bundle_hash or c.sample.bundle_hash).bundle.classes
+        except RegistryError as exc:
+            raise HTTPException(409, str(exc)) from None
         if body.label not in classes:
             raise HTTPException(422, f"label {body.label!r} is not one of {', '.join(classes)}")
         c.label = body.label

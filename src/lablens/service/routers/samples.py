@@ -14,14 +14,18 @@ from PIL import Image
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from lablens.data.preprocess import to_square
 from lablens.explain.gradcam import GradCam, overlay
 from lablens.infer.bag_call import METHOD as BAG_METHOD
 from lablens.infer.bag_call import call_bags
+from lablens.infer.bundle import Bundle
+from lablens.infer.predictor import CLASSIFIED, NOT_EVALUABLE
 from lablens.service import audit
 from lablens.service.auth import Principal
 from lablens.service.documents import sample_doc
 from lablens.service.flags import quality_flags
 from lablens.service.models import Cell, Sample
+from lablens.service.registry import ModelEntry, RegistryError
 from lablens.service.state import Id, ReadSession, ServiceState, State, Technician, get_or_404, service
 from lablens.service.storage import image_path, png_bytes, store_png
 from lablens.service.submission import Submission, read_submission
@@ -54,7 +58,7 @@ SUBMISSION_BODY = {
 async def submit(request: Request, user: Technician) -> dict[str, Any]:
     """A new sample: form fields ``name``, ``kind`` (cells | fields), ``task``, ``um_per_px``, then ``files``."""
     state = service(request)
-    sub = await read_submission(request, state.settings, state.bundle)
+    sub = await read_submission(request, state.settings, functools.partial(_model_for, state))
     name = sub.fields.get("name", "").strip()
     if not name or len(name) > 200:
         raise HTTPException(422, "name: give the sample a name of 1 to 200 characters")
@@ -68,40 +72,72 @@ async def submit(request: Request, user: Technician) -> dict[str, Any]:
     return await run_in_threadpool(_store, state, user, name, sub)
 
 
+def _model_for(state: ServiceState, task: str) -> ModelEntry:
+    """The task's active model (422 naming the tasks served when there is none)."""
+    with state.make_read_session() as session:
+        try:
+            return state.registry.for_task(session, task.strip())
+        except RegistryError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+
+def _classify(model: ModelEntry, sub: Submission) -> tuple[Any, ...]:
+    """Per cell: probabilities, gate status, quality and OOD scores, attention; and the sample's call and the
+    OOD guard's verdict. A cell of a field judged not evaluable is not evaluable whatever its own score."""
+    bundle, n = model.bundle, len(sub.crops)
+    crops = np.stack(sub.crops)
+    if bundle.inputs == "bags":  # the sample is called from all its cells at once; each cell also alone
+        bag = call_bags(bundle, [crops], device=model.predictor.device)[0]
+        top = int(bag.sample.argmax())
+        call = {
+            "method": BAG_METHOD,
+            "predicted": bundle.classes[top],
+            "probabilities": {c: round(float(v), 6) for c, v in zip(bundle.classes, bag.sample, strict=True)},
+        }
+        none = [None] * n
+        return bag.cells, [CLASSIFIED] * n, none, none, [float(a) for a in bag.attention], call, None
+    gate_crops = None
+    if model.gate is not None:
+        g = model.gate.bundle
+        gate_crops = np.stack([to_square(c, g.image_size, g.resize_mode) for c in sub.crops])
+    scores = model.predictor.gated_scores(crops, gate_crops)
+    status = scores.status.copy()
+    for i, src in enumerate(sub.sources):
+        if src and src.get("field_evaluable") is False:
+            status[i] = NOT_EVALUABLE
+    scores.status = status
+    verdict = model.predictor.check(scores)
+    quality = [None] * n if scores.quality is None else [float(v) for v in scores.quality]
+    ood = [None] * n if scores.ood is None else [float(v) for v in scores.ood]
+    return scores.proba, list(status), quality, ood, [None] * n, None, verdict
+
+
 def _store(state: ServiceState, user: Principal, name: str, sub: Submission) -> dict[str, Any]:
     """Classify the cells, store their images, and record the sample with its audit event (one transaction)."""
-    bundle = state.bundle
-    call: dict[str, Any] | None = None
-    attention: list[float | None] = [None] * len(sub.crops)
+    model = sub.model
+    assert model is not None  # chosen when the first file arrived
+    bundle = model.bundle
     with state.predict_lock:
-        if bundle.inputs == "bags":  # the sample is called from all its cells at once; each cell also alone
-            bag = call_bags(bundle, [np.stack(sub.crops)], device=state.predictor.device)[0]
-            proba, attention = bag.cells, [float(a) for a in bag.attention]
-            top = int(bag.sample.argmax())
-            call = {
-                "method": BAG_METHOD,
-                "predicted": bundle.classes[top],
-                "probabilities": {
-                    c: round(float(v), 6) for c, v in zip(bundle.classes, bag.sample, strict=True)
-                },
-            }
-        else:
-            proba = state.predictor.predict_arrays(np.stack(sub.crops))
+        proba, gates, quality, ood, attention, call, verdict = _classify(model, sub)
     flags = quality_flags(sub.crops)
     with state.make_session() as session:
         sample = Sample(
             name=name,
             status="open",
+            task=sub.fields.get("task", "blood").strip(),
             bundle_hash=bundle.hash,
             created_by=user.name,
             created_at=datetime.now(timezone.utc),
             call=json.dumps(call) if call else None,
+            ood=json.dumps(verdict.as_dict()) if verdict is not None else None,
         )
         session.add(sample)
         session.flush()
         cells = []
-        rows = zip(sub.names, sub.crops, proba, flags, sub.sources, attention, strict=True)
-        for fname, img, p, fl, src, att in rows:
+        rows = zip(
+            sub.names, sub.crops, proba, flags, sub.sources, attention, gates, quality, ood, strict=True
+        )
+        for fname, img, p, fl, src, att, gate, q, o in rows:
             k = int(p.argmax())
             cell = Cell(
                 sample_id=sample.id,
@@ -116,6 +152,10 @@ def _store(state: ServiceState, user: Principal, name: str, sub: Submission) -> 
                 flags=json.dumps(fl),
                 source=json.dumps(src) if src else None,
                 attention=att,
+                bundle_hash=bundle.hash,
+                gate=gate,
+                quality_score=q,
+                ood_score=o,
             )
             session.add(cell)
             cells.append(cell)
@@ -123,10 +163,13 @@ def _store(state: ServiceState, user: Principal, name: str, sub: Submission) -> 
         after = {
             "name": name,
             "kind": sub.fields.get("kind", "cells"),
+            "task": sample.task,
+            "model": {"id": model.id, "task": model.task, "version": model.version},
             "files": sub.kept_files,
             "skipped": sub.skipped,
             "bundle_hash": bundle.hash,
             "call": call,
+            "ood": verdict.as_dict() if verdict is not None else None,
             "cells": [
                 {
                     "id": c.id,
@@ -134,6 +177,7 @@ def _store(state: ServiceState, user: Principal, name: str, sub: Submission) -> 
                     "predicted": c.predicted,
                     "confidence": c.confidence,
                     "attention": c.attention,
+                    "gate": c.gate,
                 }
                 for c in cells
             ],
@@ -161,22 +205,30 @@ def cell_image(cell_id: Id, _user: Technician, state: State, session: ReadSessio
     return Response(image_path(state.storage, c.image_sha256).read_bytes(), media_type="image/png")
 
 
-@functools.cache
-def _gradcam(state: ServiceState) -> GradCam | str:
+_CAMS: dict[str, GradCam | str] = {}  # by bundle hash (called under the predict lock)
+
+
+def _gradcam(bundle: Bundle) -> GradCam | str:
     """The bundle's Grad-CAM, built on first use; the reason as a string when the bundle has none."""
-    try:
-        return GradCam.for_bundle(state.bundle)
-    except ValueError as exc:
-        return str(exc)
+    if bundle.hash not in _CAMS:
+        try:
+            _CAMS[bundle.hash] = GradCam.for_bundle(bundle)
+        except ValueError as exc:
+            _CAMS[bundle.hash] = str(exc)
+    return _CAMS[bundle.hash]
 
 
 @router.get("/cells/{cell_id}/gradcam")
 def cell_gradcam(cell_id: Id, _user: Technician, state: State, session: ReadSession) -> Response:
     c = get_or_404(session, Cell, cell_id, "cell")
+    try:
+        bundle = state.registry.for_hash(session, c.bundle_hash or c.sample.bundle_hash).bundle
+    except RegistryError as exc:
+        raise HTTPException(404, str(exc)) from None
     with state.predict_lock:
-        cam = _gradcam(state)
+        cam = _gradcam(bundle)
         if isinstance(cam, str):
             raise HTTPException(404, f"no Grad-CAM for this bundle: {cam}")
         img = np.asarray(Image.open(image_path(state.storage, c.image_sha256)).convert("RGB"))
-        heat = cam(img[None], np.array([state.bundle.classes.index(c.label or c.predicted)])).heatmaps[0]
+        heat = cam(img[None], np.array([bundle.classes.index(c.label or c.predicted)])).heatmaps[0]
     return Response(png_bytes(overlay(img, heat)), media_type="image/png")

@@ -40,12 +40,14 @@ async function loadSamples() {
   for (const tr of $("samples").querySelectorAll("tr")) tr.onclick = () => openSample(Number(tr.dataset.id));
 }
 
+const HELD = ["not_evaluable", "out_of_distribution", "unidentified"];  // queues where the model gave no call
+
 function cellCard(c) {
-  const status = c.unidentified ? "unidentified" : c.status;
+  const status = HELD.includes(c.queue) ? c.queue : c.status;
   const src = $("gradcam").checked ? `/api/cells/${c.id}/gradcam` : c.image;
   return `<div class="cell" tabindex="0" data-id="${c.id}" data-testid="cell-${c.id}">` +
     `<img alt="cell ${c.id}" data-src="${src}">` +
-    `<div><b>${esc(c.final)}</b> <span class="badge ${status}">${status}</span></div>` +
+    `<div><b>${esc(c.final || "—")}</b> <span class="badge ${status}">${status.replaceAll("_", " ")}</span></div>` +
     `<div class="p">model: ${esc(c.predicted)} ${(100 * c.confidence).toFixed(1)} %</div>` +
     (c.attention === null || c.attention === undefined ? "" :
       `<div class="p attention" data-testid="attention-${c.id}" title="share of the sample call this cell drove">` +
@@ -67,10 +69,11 @@ function render(doc) {
   $("sample-title").textContent = `Sample ${doc.name} — ${doc.status}` + (doc.signed_by ? ` by ${doc.signed_by}` : "");
   const groups = {};
   for (const c of doc.cells) {
-    const key = c.unidentified ? "unidentified" : c.final;
+    const key = HELD.includes(c.queue) ? c.queue : c.final;
     (groups[key] = groups[key] || []).push(c);
   }
-  const keys = Object.keys(groups).sort((a, b) => (a === "unidentified" ? -1 : b === "unidentified" ? 1 : a.localeCompare(b)));
+  const rank = (k) => (HELD.includes(k) ? HELD.indexOf(k) - HELD.length : 0);  // held-back queues first
+  const keys = Object.keys(groups).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
   nCells = doc.cells.length;
   if (doc.call) for (const k of keys) groups[k].sort((a, b) => b.attention - a.attention);  // drivers first
   order = keys.flatMap((k) => groups[k].map((c) => c.id));
@@ -103,7 +106,9 @@ async function renderReport(doc) {
   const rows = Object.entries(doc.percent).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${doc.counts[k]}</td><td>${v.toFixed(1)} %</td></tr>`).join("");
   $("report-body").innerHTML = `<p data-testid="report-status">Status: <b>${esc(doc.status)}</b>` +
     (doc.signed_by ? ` — signed by ${esc(doc.signed_by)} at ${esc(doc.signed_at)}` : "") +
-    `; ${doc.n_reviewed} of ${doc.n_cells} cells reviewed, ${doc.n_unidentified} unidentified.</p>` +
+    `; ${doc.n_reviewed} of ${doc.n_cells} cells reviewed, ${doc.n_unidentified} unidentified` +
+    `, ${doc.n_not_evaluable} not evaluable, ${doc.n_out_of_distribution} out of distribution.</p>` +
+    (doc.ood && doc.ood.flagged ? `<p class="flag" data-testid="ood-verdict">Out of distribution: ${doc.ood.reasons.map(esc).join("; ")}</p>` : "") +
     `<table><thead><tr><th>class</th><th>cells</th><th>share</th></tr></thead><tbody>${rows}</tbody></table>` +
     (ag.n_reviewed
       ? `<p data-testid="agreement">Model vs technicians, all reviewed cells: ${ag.n_reviewed} cells, agreement ${(100 * ag.agreement).toFixed(1)} %, Cohen's kappa ${ag.cohen_kappa.toFixed(2)}.</p>`
