@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
@@ -47,11 +48,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(tmp_path: Path, bundle: Path, images: list) -> Iterator[dict]:  # type: ignore[type-arg]
-    """``bundle`` served by uvicorn in a thread, three users, and ``images`` written as PNG files to upload."""
+def _serve(tmp_path: Path, bundle: Path | None, images: list, registry: Path | None = None) -> Iterator[dict]:  # type: ignore[type-arg]
+    """``bundle`` (or a ``registry``) served by uvicorn in a thread, three users, and ``images`` written as PNG
+    files to upload."""
     app = create_app(
         ServiceSettings(
-            bundle=str(bundle),
+            bundle=str(bundle) if bundle else None,
+            registry=str(registry) if registry else None,
             db_url=f"sqlite:///{tmp_path / 'l.db'}",
             storage=str(tmp_path / "img"),
             min_confidence=0.0,
@@ -255,3 +258,114 @@ def test_a_sample_called_by_a_multiple_instance_bundle_shows_its_call_and_the_ce
         page.screenshot(path=str(ARTIFACTS / "browser" / "6-mil-sample-call.png"), full_page=True)
         browser.close()
     assert not errors, errors
+
+
+@pytest.fixture
+def live_registry(tmp_path: Path) -> Iterator[dict]:  # type: ignore[type-arg]
+    """A registry with task ``blood`` (v1 active, v2 a candidate with its promotion report), the task's quality
+    gate, and four phantom smear fields (two defocused) to submit."""
+    import cv2
+    import pandas as pd
+
+    from lablens.config import RunConfig
+    from lablens.data.phantoms import write_phantoms
+    from lablens.workflows.degrade import degrade
+    from lablens.workflows.promote import promote
+    from lablens.workflows.train import train
+
+    from conftest import write_shape_folder
+
+    reg = tmp_path / "registry"
+    tiny_bundle(reg / "blood" / "v1", "handcrafted")
+    tiny_bundle(reg / "blood" / "v2", "handcrafted")
+    shapes = write_shape_folder(tmp_path / "shapes", per_class=12, size=48)
+    degrade(shapes, tmp_path / "deg", levels="0-4", kinds="defocus,gaussian", progress=False)
+    cfg = RunConfig()
+    cfg.model.name, cfg.model.image_size, cfg.data.label_column = "blur_level", 48, "blur_level"
+    cfg.train.threads, cfg.eval.bootstrap = 1, 0
+    quality = train(tmp_path / "deg", tmp_path / "qrun", cfg, progress=False).bundles[0]
+    shutil.copytree(quality, reg / "blood" / "quality")
+    locked = write_shape_folder(tmp_path / "locked", per_class=8, size=40, seed=5)
+    promote(reg / "blood" / "v2", reg / "blood" / "v1", [locked], tmp_path / "p", n_boot=50, progress=False)
+    write_phantoms("blood-cells", tmp_path / "fields", n=5, seed=3, fields=True, size=320)
+    man = pd.read_csv(tmp_path / "fields" / "manifest.csv")
+    images = []
+    for i, p in enumerate(man["path"]):
+        img = np.asarray(Image.open(tmp_path / "fields" / p).convert("RGB"))
+        images.append(cv2.GaussianBlur(img, (0, 0), 8) if i >= 2 else img)
+    scale = float(man["field_um"].mean() / 320)
+    for served in _serve(tmp_path, None, images, registry=reg):
+        yield {**served, "report": tmp_path / "p" / "promotion.json", "um_per_px": scale}
+
+
+def test_worklist_field_view_held_back_queue_monitoring_and_model_admin(live_registry: dict) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extras)")
+    live, errors = live_registry, []
+    shots = ARTIFACTS / "browser"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser, page = _page(pw, errors)
+        page.goto(live["url"] + "/")
+        _sign_in(page, live, "tina")
+        sync_api.expect(page.locator("#models")).to_be_hidden()
+        # a field submission: the field view draws every detection; a click on a box selects its cell
+        page.fill("#sample-name", "smear-1")
+        page.select_option("#kind", "fields")
+        page.fill("#um-per-px", str(live["um_per_px"]))
+        page.set_input_files("#files", live["files"])
+        page.click("#upload button[type=submit]")
+        sync_api.expect(page.locator("#message")).to_contain_text("sample smear-1")
+        sync_api.expect(page.locator("[data-testid=field-0] img")).to_have_attribute(
+            "src", __import__("re").compile("^blob:")
+        )
+        box = page.locator("#fields .box").first
+        cell_id = box.get_attribute("data-cell")
+        box.click()
+        sync_api.expect(page.locator(f"[data-testid=cell-{cell_id}]")).to_have_class(
+            __import__("re").compile("selected")
+        )
+        sync_api.expect(
+            page.locator("#fields figcaption").filter(has_text="not evaluable")
+        ).not_to_have_count(0)
+        page.screenshot(path=str(shots / "7-field-view.png"), full_page=True)
+        # the not-evaluable queue lists the defocused fields' cells; a click opens the sample at that cell
+        auth = {"Authorization": f"Bearer {live['tokens']['tina']}"}
+        held = httpx.get(live["url"] + "/api/queue?kind=not_evaluable", headers=auth).json()
+        assert held and all(c["queue"] == "not_evaluable" for c in held)
+        sync_api.expect(page.locator("#queue tr")).to_have_count(len(held))
+        page.locator(f"[data-testid=queued-{held[0]['id']}]").click()
+        sync_api.expect(page.locator(f"[data-testid=cell-{held[0]['id']}]")).to_have_class(
+            __import__("re").compile("selected")
+        )
+        sync_api.expect(page.locator("#groups .group[data-class=not_evaluable] .cell")).to_have_count(
+            len(held)
+        )
+        # worklist filters
+        page.select_option("#f-status", "signed")
+        sync_api.expect(page.locator("#samples tr")).to_have_count(0)
+        page.select_option("#f-status", "open")
+        sync_api.expect(page.locator("[data-testid=sample-smear-1]")).to_contain_text("blood")
+        # a review shows up in monitoring (after a reload of the page)
+        page.keyboard.press("Enter")
+        sync_api.expect(page.locator("#message")).to_contain_text("confirmed")
+        page.reload()
+        _sign_in(page, live, "tina")
+        sync_api.expect(page.locator("#monitor tr").first).to_contain_text("blood")
+        # model admin: v2 is promoted with its report; v1 back with a reason
+        _sign_in(page, live, "adam")
+        sync_api.expect(page.locator("#model-rows tr")).to_have_count(2)
+        v2 = page.locator("[data-testid=model-blood-v2]")
+        v2.locator("button[data-act=activate]").click()
+        sync_api.expect(page.locator("#message")).to_contain_text("send the `lablens promote` report")
+        v2.locator("input.report").set_input_files(str(live["report"]))
+        v2.locator("button[data-act=activate]").click()
+        sync_api.expect(page.locator("#message")).to_contain_text("blood v2: promote done")
+        sync_api.expect(page.locator("[data-testid=model-blood-v2]")).to_contain_text("active")
+        sync_api.expect(page.locator("[data-testid=model-blood-v2]")).to_contain_text("promote: accuracy")
+        v1 = page.locator("[data-testid=model-blood-v1]")
+        v1.locator("input.reason").fill("drift on site B")
+        v1.locator("button[data-act=activate]").click()
+        sync_api.expect(page.locator("#message")).to_contain_text("blood v1: rollback done")
+        page.screenshot(path=str(shots / "8-model-admin-monitoring.png"), full_page=True)
+        browser.close()
+    assert [e for e in errors if "409" not in e] == []  # the refused promotion is the only error seen

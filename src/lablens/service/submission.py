@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from lablens.fields.crops import crop_cells
 from lablens.fields.detection import create_detector
 from lablens.fields.presets import get_preset
 from lablens.service.settings import UM_PER_PX_RANGE, ServiceSettings
+from lablens.service.storage import store_png
 
 if TYPE_CHECKING:
     from lablens.service.registry import ModelEntry
@@ -141,10 +143,12 @@ class _Reader:
         if dets:
             sub.crops.extend(crop_cells(img, dets, crop_px, size))
         quality: dict[str, Any] = {}
+        if dets:  # kept for the field view (its detections drawn over it)
+            quality["field_sha256"] = store_png(Path(self.settings.storage), img)
         gate = sub.model.gate if sub.model is not None else None
         if gate is not None and dets:  # the field as a whole: a blurred field's cells are all not evaluable
             score = gate.score_field(img, crop_px)
-            quality = {"field_quality": round(score, 4), "field_evaluable": bool(gate.evaluable(score))}
+            quality |= {"field_quality": round(score, 4), "field_evaluable": bool(gate.evaluable(score))}
         for i, d in enumerate(dets):
             sub.names.append(f"{name}#{i + 1}")
             sub.sources.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -116,3 +116,18 @@ def agreement(_user: Technician, session: ReadSession) -> dict[str, Any]:
         "agreement": round(same / len(rows), 4),
         "cohen_kappa": round(float(kappa), 4),
     }
+
+
+@router.get("/monitoring")
+def monitoring_rows(
+    _user: Technician,
+    state: State,
+    session: ReadSession,
+    task: str | None = None,
+    bootstrap: int = Query(500, ge=0, le=5000),
+) -> list[dict[str, Any]]:
+    """Per task, model version and week: agreement and kappa (95 % CIs over samples), correction rates per
+    class, and the shares held back as not evaluable, out of distribution or unidentified."""
+    from lablens.service.monitoring import monitoring
+
+    return monitoring(session, state.settings.min_confidence, task=task, n_boot=bootstrap)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import datetime, timezone
-from typing import Any
+from datetime import date, datetime, timezone
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import Response
 from PIL import Image
 from sqlalchemy import select
@@ -22,7 +23,7 @@ from lablens.infer.bundle import Bundle
 from lablens.infer.predictor import CLASSIFIED, NOT_EVALUABLE
 from lablens.service import audit
 from lablens.service.auth import Principal
-from lablens.service.documents import sample_doc
+from lablens.service.documents import cell_doc, sample_doc
 from lablens.service.flags import quality_flags
 from lablens.service.models import Cell, Sample
 from lablens.service.registry import ModelEntry, RegistryError
@@ -189,9 +190,96 @@ def _store(state: ServiceState, user: Principal, name: str, sub: Submission) -> 
 
 
 @router.get("/samples")
-def list_samples(_user: Technician, state: State, session: ReadSession) -> list[dict[str, Any]]:
-    rows = session.execute(select(Sample).order_by(Sample.id.desc())).scalars()
+def list_samples(
+    _user: Technician,
+    state: State,
+    session: ReadSession,
+    task: str | None = None,
+    status: str | None = Query(None, pattern="^(open|signed)$"),
+    since: date | None = None,
+) -> list[dict[str, Any]]:
+    """The worklist, newest first; ``task``, ``status`` (open | signed) and ``since`` (a date) filter it."""
+    q = select(Sample).order_by(Sample.id.desc())
+    if task:
+        q = q.where(Sample.task == task)
+    if status:
+        q = q.where(Sample.status == status)
+    if since:
+        q = q.where(Sample.created_at >= datetime.combine(since, datetime.min.time(), tzinfo=timezone.utc))
+    rows = session.execute(q).scalars()
     return [sample_doc(s, state.settings.min_confidence, with_cells=False) for s in rows]
+
+
+@router.get("/queue")
+def held_back(
+    _user: Technician,
+    state: State,
+    session: ReadSession,
+    kind: str = Query("not_evaluable", pattern="^(not_evaluable|out_of_distribution|unidentified)$"),
+) -> list[dict[str, Any]]:
+    """Cells of open samples waiting in one queue: not evaluable (quality gate), out of distribution (OOD
+    guard) or unidentified (below the confidence threshold), oldest sample first."""
+    q = select(Cell, Sample).join(Sample).where(Sample.status == "open").order_by(Sample.id, Cell.id)
+    out = []
+    for cell, sample in session.execute(q).all():
+        doc = cell_doc(cell, state.settings.min_confidence)
+        if doc["queue"] == kind:
+            out.append({**doc, "sample_id": sample.id, "sample": sample.name, "task": sample.task})
+    return out
+
+
+def _field_images(s: Sample) -> dict[str, str]:
+    """Field name → stored image sha256, in the order the sample's cells came from them."""
+    out: dict[str, str] = {}
+    for c in s.cells:
+        src = json.loads(c.source) if c.source else None
+        if src and "field_sha256" in src:
+            out.setdefault(src["field"], src["field_sha256"])
+    return out
+
+
+@router.get("/samples/{sample_id}/fields")
+def sample_fields(
+    sample_id: Id, _user: Technician, state: State, session: ReadSession
+) -> list[dict[str, Any]]:
+    """The fields of a field submission with the box, queue and call of every cell found on them."""
+    s = get_or_404(session, Sample, sample_id, "sample")
+    fields: dict[str, dict[str, Any]] = {}
+    for c in s.cells:
+        src = json.loads(c.source) if c.source else None
+        if not src or "field_sha256" not in src:
+            continue
+        f = fields.setdefault(
+            src["field"],
+            {
+                "field": src["field"],
+                "image": f"/api/samples/{s.id}/fields/{len(fields)}/image",
+                "evaluable": src.get("field_evaluable"),
+                "quality_score": src.get("field_quality"),
+                "cells": [],
+                "_sha": src["field_sha256"],
+            },
+        )
+        doc = cell_doc(c, state.settings.min_confidence)
+        f["cells"].append(
+            {k: doc[k] for k in ("id", "queue", "final", "predicted", "confidence")} | {"box": src["box"]}
+        )
+    return [{k: v for k, v in f.items() if k != "_sha"} for f in fields.values()]
+
+
+@router.get("/samples/{sample_id}/fields/{index}/image")
+def field_image(
+    sample_id: Id,
+    index: Annotated[int, PathParam(ge=0, le=100_000)],
+    _user: Technician,
+    state: State,
+    session: ReadSession,
+) -> Response:
+    s = get_or_404(session, Sample, sample_id, "sample")
+    shas = list(_field_images(s).values())
+    if index >= len(shas):
+        raise HTTPException(404, f"sample {sample_id} has no field {index}")
+    return Response(image_path(state.storage, shas[index]).read_bytes(), media_type="image/png")
 
 
 @router.get("/samples/{sample_id}")

@@ -1,7 +1,12 @@
 // lablens review page (served as a file: the Content-Security-Policy allows no inline script)
 "use strict";
 const $ = (id) => document.getElementById(id);
-let classes = [], current = null, selected = 0, order = [], nCells = 0;
+let classes = [], current = null, selected = 0, order = [], nCells = 0, health = {tasks: {}};
+
+function setClasses(list) {  // the keys 1…9 reclassify into the classes of the model in view
+  classes = list || [];
+  $("keys").innerHTML = classes.map((c, i) => "<kbd>" + (i + 1) + "</kbd> " + esc(c)).join(", ");
+}
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 
 function say(text, ok = false) { $("message").textContent = text; $("message").className = ok ? "ok" : ""; }
@@ -22,21 +27,29 @@ async function signin() {
   try {
     const me = await (await api("/api/whoami")).json();
     $("who").textContent = me.name + " (" + me.role + ")";
-    classes = (await (await fetch("/api/health")).json()).classes;
-    $("keys").innerHTML = classes.map((c, i) => "<kbd>" + (i + 1) + "</kbd> " + esc(c)).join(", ");
+    health = await (await fetch("/api/health")).json();
+    setClasses(health.classes);
+    const tasks = Object.keys(health.tasks);
+    $("task").innerHTML = tasks.map((t) => `<option value="${esc(t === "*" ? "blood" : t)}">${esc(t === "*" ? "any" : t)}</option>`).join("");
+    $("f-task").innerHTML = `<option value="">all</option>` + tasks.map((t) => `<option>${esc(t)}</option>`).join("");
     say("signed in as " + me.name, true);
-    $("admin").hidden = me.role !== "admin";
-    if (me.role === "admin") await loadUsers();
+    $("admin").hidden = $("models").hidden = me.role !== "admin";
+    if (me.role === "admin") { await loadUsers(); await loadModels(); }
     await loadSamples();
+    await loadQueue();
+    await loadMonitoring();
     if (current) await openSample(current.id);
   } catch (e) { say(e.message); }
 }
 
 async function loadSamples() {
-  const rows = await (await api("/api/samples")).json();
+  const q = new URLSearchParams();
+  for (const [key, id] of [["task", "f-task"], ["status", "f-status"], ["since", "f-since"]]) if ($(id).value) q.set(key, $(id).value);
+  const rows = await (await api("/api/samples?" + q)).json();
   $("samples").innerHTML = rows.map((s) =>
-    `<tr class="sample${current && current.id === s.id ? " active" : ""}" data-id="${s.id}"><td>${s.id}</td><td>${esc(s.name)}</td>` +
-    `<td>${esc(s.status)}</td><td>${s.n_cells}</td><td>${s.n_reviewed}</td></tr>`).join("");
+    `<tr class="sample${current && current.id === s.id ? " active" : ""}" data-id="${s.id}" data-testid="sample-${esc(s.name)}"><td>${s.id}</td><td>${esc(s.name)}</td>` +
+    `<td>${esc(s.task)}</td><td>${esc(s.status)}</td><td>${s.n_cells}</td><td>${s.n_reviewed}</td>` +
+    `<td>${s.n_not_evaluable + s.n_out_of_distribution}</td><td>${esc(s.created_at.slice(0, 10))}</td></tr>`).join("");
   for (const tr of $("samples").querySelectorAll("tr")) tr.onclick = () => openSample(Number(tr.dataset.id));
 }
 
@@ -64,7 +77,10 @@ async function loadImages() {  // images need the token, so they are fetched and
 }
 
 function render(doc) {
+  if (!current || current.id !== doc.id) renderFields(doc);
   current = doc;
+  const model = Object.values(health.tasks).find((t) => t.bundle_hash === doc.bundle_hash);
+  if (model) setClasses(model.classes);
   $("sample").hidden = false;
   $("sample-title").textContent = `Sample ${doc.name} — ${doc.status}` + (doc.signed_by ? ` by ${doc.signed_by}` : "");
   const groups = {};
@@ -89,7 +105,29 @@ function render(doc) {
   renderReport(doc);
 }
 
+async function renderFields(doc) {  // whole fields with their detections; a click on a box selects that cell
+  $("fields").innerHTML = "";
+  let fields = [];
+  try { fields = await (await api(`/api/samples/${doc.id}/fields`)).json(); } catch (e) { return; }
+  $("fields").innerHTML = fields.map((f, k) =>
+    `<figure class="field" data-testid="field-${k}"><div class="frame"><img alt="field ${esc(f.field)}" data-src="${f.image}">` +
+    f.cells.map((c) => `<div class="box ${esc(c.queue)}" data-cell="${c.id}" data-box="${c.box.join(",")}" title="${esc(c.final || c.queue)}"></div>`).join("") +
+    `</div><figcaption>${esc(f.field)}` + (f.evaluable === false ? ` — <b class="flag">not evaluable</b> (quality ${f.quality_score})` : "") +
+    `</figcaption></figure>`).join("");
+  for (const img of $("fields").querySelectorAll("img[data-src]")) {
+    img.onload = () => {  // boxes in field pixels → percentages of the shown image
+      const w = img.naturalWidth, h = img.naturalHeight;
+      for (const box of img.parentElement.querySelectorAll(".box")) {
+        const [x0, y0, x1, y1] = box.dataset.box.split(",").map(Number);
+        Object.assign(box.style, {left: `${100 * x0 / w}%`, top: `${100 * y0 / h}%`, width: `${100 * (x1 - x0) / w}%`, height: `${100 * (y1 - y0) / h}%`});
+      }
+    };
+    try { img.src = URL.createObjectURL(await (await api(img.dataset.src)).blob()); } catch (e) { img.alt = e.message; }
+  }
+}
+
 function highlight() {
+  for (const el of document.querySelectorAll(".field .box")) el.classList.toggle("selected", Number(el.dataset.cell) === order[selected]);
   for (const el of document.querySelectorAll(".cell")) el.classList.toggle("selected", Number(el.dataset.id) === order[selected]);
   const el = document.querySelector(".cell.selected");
   if (el) el.focus({preventScroll: false});
@@ -144,7 +182,75 @@ document.addEventListener("keydown", (ev) => {
 document.addEventListener("click", (ev) => {
   const card = ev.target.closest(".cell");
   if (card) { selected = order.indexOf(Number(card.dataset.id)); highlight(); }
+  const box = ev.target.closest(".field .box");
+  if (box) { selected = order.indexOf(Number(box.dataset.cell)); highlight(); }
 });
+for (const id of ["f-task", "f-status", "f-since"]) $(id).onchange = () => loadSamples().catch((e) => say(e.message));
+$("queue-kind").onchange = () => loadQueue().catch((e) => say(e.message));
+
+async function loadQueue() {
+  const rows = await (await api(`/api/queue?kind=${$("queue-kind").value}`)).json();
+  $("queue").innerHTML = rows.map((c) =>
+    `<tr class="clickable" data-sample="${c.sample_id}" data-cell="${c.id}" data-testid="queued-${c.id}"><td>${esc(c.sample)}</td><td>${esc(c.name)}</td>` +
+    `<td>${esc(c.task)}</td><td>${c.quality_score ?? ""}</td><td>${c.ood_score ?? ""}</td></tr>`).join("") ||
+    `<tr><td colspan="5">none waiting</td></tr>`;
+}
+$("queue").onclick = async (ev) => {
+  const tr = ev.target.closest("tr[data-sample]");
+  if (!tr) return;
+  await openSample(Number(tr.dataset.sample));
+  selected = order.indexOf(Number(tr.dataset.cell));
+  highlight();
+};
+
+async function loadMonitoring() {
+  const rows = await (await api("/api/monitoring?bootstrap=200")).json();
+  const pct = (x) => `${(100 * x).toFixed(1)} %`;
+  $("monitor").innerHTML = rows.map((r) => {
+    const k = r.agreement && r.agreement.kappa;
+    const kappa = k && k.value !== null ? `${k.value.toFixed(2)}` + (k.ci ? ` (${k.ci[0].toFixed(2)}–${k.ci[1].toFixed(2)})` : "") : "—";
+    const worst = Object.entries(r.correction_rate).sort((a, b) => b[1].rate - a[1].rate)[0];
+    return `<tr data-testid="monitor-${esc(r.task)}-v${r.model_version}-${esc(r.week)}"><td>${esc(r.task)}</td><td>v${r.model_version ?? "?"} ${esc(r.bundle_hash.slice(0, 8))}</td>` +
+      `<td>${esc(r.week)}</td><td>${r.n_cells}</td><td>${r.n_reviewed}</td><td>${kappa}</td><td>${pct(r.share.not_evaluable)}</td>` +
+      `<td>${pct(r.share.out_of_distribution)}</td><td>${pct(r.share.unidentified)}</td>` +
+      `<td>${worst ? `${esc(worst[0])} ${pct(worst[1].rate)} of ${worst[1].reviewed}` : ""}</td></tr>`;
+  }).join("");
+}
+
+// --- models (admins) ---
+async function loadModels() {
+  const rows = await (await api("/api/models")).json();
+  $("model-rows").innerHTML = rows.map((m) => {
+    const p = m.promotion, d = p && p.decision;
+    const acc = p && p.accuracy ? `${p.accuracy.candidate.toFixed(3)} vs ${p.accuracy.current.toFixed(3)} in service` : "?";
+    const report = p ? `${d && d.promote ? "promote" : "refuse"}: accuracy ${acc} on ${p.n} locked cases` : "";
+    return `<tr data-model="${m.id}" data-testid="model-${esc(m.task)}-v${m.version}"><td>${esc(m.task)}</td><td>v${m.version}</td>` +
+      `<td>${esc(m.bundle_hash.slice(0, 12))}</td><td>${esc(m.registered_at.slice(0, 16).replace("T", " "))}</td>` +
+      `<td>${m.active ? "<b>active</b>" : ""}</td><td>${esc(report)}</td><td>` +
+      (m.active ? "" : `<input class="reason" placeholder="reason"> <input class="report" type="file" accept=".json"> <button data-act="activate">Activate</button>`) +
+      `</td></tr>`;
+  }).join("");
+}
+$("model-rows").onclick = async (ev) => {
+  const button = ev.target.closest("button[data-act=activate]");
+  if (!button) return;
+  const tr = button.closest("tr");
+  const file = tr.querySelector(".report").files[0];
+  try {
+    const body = {reason: tr.querySelector(".reason").value, promotion: file ? JSON.parse(await file.text()) : null};
+    const doc = await (await api(`/api/admin/models/${tr.dataset.model}/activate`, {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)})).json();
+    say(`${doc.task} v${doc.version}: ${doc.action.replace("_model", "")} done`, true);
+    health = await (await fetch("/api/health")).json();
+    await loadModels();
+  } catch (e) { say(e.message); }
+};
+$("scan").onclick = async () => {
+  try {
+    const added = await (await api("/api/admin/models/scan", {method: "POST"})).json();
+    say(`${added.length} new model(s) registered`, true);
+    await loadModels();
+  } catch (e) { say(e.message); }
+};
 $("gradcam").onchange = () => current && render(current);
 $("signin").onclick = signin;
 $("token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") signin(); });
@@ -156,11 +262,14 @@ $("upload").onsubmit = async (ev) => {
   ev.preventDefault();
   const form = new FormData();
   form.append("name", $("sample-name").value);
+  form.append("kind", $("kind").value);
+  if ($("task").value) form.append("task", $("task").value);
+  if ($("um-per-px").value) form.append("um_per_px", $("um-per-px").value);
   for (const f of $("files").files) form.append("files", f);
   try {
     const doc = await (await api("/api/samples", {method: "POST", body: form})).json();
     say(`sample ${doc.name}: ${doc.n_cells} cells` + (doc.skipped.length ? `, ${doc.skipped.length} skipped` : ""), true);
-    selected = 0; render(doc); await loadSamples();
+    selected = 0; render(doc); await loadSamples(); await loadQueue();
   } catch (e) { say(e.message); }
 };
 if (sessionStorage.getItem("token")) { $("token").value = sessionStorage.getItem("token"); signin(); }
