@@ -264,8 +264,9 @@ def service(request: pytest.FixtureRequest, service_bundle: tuple[Path, np.ndarr
     return {**start_service(settings), "images": service_bundle[1], "tmp": tmp_path}
 
 
-def start_service(settings: Any) -> dict:
-    """The app for ``settings`` (in-process client) with tina (technician), rita (reviewer) and adam (admin)."""
+def start_service(settings: Any, tokens: dict[str, str] | None = None) -> dict:
+    """The app for ``settings`` (in-process client) with tina (technician), rita (reviewer) and adam (admin);
+    ``tokens`` of a service started before on the same database reuse its users."""
     from fastapi.testclient import TestClient
 
     from lablens.service.app import create_app
@@ -273,11 +274,12 @@ def start_service(settings: Any) -> dict:
     from lablens.service.db import sessions
 
     app = create_app(settings)
-    tokens = {}
-    with sessions(app.state.engine)() as s:
-        for name, role in (("tina", "technician"), ("rita", "reviewer"), ("adam", "admin")):
-            tokens[role] = create_user(s, app.state.service.audit_key, name, role)
-        s.commit()
+    if tokens is None:
+        tokens = {}
+        with sessions(app.state.engine)() as s:
+            for name, role in (("tina", "technician"), ("rita", "reviewer"), ("adam", "admin")):
+                tokens[role] = create_user(s, app.state.service.audit_key, name, role)
+            s.commit()
     client = TestClient(app)
     auth = {role: {"Authorization": f"Bearer {t}"} for role, t in tokens.items()}
     return {"client": client, "auth": auth, "app": app, "tokens": tokens}

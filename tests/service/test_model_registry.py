@@ -124,3 +124,25 @@ def test_promotion_needs_its_report_and_rollback_a_reason(bundles: dict, tmp_pat
         conn.execute(text("UPDATE models SET active = NOT active"))
     verify = c.get("/api/audit/verify", headers=svc["auth"]["reviewer"]).json()
     assert verify["ok"] is False and any("model 1: active" in p["reason"] for p in verify["problems"])
+
+
+def test_serve_bundle_serves_that_bundle_and_a_missing_one_is_named(bundles: dict, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    first = start_service(ServiceSettings(str(bundles["first"]), db, str(tmp_path / "img")))
+    h1 = first["client"].get("/api/health").json()["bundle_hash"]
+    moved = tmp_path / "second"
+    shutil.copytree(bundles["second"], moved)
+    # restarted with another bundle
+    again = start_service(ServiceSettings(str(moved), db, str(tmp_path / "img")), tokens=first["tokens"])
+    c = again["client"]
+    active = [m for m in c.get("/api/models", headers=again["auth"]["technician"]).json() if m["active"]]
+    assert [m["version"] for m in active] == [2] and active[0]["bundle_hash"] != h1
+    events = c.get("/api/audit", headers=again["auth"]["reviewer"]).json()
+    switch = [e for e in events if e["action"] == "activate_model"][-1]
+    assert switch["after"]["reason"] == "lablens serve --bundle" and switch["before"]["version"] == 1
+    shutil.rmtree(moved)  # the bundle disappears before it was first used: named, never a 500
+    health = c.get("/api/health").json()
+    assert "error" in health["tasks"]["*"]
+    files = [("files", ("a.png", _png(bundles["images"][0]), "image/png"))]
+    r = c.post("/api/samples", data={"name": "x"}, files=files, headers=again["auth"]["technician"])
+    assert r.status_code == 422 and "model * v2" in r.json()["detail"]

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lablens.infer.bundle import CARD, Bundle, load_bundle
+from lablens.infer.bundle import CARD, Bundle, BundleError, load_bundle
 from lablens.infer.predictor import Predictor
 from lablens.quality.gate import QualityGate
 from lablens.service import audit
@@ -135,10 +135,27 @@ class ModelRegistry:
             audit.append(session, key, actor, "register_model", "model", m.id, None, after)
             new.append(m)
             if self.active(session, task, fallback=False) is None:
-                m.active = True
-                after = {"active": True, "reason": "the first model of the task"}
-                audit.append(session, key, actor, "activate_model", "model", m.id, {"active": False}, after)
+                self._switch(session, key, actor, m, "the first model of the task")
+        if self.settings.bundle is not None:  # `serve --bundle B` serves B, whatever served before
+            m = session.execute(
+                select(Model).where(
+                    (Model.task == ANY_TASK) & (Model.bundle_hash == load_bundle(self.settings.bundle).hash)
+                )
+            ).scalar_one()
+            if not m.active:
+                self._switch(session, key, actor, m, "lablens serve --bundle")
         return new
+
+    def _switch(self, session: Session, key: bytes, actor: str, m: Model, reason: str) -> None:
+        """Activate ``m`` without a promotion report (first model of a task, or the operator's --bundle)."""
+        current = self.active(session, m.task, fallback=False)
+        before = {"active": False} if current is None else _active_doc(current)
+        if current is not None:
+            current.active = False
+        m.active = True
+        audit.append(
+            session, key, actor, "activate_model", "model", m.id, before, {**_active_doc(m), "reason": reason}
+        )
 
     # -- looking models up ---------------------------------------------------------------------------------------
     def active(self, session: Session, task: str, fallback: bool = True) -> Model | None:
@@ -169,7 +186,10 @@ class ModelRegistry:
     def entry(self, m: Model) -> ModelEntry:
         with self._lock:
             if m.id not in self._loaded:
-                bundle = load_bundle(m.path)
+                try:
+                    bundle = load_bundle(m.path)
+                except BundleError as exc:
+                    raise RegistryError(f"model {m.task} v{m.version}: {exc}") from None
                 if bundle.hash != m.bundle_hash:
                     raise RegistryError(
                         f"{m.path}: the bundle there is no longer model {m.task} v{m.version} "

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from lablens import __version__
 from lablens.service.auth import Principal
+from lablens.service.registry import RegistryError
 from lablens.service.state import State, current_user
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -33,9 +34,14 @@ def health(state: State) -> dict[str, Any]:
         tasks = {}
         for task in state.registry.tasks(session):
             m = state.registry.active(session, task, fallback=False)
-            if m is not None:
+            if m is None:
+                continue
+            try:
                 b = state.registry.entry(m).bundle
-                tasks[task] = {"version": m.version, "bundle_hash": b.hash, "classes": b.classes}
+            except RegistryError as exc:  # the bundle went missing from disk: say so, keep serving the rest
+                tasks[task] = {"version": m.version, "bundle_hash": m.bundle_hash, "error": str(exc)}
+                continue
+            tasks[task] = {"version": m.version, "bundle_hash": b.hash, "classes": b.classes}
     first = next(iter(tasks.values()), {})
     return {
         "status": "ok",
