@@ -93,6 +93,9 @@ def test_retrain_keeps_the_test_partition_locked_and_samples_whole(base: dict[st
     assert not any(s[: len(next(iter(seen)))] in seen for s in test_sha)  # nothing locked was trained on
     assert card["training"]["split"]["n_train"] == int((data["partition"] == "train").sum())
     assert card["training"]["config"]["model"]["name"] == "handcrafted"  # the run's own configuration
+    # its validation images were folded into training: their confidence would be over-optimistic, so not kept
+    assert card["ood"]["n_images"] == int(data["partition"].isin(["train", "val"]).sum())
+    assert card["ood"]["confidence"] is None
     # promote on the locked cases: the original data (seen images dropped → its test partition) + reviews
     with contextlib.suppress(RunError):  # promoted or not, both models were scored on the same locked cases
         promote(

@@ -324,10 +324,13 @@ def _ood_summary(
     seed: int,
 ) -> dict[str, Any] | None:
     """The bundle's out-of-distribution summary: statistics of the training + validation images and the
-    calibrated confidence of the validation images (:mod:`lablens.infer.ood`)."""
-    if type(est).capabilities.inputs != "images":
+    calibrated confidence of the validation images, when the model never trained on them (:mod:`lablens.infer.ood`)."""
+    caps = type(est).capabilities
+    if caps.inputs != "images":
         return None
-    top = None if val_logits is None else softmax_t(val_logits, calibration.temperature).max(axis=1)
+    # a family that folds the validation images into training is over-confident on them: no confidence summary
+    unseen = val_logits is not None and not caps.folds_validation
+    top = softmax_t(val_logits, calibration.temperature).max(axis=1) if unseen else None  # type: ignore[arg-type]
     rows = np.concatenate([fold.train, fold.val]).astype(np.int64)
     summary = OodSummary.fit(pixels, top, rows=rows, seed=seed)
     return None if summary is None else summary.to_card()
