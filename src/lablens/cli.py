@@ -291,6 +291,13 @@ def evaluate(
     console.print(f"report: {out / 'report.html'}")
 
 
+OOD_OPTION = typer.Option(
+    "0.01",
+    help="Out-of-distribution guard (bundles that carry one): the share of images like the training images "
+    "that get flagged (0.05 … 0.001), or off.",
+)
+
+
 @app.command()
 @friendly
 def retrain(
@@ -380,11 +387,7 @@ def predict(
     tta: str = typer.Option(
         "bundle", help="Test-time augmentation: bundle (its own policy) | off | full | adaptive[=MARGIN]"
     ),
-    ood: str = typer.Option(
-        "0.01",
-        help="Out-of-distribution guard (bundles that carry one): the share of images like the training "
-        "images that get flagged (0.05 … 0.001), or off.",
-    ),
+    ood: str = OOD_OPTION,
     engine: str | None = typer.Option(None, help="Folder --out: local (default) | ray"),
     shard_size: int | None = typer.Option(None, help="Folder --out: inputs per Parquet shard (1024)."),
     workers: int | None = typer.Option(None, help="Folder --out, local engine: decoding threads (2)."),
@@ -736,10 +739,7 @@ def analyze(
         "of the result (a multitask bundle's own quality head does this without it).",
     ),
     max_level: float = typer.Option(2.5, help="Highest quality score (expected blur level) still evaluable."),
-    ood: str = typer.Option(
-        "0.01",
-        help="Out-of-distribution guard: flag rate on cells like the training images (0.05 … 0.001), or off.",
-    ),
+    ood: str = OOD_OPTION,
     engine: str = typer.Option("local", help="local | ray (detection in Ray tasks, cells in model actors)"),
     ray_address: str | None = typer.Option(
         None, help="--engine ray: a cluster (auto, ray://host:10001); default: start a local one."
@@ -1082,7 +1082,7 @@ def serve(
         None, help="With --bundle: a quality (blur-level) bundle; cells above --max-level are not evaluable."
     ),
     max_level: float = typer.Option(2.5, help="Quality gate: highest score still evaluable."),
-    ood: str = typer.Option("0.01", help="Out-of-distribution guard: flag rate (0.05 … 0.001), or off."),
+    ood: str = OOD_OPTION,
     db: str = typer.Option(
         "sqlite:///lablens.db", help="Database URL (SQLite file, or postgresql+psycopg://…)."
     ),
@@ -1111,8 +1111,6 @@ def serve(
     from lablens.infer.ood import parse_alpha
     from lablens.service.app import ServiceSettings, create_app
 
-    if (bundle is None) == (registry is None):
-        raise ValueError("give --bundle (one model for every task) or --registry (models per task), not both")
     if quality is not None and registry is not None:
         raise ValueError(
             "--quality applies to --bundle; a registry keeps each task's quality bundle in REGISTRY/<task>/quality"

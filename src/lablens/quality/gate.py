@@ -64,12 +64,17 @@ class QualityGate:
             return cls(bundle, max_level)
         return None
 
+    def resize(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """RGB uint8 images of any size at the quality bundle's size and resize mode (what :meth:`score_crops`
+        takes)."""
+        size, mode = self.bundle.image_size, self.bundle.resize_mode
+        return np.stack([to_square(np.asarray(im), size, mode) for im in images])
+
     def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Quality scores (expected blur level) of RGB uint8 images of any size."""
         if len(images) == 0:
             return np.zeros(0)
-        size, mode = self.bundle.image_size, self.bundle.resize_mode
-        return self.score_crops(np.stack([to_square(np.asarray(im), size, mode) for im in images]))
+        return self.score_crops(self.resize(images))
 
     def score_crops(self, crops: np.ndarray) -> np.ndarray:
         """Quality scores of images already at the quality bundle's size and resize mode."""

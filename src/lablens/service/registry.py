@@ -109,8 +109,10 @@ class ModelRegistry:
     def sync(self, session: Session, key: bytes, actor: str = "system") -> list[Model]:
         """Register the bundles on disk that are new for their task; activate the first model of a task."""
         new = []
+        hashes = []
         for task, path in self.discover():
             bundle = load_bundle(path)  # verifies the weights against the card
+            hashes.append(bundle.hash)
             known = session.execute(
                 select(Model).where((Model.task == task) & (Model.bundle_hash == bundle.hash))
             ).scalar_one_or_none()
@@ -135,27 +137,27 @@ class ModelRegistry:
             audit.append(session, key, actor, "register_model", "model", m.id, None, after)
             new.append(m)
             if self.active(session, task, fallback=False) is None:
-                self._switch(session, key, actor, m, "the first model of the task")
+                self._switch(
+                    session, key, actor, m, "activate_model", {"reason": "the first model of the task"}
+                )
         if self.settings.bundle is not None:  # `serve --bundle B` serves B, whatever served before
             m = session.execute(
-                select(Model).where(
-                    (Model.task == ANY_TASK) & (Model.bundle_hash == load_bundle(self.settings.bundle).hash)
-                )
+                select(Model).where((Model.task == ANY_TASK) & (Model.bundle_hash == hashes[0]))
             ).scalar_one()
             if not m.active:
-                self._switch(session, key, actor, m, "lablens serve --bundle")
+                self._switch(session, key, actor, m, "activate_model", {"reason": "lablens serve --bundle"})
         return new
 
-    def _switch(self, session: Session, key: bytes, actor: str, m: Model, reason: str) -> None:
-        """Activate ``m`` without a promotion report (first model of a task, or the operator's --bundle)."""
+    def _switch(
+        self, session: Session, key: bytes, actor: str, m: Model, action: str, note: dict[str, Any]
+    ) -> None:
+        """Make ``m`` its task's active model and audit ``action`` with the models before and after."""
         current = self.active(session, m.task, fallback=False)
         before = {"active": False} if current is None else _active_doc(current)
         if current is not None:
             current.active = False
         m.active = True
-        audit.append(
-            session, key, actor, "activate_model", "model", m.id, before, {**_active_doc(m), "reason": reason}
-        )
+        audit.append(session, key, actor, action, "model", m.id, before, {**_active_doc(m), **note})
 
     # -- looking models up ---------------------------------------------------------------------------------------
     def active(self, session: Session, task: str, fallback: bool = True) -> Model | None:
@@ -233,14 +235,10 @@ class ModelRegistry:
             action = "rollback_model"
             if not reason:
                 raise RegistryError(f"a rollback to {model.task} v{model.version} needs a reason")
-        before = None if current is None else _active_doc(current)
-        if current is not None:
-            current.active = False
-        model.active = True
         if promotion is not None:
             model.promotion = json.dumps(promotion)
-        after = {**_active_doc(model), "reason": reason, "promotion": _promotion_summary(promotion)}
-        audit.append(session, key, actor, action, "model", model.id, before, after)
+        note = {"reason": reason, "promotion": _promotion_summary(promotion)}
+        self._switch(session, key, actor, model, action, note)
         return action
 
 

@@ -431,10 +431,7 @@ def classify_field(work: FieldWork, predictor: Predictor) -> FieldWork:
         field_ok = bool(gate.evaluable(field_score))
         work.row.update(quality_score=round(field_score, 4), evaluable=field_ok)
     if len(work.todo):
-        gate_crops = None
-        if gate is not None:
-            g = gate.bundle
-            gate_crops = np.stack([to_square(c, g.image_size, g.resize_mode) for c in work.crops])
+        gate_crops = gate.resize(work.crops) if gate is not None else None
         scores = predictor.gated_scores(work.crops, gate_crops)
         cell_status = scores.status.copy()
         if scores.quality is not None:

@@ -306,7 +306,13 @@ def _train_fold(
             seed=cfg.split.seed,
         )
     test_logits = logits_of(est, pixels[fold.test])
-    val_logits = logits_of(est, val_x) if val_x is not None else None
+    caps = type(est).capabilities
+    # the OOD summary keeps the validation confidence only of a model that never trained on those images
+    val_logits = (
+        logits_of(est, val_x)
+        if val_x is not None and caps.inputs == "images" and not caps.folds_validation
+        else None
+    )
     if not env.is_main:
         return {}, fold_dir / "bundle"
     ood = _ood_summary(pixels, fold, est, calibration, val_logits, cfg.split.seed)
@@ -324,13 +330,11 @@ def _ood_summary(
     seed: int,
 ) -> dict[str, Any] | None:
     """The bundle's out-of-distribution summary: statistics of the training + validation images and the
-    calibrated confidence of the validation images, when the model never trained on them (:mod:`lablens.infer.ood`)."""
-    caps = type(est).capabilities
-    if caps.inputs != "images":
+    calibrated confidence of the validation images (``val_logits``: None for a model that trained on them, which
+    is over-confident there; :mod:`lablens.infer.ood`)."""
+    if type(est).capabilities.inputs != "images":
         return None
-    # a family that folds the validation images into training is over-confident on them: no confidence summary
-    unseen = val_logits is not None and not caps.folds_validation
-    top = softmax_t(val_logits, calibration.temperature).max(axis=1) if unseen else None  # type: ignore[arg-type]
+    top = None if val_logits is None else softmax_t(val_logits, calibration.temperature).max(axis=1)
     rows = np.concatenate([fold.train, fold.val]).astype(np.int64)
     summary = OodSummary.fit(pixels, top, rows=rows, seed=seed)
     return None if summary is None else summary.to_card()

@@ -15,7 +15,6 @@ from PIL import Image
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from lablens.data.preprocess import to_square
 from lablens.explain.gradcam import GradCam, overlay
 from lablens.infer.bag_call import METHOD as BAG_METHOD
 from lablens.infer.bag_call import call_bags
@@ -97,10 +96,7 @@ def _classify(model: ModelEntry, sub: Submission) -> tuple[Any, ...]:
         }
         none = [None] * n
         return bag.cells, [CLASSIFIED] * n, none, none, [float(a) for a in bag.attention], call, None
-    gate_crops = None
-    if model.gate is not None:
-        g = model.gate.bundle
-        gate_crops = np.stack([to_square(c, g.image_size, g.resize_mode) for c in sub.crops])
+    gate_crops = model.gate.resize(sub.crops) if model.gate is not None else None
     scores = model.predictor.gated_scores(crops, gate_crops)
     status = scores.status.copy()
     for i, src in enumerate(sub.sources):
@@ -257,14 +253,13 @@ def sample_fields(
                 "evaluable": src.get("field_evaluable"),
                 "quality_score": src.get("field_quality"),
                 "cells": [],
-                "_sha": src["field_sha256"],
             },
         )
         doc = cell_doc(c, state.settings.min_confidence)
         f["cells"].append(
             {k: doc[k] for k in ("id", "queue", "final", "predicted", "confidence")} | {"box": src["box"]}
         )
-    return [{k: v for k, v in f.items() if k != "_sha"} for f in fields.values()]
+    return list(fields.values())
 
 
 @router.get("/samples/{sample_id}/fields/{index}/image")
