@@ -35,7 +35,7 @@ from PIL import Image
 
 from lablens.infer.bundle import save_bundle
 from lablens.registry import create_estimator
-from lablens.service.audit import load_key
+from lablens.service.audit_key import load_key
 from lablens.service.auth import create_user
 from lablens.service.db import make_engine, sessions, upgrade
 from lablens.train.context import FitContext
@@ -99,7 +99,15 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "lablens.cli", "serve", "--bundle", str(bundle), "--db", url]
     server = subprocess.Popen(
-        [*cmd, "--storage", str(tmp / "img"), "--port", str(port)],
+        [
+            *cmd,
+            "--storage",
+            str(tmp / "img"),
+            "--audit-key",
+            str(tmp / "img" / "audit.key"),
+            "--port",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -92,7 +92,7 @@ class Server:
         self.env = {**env, "TMPDIR": str(self.tmp)}
         run = [sys.executable, "-m", "lablens.cli"]
         add = subprocess.run(
-            [*run, "add-user", "tina", "--db", "sqlite:///l.db"],
+            [*run, "add-user", "tina", "--home", str(root)],
             cwd=root,
             env=self.env,
             capture_output=True,
@@ -103,7 +103,7 @@ class Server:
         self.token = add.stdout.strip().splitlines()[-1]
         port = _port()
         self.url = f"http://127.0.0.1:{port}"
-        cmd = [*run, "serve", "--bundle", str(bundle), "--db", "sqlite:///l.db", "--port", str(port), *extra]
+        cmd = [*run, "serve", "--bundle", str(bundle), "--home", str(root), "--port", str(port), *extra]
         self.proc = subprocess.Popen(
             cmd, cwd=root, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )

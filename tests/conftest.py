@@ -23,6 +23,15 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["LABLENS_CACHE"] = str(tmp_path_factory.mktemp("lablens-cache"))
 
 
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own installation folder (service database, images, audit key, default outputs):
+    nothing reaches the user's real one, and no test finds another's audit key."""
+    home = tmp_path_factory.mktemp("lablens-home")
+    monkeypatch.setenv("LABLENS_HOME", str(home))
+    return home
+
+
 def shape_image(label: str, rng: np.random.Generator, size: int = 40) -> np.ndarray:
     """A small, easily learnable image: a disc, a square or a ring on a noisy pale background."""
     img = np.full((size, size, 3), 220, np.uint8)

@@ -522,7 +522,9 @@ def compare(
         help="Comma-separated methods: FEATURES:CLASSIFIER (e.g. hu+haralick+lbp:lightgbm, "
         "deep[efficientnet_lite0]:svm_rbf), finetune[MODEL], or a registered model name.",
     ),
-    out: Path = typer.Option(Path("lablens-compare"), "--out", "-o", help="New folder for the comparison."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="New folder for the comparison (default HOME/compare, never reused)."
+    ),
     preset: str | None = typer.Option(None, help="Study protocol preset: acevedo2019 | sclerocap2025."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (over the preset)."),
     folds: int | None = typer.Option(None, help="k of grouped stratified k-fold CV (replaces a hold-out)."),
@@ -576,7 +578,9 @@ def compare(
         cfg.compare.holdout = None
     if not cfg.compare.methods:
         raise ValueError("no methods: give --methods or a --preset")
-    result = run_compare(data, out, cfg, progress=not quiet)
+    from lablens.home import default_output
+
+    result = run_compare(data, out or default_output("compare"), cfg, progress=not quiet)
     _print_ranking(result.document)
     console.print(f"report: {result.report}")
     if result.winner_bundle:
@@ -1069,6 +1073,21 @@ def fit_verifier(
     )
 
 
+HOME_OPTION = typer.Option(
+    None,
+    "--home",
+    help="The installation's folder: database, images and audit key (default $LABLENS_HOME, else the per-user "
+    "data folder, e.g. ~/.local/share/lablens).",
+)
+DB_OPTION = typer.Option(
+    None, "--db", help="Database URL (default HOME/lablens.db; or postgresql+psycopg://user@host/db)."
+)
+STORAGE_OPTION = typer.Option(None, "--storage", help="Folder of the stored images (default HOME/images).")
+KEY_OPTION = typer.Option(
+    None, "--audit-key", help="Audit key file (default HOME/audit.key, created with the first audit row)."
+)
+
+
 @app.command()
 @friendly
 def serve(
@@ -1083,10 +1102,10 @@ def serve(
     ),
     max_level: float = typer.Option(2.5, help="Quality gate: highest score still evaluable."),
     ood: str = OOD_OPTION,
-    db: str = typer.Option(
-        "sqlite:///lablens.db", help="Database URL (SQLite file, or postgresql+psycopg://…)."
-    ),
-    storage: Path = typer.Option(Path("lablens-images"), help="Folder for the submitted cell images."),
+    home: Path | None = HOME_OPTION,
+    db: str | None = DB_OPTION,
+    storage: Path | None = STORAGE_OPTION,
+    audit_key: Path | None = KEY_OPTION,
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
     max_upload_mb: float = typer.Option(10.0, help="Largest accepted file in MiB."),
@@ -1101,51 +1120,49 @@ def serve(
     one_person_lab: bool = typer.Option(
         False, "--one-person-lab", help="Lift the four-eyes rule: the submitter or sole reviewer may sign."
     ),
-    audit_key: Path | None = typer.Option(
-        None, help="Key file of the audit chain (default STORAGE/audit.key, created on first start)."
-    ),
 ) -> None:
     """Run the review service (API + OpenAPI schema at /docs); manage users with `lablens users`."""
     import uvicorn
 
     from lablens.infer.ood import parse_alpha
     from lablens.service.app import ServiceSettings, create_app
+    from lablens.service.home import ServiceHome
 
     if quality is not None and registry is not None:
         raise ValueError(
             "--quality applies to --bundle; a registry keeps each task's quality bundle in REGISTRY/<task>/quality"
         )
+    where = ServiceHome.resolve(home, db, storage, audit_key)
     settings = ServiceSettings(
         bundle=str(bundle) if bundle else None,
         registry=str(registry) if registry else None,
         quality=str(quality) if quality else None,
         max_level=max_level,
         ood_alpha=parse_alpha(ood),
-        db_url=db,
-        storage=str(storage),
+        db_url=where.db_url,
+        storage=str(where.images),
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         max_request_bytes=int(max_request_mb * 1024 * 1024),
         max_request_pixels=int(max_request_megapixels * 1_000_000),
         max_image_bytes=int(max_image_mb * 1024 * 1024),
         min_confidence=min_confidence,
         four_eyes=not one_person_lab,
-        audit_key_file=str(audit_key) if audit_key else None,
+        audit_key_file=str(where.key_file),
     )
-    uvicorn.run(create_app(settings), host=host, port=port)
+    app_ = create_app(settings)
+    console.print(f"serving {where.describe()}", highlight=False)
+    uvicorn.run(app_, host=host, port=port)
 
 
-DB_OPTION = typer.Option("sqlite:///lablens.db", help="Database URL, as for `lablens serve`.")
-KEY_OPTION = typer.Option(
-    Path("lablens-images/audit.key"), help="Audit key file, as `lablens serve` uses it (STORAGE/audit.key)."
-)
+def _admin_session(home: Path | None, db: str | None, audit_key: Path | None) -> tuple[Any, bytes]:
+    """Sessions on the service's database and the key its audit chain continues with (checked against it)."""
+    from lablens.service.audit_key import open_keyed
+    from lablens.service.db import sessions
+    from lablens.service.home import ServiceHome
 
-
-def _admin_session(db: str, audit_key: Path) -> tuple[Any, bytes]:
-    from lablens.service.audit import load_key
-    from lablens.service.db import open_database, sessions
-
-    key = load_key(audit_key)
-    return sessions(open_database(db, audit_key=key)), key
+    where = ServiceHome.resolve(home, db, None, audit_key)
+    engine, key = open_keyed(where.db_url, where.key_file)
+    return sessions(engine), key
 
 
 @app.command("add-user")
@@ -1153,13 +1170,14 @@ def _admin_session(db: str, audit_key: Path) -> tuple[Any, bytes]:
 def add_user(
     name: str = typer.Argument(..., help="User name (shown in the audit trail)."),
     role: str = typer.Option("technician", help="technician | reviewer | admin"),
-    db: str = DB_OPTION,
-    audit_key: Path = KEY_OPTION,
+    home: Path | None = HOME_OPTION,
+    db: str | None = DB_OPTION,
+    audit_key: Path | None = KEY_OPTION,
 ) -> None:
     """Create a user and print its API token (shown once; only its hash is stored)."""
     from lablens.service.auth import create_user
 
-    make_session, key = _admin_session(db, audit_key)
+    make_session, key = _admin_session(home, db, audit_key)
     with make_session() as session:
         token = create_user(session, key, name, role)
         session.commit()
@@ -1173,14 +1191,16 @@ app.add_typer(users_app, name="users")
 
 @users_app.command("list")
 @friendly
-def users_list(db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+def users_list(
+    home: Path | None = HOME_OPTION, db: str | None = DB_OPTION, audit_key: Path | None = KEY_OPTION
+) -> None:
     """Every user with role, account state and whether a token is set."""
     from sqlalchemy import select
 
     from lablens.service.auth import user_doc
     from lablens.service.models import User
 
-    make_session, _ = _admin_session(db, audit_key)
+    make_session, _ = _admin_session(home, db, audit_key)
     with make_session() as session:
         for u in session.execute(select(User).order_by(User.id)).scalars():
             d = user_doc(u)
@@ -1190,10 +1210,12 @@ def users_list(db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
             )
 
 
-def _user_change(name: str, db: str, audit_key: Path, change: str) -> str | None:
+def _user_change(
+    name: str, home: Path | None, db: str | None, audit_key: Path | None, change: str
+) -> str | None:
     from lablens.service import auth
 
-    make_session, key = _admin_session(db, audit_key)
+    make_session, key = _admin_session(home, db, audit_key)
     with make_session() as session:
         user = auth.find_user(session, name)
         token = None
@@ -1209,34 +1231,54 @@ def _user_change(name: str, db: str, audit_key: Path, change: str) -> str | None
 
 @users_app.command("rotate-token")
 @friendly
-def users_rotate(name: str, db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+def users_rotate(
+    name: str,
+    home: Path | None = HOME_OPTION,
+    db: str | None = DB_OPTION,
+    audit_key: Path | None = KEY_OPTION,
+) -> None:
     """Give NAME a new API token (printed once); the old one stops working."""
-    token = _user_change(name, db, audit_key, "rotate-token")
+    token = _user_change(name, home, db, audit_key, "rotate-token")
     console.print(f"new API token of {name} (store it now, it is not shown again):")
     typer.echo(token)
 
 
 @users_app.command("revoke")
 @friendly
-def users_revoke(name: str, db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+def users_revoke(
+    name: str,
+    home: Path | None = HOME_OPTION,
+    db: str | None = DB_OPTION,
+    audit_key: Path | None = KEY_OPTION,
+) -> None:
     """Revoke NAME's API token (the account stays; rotate-token gives a new one)."""
-    _user_change(name, db, audit_key, "revoke")
+    _user_change(name, home, db, audit_key, "revoke")
     console.print(f"the API token of {name} is revoked")
 
 
 @users_app.command("deactivate")
 @friendly
-def users_deactivate(name: str, db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+def users_deactivate(
+    name: str,
+    home: Path | None = HOME_OPTION,
+    db: str | None = DB_OPTION,
+    audit_key: Path | None = KEY_OPTION,
+) -> None:
     """Deactivate NAME's account: nobody can sign in as NAME until it is activated."""
-    _user_change(name, db, audit_key, "deactivate")
+    _user_change(name, home, db, audit_key, "deactivate")
     console.print(f"{name} is deactivated")
 
 
 @users_app.command("activate")
 @friendly
-def users_activate(name: str, db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+def users_activate(
+    name: str,
+    home: Path | None = HOME_OPTION,
+    db: str | None = DB_OPTION,
+    audit_key: Path | None = KEY_OPTION,
+) -> None:
     """Activate NAME's account again."""
-    _user_change(name, db, audit_key, "activate")
+    _user_change(name, home, db, audit_key, "activate")
     console.print(f"{name} is active")
 
 
@@ -1248,40 +1290,68 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("head")
 @friendly
-def audit_head(db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+def audit_head(
+    home: Path | None = HOME_OPTION, db: str | None = DB_OPTION, audit_key: Path | None = KEY_OPTION
+) -> None:
     """Print the newest audit event's id and hash as JSON (keep it away from the server; verify against it)."""
     from lablens.service.audit import head
 
-    make_session, _ = _admin_session(db, audit_key)
+    make_session, _ = _admin_session(home, db, audit_key)
     with make_session() as session:
         typer.echo(json.dumps(head(session)))
 
 
 @audit_app.command("seal")
 @friendly
-def audit_seal(db: str = DB_OPTION, audit_key: Path = KEY_OPTION) -> None:
+def audit_seal(
+    home: Path | None = HOME_OPTION, db: str | None = DB_OPTION, audit_key: Path | None = KEY_OPTION
+) -> None:
     """Seal audit rows written before lablens keyed its chain (for a database upgraded without the key).
 
     Only do this for rows you trust: a chain rewritten as unkeyed rows would be sealed too.
     """
     from lablens.service.audit import seal_legacy
 
-    make_session, key = _admin_session(db, audit_key)
+    make_session, key = _admin_session(home, db, audit_key)
     with make_session() as session:
         sealed = seal_legacy(session, key)
         session.commit()
     console.print("unkeyed audit rows sealed" if sealed else "nothing to seal: the chain is keyed")
 
 
+@audit_app.command("rotate-key")
+@friendly
+def audit_rotate_key(
+    home: Path | None = HOME_OPTION, db: str | None = DB_OPTION, audit_key: Path | None = KEY_OPTION
+) -> None:
+    """Replace the audit key and re-seal the chain under the new one (stop the service first).
+
+    The chain is verified with the current key, then a keyed event pins every row before it; the new key
+    replaces the file, and the old key is no longer needed (nor useful to anyone who learnt it).
+    """
+    from lablens.service.audit_key import rotate_key_file
+    from lablens.service.home import ServiceHome
+
+    where = ServiceHome.resolve(home, db, None, audit_key)
+    done = rotate_key_file(where.db_url, where.key_file)
+    verb = "finished the interrupted rotation" if done.get("finished_earlier_rotation") else "rotated"
+    console.print(
+        f"audit key {verb}: {where.key_file} now holds key {done['key_id']}; event {done['event_id']} seals "
+        "the chain under it (restart the service to use it; back the new key up)",
+        highlight=False,
+    )
+
+
 @audit_app.command("verify")
 @friendly
 def audit_verify(
-    db: str = DB_OPTION,
-    audit_key: Path = KEY_OPTION,
+    home: Path | None = HOME_OPTION,
+    db: str | None = DB_OPTION,
+    audit_key: Path | None = KEY_OPTION,
     head: str | None = typer.Option(None, help="An exported head: its JSON, or a file holding it."),
 ) -> None:
     """Check the keyed chain, the exported head and the records against the events; exit 1 naming each problem."""
-    from lablens.service.audit import verify
+    from lablens.service.audit import newest_keyed, signed_by, verify
 
     expected = None
     if head is not None:
@@ -1290,14 +1360,28 @@ def audit_verify(
             expected = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"--head: not a JSON head ({exc})") from None
-    make_session, key = _admin_session(db, audit_key)
-    with make_session() as session:
+    from lablens.service.audit_key import read_key
+    from lablens.service.db import migrate, sessions
+    from lablens.service.home import ServiceHome
+
+    where = ServiceHome.resolve(home, db, None, audit_key)
+    engine, _ = migrate(where.db_url)  # the key is only read: a wrong one is reported below, not refused
+    key = read_key(where.key_file)
+    with sessions(engine)() as session:
         result = verify(session, key, expected)
+        newest = newest_keyed(session)
+        foreign = newest is not None and not signed_by(newest, key)
     if result["ok"]:
         console.print(f"audit ok: {result['events']} events, chain intact, records match", highlight=False)
         return
     for p in result["problems"]:
         console.print(f"[red]problem[/red] {p['reason']}", highlight=False)
+    if foreign:
+        console.print(
+            f"note: {where.key_file} does not verify the newest keyed event either: unless that event was "
+            "changed too, this is not the key this database was written with (--audit-key names another)",
+            highlight=False,
+        )
     raise typer.Exit(1)
 
 
@@ -1305,14 +1389,17 @@ def audit_verify(
 @friendly
 def export_reviews(
     out: Path = typer.Option(..., "--out", "-o", help="New folder: <label>/<sha256>.png + manifest.csv."),
-    db: str = typer.Option("sqlite:///lablens.db", help="Database URL, as for `lablens serve`."),
-    storage: Path = typer.Option(Path("lablens-images"), help="The service's image folder."),
+    home: Path | None = HOME_OPTION,
+    db: str | None = DB_OPTION,
+    storage: Path | None = STORAGE_OPTION,
     include_unsigned: bool = typer.Option(False, help="Also samples not signed off yet."),
 ) -> None:
     """Write the technicians' labels as a training set (path,label,group = sample) for `lablens train`."""
     from lablens.service.export_reviews import export_reviews as run_export
+    from lablens.service.home import ServiceHome
 
-    manifest = run_export(db, storage, out, signed_only=not include_unsigned)
+    where = ServiceHome.resolve(home, db, storage, None)
+    manifest = run_export(where.db_url, where.images, out, signed_only=not include_unsigned)
     changed = int((manifest["status"] == "reclassified").sum())
     console.print(
         f"{len(manifest)} reviewed cells ({changed} reclassified) from {manifest['group'].nunique()} samples → {out}",
@@ -1360,7 +1447,10 @@ def validate_data(
 @friendly
 def demo(
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Folder for the demo (default ./lablens-demo, never reused)."
+        None,
+        "--out",
+        "-o",
+        help="Folder for the demo (default HOME/demo, e.g. ~/.local/share/lablens/demo; never reused).",
     ),
     task: str = typer.Option("blood-cells", help="Phantom task (`lablens phantom list`)."),
     n: int = typer.Option(800, help="Number of synthetic images."),

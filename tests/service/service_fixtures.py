@@ -51,7 +51,8 @@ def start_server(bundle: Path, db_url: str, storage: Path, *extra: str, env: dic
     """``lablens serve`` as a real process; (process, base URL) once it answers."""
     port = free_port()
     cmd = [sys.executable, "-m", "lablens.cli", "serve", "--bundle", str(bundle), "--db", db_url]
-    cmd += ["--storage", str(storage), "--port", str(port), "--min-confidence", "0", *extra]
+    cmd += ["--storage", str(storage), "--audit-key", str(storage / "audit.key")]  # the key beside the images
+    cmd += ["--port", str(port), "--min-confidence", "0", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from lablens.cli import app as cli
 from lablens.service import audit
+from lablens.service.audit_key import load_key
 from lablens.service.models import AuditEvent
 
 
@@ -163,8 +164,12 @@ def test_the_chain_is_keyed_outside_the_database(service: dict, tmp_path: Path) 
     )
     assert ok.exit_code == 0 and "chain intact, records match" in ok.output, ok.output
     wrong = tmp_path / "other.key"  # another key cannot vouch for these rows
+    load_key(wrong)
     bad = runner.invoke(cli, ["audit", "verify", "--db", settings.db_url, "--audit-key", str(wrong)])
     assert bad.exit_code == 1 and "written without the audit key" in bad.output
+    assert "not the key this database was written with" in bad.output
+    missing = runner.invoke(cli, ["audit", "verify", "--db", settings.db_url, "--audit-key", str(tmp_path / "no")])
+    assert missing.exit_code == 1 and "unreadable" in missing.output and not (tmp_path / "no").exists()
     assert oct(settings.audit_key_path.stat().st_mode & 0o777) == "0o600"
 
 
@@ -196,7 +201,7 @@ def test_a_database_from_before_keyed_audits_is_sealed_once_at_its_upgrade(tmp_p
     from lablens.service.db import open_database, sessions
 
     key_file = tmp_path / "audit.key"
-    key = audit.load_key(key_file)
+    key = load_key(key_file)
     with_key = open_database(_legacy_database(tmp_path / "a.db"), audit_key=key)  # e.g. lablens serve
     with sessions(with_key)() as s:
         assert audit.verify(s, key)["ok"] is True

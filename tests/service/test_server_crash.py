@@ -19,6 +19,7 @@ from service_fixtures import start_server
 from sqlalchemy import create_engine, select, text
 
 from lablens.service import audit
+from lablens.service.audit_key import load_key
 from lablens.service.auth import create_user
 from lablens.service.db import make_engine, sessions, upgrade
 from lablens.service.models import AuditEvent, Cell
@@ -40,7 +41,7 @@ def test_sigkill_mid_burst_loses_no_acknowledged_review(kind: str, tmp_path: Pat
     bundle, images = tiny_bundle(tmp_path / "b")
     engine = make_engine(url)
     upgrade(engine)
-    key = audit.load_key(tmp_path / "img" / "audit.key")  # the key the server finds in its storage folder
+    key = load_key(tmp_path / "img" / "audit.key")  # the key the server finds in its storage folder
     with sessions(engine)() as s:
         token = create_user(s, key, "tina", "technician")
         s.commit()

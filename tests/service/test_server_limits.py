@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageDraw
 from service_fixtures import start_server
 
-from lablens.service import audit
+from lablens.service.audit_key import load_key
 from lablens.service.auth import create_user
 from lablens.service.db import make_engine, sessions, upgrade
 
@@ -61,7 +61,7 @@ def test_memory_stays_flat_and_anonymous_uploads_reach_no_disk(tmp_path: Path) -
     engine = make_engine(url)
     upgrade(engine)
     with sessions(engine)() as s:
-        token = create_user(s, audit.load_key(tmp_path / "img" / "audit.key"), "tina", "technician")
+        token = create_user(s, load_key(tmp_path / "img" / "audit.key"), "tina", "technician")
         s.commit()
     engine.dispose()
     spool = tmp_path / "spool"

@@ -18,9 +18,9 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from lablens import __version__
-from lablens.service.audit import load_key
+from lablens.service.audit_key import open_keyed
 from lablens.service.auth import Principal, principal_for
-from lablens.service.db import make_engine, open_database, sessions
+from lablens.service.db import make_engine, sessions
 from lablens.service.guard import Guard
 from lablens.service.registry import ModelRegistry
 from lablens.service.routers import admin, audit, meta, models, review, samples
@@ -33,10 +33,10 @@ __all__ = ["ServiceSettings", "create_app"]
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
-    """The app, with the database migrated to the newest schema, the audit key read and the bundles on disk
-    registered (:mod:`.registry`; each model is loaded on first use)."""
-    key = load_key(settings.audit_key_path)
-    engine = open_database(settings.db_url, audit_key=key)
+    """The app, with the database migrated to the newest schema, the audit key read and checked against the
+    chain (:func:`~lablens.service.audit_key.open_keyed`: a wrong or missing key refuses to start) and the
+    bundles on disk registered (:mod:`.registry`; each model is loaded on first use)."""
+    engine, key = open_keyed(settings.db_url, settings.audit_key_path)
     read_engine = make_engine(settings.db_url, writer=False) if engine.dialect.name == "sqlite" else engine
     registry = ModelRegistry(settings)
     with sessions(engine)() as session:

@@ -15,6 +15,12 @@ Rows written before the chain was keyed (``scheme`` ``sha256``) are checked with
 the process that migrates such a database with the key appends a keyed ``chain_keyed`` event right after them
 (:func:`seal_legacy`, once, at the upgrade; ``lablens audit seal`` by hand otherwise). Unkeyed rows without that
 seal, or after it, are signs of tampering (a chain rewritten wholesale as "legacy").
+
+A key is replaced by :func:`rotate` (``lablens audit rotate-key``, with the service stopped): the chain is verified
+with the old key, then a ``key_rotated`` event keyed with the new one records the SHA-256 digest of every row
+before it. From then on those rows are checked through that digest (their links and their content, to the byte),
+the rotation event and every later row with the new key: the old key is no longer needed, and knowing it (a
+leaked or published key) no longer lets anyone rewrite what came before the rotation.
 """
 
 from __future__ import annotations
@@ -22,10 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import secrets
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, text
@@ -34,29 +37,9 @@ from sqlalchemy.orm import Session
 from lablens.service.models import AuditEvent
 
 GENESIS = "0" * 64
+ROTATED = "key_rotated"
 AUDIT_LOCK_KEY = 0x1AB1E45  # PostgreSQL advisory lock guarding the chain's head
 KEYED, UNKEYED = "hmac-sha256", "sha256"
-
-
-def load_key(path: str | Path) -> bytes:
-    """The audit key in ``path``, created (32 random bytes, hex, readable by its owner only) when missing."""
-    path = Path(path)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first
-            pass
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32) + "\n")
-    try:
-        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"audit key file {path} is unreadable or not a hex key ({exc})") from None
-    if len(key) < 16:
-        raise ValueError(f"audit key file {path} holds a key of {len(key)} bytes; at least 16 are needed")
-    return key
 
 
 def _canonical(value: Any) -> str:
@@ -79,6 +62,30 @@ def event_hash(
     if key is None:
         return hashlib.sha256(message).hexdigest()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def signed_by(ev: AuditEvent, key: bytes) -> bool:
+    """Whether the keyed row ``ev`` was written with ``key`` (and not changed since)."""
+    expected = event_hash(
+        key, ev.prev_hash, ev.at, ev.actor, ev.action, ev.entity, ev.entity_id, ev.before, ev.after
+    )
+    return ev.scheme == KEYED and hmac.compare_digest(ev.hash, expected)
+
+
+def key_id(key: bytes) -> str:
+    """A short public name of a key (a keyed hash of a constant: it reveals nothing of the key)."""
+    return hmac.new(key, b"lablens audit key id", hashlib.sha256).hexdigest()[:16]
+
+
+def newest_keyed(session: Session) -> AuditEvent | None:
+    q = select(AuditEvent).where(AuditEvent.scheme == KEYED).order_by(AuditEvent.id.desc()).limit(1)
+    return session.execute(q).scalar_one_or_none()
+
+
+def _record(ev: AuditEvent) -> bytes:
+    """Everything stored of a row, canonically: what a rotation's digest covers."""
+    fields = [ev.id, ev.at, ev.actor, ev.action, ev.entity, ev.entity_id, ev.before, ev.after]
+    return _canonical([*fields, ev.prev_hash, ev.hash, ev.scheme]).encode()
 
 
 def append(
@@ -147,39 +154,44 @@ def head(session: Session) -> dict[str, Any]:
 def _chain(session: Session, key: bytes) -> tuple[int, list[dict[str, Any]], dict[int, str]]:
     """Walk the chain: (number of events, problems, hash of every event by id).
 
-    The rows must read: unkeyed legacy rows (maybe none), the keyed seal when there were any, keyed rows.
+    The rows must read: unkeyed legacy rows (maybe none), the keyed seal when there were any, keyed rows. Rows
+    before the newest key rotation are checked through its digest, the rest with ``key``.
     """
-    prev, n, legacy, keyed = GENESIS, 0, 0, False
+    events = list(session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars())
+    rotations = [i for i, ev in enumerate(events) if ev.action == ROTATED and ev.scheme == KEYED]
+    pinned_until = rotations[-1] if rotations else 0  # rows before it are vouched for by its digest
+    prev, legacy, keyed = GENESIS, 0, False
+    digest = hashlib.sha256()
     problems: list[dict[str, Any]] = []
     hashes: dict[int, str] = {}
-    for ev in session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars():
-        n += 1
+    for i, ev in enumerate(events):
         hashes[ev.id] = ev.hash
         reason = None
-        if ev.scheme == UNKEYED and keyed:
+        if ev.prev_hash != prev:
+            reason = "link to the previous event broken: an event before it was removed, inserted or changed"
+        elif i < pinned_until:
+            pass  # written under an earlier key: checked through the rotation's digest below
+        elif ev.scheme == UNKEYED and keyed:
             reason = "an unkeyed row after the chain was keyed: inserted or rewritten"
         elif ev.scheme == KEYED and legacy and not keyed and ev.action != SEAL:
             reason = "keyed rows follow unkeyed ones without the seal: the chain was rewritten"
-        elif ev.prev_hash != prev:
-            reason = "link to the previous event broken: an event before it was removed, inserted or changed"
-        else:
-            expected = event_hash(
-                key if ev.scheme == KEYED else None,
-                prev,
-                ev.at,
-                ev.actor,
-                ev.action,
-                ev.entity,
-                ev.entity_id,
-                ev.before,
-                ev.after,
-            )
-            if not hmac.compare_digest(ev.hash, expected):
-                reason = "content changed after it was written (or written without the audit key)"
+        elif ev.scheme == UNKEYED and ev.hash != event_hash(
+            None, prev, ev.at, ev.actor, ev.action, ev.entity, ev.entity_id, ev.before, ev.after
+        ):
+            reason = "content changed after it was written"
+        elif ev.scheme == KEYED and not signed_by(ev, key):
+            reason = "content changed after it was written (or written without the audit key)"
+        elif (
+            i == pinned_until
+            and rotations
+            and (json.loads(ev.after) or {}).get("digest") != digest.hexdigest()
+        ):
+            reason = f"events before this key rotation (ids up to {events[i - 1].id}) were changed after it"
         legacy += ev.scheme == UNKEYED
         keyed = keyed or ev.scheme == KEYED
         if reason:
             problems.append({"kind": "chain", "event_id": ev.id, "reason": reason})
+        digest.update(_record(ev))
         prev = ev.hash
     if legacy and not keyed:
         problems.append(
@@ -189,7 +201,36 @@ def _chain(session: Session, key: bytes) -> tuple[int, list[dict[str, Any]], dic
                 "lablens keyed its chain (then `lablens audit seal`)",
             }
         )
-    return n, problems, hashes
+    return len(events), problems, hashes
+
+
+def rotate(session: Session, old_key: bytes, new_key: bytes, actor: str = "lablens") -> AuditEvent:
+    """Re-seal the chain under ``new_key``: verify it with ``old_key``, then append a ``key_rotated`` event keyed
+    with ``new_key`` that holds the digest of every row before it (in the caller's transaction). A chain or
+    records that do not verify are refused (a ValueError naming the first problem): they would be sealed as they
+    are."""
+    if session.get_bind().dialect.name == "postgresql":  # no writer slips in between the check and the seal
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+    result = verify(session, old_key)
+    if not result["ok"]:
+        first = result["problems"][0]["reason"]
+        raise ValueError(
+            f"the audit trail does not verify with the current key ({len(result['problems'])} problem(s); first: "
+            f"{first}); a rotation would seal it as it is — resolve it first (`lablens audit verify`)"
+        )
+    events = list(session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars())
+    digest = hashlib.sha256()
+    for ev in events:
+        digest.update(_record(ev))
+    last = events[-1] if events else None
+    after = {
+        "events": len(events),
+        "head": last.hash if last is not None else GENESIS,
+        "digest": digest.hexdigest(),
+        "previous_key_id": key_id(old_key),
+        "key_id": key_id(new_key),
+    }
+    return append(session, new_key, actor, ROTATED, "audit", last.id if last is not None else 0, None, after)
 
 
 def verify(session: Session, key: bytes, expected_head: dict[str, Any] | None = None) -> dict[str, Any]:

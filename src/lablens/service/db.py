@@ -54,27 +54,43 @@ def upgrade(engine: Engine) -> str | None:
     return before
 
 
-def open_database(url: str, audit_key: bytes | None = None) -> Engine:
-    """An engine with the schema at the newest migration; a URL that cannot be used is a ValueError naming it.
-
-    When this call migrates a database from before keyed audit rows and ``audit_key`` is given, the existing
-    unkeyed rows are sealed (:func:`lablens.service.audit.seal_legacy`): once, at the upgrade, never later.
-    """
+def shown_url(url: str) -> str:
+    """``url`` as messages may show it (password hidden)."""
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+    from sqlalchemy.exc import ArgumentError
 
     try:
-        shown = make_url(url).render_as_string(hide_password=True)
+        return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         raise ValueError(
-            f"database URL {url!r} is not a SQLAlchemy URL (e.g. sqlite:///lablens.db)"
+            f"database URL {url!r} is not a SQLAlchemy URL (e.g. sqlite:////path/to/lablens.db)"
         ) from None
+
+
+def migrate(url: str) -> tuple[Engine, str | None]:
+    """An engine with the schema at the newest migration, and the revision the database was at before (None:
+    a new database); a URL that cannot be used is a ValueError naming it."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    shown = shown_url(url)
     try:
         engine = make_engine(url)
         before = upgrade(engine)
     except (ArgumentError, NoSuchModuleError, DBAPIError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise ValueError(f"cannot open the database {shown}: {reason}") from None
+    return engine, before
+
+
+def open_database(url: str, audit_key: bytes | None = None) -> Engine:
+    """An engine with the schema at the newest migration (:func:`migrate`).
+
+    When this call migrates a database from before keyed audit rows and ``audit_key`` is given, the existing
+    unkeyed rows are sealed (:func:`lablens.service.audit.seal_legacy`): once, at the upgrade, never later. A
+    command that writes audit rows opens its database with
+    :func:`lablens.service.audit_key.open_keyed`, which also checks the key against the chain.
+    """
+    engine, before = migrate(url)
     if audit_key is not None and before is not None and before < KEYED_FROM:
         from lablens.service.audit import seal_legacy
 

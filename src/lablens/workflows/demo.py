@@ -6,20 +6,11 @@ from pathlib import Path
 
 from lablens.config import RunConfig
 from lablens.data.phantoms import PHANTOM_TASKS, write_phantoms
+from lablens.home import default_output, unique_dir
 from lablens.progress import console, make_progress
 from lablens.workflows.common import RunError
 from lablens.workflows.predict import predict
 from lablens.workflows.train import TrainResult, train
-
-
-def unique_dir(base: Path) -> Path:
-    """``base`` if free, else ``base-2``, ``base-3`` …: the demo never writes into an existing folder."""
-    if not base.exists():
-        return base
-    i = 2
-    while Path(f"{base}-{i}").exists():
-        i += 1
-    return Path(f"{base}-{i}")
 
 
 def demo_config(
@@ -51,7 +42,7 @@ def demo(
     """Generate phantoms for ``task``, train and evaluate a model, predict a few images, print the report path."""
     if task not in PHANTOM_TASKS:
         raise RunError(f"unknown demo task {task!r}; choose one of {', '.join(PHANTOM_TASKS)}")
-    out = unique_dir(Path(out) if out else Path("lablens-demo"))
+    out = unique_dir(Path(out)) if out else default_output("demo")  # never into the current folder unasked
     data_dir = out / "data"
     console.print(f"[bold]lablens demo[/bold]: {n} synthetic '{task}' images → {out}")
     # render at the task's own scale (up to 128 px) so thin structures survive, train at image_size
