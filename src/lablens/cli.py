@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from lablens import jsonio
 from lablens.config import RunConfig, build_config
 from lablens.library_warnings import library_warnings_to_log
 from lablens.progress import console
@@ -1298,7 +1299,7 @@ def audit_head(
 
     make_session, _ = _admin_session(home, db, audit_key)
     with make_session() as session:
-        typer.echo(json.dumps(head(session)))
+        typer.echo(jsonio.dumps(head(session)))
 
 
 @audit_app.command("seal")
@@ -1440,7 +1441,7 @@ def validate_data(
     if json_out:
         if json_out.exists():
             raise FileExistsError(f"{json_out} exists; not overwritten")
-        json_out.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+        jsonio.write_json(json_out, report.to_dict())
 
 
 @app.command()

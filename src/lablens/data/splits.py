@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from lablens import jsonio
+
 SPLIT_SCHEMA = "lablens.split/1"
 
 
@@ -350,7 +352,7 @@ def split_to_dict(split: Split, ids: list[str], groups: np.ndarray) -> dict:
 
 
 def save_split(split: Split, ids: list[str], groups: np.ndarray, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(split_to_dict(split, ids, groups), indent=1), encoding="utf-8")
+    jsonio.write_json(path, split_to_dict(split, ids, groups))
 
 
 def load_split(path: str | Path, ids: list[str], groups: np.ndarray) -> tuple[Split, list[str]]:

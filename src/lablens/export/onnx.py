@@ -16,7 +16,6 @@ another bundle's card. Nothing in the bundle is changed: two files are added (``
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lablens import jsonio
 from lablens.infer.bundle import Bundle, load_bundle
 from lablens.infer.onnx_runtime import ONNX_CARD, ONNX_FILE
 from lablens.infer.predictor import softmax_t
@@ -183,5 +183,5 @@ def export_onnx(
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
         "export_seconds": round(time.perf_counter() - t0, 2),
     }
-    card_path.write_text(json.dumps(card, indent=1))
+    jsonio.write_json(card_path, card)
     return OnnxExport(target, card)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from lablens import jsonio
 from lablens.fields.brightfield import _disc, _inside, touches_edge
 from lablens.fields.detection import Detection
 
@@ -389,7 +390,7 @@ class WbcVerifier:
             "extent": self.extent.model_to_string(),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc))
+        path.write_text(jsonio.dumps(doc))
         return path
 
     @classmethod

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from lablens import __version__
+from lablens import __version__, jsonio
 from lablens.infer.tta import estimator_policy
 from lablens.registry import create_estimator
 
@@ -170,7 +170,7 @@ def write_bundle_files(
             WEIGHTS: {"sha256": hashlib.sha256(weights_bytes).hexdigest(), "bytes": len(weights_bytes)}
         },
     }
-    card_bytes = json.dumps(card, indent=1, sort_keys=False).encode("utf-8")
+    card_bytes = jsonio.dumps(card, indent=1, sort_keys=False).encode("utf-8")
     # Write into a hidden sibling and rename: a killed run never leaves a half-written bundle.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))

@@ -31,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lablens import jsonio
 from lablens.infer.shard import STATUSES, Shard
 
 JOB, PLAN, SHARDS, SUCCESS = "_job.json", "_plan", "_shards.jsonl", "_SUCCESS"
@@ -43,7 +44,7 @@ class JobError(Exception):
 
 
 def _dump_line(doc: Any) -> str:
-    return json.dumps(doc, ensure_ascii=True) + "\n"  # \\udcxx escapes keep undecodable path bytes
+    return jsonio.dumps(doc, ensure_ascii=True) + "\n"  # \\udcxx escapes keep undecodable path bytes
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -81,7 +82,7 @@ class JobFolder:
                 )
             mine = {**settings, "shard_size": shard_size}
             for key, value in mine.items():
-                if doc["settings"].get(key) != json.loads(json.dumps(value)):
+                if doc["settings"].get(key) != json.loads(jsonio.dumps(value)):
                     raise JobError(
                         f"{self.out} holds a job with another {key} ({doc['settings'].get(key)!r}, not "
                         f"{value!r}); rerun with its settings to resume it, or choose a new --out"
@@ -108,12 +109,12 @@ class JobFolder:
             fh.close()
         doc = {
             "schema": SCHEMA,
-            "settings": json.loads(json.dumps({**settings, "shard_size": shard_size})),
+            "settings": json.loads(jsonio.dumps({**settings, "shard_size": shard_size})),
             "n_images": n,
             "n_shards": n_shards,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        _write_atomic(job, json.dumps(doc, indent=1))
+        _write_atomic(job, jsonio.dumps(doc, indent=1))
         return JobInfo(n, n_shards, shard_size, resumed=False)
 
     def shard(self, index: int, shard_size: int) -> Shard:
@@ -170,7 +171,7 @@ class JobFolder:
             os.fsync(fh.fileno())
 
     def finish(self, summary: dict[str, Any]) -> None:
-        _write_atomic(self.out / SUCCESS, json.dumps(summary, indent=1))
+        _write_atomic(self.out / SUCCESS, jsonio.dumps(summary, indent=1))
 
     def success(self) -> dict[str, Any] | None:
         path = self.out / SUCCESS

@@ -12,7 +12,6 @@ reported as out of distribution (no class given), and the whole submission is ju
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lablens import jsonio
 from lablens.data.io import SUPPORTED_SUFFIXES, DecodeLimits, safe_display_name, walk_files
 from lablens.data.validate import Problem
 from lablens.infer.bundle import Bundle
@@ -326,7 +326,7 @@ def write_predictions(result: PredictionResult, out: str | Path, top_k: int, bun
             "predictions": rows,
             "skipped": [{"path": s.path, "kind": s.kind, "reason": s.reason} for s in result.skipped],
         }
-        out.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        jsonio.write_json(out, doc)
         return out
     if result.skipped:  # CSV rows cannot hold them: list skipped inputs beside the predictions
         with out.with_name(out.stem + ".skipped.csv").open("w", newline="", encoding="utf-8") as fh:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from lablens import jsonio
 from lablens.data.io import DecodeLimits, ImageError, is_valid_utf8_name, read_image, safe_display_name
 from lablens.data.preprocess import to_square
 from lablens.infer.ood import DEFAULT_ALPHA, OUT_OF_DISTRIBUTION
@@ -104,7 +105,7 @@ class DecodedShard:
 
 def _dumps(doc: Any) -> bytes:
     # paths may hold undecodable bytes (kept by Python as lone surrogates); they survive the round trip
-    return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return jsonio.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
 def _decode_one(path: str, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray | None, str] | ImageError:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from lablens import jsonio
 from lablens.config import DataConfig, EvalConfig, RunConfig
 from lablens.data.cache import load_pixels
 from lablens.data.io import DecodeLimits
@@ -196,17 +196,8 @@ def print_data_report(report: DataReport, max_lines: int = 50) -> None:
 
 
 def write_json(path: Path, doc: Any) -> None:
-    path.write_text(json.dumps(doc, indent=1, default=_json_default), encoding="utf-8")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    """Strict JSON (:mod:`lablens.jsonio`): what cannot be estimated is ``null``, never ``NaN``."""
+    jsonio.write_json(path, doc)
 
 
 def evaluate_and_write(

@@ -7,7 +7,6 @@ and group ``g`` uses ``np.random.default_rng([seed, STYLE_SALT, g])`` for its st
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from lablens import jsonio
 from lablens.data.phantoms.coco import coco_document, rle_encode
 from lablens.data.phantoms.task import PhantomTask
 from lablens.progress import SilentProgress
@@ -221,5 +221,5 @@ def write_phantoms(
         pd.DataFrame(objects).to_csv(out / "cells.csv", index=False)
         info = {"description": f"lablens phantom fields, task {task.name}", "seed": seed, "size": size}
         doc = coco_document(coco_images, coco_anns, spec.instance_classes, info)
-        (out / "annotations.json").write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
+        (out / "annotations.json").write_text(jsonio.dumps(doc, separators=(",", ":")), encoding="utf-8")
     return df
