@@ -757,6 +757,7 @@ def analyze(
     """Detect cells on whole fields, classify each, and report the sample (differential, ANA, verdict)."""
     from lablens.infer.ood import parse_alpha
     from lablens.workflows.analyze import analyze as run_analyze
+    from lablens.workflows.analyze import sample_lines
 
     ray = _ray_settings(engine, ray_address, actors, actor_cpus, actor_gpus)
     regions = _regions(ignore_region)
@@ -785,31 +786,8 @@ def analyze(
         progress=not quiet,
     )
     for name, doc in result.samples.items():
-        for flag in doc.get("flags") or []:
-            if "out of distribution" in flag or "not evaluable" in flag:
-                console.print(f"[red]{name}:[/red] {flag}", highlight=False)
-        if "percent" in doc:
-            parts = ", ".join(f"{c} {v:.1f} %" for c, v in doc["percent"].items() if doc["counts"][c])
-            console.print(
-                f"[bold]{name}[/bold]: {doc['n_identified']} cells identified — {parts}", highlight=False
-            )
-        elif "dominant_pattern" in doc:
-            grade = (doc.get("intensity") or {}).get("grade")
-            seen = [
-                f"{fam} {call['pattern']} ({call['icap']})"
-                for fam, call in (doc.get("compartments") or {}).items()
-                if call
-            ]
-            console.print(
-                f"[bold]{name}[/bold]: {doc['result']} ({doc['dominant_pattern']})"
-                + (f" — {'; '.join(seen)}" if seen and doc["result"] == "positive" else "")
-                + (f", intensity {grade}" if grade else ""),
-                highlight=False,
-            )
-        else:
-            console.print(f"[bold]{name}[/bold]: {doc['verdict']}", highlight=False)
-        for f in doc.get("flags", []):
-            console.print(f"  [yellow]flag[/yellow] {f}", highlight=False)
+        for line in sample_lines(name, doc):
+            console.print(line, highlight=False)
 
 
 @app.command("crop-cells")

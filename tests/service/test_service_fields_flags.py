@@ -18,21 +18,8 @@ from lablens.data.phantoms.write import write_phantoms
 from lablens.service.app import ServiceSettings, create_app
 from lablens.service.auth import create_user
 from lablens.service.db import sessions, upgrade
-from lablens.service.flags import quality_flags
 
 from conftest import shape_image, tiny_bundle, tiny_mil_bundle
-
-
-def test_quality_flags_blur_relative_to_the_sample_and_exposure() -> None:
-    rng = np.random.default_rng(0)
-    sharp = [shape_image(c, rng, 64) for c in ("disc", "ring", "square", "disc", "ring", "square")]
-    blurred = cv2.GaussianBlur(sharp[0], (0, 0), 4)
-    bright = np.full((64, 64, 3), 255, np.uint8)
-    dark = np.zeros((64, 64, 3), np.uint8)
-    flags = quality_flags([*sharp, blurred, bright, dark])
-    assert flags[:6] == [[]] * 6
-    assert flags[6] == ["blurred"] and "overexposed" in flags[7] and "underexposed" in flags[8]
-    assert quality_flags([blurred, sharp[0]]) == [[], []]  # too few cells to judge blur
 
 
 def test_submit_fields_detects_and_classifies_their_cells(tmp_path: Path) -> None:

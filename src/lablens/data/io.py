@@ -281,6 +281,18 @@ def _to_uint8_rgb(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr8)
 
 
+def png_bytes(img: np.ndarray) -> bytes:
+    """``img`` (uint8, H×W or H×W×3) as PNG: how lablens stores a cell, and what its sha256 names."""
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_sha256(img: np.ndarray) -> str:
+    """The sha256 of :func:`png_bytes` ``(img)``: the name the review service stores a cell under."""
+    return hashlib.sha256(png_bytes(img)).hexdigest()
+
+
 def walk_files(root: str | Path) -> Iterator[Path]:
     """Every file below ``root`` in sorted order; hidden files and folders (``.name``) are skipped."""
     for dirpath, dirnames, filenames in os.walk(root):

@@ -27,11 +27,16 @@ NEGATIVE = ("negative", "neg", "NEG")
 MIXED_SHARE = 0.2
 
 
-def _ci(k: int, n: int) -> list[float]:
+def _ci(k: int, n: int) -> list[float] | None:
     if n == 0:
-        return [float("nan"), float("nan")]
+        return None  # not estimable: no cell to count
     lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
     return [round(100 * float(lo), 2), round(100 * float(hi), 2)]
+
+
+def _rounded(classes: Sequence[str], values: np.ndarray) -> dict[str, float | None]:
+    """Per class, rounded; ``None`` where not estimable (no cell)."""
+    return {c: round(float(v), 4) if np.isfinite(v) else None for c, v in zip(classes, values, strict=True)}
 
 
 def differential(
@@ -47,7 +52,8 @@ def differential(
     """White-cell differential from per-cell probabilities (``N × C``, rows in cell order).
 
     Returns a JSON-ready dict: ``counts``, ``percent`` and ``ci95`` per white-cell class (percent of identified
-    white cells), ``n_cells``, ``n_identified``, ``n_unidentified``, ``n_non_wbc`` (per class) and ``flags``.
+    white cells; ``None`` when no cell was identified: not estimable), ``n_cells``, ``n_identified``,
+    ``n_unidentified``, ``n_non_wbc`` (cells *called* a non-white class, per class) and ``flags``.
     """
     proba = np.asarray(proba, dtype=float).reshape(-1, len(classes))
     top = proba.argmax(axis=1) if len(proba) else np.zeros(0, dtype=int)
@@ -65,14 +71,16 @@ def differential(
         "n_non_wbc": others,
         "min_confidence": min_confidence,
         "counts": counts,
-        "percent": {c: round(100 * k / n_id, 2) if n_id else float("nan") for c, k in counts.items()},
+        "percent": {c: round(100 * k / n_id, 2) if n_id else None for c, k in counts.items()},
         "ci95": {c: _ci(k, n_id) for c, k in counts.items()},
     }
     flags: list[str] = []
     for c in wbc_classes:
         if c.lower() in immature and counts[c] > 0:
             flags.append(f"{c}: {counts[c]} cell(s) — immature/abnormal cells present, review the smear")
-    if n_id < min_cells:
+    if n_id == 0:
+        flags.append("no white cell identified: no differential can be given (percentages not estimable)")
+    elif n_id < min_cells:
         flags.append(f"only {n_id} white cells identified (< {min_cells}): percentages have wide intervals")
     if len(proba) and n_unid / len(proba) > max_unidentified:
         flags.append(
@@ -115,7 +123,7 @@ def ana_report(
         "n_confident": n_sure,
         "result": None if dominant is None else ("positive" if positive else "negative"),
         "dominant_pattern": dominant,
-        "mean_probability": {c: round(float(v), 4) for c, v in zip(classes, mean, strict=True)},
+        "mean_probability": _rounded(classes, mean),
         "cell_share": shares,
         "mixed_patterns": mixed,
         "icap": icap_code(dominant) if positive and dominant else None,
@@ -166,7 +174,7 @@ def verdict(proba: np.ndarray, classes: Sequence[str], *, min_images: int = 1) -
     doc: dict[str, Any] = {
         "n_images": n,
         "verdict": classes[int(np.nanargmax(mean))] if n else None,
-        "mean_probability": {c: round(float(v), 4) for c, v in zip(classes, mean, strict=True)},
+        "mean_probability": _rounded(classes, mean),
         "per_image": [classes[int(j)] for j in proba.argmax(axis=1)] if n else [],
     }
     doc["flags"] = [] if n >= min_images else [f"only {n} image(s); at least {min_images} expected"]

@@ -18,7 +18,8 @@ prediction path compares images with it:
   flagged: for in-distribution images that happens with probability P(Bin(n, 0.1) ≥ n/2) < 0.002.
 
 A submission (a sample, a job) is flagged when its flagged images are more than chance allows (one-sided
-binomial test against ``alpha``, p < 0.001) or by the confidence rule; the reasons say which and with what
+binomial test against ``alpha``, p < 0.001), when all of them are flagged (nothing in it can be read), or by the
+confidence rule; the reasons say which and with what
 figures. Embedding statistics (Mahalanobis or k-NN on the network's pooled features) were measured and left
 out: on the blood-cell phantom bundle they flagged 0 % of ANA and kidney phantoms (far-away images have small
 feature norms and sit near the feature mean), while these image statistics flag 100 % of them.
@@ -151,6 +152,7 @@ class OodSummary:
     n_images: int
     confidence: np.ndarray | None = None  # 101 percentiles of validation top-class probabilities
     n_confidence: int = 0
+    appearance: dict[str, Any] | None = None  # the same images' quality reference (ImageReference.to_card())
 
     # -- fitting --------------------------------------------------------------------------------------------
     @classmethod
@@ -177,7 +179,18 @@ class OodSummary:
         conf = None
         if top_proba is not None and len(top_proba):
             conf = np.percentile(np.asarray(top_proba, dtype=np.float64), np.arange(101))
-        return cls(mean, precision, thresholds, len(stats), conf, 0 if conf is None else len(top_proba))
+        from lablens.quality.reference import ImageReference
+
+        reference = ImageReference.fit(images, rows)
+        return cls(
+            mean,
+            precision,
+            thresholds,
+            len(stats),
+            conf,
+            0 if conf is None else len(top_proba),
+            None if reference is None else reference.to_card(),
+        )
 
     # -- the card -------------------------------------------------------------------------------------------
     def to_card(self) -> dict[str, Any]:
@@ -195,6 +208,7 @@ class OodSummary:
                 "percentiles": [round(float(v), 6) for v in self.confidence],
                 "n_images": self.n_confidence,
             },
+            "appearance": self.appearance,
         }
 
     @classmethod
@@ -211,6 +225,7 @@ class OodSummary:
             int(doc["n_images"]),
             None if not conf else np.asarray(conf["percentiles"], dtype=np.float64),
             0 if not conf else int(conf["n_images"]),
+            doc.get("appearance"),
         )
 
     @classmethod
@@ -241,7 +256,8 @@ class OodSummary:
         rate = effective_alpha(alpha, self.n_images)
         k = int((scores > limit).sum())
         reasons: list[str] = []
-        if k and binom.sf(k - 1, n, rate) < SUBMISSION_P:
+        if k and (binom.sf(k - 1, n, rate) < SUBMISSION_P or k == n):
+            # more flagged images than chance allows, or all of them (then nothing in it can be read at all)
             reasons.append(
                 f"{k} of {n} images do not look like the training images (image statistics beyond the "
                 f"{100 * (1 - rate):.4g}th percentile; about {rate * n:.1f} expected)"

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from lablens.service import audit
 from lablens.service.models import ROLES, User
+from lablens.service.names import checked_name
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,7 @@ def create_user(session: Session, key: bytes, name: str, role: str, actor: str =
     """Add a user with a fresh token (returned; store it now, it cannot be recovered)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    if not name.strip() or len(name) > 100:
-        raise ValueError("a user name needs 1 to 100 characters")
+    name = checked_name(name, "user name", 100)
     if session.execute(select(User).where(User.name == name)).scalar_one_or_none() is not None:
         raise ValueError(f"a user named {name!r} exists")
     token, digest = _new_token()

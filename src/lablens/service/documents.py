@@ -19,8 +19,21 @@ def queue(c: Cell, min_confidence: float) -> str:
     return "unidentified" if c.confidence < min_confidence else "review"
 
 
+def _flags(stored: str | None) -> tuple[list[str], dict[str, str]]:
+    """Flag names and their reasons (cells stored before flags had reasons hold bare names)."""
+    names, reasons = [], {}
+    for f in json.loads(stored or "[]"):
+        if isinstance(f, str):
+            names.append(f)
+        else:
+            names.append(f["flag"])
+            reasons[f["flag"]] = f["reason"]
+    return names, reasons
+
+
 def cell_doc(c: Cell, min_confidence: float) -> dict[str, Any]:
     where = queue(c, min_confidence)
+    flags, reasons = _flags(c.flags)
     return {
         "id": c.id,
         "name": c.original_name,
@@ -36,7 +49,8 @@ def cell_doc(c: Cell, min_confidence: float) -> dict[str, Any]:
         "quality_score": None if c.quality_score is None else round(c.quality_score, 4),
         "ood_score": None if c.ood_score is None else round(c.ood_score, 4),
         "bundle_hash": c.bundle_hash,
-        "flags": json.loads(c.flags or "[]"),
+        "flags": flags,  # relative to the bundle's training images (lablens.quality.reference)
+        "flag_reasons": reasons,
         "source": json.loads(c.source) if c.source else None,
         "attention": None if c.attention is None else round(c.attention, 4),
         "image": f"/api/cells/{c.id}/image",

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import uuid
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from lablens.data.io import png_bytes
 
-def png_bytes(img: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
+__all__ = ["image_path", "png_bytes", "store_png"]
 
 
 def image_path(storage: Path, sha256: str) -> Path:

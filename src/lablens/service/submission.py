@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,18 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from lablens.data.io import DecodeLimits, ImageError, decode_bytes, probe_size
-from lablens.data.preprocess import to_square
-from lablens.fields.crops import crop_cells
-from lablens.fields.detection import create_detector
-from lablens.fields.presets import get_preset
+from lablens.fields.pipeline import (
+    FieldInput,
+    FieldSetupError,
+    FieldSpec,
+    FieldWork,
+    classify_field,
+    detect_image,
+    field_spec,
+)
+from lablens.fields.presets import FieldPreset, get_preset
+from lablens.infer.predictor import Scores
+from lablens.quality.reference import ImageReference
 from lablens.service.settings import UM_PER_PX_RANGE, ServiceSettings
 from lablens.service.storage import store_png
 
@@ -38,16 +47,33 @@ if TYPE_CHECKING:
 UNSAFE_NAME = re.compile(r"(^|[\\/])\.\.([\\/]|$)|[\\/\x00]|^\s*$")
 READING_FIELDS = ("kind", "task", "um_per_px")
 MAX_FIELD_BYTES = 1000
+#: a ``kind=cells`` submission: each image is one cell, classified whole (the pipeline's whole-frame unit)
+SINGLE_CELLS = FieldPreset("cells", None, None, (), 0.0, "differential", description="one cell per image")
+
+
+@dataclass
+class CellRecord:
+    """One cell of a submission as the pipeline left it: what is stored and shown."""
+
+    name: str
+    image_sha256: str
+    proba: np.ndarray  # calibrated, even for a cell given no call (the review page shows it)
+    status: str
+    quality: float | None
+    ood: float | None
+    flags: list[dict[str, str]]
+    source: dict[str, Any] | None  # field and box of a detected cell
+    attention: float | None = None  # bag bundles: the cell's weight in the sample's call
 
 
 @dataclass
 class Submission:
-    """What a submission holds once read: its form fields and the cells to classify and store."""
+    """What a submission holds once read: its form fields and its cells, classified."""
 
     fields: dict[str, str] = field(default_factory=lambda: {"kind": "cells", "task": "blood"})
-    names: list[str] = field(default_factory=list)  # one per cell
-    crops: list[np.ndarray] = field(default_factory=list)  # cells at the bundle's size
-    sources: list[dict[str, Any] | None] = field(default_factory=list)  # field and box of detected cells
+    cells: list[CellRecord] = field(default_factory=list)
+    scores: list[Scores] = field(default_factory=list)  # per file, for the sample's verdict
+    crops: list[np.ndarray] = field(default_factory=list)  # bag bundles: every cell, for the sample's call
     skipped: list[dict[str, str]] = field(default_factory=list)  # files that are not usable images
     n_files: int = 0
     n_pixels: int = 0  # decoded pixels so far (the budget's count)
@@ -75,36 +101,45 @@ def um_per_px(value: str | None) -> float | None:
 
 
 class _Reader:
-    """Turns finished file parts into cells (runs in a worker thread, off the event loop)."""
+    """Turns finished file parts into classified cells through the field pipeline (runs in a worker thread, off
+    the event loop; one model at a time under ``lock``)."""
 
     def __init__(
-        self, settings: ServiceSettings, model_for: Callable[[str], ModelEntry], sub: Submission
+        self,
+        settings: ServiceSettings,
+        model_for: Callable[[str], ModelEntry],
+        sub: Submission,
+        lock: threading.Lock,
     ) -> None:
-        self.settings, self.model_for, self.sub = settings, model_for, sub
-        self.detector: Any = None
+        self.settings, self.model_for, self.sub, self.lock = settings, model_for, sub, lock
+        self.spec: FieldSpec | None = None
+        self.reference: ImageReference | None = None
 
     def start_files(self) -> None:
         """Check the fields that decide how files are read and choose the task's model (the first file has
-        arrived)."""
+        arrived): the same :func:`~lablens.fields.pipeline.field_spec` as ``lablens analyze``."""
         f = self.sub.fields
-        self.sub.model = self.model_for(f["task"])
-        self.bundle = self.sub.model.bundle
+        self.sub.model = model = self.model_for(f["task"])
         if f["kind"] not in ("cells", "fields"):
             raise HTTPException(
                 422, "kind must be 'cells' (one cell per image) or 'fields' (cells are detected)"
             )
-        scale = um_per_px(f.get("um_per_px"))
-        if f["kind"] == "fields":
-            try:
-                preset = get_preset(f["task"])
-            except KeyError as exc:
-                raise HTTPException(422, str(exc.args[0])) from None
+        self.scale = um_per_px(f.get("um_per_px"))
+        self.reference = ImageReference.from_bundle(model.bundle)
+        if f["kind"] == "cells":
+            self.spec, _, _ = field_spec(model.bundle, SINGLE_CELLS)
+            return
+        try:
+            preset = get_preset(f["task"].strip())
             if preset.detector is None:
                 raise HTTPException(
                     422, f"task {f['task']!r} classifies whole frames; submit them with kind=cells"
                 )
-            self.preset, self.scale = preset, scale or preset.um_per_px
-            self.detector = create_detector(preset.detector, um_per_px=self.scale, **preset.detector_kwargs)
+            self.spec, _, _ = field_spec(model.bundle, preset, um_per_px=self.scale)
+        except KeyError as exc:
+            raise HTTPException(422, str(exc.args[0])) from None
+        except FieldSetupError as exc:
+            raise HTTPException(422, str(exc)) from None
 
     def add_file(self, name: str, data: bytes) -> None:
         s, sub = self.settings, self.sub
@@ -132,40 +167,72 @@ class _Reader:
         self._cells(name, img)
 
     def _cells(self, name: str, img: np.ndarray) -> None:
-        size, mode, sub = self.bundle.image_size, self.bundle.resize_mode, self.sub
-        if self.detector is None:
-            sub.names.append(name)
-            sub.crops.append(to_square(img, size, mode))
-            sub.sources.append(None)
-            return
-        dets = [d for d in self.detector.detect(img) if d.label in self.preset.classify]
-        crop_px = self.preset.crop_um / self.scale
-        if dets:
-            sub.crops.extend(crop_cells(img, dets, crop_px, size))
-        quality: dict[str, Any] = {}
-        if dets:  # kept for the field view (its detections drawn over it)
-            quality["field_sha256"] = store_png(Path(self.settings.storage), img)
-        gate = sub.model.gate if sub.model is not None else None
-        if gate is not None and dets:  # the field as a whole: a blurred field's cells are all not evaluable
-            score = gate.score_field(img, crop_px)
-            quality |= {"field_quality": round(score, 4), "field_evaluable": bool(gate.evaluable(score))}
-        for i, d in enumerate(dets):
-            sub.names.append(f"{name}#{i + 1}")
-            sub.sources.append(
-                {"field": name, "box": [int(v) for v in d.box], "detector": self.preset.detector, **quality}
+        """Detect, crop, store and classify the file's cells (the pipeline ``lablens analyze`` runs)."""
+        sub, spec, model = self.sub, self.spec, self.sub.model
+        assert spec is not None and model is not None
+        work = detect_image(sub.n_files - 1, FieldInput(Path(name), "", self.scale), img, spec)
+        storage = Path(self.settings.storage)
+        for crop, digest in zip(work.crops, work.crop_sha256, strict=True):  # type: ignore[arg-type]
+            if store_png(storage, crop) != digest:
+                raise AssertionError("a stored cell's digest differs from the pipeline's")
+        if spec.bags:  # the sample is called from all its cells at once (see samples._classify_bags)
+            sub.crops.extend(work.crops)  # type: ignore[arg-type]
+        else:
+            with self.lock:
+                classify_field(work, model.predictor, self.reference)
+            sub.scores.append(work.scores)  # type: ignore[arg-type]
+        sub.cells.extend(_records(work, name, spec, storage, img))
+
+
+def _records(work: FieldWork, name: str, spec: FieldSpec, storage: Path, img: np.ndarray) -> list[CellRecord]:
+    """The cells a file gave, in detection order (a single-cell image: itself)."""
+    whole = spec.preset.detector is None
+    source: dict[str, Any] = {}
+    if not whole and len(work.todo):  # the field is kept for the field view (its detections drawn over it)
+        source["field_sha256"] = store_png(storage, img)
+        if "evaluable" in work.row:  # the field as a whole: a blurred field's cells are all not evaluable
+            source |= {
+                "field_quality": work.row["quality_score"],
+                "field_evaluable": bool(work.row["evaluable"]),
+            }
+    out = []
+    for n, i in enumerate(work.todo):
+        sc = work.scores
+        out.append(
+            CellRecord(
+                name=name if whole else f"{name}#{n + 1}",
+                image_sha256=work.crop_sha256[n],
+                proba=sc.proba[n] if sc is not None else np.zeros(0),
+                status=str(sc.status[n]) if sc is not None else "classified",
+                quality=None if sc is None or sc.quality is None else float(sc.quality[n]),
+                ood=None if sc is None or sc.ood is None else float(sc.ood[n]),
+                flags=[f.as_dict() for f in work.flags[n]] if work.flags else [],
+                source=None
+                if whole
+                else {
+                    "field": name,
+                    "box": [int(v) for v in work.dets[int(i)].box],
+                    "detector": spec.preset.detector,
+                    **source,
+                },
             )
+        )
+    return out
 
 
 async def read_submission(
-    request: Request, settings: ServiceSettings, model_for: Callable[[str], ModelEntry]
+    request: Request,
+    settings: ServiceSettings,
+    model_for: Callable[[str], ModelEntry],
+    lock: threading.Lock,
 ) -> Submission:
     """Parse and process a ``multipart/form-data`` submission as it streams in; ``model_for(task)`` is the task's
-    active model (an HTTPException when none serves it)."""
+    active model (an HTTPException when none serves it); ``lock`` lets one batch at a time through a model."""
     ctype, params = parse_options_header(request.headers.get("content-type"))
     if ctype != b"multipart/form-data" or b"boundary" not in params:
         raise HTTPException(415, "a submission is multipart/form-data: the field name, then the files")
     sub = Submission()
-    reader = _Reader(settings, model_for, sub)
+    reader = _Reader(settings, model_for, sub, lock)
     done: list[tuple[str, str | None, bytes]] = []  # finished parts: (field name, file name, bytes)
     part: dict[str, Any] = {}
     ended = [False]

@@ -12,7 +12,7 @@ unreadable, ``skipped.csv`` (file and reason). Inputs are only read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +22,34 @@ from PIL import Image
 
 from lablens import __version__
 from lablens.data.io import DecodeLimits, ImageError, read_image
-from lablens.data.preprocess import to_square
 from lablens.data.tables import TableError, number, read_text_csv
 from lablens.data.validate import Problem
 from lablens.fields import aggregate
-from lablens.fields.cell_crops import (
-    CropGeometry,
-    field_cells,
-    geometry_mismatch,
-    preset_for_bundle,
-    preset_geometry,
-)
+from lablens.fields.cell_crops import field_cells
 from lablens.fields.crops import draw_overlay
 from lablens.fields.detection import Detection
 from lablens.fields.icap import icap_code
 from lablens.fields.intensity import IntensityScale, field_intensity, sample_intensity
+from lablens.fields.pipeline import (
+    FieldInput,
+    FieldSetupError,
+    FieldSpec,
+    FieldWork,
+    classify_field,
+    detect_field,
+    field_spec,
+    sample_verdict,
+)
 from lablens.fields.presets import FieldPreset, get_preset
 from lablens.infer.bag_call import METHOD as BAG_METHOD
 from lablens.infer.bag_call import BagCall, call_bags
 from lablens.infer.bundle import BundleError, load_bundle
 from lablens.infer.ood import DEFAULT_ALPHA, OUT_OF_DISTRIBUTION, OodGuard
-from lablens.infer.predictor import CLASSIFIED, NOT_EVALUABLE, Predictor, expand_inputs
+from lablens.infer.predictor import NOT_EVALUABLE, Predictor, expand_inputs
 from lablens.infer.shard import ModelSpec
 from lablens.progress import console, make_progress
 from lablens.quality.gate import QualityGate
+from lablens.quality.reference import ImageReference
 from lablens.report.html import thumbnail_b64
 from lablens.workflows.common import RunError, write_json
 from lablens.workflows.run_folder import check_new_folder, run_folder
@@ -53,13 +57,7 @@ from lablens.workflows.run_folder import check_new_folder, run_folder
 SAMPLE_MODES = ("together", "per-field")
 ENGINES = ("local", "ray")
 SHOWN_STATUS = {NOT_EVALUABLE: "not evaluable", OUT_OF_DISTRIBUTION: "out of distribution"}  # overlay labels
-
-
-@dataclass
-class FieldInput:
-    path: Path
-    sample: str
-    um_per_px: float | None
+__all__ = ["AnalyzeResult", "FieldInput", "analyze", "read_fields"]
 
 
 @dataclass
@@ -111,27 +109,6 @@ def _sample_name(path: Path, samples: str, sample_id: str | None) -> str:
     return path.stem if samples == "per-field" else (sample_id or "sample")
 
 
-def _learned_preset(preset: FieldPreset, detector: Path) -> FieldPreset:
-    """``preset`` with its detector replaced by a learned one (``lablens train-detector``), whose objects are
-    the ones classified."""
-    from lablens.fields.learned import detector_card
-
-    if preset.detector is None:
-        raise RunError(
-            f"--detector: task {preset.name!r} classifies whole frames; there is nothing to detect"
-        )
-    try:
-        card = detector_card(detector)
-    except BundleError as exc:
-        raise RunError(f"--detector {exc}") from None
-    return replace(
-        preset,
-        detector="learned",
-        classify=(str(card["objects"]),),
-        detector_kwargs={"bundle": str(detector)},
-    )
-
-
 def analyze(
     bundle: str | Path,
     fields: list[str | Path],
@@ -161,156 +138,55 @@ def analyze(
 ) -> AnalyzeResult:
     """Analyse whole fields with a bundle; see the module docstring for what is written.
 
-    ``quality`` (a blur-level bundle; a multitask bundle's own quality head without it) scores every cell: a
-    cell above ``max_level`` is not evaluable, and so is every cell of a field whose median cell score is above
-    it. The bundle's out-of-distribution guard (``ood_alpha``; None: off) flags cells unlike its training
-    images and judges each sample. Neither kind of cell enters a differential or pattern call; both are counted.
+    Every field goes through the one field pipeline (:mod:`lablens.fields.pipeline`) that the review service
+    uses too. ``quality`` (a blur-level bundle; a multitask bundle's own quality head without it) scores every
+    cell: a cell above ``max_level`` is not evaluable, and so is every cell of a field whose score is above it.
+    The bundle's out-of-distribution guard (``ood_alpha``; None: off) flags cells unlike its training images and
+    judges each sample. Neither kind of cell enters a differential or pattern call; both are counted.
 
     ``engine="ray"`` reads and detects fields in Ray tasks and classifies their cells in model actors
     (:mod:`lablens.workflows.analyze_ray`; ``ray``: :class:`~lablens.infer.ray_engine.RaySettings`); the
     results are the local engine's."""
-    preset = get_preset(task)
     check_new_folder(Path(out))
-    if verifier is not None and preset.detector != "smear":
-        raise RunError(f"--verifier is for blood smear fields; task {task!r} does not use the smear detector")
-    b = load_bundle(bundle)
-    bags = b.inputs == "bags"
-    if bags and preset.detector is None:
-        raise RunError(f"{bundle} calls a sample from its cells; task {task!r} has no cells to find")
-    if bags and quality is not None:
-        raise RunError(f"--quality gates cell classifiers; {bundle} calls a sample from all of its cells")
-    try:
-        gate = QualityGate.for_bundle(b, quality, max_level) if not bags else None
-        guard = OodGuard.for_bundle(b, ood_alpha)
-    except (BundleError, ValueError) as exc:
-        raise RunError(str(exc)) from None
-    preset, chosen = preset_for_bundle(preset, CropGeometry.from_dict(b.crop) if b.crop else None, b.classes)
-    notes = [chosen] if chosen else []
-    if detector is not None:
-        preset = _learned_preset(preset, Path(detector))
-        notes.append(f"objects found by the learned detector {detector}")
-    warnings = _check_crops(b, preset, crop_um, allow_crop_mismatch, str(bundle))
-    if controls is not None and preset.aggregator != "ana":
-        raise RunError(f"--controls grade fluorescence intensity; task {task!r} is not an IIF task")
+    if engine not in ENGINES:
+        raise RunError(f"--engine {engine!r}: use local or ray")
+    run = _prepare(
+        bundle, get_preset(task), um_per_px, detector, verifier, crop_um, allow_crop_mismatch, controls,
+        quality, max_level, ood_alpha, engine, detector_kwargs, ignore_regions,
+    )  # fmt: skip
     items, skipped = read_fields(list(fields), samples, sample_id)
     if not items and not skipped:
         raise RunError("no image files found in the given paths")
-    kwargs = dict(preset.detector_kwargs)
-    kwargs.update(detector_kwargs or {})
-    if verifier is not None:
-        from lablens.fields.verifier import load_verifier
-
-        try:
-            load_verifier(verifier)  # fail now, naming the file, rather than on the first field
-        except (FileNotFoundError, ValueError) as exc:
-            raise RunError(str(exc)) from None
-        kwargs["verifier"] = str(verifier)
-    if ignore_regions:
-        kwargs["ignore_regions"] = [tuple(int(v) for v in r) for r in ignore_regions]
-    if engine not in ENGINES:
-        raise RunError(f"--engine {engine!r}: use local or ray")
-    if engine == "ray" and bags:
-        raise RunError(
-            f"{bundle} calls a sample from all of its cells at once; --engine ray analyses fields one by one "
-            "and takes cell classifiers only (use --engine local)"
-        )
-    spec = FieldSpec(preset, um_per_px, kwargs, b.image_size, b.resize_mode, crop_um, bags)
-    cell_rows: list[dict[str, Any]] = []
-    field_rows: list[dict[str, Any]] = []
-    overlays: dict[str, list[dict[str, str]]] = {}
-    pending: list[_Pending] = []  # bag bundles: fields wait until their sample's cells are all found
-    grading = _intensity_scale(controls, preset, um_per_px, kwargs) if controls is not None else None
+    model = ModelSpec(
+        str(bundle),
+        quality=str(quality) if quality is not None else None,
+        max_level=max_level,
+        batch_size=batch_size,
+        device=device,
+        ood_alpha=ood_alpha,
+    )
+    b, spec, preset = run.bundle, run.spec, run.spec.preset
     with run_folder(out) as out, make_progress(progress) as prog:
         (out / "overlays").mkdir()
-        bar = prog.task("analyze fields", len(items))
-        done: dict[int, FieldWork] = {}
-
-        def finish(work: FieldWork) -> None:
-            """Overlay and cell rows of a classified field (kept by index: rows come out in input order)."""
-            if work.error is None and not bags:
-                rows: list[dict[str, Any]] = []
-                shown: dict[str, list[dict[str, str]]] = {}
-                _finish_field(
-                    out,
-                    work.k,
-                    work.item,
-                    work.img,
-                    work.dets,
-                    work.proba,
-                    b.classes,
-                    min_confidence,
-                    shown,
-                    rows,
-                    cell_scores=work.cell_scores,
-                )
-                work.cell_rows, work.overlay = rows, shown[work.item.sample][0]
-            work.img = None  # the pixels are not kept beyond their field
-            done[work.k] = work
-            bar.advance(1)
-
-        if engine == "ray":
-            from lablens.workflows.analyze_ray import analyze_on_ray
-
-            model = ModelSpec(
-                str(bundle),
-                quality=str(quality) if quality is not None else None,
-                max_level=max_level,
-                batch_size=batch_size,
-                device=device,
-                ood_alpha=ood_alpha,
-            )
-            analyze_on_ray(list(enumerate(items)), spec, model, ray, on_field=finish)
-        else:
-            predictor = Predictor(b, batch_size=batch_size, device=device, gate=gate, ood_alpha=ood_alpha)
-            for k, item in enumerate(items):
-                work = detect_field(k, item, spec)
-                if work.error is None and bags:
-                    pending.append(_Pending(k, item, work.dets, work.todo, work.crops))
-                elif work.error is None:
-                    classify_field(work, predictor)
-                finish(work)
-        bar.done()
-        for k in sorted(done):
-            work = done[k]
-            if work.error is not None:
-                skipped.append(work.error)
-                continue
-            field_rows.append(work.row)
-            cell_rows.extend(work.cell_rows)
-            if work.overlay is not None:
-                overlays.setdefault(work.item.sample, []).append(work.overlay)
-        calls = _call_samples(b, pending, device) if bags else {}
-        for f in pending:
-            img = read_image(f.item.path, DecodeLimits()).pixels
-            proba = np.full((len(f.dets), len(b.classes)), np.nan)
-            proba[f.todo] = calls[f.item.sample].cells[f.offset : f.offset + len(f.todo)]
-            attention = np.full(len(f.dets), np.nan)
-            attention[f.todo] = calls[f.item.sample].attention[f.offset : f.offset + len(f.todo)]
-            _finish_field(
-                out,
-                f.k,
-                f.item,
-                img,
-                f.dets,
-                proba,
-                b.classes,
-                min_confidence,
-                overlays,
-                cell_rows,
-                attention,
-            )
-        cells = pd.DataFrame(cell_rows)
-        docs = _aggregate(cells, preset, b.classes, min_confidence, min_cells)
-        _screening(docs, cells, field_rows, guard)
-        for sample, call in calls.items():
-            if sample in docs:
+        works = _analyse_fields(out, items, run, model, engine, ray, min_confidence, prog)
+        skipped.extend(w.error for w in works if w.error is not None)
+        works = [w for w in works if w.error is None]
+        field_rows = [w.row for w in works]
+        cells = pd.DataFrame([row for w in works for row in w.cell_rows])
+        docs = _aggregate(cells, field_rows, preset, b.classes, min_confidence, min_cells)
+        _screening(docs, cells, works, run.guard)
+        for sample, call in run.calls.items():
+            if sample in docs and call is not None:
                 doc = docs[sample]
                 doc.update(_bag_doc(call, b.classes, cells[cells["sample"] == sample], doc["cell_share"]))
         if preset.aggregator == "ana":
             for sample, doc in docs.items():
-                _grade_sample(doc, [r["intensity"] for r in field_rows if r["sample"] == sample], grading)
-        for s, doc in docs.items():
-            doc["n_fields"] = sum(r["sample"] == s for r in field_rows)
+                _grade_sample(doc, [r["intensity"] for r in field_rows if r["sample"] == sample], run.grading)
+        _advise(docs, preset)
+        overlays: dict[str, list[dict[str, str]]] = {}
+        for w in works:
+            if w.overlay is not None:
+                overlays.setdefault(w.item.sample, []).append(w.overlay)
         cells.to_csv(out / "cells.csv", index=False)
         pd.DataFrame(field_rows).to_csv(out / "fields.csv", index=False)
         write_json(out / "samples.json", docs)
@@ -321,21 +197,26 @@ def analyze(
             "classes": b.classes,
             "task": preset.name,
             "detector": preset.detector,
-            "detector_kwargs": kwargs,
+            "detector_kwargs": spec.detector_kwargs,
             "um_per_px": um_per_px or preset.um_per_px,
-            "crop_um": crop_um or preset.crop_um,
+            "crop_um": spec.crop_um or preset.crop_um,
             "bundle_crop": b.crop,
             "bundle_inputs": b.inputs,
-            "warnings": warnings,
-            "notes": notes,
-            "intensity_controls": None if grading is None else {"file": str(controls), **grading.to_dict()},
+            "warnings": run.warnings,
+            "notes": run.notes,
+            "intensity_controls": None
+            if run.grading is None
+            else {"file": str(controls), **run.grading.to_dict()},
             "samples": samples,
             "min_confidence": min_confidence,
             "min_cells": min_cells,
             "quality_gate": None
-            if gate is None
-            else {"bundle_hash": gate.bundle.hash, "max_level": max_level, "own_head": gate.head},
-            "ood": guard.describe() if guard is not None else None,
+            if run.gate is None
+            else {"bundle_hash": run.gate.bundle.hash, "max_level": max_level, "own_head": run.gate.head},
+            "ood": run.guard.describe() if run.guard is not None else None,
+            "quality_flags": "relative to the bundle's training images"
+            if run.reference is not None
+            else "none: the bundle holds no reference of its training images (trained before lablens kept one)",
             "n_fields": len(field_rows),
             "n_skipped": len(skipped),
         }
@@ -343,115 +224,172 @@ def analyze(
         if skipped:
             pd.DataFrame([s.__dict__ for s in skipped]).to_csv(out / "skipped.csv", index=False)
         (out / "report.html").write_text(_render(docs, overlays, settings, preset), encoding="utf-8")
-    for w in warnings:  # shown even when quiet: the calls may not mean what the bundle learnt
-        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
-    if progress:
-        for n in notes:
-            console.print(f"  {n}", highlight=False)
-        for s in skipped:
-            console.print(
-                f"  [yellow]skipped[/yellow] {s.path}: {s.reason} [dim]({s.kind})[/dim]", highlight=False
-            )
-        console.print(
-            f"{len(field_rows)} fields, {len(cells)} objects, {len(docs)} sample(s), {len(skipped)} skipped → {out}"
-        )
+    _print_summary(out, run, field_rows, cells, docs, skipped, progress)
     return AnalyzeResult(out, docs, cells, skipped)
 
 
-@dataclass(frozen=True)
-class FieldSpec:
-    """How every field of a run is analysed (plain data: it travels to Ray workers)."""
-
-    preset: FieldPreset
-    um_per_px: float | None
-    detector_kwargs: dict[str, Any]
-    size: int
-    resize_mode: str
-    crop_um: float | None = None
-    bags: bool = False
+def _print_summary(
+    out: Path,
+    run: _Run,
+    field_rows: list[dict[str, Any]],
+    cells: pd.DataFrame,
+    docs: dict[str, dict[str, Any]],
+    skipped: list[Problem],
+    progress: bool,
+) -> None:
+    for w in run.warnings:  # shown even when quiet: the calls may not mean what the bundle learnt
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    if not progress:
+        return
+    for n in run.notes:
+        console.print(f"  {n}", highlight=False)
+    for s in skipped:
+        console.print(
+            f"  [yellow]skipped[/yellow] {s.path}: {s.reason} [dim]({s.kind})[/dim]", highlight=False
+        )
+    console.print(
+        f"{len(field_rows)} fields, {len(cells)} objects, {len(docs)} sample(s), {len(skipped)} skipped → {out}"
+    )
 
 
 @dataclass
-class FieldWork:
-    """One field on its way through the analysis: decoded and detected, then classified, then finished."""
+class _Run:
+    """What every field of one analysis is read with."""
 
-    k: int
-    item: FieldInput
-    error: Problem | None = None
-    img: np.ndarray | None = None
-    dets: list[Detection] = field(default_factory=list)
-    todo: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    crops: np.ndarray | None = None
-    row: dict[str, Any] = field(default_factory=dict)
-    proba: np.ndarray | None = None
-    cell_scores: dict[str, np.ndarray] = field(default_factory=dict)  # status, quality, ood per object
-    tile_px: float | None = None  # side of a cell crop in field pixels (None: the whole frame is the unit)
-    cell_rows: list[dict[str, Any]] = field(default_factory=list)
-    overlay: dict[str, str] | None = None
+    bundle: Any
+    spec: FieldSpec
+    gate: QualityGate | None
+    guard: OodGuard | None
+    reference: ImageReference | None
+    notes: list[str]
+    warnings: list[str]
+    grading: IntensityScale | None
+    calls: dict[str, BagCall | None] = field(default_factory=dict)  # bag bundles: the call of each sample
 
 
-def detect_field(k: int, item: FieldInput, spec: FieldSpec) -> FieldWork:
-    """Read field ``k``, find its objects and crop those to classify (a whole-frame task: the frame itself)."""
+def _prepare(
+    bundle: str | Path,
+    preset: FieldPreset,
+    um_per_px: float | None,
+    detector: str | Path | None,
+    verifier: str | Path | None,
+    crop_um: float | None,
+    allow_crop_mismatch: bool,
+    controls: str | Path | None,
+    quality: str | Path | None,
+    max_level: float,
+    ood_alpha: float | None,
+    engine: str,
+    detector_kwargs: dict[str, Any] | None,
+    ignore_regions: list[tuple[int, int, int, int]] | None,
+) -> _Run:
+    """Load the bundle and decide, once, how every field is read (refusing settings that do not apply)."""
+    if verifier is not None and preset.detector != "smear":
+        raise RunError(
+            f"--verifier is for blood smear fields; task {preset.name!r} does not use the smear detector"
+        )
+    b = load_bundle(bundle)
+    bags = b.inputs == "bags"
+    if bags and preset.detector is None:
+        raise RunError(f"{bundle} calls a sample from its cells; task {preset.name!r} has no cells to find")
+    if bags and quality is not None:
+        raise RunError(f"--quality gates cell classifiers; {bundle} calls a sample from all of its cells")
+    if engine == "ray" and bags:
+        raise RunError(
+            f"{bundle} calls a sample from all of its cells at once; --engine ray analyses fields one by one "
+            "and takes cell classifiers only (use --engine local)"
+        )
     try:
-        img = read_image(item.path, DecodeLimits()).pixels
-    except ImageError as exc:
-        return FieldWork(k, item, Problem(str(item.path), exc.kind, exc.reason))
-    preset = spec.preset
-    scale = item.um_per_px or spec.um_per_px or preset.um_per_px
-    if preset.detector is None:  # the whole frame is the unit
-        h, w = img.shape[:2]
-        dets = [Detection("image", (0, 0, w, h), area=h * w)]
-        todo = np.zeros(1, dtype=np.int64)
-        crops = to_square(img, spec.size, spec.resize_mode)[None]
-        tile_px = None
+        gate = QualityGate.for_bundle(b, quality, max_level) if not bags else None
+        guard = OodGuard.for_bundle(b, ood_alpha)
+    except (BundleError, ValueError) as exc:
+        raise RunError(str(exc)) from None
+    kwargs = dict(detector_kwargs or {})
+    if verifier is not None:
+        from lablens.fields.verifier import load_verifier
+
+        try:
+            load_verifier(verifier)  # fail now, naming the file, rather than on the first field
+        except (FileNotFoundError, ValueError) as exc:
+            raise RunError(str(exc)) from None
+        kwargs["verifier"] = str(verifier)
+    if ignore_regions:
+        kwargs["ignore_regions"] = [tuple(int(v) for v in r) for r in ignore_regions]
+    try:
+        spec, notes, warnings = field_spec(
+            b,
+            preset,
+            um_per_px=um_per_px,
+            crop_um=crop_um,
+            detector=detector,
+            detector_kwargs=kwargs,
+            allow_crop_mismatch=allow_crop_mismatch,
+        )
+    except FieldSetupError as exc:
+        raise RunError(str(exc)) from None
+    if controls is not None and spec.preset.aggregator != "ana":
+        raise RunError(f"--controls grade fluorescence intensity; task {preset.name!r} is not an IIF task")
+    grading = (
+        _intensity_scale(controls, spec.preset, um_per_px, spec.detector_kwargs)
+        if controls is not None
+        else None
+    )
+    reference = ImageReference.from_bundle(b) if not bags else None
+    return _Run(b, spec, gate, guard, reference, notes, warnings, grading)
+
+
+def _analyse_fields(
+    out: Path,
+    items: list[FieldInput],
+    run: _Run,
+    model: ModelSpec,
+    engine: str,
+    ray: Any,
+    min_confidence: float,
+    prog: Any,
+) -> list[FieldWork]:
+    """Every field through the pipeline, finished (overlay saved, cell rows made), in input order."""
+    b, spec = run.bundle, run.spec
+    bar = prog.task("analyze fields", len(items))
+    done: dict[int, FieldWork] = {}
+
+    def finish(work: FieldWork) -> None:
+        if work.error is None and not spec.bags:
+            _finish_field(out, work, b.classes, min_confidence)
+        work.img = None  # the pixels are not kept beyond their field
+        done[work.k] = work
+        bar.advance(1)
+
+    pending: list[_Pending] = []  # bag bundles: fields wait until their sample's cells are all found
+    if engine == "ray":
+        from lablens.workflows.analyze_ray import analyze_on_ray
+
+        analyze_on_ray(list(enumerate(items)), spec, model, ray, on_field=finish)
     else:
-        dets, todo, crops = field_cells(img, preset, scale, spec.detector_kwargs, spec.size, spec.crop_um)
-        tile_px = float(spec.crop_um or preset.crop_um) / float(scale)
-    row = _field_row(item, img, dets, scale)
-    if preset.aggregator == "ana":
-        row["intensity"] = field_intensity(img, [d for d in dets if d.label in preset.classify])
-    return FieldWork(k, item, None, img, dets, todo, crops, row, tile_px=tile_px)
-
-
-def classify_field(work: FieldWork, predictor: Predictor) -> FieldWork:
-    """Class probabilities of the field's objects to classify (NaN rows for the rest and for those given no
-    class), with each object's status, quality score (with a gate) and OOD score (with a guard).
-
-    With a gate the field itself is scored too (:meth:`~lablens.quality.gate.QualityGate.score_field`; a
-    whole-frame task: the frame's score): a field above the gate's level is not evaluable as a whole, and all
-    of its cells are marked so, not only the blurred ones."""
-    n, k = len(work.dets), len(predictor.bundle.classes)
-    work.proba = np.full((n, k), np.nan)
-    status = np.full(n, "", dtype=object)
-    quality, ood = np.full(n, np.nan), np.full(n, np.nan)
-    gate = predictor.gate
-    field_ok = True
-    if gate is not None and work.tile_px is not None and work.img is not None:
-        field_score = gate.score_field(work.img, work.tile_px)
-        field_ok = bool(gate.evaluable(field_score))
-        work.row.update(quality_score=round(field_score, 4), evaluable=field_ok)
-    if len(work.todo):
-        gate_crops = gate.resize(work.crops) if gate is not None else None
-        scores = predictor.gated_scores(work.crops, gate_crops)
-        cell_status = scores.status.copy()
-        if scores.quality is not None:
-            quality[work.todo] = scores.quality
-            if work.tile_px is None:  # the frame is the unit: its score is the field's
-                field_ok = bool(gate.evaluable(scores.quality[0]))  # type: ignore[union-attr]
-                work.row.update(quality_score=round(float(scores.quality[0]), 4), evaluable=field_ok)
-        if not field_ok:
-            cell_status[:] = NOT_EVALUABLE
-        if scores.ood is not None:
-            ood[work.todo] = scores.ood
-        status[work.todo] = cell_status
-        proba = scores.proba.copy()
-        proba[cell_status != CLASSIFIED] = np.nan  # no class is given: they enter no call
-        work.proba[work.todo] = proba
-    work.row["n_not_evaluable"] = int((status == NOT_EVALUABLE).sum())
-    work.row["n_out_of_distribution"] = int((status == OUT_OF_DISTRIBUTION).sum())
-    work.cell_scores = {"status": status, "quality_score": quality, "ood_score": ood}
-    work.crops = None
-    return work
+        predictor = Predictor(
+            b, batch_size=model.batch_size, device=model.device, gate=run.gate, ood_alpha=model.ood_alpha
+        )
+        for k, item in enumerate(items):
+            work = detect_field(k, item, spec)
+            if work.error is None and spec.bags:
+                pending.append(_Pending(k, item, work.dets, work.todo, work.crops, work.crop_sha256))
+            elif work.error is None:
+                classify_field(work, predictor, run.reference)
+            finish(work)
+    bar.done()
+    run.calls = _call_samples(b, pending, model.device) if spec.bags else {}
+    for f in pending:
+        work = done[f.k]
+        work.img = read_image(f.item.path, DecodeLimits()).pixels
+        work.proba = np.full((len(f.dets), len(b.classes)), np.nan)
+        call = run.calls[f.item.sample]
+        attention = np.full(len(f.dets), np.nan)
+        if call is not None:
+            work.proba[f.todo] = call.cells[f.offset : f.offset + len(f.todo)]
+            attention[f.todo] = call.attention[f.offset : f.offset + len(f.todo)]
+        _finish_field(out, work, b.classes, min_confidence, attention)
+        work.img = None
+    return [done[k] for k in sorted(done)]
 
 
 @dataclass
@@ -463,35 +401,22 @@ class _Pending:
     dets: list[Detection]
     todo: np.ndarray
     crops: np.ndarray
+    crop_sha256: list[str]
     offset: int = 0
 
 
-def _check_crops(b: Any, preset: FieldPreset, crop_um: float | None, allow: bool, name: str) -> list[str]:
-    """Compare the bundle's training crops with the analysis crops: refuse or warn (naming both)."""
-    if preset.detector is None:
-        return []
-    trained = CropGeometry.from_dict(b.crop) if b.crop else None
-    found = geometry_mismatch(trained, preset_geometry(preset, b.image_size, crop_um))
-    if found is None:
-        return []
-    level, message = found
-    if level == "refuse" and not allow:
-        raise RunError(
-            f"{name}: {message}; give --crop-um to crop as the bundle was trained, or --allow-crop-mismatch "
-            "to analyse anyway"
-        )
-    return [message]
-
-
-def _call_samples(b: Any, pending: list[_Pending], device: str) -> dict[str, BagCall]:
-    """One multiple-instance call per sample over all of its cells (fields in order, cells in field order)."""
+def _call_samples(b: Any, pending: list[_Pending], device: str) -> dict[str, BagCall | None]:
+    """One multiple-instance call per sample over all of its cells (fields in order, cells in field order); None
+    for a sample with no cell."""
     by_sample: dict[str, list[_Pending]] = {}
     for f in pending:
         f.offset = sum(len(g.todo) for g in by_sample.get(f.item.sample, []))
         by_sample.setdefault(f.item.sample, []).append(f)
     names = [s for s, fs in by_sample.items() if sum(len(f.todo) for f in fs)]
     bags_ = [np.concatenate([f.crops for f in by_sample[s]]) for s in names]
-    return dict(zip(names, call_bags(b, bags_, device), strict=True))
+    calls: dict[str, BagCall | None] = dict.fromkeys(by_sample)
+    calls.update(zip(names, call_bags(b, bags_, device), strict=True))
+    return calls
 
 
 def _intensity_scale(
@@ -568,39 +493,19 @@ def _bag_doc(
 
 
 def _finish_field(
-    out: Path,
-    k: int,
-    item: FieldInput,
-    img: np.ndarray,
-    dets: list[Detection],
-    proba: np.ndarray,
-    classes: list[str],
-    min_confidence: float,
-    overlays: dict[str, list[dict[str, str]]],
-    cell_rows: list[dict[str, Any]],
-    attention: np.ndarray | None = None,
-    cell_scores: dict[str, np.ndarray] | None = None,
+    out: Path, work: FieldWork, classes: list[str], min_confidence: float, attention: np.ndarray | None = None
 ) -> None:
-    """Name the field's cells, draw and save its overlay, and add its cell rows."""
-    names = _names(proba, classes, min_confidence)
+    """Name the field's cells, draw and save its overlay, and make its cell rows."""
+    names = _names(work.proba, classes, min_confidence)  # type: ignore[arg-type]
     shown = list(names)
-    if cell_scores:  # the overlay says why a cell has no class
-        for i, st in enumerate(cell_scores["status"]):
+    status = work.cell_scores.get("status")
+    if status is not None:  # the overlay says why a cell has no class
+        for i, st in enumerate(status):
             shown[i] = SHOWN_STATUS.get(st, shown[i])
-    overlay = draw_overlay(img, dets, shown)
-    Image.fromarray(overlay).save(out / "overlays" / f"{k:04d}_{item.path.stem}.png")
-    overlays.setdefault(item.sample, []).append({"field": str(item.path), "png": thumbnail_b64(overlay, 900)})
-    rows = _cell_rows(item, dets, proba, names, classes)
-    if cell_scores:
-        for i, row in enumerate(rows):
-            row["status"] = cell_scores["status"][i]
-            for key in ("quality_score", "ood_score"):
-                v = cell_scores[key][i]
-                row[key] = round(float(v), 4) if np.isfinite(v) else np.nan
-    if attention is not None:
-        for row, a in zip(rows, attention, strict=True):
-            row["attention"] = round(float(a), 6) if np.isfinite(a) else np.nan
-    cell_rows.extend(rows)
+    overlay = draw_overlay(work.img, work.dets, shown)  # type: ignore[arg-type]
+    Image.fromarray(overlay).save(out / "overlays" / f"{work.k:04d}_{work.item.path.stem}.png")
+    work.overlay = {"field": str(work.item.path), "png": thumbnail_b64(overlay, 900)}
+    work.cell_rows = _cell_rows(work, names, classes, attention)
 
 
 def _names(proba: np.ndarray, classes: list[str], min_confidence: float) -> list[str]:
@@ -616,29 +521,17 @@ def _names(proba: np.ndarray, classes: list[str], min_confidence: float) -> list
     return names
 
 
-def _field_row(
-    item: FieldInput, img: np.ndarray, dets: list[Detection], scale: float | None
-) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "sample": item.sample,
-        "field": str(item.path),
-        "width": img.shape[1],
-        "height": img.shape[0],
-        "um_per_px": scale,
-    }
-    for d in dets:
-        row[f"n_{d.label}"] = row.get(f"n_{d.label}", 0) + 1
-    return row
-
-
 def _cell_rows(
-    item: FieldInput, dets: list[Detection], proba: np.ndarray, names: list[str], classes: list[str]
+    work: FieldWork, names: list[str], classes: list[str], attention: np.ndarray | None
 ) -> list[dict[str, Any]]:
+    """One row per object: where it is, what it is, its crop's digest, status, scores and quality flags."""
+    position = {int(j): n for n, j in enumerate(work.todo)}  # object → its place among the classified
     rows = []
-    for i, (d, p, name) in enumerate(zip(dets, proba, names, strict=True)):
+    for i, (d, p, name) in enumerate(zip(work.dets, work.proba, names, strict=True)):  # type: ignore[arg-type]
+        n = position.get(i)
         row: dict[str, Any] = {
-            "sample": item.sample,
-            "field": str(item.path),
+            "sample": work.item.sample,
+            "field": str(work.item.path),
             "object": i,
             "kind": d.label,
             "x0": d.box[0],
@@ -652,45 +545,70 @@ def _cell_rows(
             "confidence": round(float(np.nanmax(p)), 4) if not np.isnan(p).all() else np.nan,
         }
         row.update({f"p_{c}": round(float(v), 4) for c, v in zip(classes, p, strict=True)})
+        row["crop_sha256"] = work.crop_sha256[n] if n is not None else ""
+        if work.cell_scores:
+            row["status"] = work.cell_scores["status"][i]
+            for key in ("quality_score", "ood_score"):
+                v = work.cell_scores[key][i]
+                row[key] = round(float(v), 4) if np.isfinite(v) else np.nan
+            flags = work.flags[n] if n is not None and work.flags else []
+            row["flags"] = ";".join(f.name for f in flags)
+            row["flag_reasons"] = " | ".join(f.reason for f in flags)
+        if attention is not None:
+            row["attention"] = round(float(attention[i]), 6) if np.isfinite(attention[i]) else np.nan
         rows.append(row)
     return rows
 
 
 def _aggregate(
-    cells: pd.DataFrame, preset: FieldPreset, classes: list[str], min_confidence: float, min_cells: int
+    cells: pd.DataFrame,
+    field_rows: list[dict[str, Any]],
+    preset: FieldPreset,
+    classes: list[str],
+    min_confidence: float,
+    min_cells: int,
 ) -> dict[str, dict[str, Any]]:
+    """Per sample (every sample with a readable field, found cells or not): the preset's answer from the cells
+    given a call, with what was found on the fields."""
     docs: dict[str, dict[str, Any]] = {}
-    if cells.empty:
-        return docs
     pcols = [f"p_{c}" for c in classes]
-    for sample, df in cells.groupby("sample", sort=True):
-        df = df[df[pcols].notna().all(axis=1)]
-        proba = df[pcols].to_numpy(dtype=float)
+    for sample in sorted({str(r["sample"]) for r in field_rows}):
+        df = cells[cells["sample"].astype(str) == sample] if not cells.empty else cells
+        called = df[df[pcols].notna().all(axis=1)] if not df.empty else df
+        proba = called[pcols].to_numpy(dtype=float) if not called.empty else np.zeros((0, len(classes)))
         if preset.aggregator == "differential":
             doc = aggregate.differential(proba, classes, min_confidence=min_confidence, min_cells=min_cells)
         elif preset.aggregator == "ana":
-            mitotic = df["mitotic"].astype(bool).to_numpy() if "mitotic" in df else None
+            mitotic = called["mitotic"].astype(bool).to_numpy() if "mitotic" in called else None
             doc = aggregate.ana_report(proba, classes, mitotic, min_confidence=min_confidence)
         else:
             doc = aggregate.verdict(proba, classes)
         doc["task"] = preset.name
-        docs[str(sample)] = doc
+        objects: dict[str, int] = {}
+        doc["n_fields"] = sum(str(r["sample"]) == sample for r in field_rows)
+        for r in field_rows:
+            if str(r["sample"]) == sample:
+                for key, v in r.items():
+                    if key.startswith("n_") and key[2:] not in ("not_evaluable", "out_of_distribution"):
+                        objects[key[2:]] = objects.get(key[2:], 0) + int(v)
+        doc["objects_found"] = objects  # every detected object by kind (what fields.csv counts)
+        doc["n_found"] = (
+            int(df["kind"].isin(preset.classify).sum()) if preset.classify and not df.empty else len(df)
+        )
+        docs[sample] = doc
     return docs
 
 
 def _screening(
-    docs: dict[str, dict[str, Any]],
-    cells: pd.DataFrame,
-    field_rows: list[dict[str, Any]],
-    guard: OodGuard | None,
+    docs: dict[str, dict[str, Any]], cells: pd.DataFrame, works: list[FieldWork], guard: OodGuard | None
 ) -> None:
-    """Per sample: cells and fields not evaluable, cells out of distribution, and the guard's verdict; the
-    reasons join the sample's flags (shown first in the report)."""
+    """Per sample: cells and fields not evaluable, cells out of distribution, and the guard's verdict
+    (:func:`~lablens.fields.pipeline.sample_verdict`, the service's rule); the reasons join the sample's flags."""
     if "status" not in cells:
         return
     for sample, doc in docs.items():
-        df = cells[cells["sample"] == sample]
-        fields = [r for r in field_rows if r["sample"] == sample]
+        df = cells[cells["sample"].astype(str) == sample]
+        fields = [w.row for w in works if str(w.item.sample) == sample]
         doc["n_not_evaluable"] = int((df["status"] == NOT_EVALUABLE).sum())
         doc["n_out_of_distribution"] = int((df["status"] == OUT_OF_DISTRIBUTION).sum())
         doc["n_fields_not_evaluable"] = sum(r.get("evaluable") is False for r in fields)
@@ -706,15 +624,82 @@ def _screening(
             flags.append(f"{doc['n_not_evaluable']} cell(s) not evaluable (too blurred), not in the result")
         if guard is None:
             continue
-        scored = df[df["ood_score"].notna()]
-        classified = scored[scored["status"] == CLASSIFIED]
-        verdict = guard.check(scored["ood_score"].to_numpy(float), classified["confidence"].to_numpy(float))
-        doc["out_of_distribution"] = verdict.as_dict()
-        flags.extend(f"out of distribution: {r}" for r in verdict.reasons)
-        if doc["n_out_of_distribution"] and not verdict.flagged:
+        verdict = sample_verdict(guard, [w.scores for w in works if str(w.item.sample) == sample])
+        doc["out_of_distribution"] = verdict.as_dict()  # type: ignore[union-attr]
+        flags.extend(f"out of distribution: {r}" for r in verdict.reasons)  # type: ignore[union-attr]
+        if doc["n_out_of_distribution"] and not verdict.flagged:  # type: ignore[union-attr]
             flags.append(
                 f"{doc['n_out_of_distribution']} cell(s) unlike the training images were given no class"
             )
+
+
+def _advise(docs: dict[str, dict[str, Any]], preset: FieldPreset) -> None:
+    """A sample with nothing to report says why and what to do (and loses the flags that assumed cells)."""
+    for doc in docs.values():
+        held = doc.get("n_not_evaluable", 0) + doc.get("n_out_of_distribution", 0)
+        doc["n_held_back"] = held
+        if doc["n_found"] and doc["n_found"] == held:
+            advice = held_back_advice(
+                doc["n_found"], doc.get("n_not_evaluable", 0), doc.get("n_out_of_distribution", 0)
+            )
+            doc["flags"] = [
+                advice,
+                *(f for f in doc.get("flags", []) if "identified (<" not in f and "no cells found" not in f),
+            ]
+        elif not doc["n_found"] and preset.detector is not None:
+            doc.setdefault("flags", []).insert(
+                0,
+                "no cell to classify was found on the fields: check --um-per-px (the field scale), the focus and "
+                "that the fields are of this task",
+            )
+
+
+def sample_lines(name: str, doc: dict[str, Any]) -> list[str]:
+    """The console summary of one sample (Rich markup): its answer, then its flags (held-back ones in red)."""
+    held = doc.get("n_held_back", 0)
+    held_text = f", {held} held back" if held else ""
+    if "percent" in doc:
+        parts = ", ".join(
+            f"{c} {v:.1f} %" for c, v in doc["percent"].items() if doc["counts"][c] and v is not None
+        )
+        head = f"{doc['n_identified']} of {doc['n_found']} white cell(s) identified{held_text}" + (
+            f" — {parts}" if parts else " — no differential"
+        )
+    elif "dominant_pattern" in doc:
+        grade = (doc.get("intensity") or {}).get("grade")
+        seen = [
+            f"{fam} {c['pattern']} ({c['icap']})" for fam, c in (doc.get("compartments") or {}).items() if c
+        ]
+        head = (
+            f"{doc['result']} ({doc['dominant_pattern']})" if doc.get("result") else f"no result{held_text}"
+        )
+        head += f" — {'; '.join(seen)}" if seen and doc.get("result") == "positive" else ""
+        head += f", intensity {grade}" if grade else ""
+    else:
+        head = doc["verdict"] or f"no result{held_text}"
+    lines = [f"[bold]{name}[/bold]: {head}"]
+    for flag in doc.get("flags") or []:
+        held_flag = "out of distribution" in flag or "not evaluable" in flag or "held back" in flag
+        lines.append(f"  {'[red]flag[/red]' if held_flag else '[yellow]flag[/yellow]'} {flag}")
+    return lines
+
+
+def held_back_advice(n_found: int, n_not_evaluable: int, n_ood: int) -> str:
+    """What to do when every cell of a sample was held back (shared with the review service)."""
+    parts, todo = [], []
+    if n_not_evaluable:
+        parts.append(f"{n_not_evaluable} not evaluable (too blurred)")
+        todo.append("re-image the fields in focus")
+    if n_ood:
+        parts.append(f"{n_ood} out of distribution (unlike the model's training images)")
+        todo.append(
+            "check that the stain, the microscope and the field scale (--um-per-px) are those the model was trained "
+            "on, or train a model on this laboratory's own images (lablens train)"
+        )
+    return (
+        f"no result: all {n_found} cell(s) were held back — {', '.join(parts)}; {'; '.join(todo)}; the cells are "
+        "waiting for a technician in the held-back queues"
+    )
 
 
 def _render(

@@ -1,8 +1,8 @@
 """``lablens analyze --engine ray``: whole fields on Ray Data — detection in CPU tasks, cells in model actors.
 
 Each row of the Ray dataset is one field: a task reads it, finds its objects and crops the cells
-(:func:`~lablens.workflows.analyze.detect_field`), a model actor classifies them
-(:func:`~lablens.workflows.analyze.classify_field`), and the driver draws the overlay and keeps the rows, in
+(:func:`~lablens.fields.pipeline.detect_field`), a model actor classifies them
+(:func:`~lablens.fields.pipeline.classify_field`), and the driver draws the overlay and keeps the rows, in
 input order, exactly as the local engine does. Fields travel between workers as Ray objects (inside one
 cluster, never from a file). Every node must see the fields at the same paths.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lablens.fields.pipeline import FieldInput, FieldSpec, FieldWork, classify_field, detect_field
 from lablens.infer.ray_engine import RaySettings, RayUnavailable, actor_model, actor_pool, ray_session
 from lablens.infer.shard import ModelSpec, load_for_worker
-from lablens.workflows.analyze import FieldInput, FieldSpec, FieldWork, classify_field, detect_field
 from lablens.workflows.common import RunError
 
 
@@ -29,8 +29,10 @@ class _ClassifyFields:
     def __init__(self, spec: ModelSpec) -> None:
         from lablens.infer.predictor import Predictor
         from lablens.quality.gate import QualityGate
+        from lablens.quality.reference import ImageReference
 
         b = load_for_worker(spec)
+        self.reference = ImageReference.from_bundle(b)
         self.predictor = Predictor(
             b,
             batch_size=spec.batch_size,
@@ -44,7 +46,7 @@ class _ClassifyFields:
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         work = row["work"]
         if work.error is None:
-            classify_field(work, self.predictor)
+            classify_field(work, self.predictor, self.reference)
         return {"k": row["k"], "work": work}
 
 

@@ -33,7 +33,7 @@ def create_user(body: NewUser, user: Admin, state: State, session: WriteSession)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     session.commit()
-    created = auth.find_user(session, body.name)
+    created = auth.find_user(session, body.name.strip())
     return {**auth.user_doc(created), "token": token}
 
 

@@ -16,18 +16,26 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from lablens.explain.gradcam import GradCam, overlay
+from lablens.fields.pipeline import sample_verdict
 from lablens.infer.bag_call import METHOD as BAG_METHOD
 from lablens.infer.bag_call import call_bags
 from lablens.infer.bundle import Bundle
-from lablens.infer.predictor import CLASSIFIED, NOT_EVALUABLE
 from lablens.service import audit
 from lablens.service.auth import Principal
 from lablens.service.documents import cell_doc, sample_doc
-from lablens.service.flags import quality_flags
 from lablens.service.models import Cell, Sample
+from lablens.service.names import checked_name
 from lablens.service.registry import ModelEntry, RegistryError
-from lablens.service.state import Id, ReadSession, ServiceState, State, Technician, get_or_404, service
-from lablens.service.storage import image_path, png_bytes, store_png
+from lablens.service.state import (
+    Id,
+    ReadSession,
+    ServiceState,
+    State,
+    Technician,
+    get_or_404,
+    service,
+)
+from lablens.service.storage import image_path, png_bytes
 from lablens.service.submission import Submission, read_submission
 
 router = APIRouter(prefix="/api", tags=["samples"])
@@ -58,16 +66,19 @@ SUBMISSION_BODY = {
 async def submit(request: Request, user: Technician) -> dict[str, Any]:
     """A new sample: form fields ``name``, ``kind`` (cells | fields), ``task``, ``um_per_px``, then ``files``."""
     state = service(request)
-    sub = await read_submission(request, state.settings, functools.partial(_model_for, state))
-    name = sub.fields.get("name", "").strip()
-    if not name or len(name) > 200:
-        raise HTTPException(422, "name: give the sample a name of 1 to 200 characters")
+    sub = await read_submission(
+        request, state.settings, functools.partial(_model_for, state), state.predict_lock
+    )
+    try:
+        name = checked_name(sub.fields.get("name", ""), "name", 200)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     if sub.n_files == 0:
         raise HTTPException(422, "files: the submission holds no file")
     if sub.kept_files == 0:
         detail = "; ".join(f"{s['name']}: {s['reason']}" for s in sub.skipped)
         raise HTTPException(415, f"no readable image in the submission ({detail})")
-    if not sub.crops:
+    if not sub.cells:
         raise HTTPException(422, "no cells were found on the submitted fields")
     return await run_in_threadpool(_store, state, user, name, sub)
 
@@ -81,42 +92,31 @@ def _model_for(state: ServiceState, task: str) -> ModelEntry:
             raise HTTPException(422, str(exc)) from None
 
 
-def _classify(model: ModelEntry, sub: Submission) -> tuple[Any, ...]:
-    """Per cell: probabilities, gate status, quality and OOD scores, attention; and the sample's call and the
-    OOD guard's verdict. A cell of a field judged not evaluable is not evaluable whatever its own score."""
-    bundle, n = model.bundle, len(sub.crops)
-    crops = np.stack(sub.crops)
-    if bundle.inputs == "bags":  # the sample is called from all its cells at once; each cell also alone
-        bag = call_bags(bundle, [crops], device=model.predictor.device)[0]
-        top = int(bag.sample.argmax())
-        call = {
-            "method": BAG_METHOD,
-            "predicted": bundle.classes[top],
-            "probabilities": {c: round(float(v), 6) for c, v in zip(bundle.classes, bag.sample, strict=True)},
-        }
-        none = [None] * n
-        return bag.cells, [CLASSIFIED] * n, none, none, [float(a) for a in bag.attention], call, None
-    gate_crops = model.gate.resize(sub.crops) if model.gate is not None else None
-    scores = model.predictor.gated_scores(crops, gate_crops)
-    status = scores.status.copy()
-    for i, src in enumerate(sub.sources):
-        if src and src.get("field_evaluable") is False:
-            status[i] = NOT_EVALUABLE
-    scores.status = status
-    verdict = model.predictor.check(scores)
-    quality = [None] * n if scores.quality is None else [float(v) for v in scores.quality]
-    ood = [None] * n if scores.ood is None else [float(v) for v in scores.ood]
-    return scores.proba, list(status), quality, ood, [None] * n, None, verdict
+def _call_bags(model: ModelEntry, sub: Submission) -> dict[str, Any]:
+    """A multiple-instance bundle calls the sample from all its cells at once (and each cell alone)."""
+    bundle = model.bundle
+    bag = call_bags(bundle, [np.stack(sub.crops)], device=model.predictor.device)[0]
+    for cell, p, a in zip(sub.cells, bag.cells, bag.attention, strict=True):
+        cell.proba, cell.attention = p, float(a)
+    top = int(bag.sample.argmax())
+    return {
+        "method": BAG_METHOD,
+        "predicted": bundle.classes[top],
+        "probabilities": {c: round(float(v), 6) for c, v in zip(bundle.classes, bag.sample, strict=True)},
+    }
 
 
 def _store(state: ServiceState, user: Principal, name: str, sub: Submission) -> dict[str, Any]:
-    """Classify the cells, store their images, and record the sample with its audit event (one transaction)."""
+    """Record the sample, its classified cells and its audit event (one transaction)."""
     model = sub.model
     assert model is not None  # chosen when the first file arrived
     bundle = model.bundle
-    with state.predict_lock:
-        proba, gates, quality, ood, attention, call, verdict = _classify(model, sub)
-    flags = quality_flags(sub.crops)
+    call, verdict = None, None
+    if bundle.inputs == "bags":
+        with state.predict_lock:
+            call = _call_bags(model, sub)
+    else:
+        verdict = sample_verdict(model.predictor.ood, sub.scores)
     with state.make_session() as session:
         sample = Sample(
             name=name,
@@ -131,28 +131,25 @@ def _store(state: ServiceState, user: Principal, name: str, sub: Submission) -> 
         session.add(sample)
         session.flush()
         cells = []
-        rows = zip(
-            sub.names, sub.crops, proba, flags, sub.sources, attention, gates, quality, ood, strict=True
-        )
-        for fname, img, p, fl, src, att, gate, q, o in rows:
-            k = int(p.argmax())
+        for rec in sub.cells:
+            k = int(rec.proba.argmax())
             cell = Cell(
                 sample_id=sample.id,
-                original_name=fname,
-                image_sha256=store_png(state.storage, img),
+                original_name=rec.name,
+                image_sha256=rec.image_sha256,
                 predicted=bundle.classes[k],
-                confidence=float(p[k]),
+                confidence=float(rec.proba[k]),
                 probabilities=json.dumps(
-                    {c: round(float(v), 6) for c, v in zip(bundle.classes, p, strict=True)}
+                    {c: round(float(v), 6) for c, v in zip(bundle.classes, rec.proba, strict=True)}
                 ),
                 status="pending",
-                flags=json.dumps(fl),
-                source=json.dumps(src) if src else None,
-                attention=att,
+                flags=json.dumps(rec.flags),
+                source=json.dumps(rec.source) if rec.source else None,
+                attention=rec.attention,
                 bundle_hash=bundle.hash,
-                gate=gate,
-                quality_score=q,
-                ood_score=o,
+                gate=rec.status,
+                quality_score=rec.quality,
+                ood_score=rec.ood,
             )
             session.add(cell)
             cells.append(cell)

@@ -65,7 +65,7 @@ function cellCard(c) {
     (c.attention === null || c.attention === undefined ? "" :
       `<div class="p attention" data-testid="attention-${c.id}" title="share of the sample call this cell drove">` +
       `attention ${(100 * c.attention).toFixed(1)} % <meter min="0" max="2" value="${Math.min(2, c.attention * nCells)}"></meter></div>`) +
-    c.flags.map((f) => `<span class="badge flag" title="quality flag">${esc(f)}</span>`).join(" ") + `</div>`;
+    c.flags.map((f) => `<span class="badge flag" title="${esc((c.flag_reasons || {})[f] || "quality flag")}">${esc(f)}</span>`).join(" ") + `</div>`;
 }
 
 async function loadImages() {  // images need the token, so they are fetched and shown as blobs
