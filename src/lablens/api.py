@@ -1,4 +1,4 @@
-"""The Python API, verb for verb the same as the command line.
+r"""The Python API, verb for verb the same as the command line.
 
 >>> from lablens import api
 >>> result = api.train("data/pbc", "runs/pbc", api.RunConfig())          # doctest: +SKIP
@@ -17,6 +17,7 @@
 >>> api.synthesize("data/neu", "runs/gbi-syn", ["gbi"], 500, method="gan")   # doctest: +SKIP
 >>> api.synth_study("data/neu", "runs/gbi-study", api.RunConfig(), classes=["gbi"])  # doctest: +SKIP
 >>> api.fit_verifier(["bccd/JPEGImages"], "bccd/Annotations", "wbc.json", um_per_px=0.075)  # doctest: +SKIP
+>>> api.fields_csv("ana-fields/labels.csv", "ana.csv", sample_regex=r"^([A-Z]+-\d+)")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -790,6 +790,37 @@ def analyze(
             console.print(line, highlight=False)
 
 
+@app.command("fields-csv")
+@friendly
+def fields_csv_cmd(
+    source: Path = typer.Argument(
+        ..., help="A CSV with a path column (and a label per field/slide), or a folder."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="New fields CSV: path, sample[, label][, um_per_px]."),
+    label_column: str | None = typer.Option(
+        None, help="Column holding the label (default: label, slide_label …)."
+    ),
+    sample_column: str | None = typer.Option(None, help="Column naming each field's sample (serum, slide)."),
+    sample_regex: str | None = typer.Option(
+        None, help="Regex on file names giving the sample, e.g. '^([A-Z]+-\\d+)' (ACA-2-t.jpg → ACA-2)."
+    ),
+    um_per_px: float | None = typer.Option(None, help="Field scale of every field, in µm per pixel."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Turn a slide-label CSV or a folder of fields into the fields CSV analyze, crop-cells and train read."""
+    from lablens.workflows.fields_csv import fields_csv
+
+    fields_csv(
+        source,
+        out,
+        label_column=label_column,
+        sample_column=sample_column,
+        sample_regex=sample_regex,
+        um_per_px=um_per_px,
+        progress=not quiet,
+    )
+
+
 @app.command("crop-cells")
 @friendly
 def crop_cells_cmd(

@@ -27,7 +27,7 @@ def _keyed_home(home: Path) -> tuple[str, Path]:
 
 
 def test_the_first_key_is_created_private_in_the_home_and_reused(tmp_path: Path) -> None:
-    url, key = _keyed_home(tmp_path / "h")
+    _url, key = _keyed_home(tmp_path / "h")
     assert key.is_file() and oct(key.stat().st_mode & 0o777) == "0o600"
     assert (tmp_path / "h" / "lablens.db").is_file()
     listed = runner.invoke(cli, ["users", "list", "--home", str(tmp_path / "h")])
@@ -124,7 +124,7 @@ def test_rows_before_a_rotation_stay_pinned_by_it(tmp_path: Path) -> None:
     from lablens.service.db import make_engine
 
     home = tmp_path / "h"
-    url, key = _keyed_home(home)
+    url, _key = _keyed_home(home)
     assert runner.invoke(cli, ["audit", "rotate-key", "--home", str(home)]).exit_code == 0
     engine = make_engine(url)
     drop_append_only_guard(engine)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pandas as pd
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -19,7 +17,7 @@ from lablens.service.app import ServiceSettings, create_app
 from lablens.service.auth import create_user
 from lablens.service.db import sessions, upgrade
 
-from conftest import shape_image, tiny_bundle, tiny_mil_bundle
+from conftest import tiny_bundle, tiny_mil_bundle
 
 
 def test_submit_fields_detects_and_classifies_their_cells(tmp_path: Path) -> None:

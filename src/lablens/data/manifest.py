@@ -26,11 +26,14 @@ class Manifest:
             ``reader`` (a second reader's label) and free metadata columns.
         root: the folder ids are relative to.
         classes: sorted class names (fixed at construction, so subsets keep the full class list).
+        group_source: where the groups came from (a column, a regex on file names, or ``file``: none given,
+            each image is its own group).
     """
 
     table: pd.DataFrame
     root: Path
     classes: list[str] = field(default_factory=list)
+    group_source: str = "file"
 
     def __post_init__(self) -> None:
         missing = [c for c in CORE_COLUMNS if c not in self.table.columns]
@@ -68,7 +71,10 @@ class Manifest:
     def subset(self, rows: np.ndarray | list[int]) -> Manifest:
         """Rows by position, keeping the full class list."""
         return Manifest(
-            self.table.iloc[np.asarray(rows, dtype=np.int64)].copy(), self.root, list(self.classes)
+            self.table.iloc[np.asarray(rows, dtype=np.int64)].copy(),
+            self.root,
+            list(self.classes),
+            self.group_source,
         )
 
     def content_hash(self) -> str:

@@ -26,6 +26,7 @@ from lablens.data.io import (
     safe_display_name,
     walk_files,
 )
+from lablens.data.layouts import annotation_layout
 from lablens.data.manifest import Manifest
 from lablens.data.tables import TableError, read_text_csv
 
@@ -118,6 +119,10 @@ def load_dataset(
             report.notes.append(f"read labels from {MANIFEST_NAME} in the data folder")
         candidates = _scan_csv(csv_path, path_column, label_column, group_column, reader_column, report)
     else:
+        found = annotation_layout(source)
+        if found is not None:
+            kind, hint = found
+            raise DataError(f"{safe_display_name(source)} is a {kind} folder: {hint}")
         root = source
         report = DataReport(source=safe_display_name(source), layout="folder")
         candidates = _scan_folder(source, report)
@@ -134,7 +139,7 @@ def load_dataset(
         raise DataError(f"no usable image in {safe_display_name(source)} ({kinds})")
     candidates = candidates.sort_values("id", kind="stable").reset_index(drop=True)
     classes = sorted(known_classes) if known_classes else None
-    manifest = Manifest(candidates, root=root, classes=classes or [])
+    manifest = Manifest(candidates, root=root, classes=classes or [], group_source=report.group_source)
     report.n_usable = len(manifest)
     report.n_groups = int(manifest.table["group"].nunique())
     report.class_counts = manifest.class_counts()

@@ -241,7 +241,8 @@ class Predictor:
         confidence of those given a class."""
         if self.ood is None:
             return None
-        return self.ood.check(scores.ood, top_probabilities(scores.proba, scores.status))
+        ood = scores.ood if scores.ood is not None else np.zeros(0)  # no image was readable
+        return self.ood.check(ood, top_probabilities(scores.proba, scores.status))
 
     def predict_files(
         self,

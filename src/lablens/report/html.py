@@ -489,6 +489,7 @@ def _build_context(
         "schema": metrics.get("schema") or MISSING,
         "n": metrics.get("n", len(y_true)),
         "n_groups": metrics.get("n_groups"),
+        "groups_from": metrics.get("groups_from"),
         "classes": list(classes),
         "ci_label": ci_label,
         "bootstrap_text": bootstrap_text,

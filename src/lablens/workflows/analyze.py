@@ -51,7 +51,7 @@ from lablens.progress import console, make_progress
 from lablens.quality.gate import QualityGate
 from lablens.quality.reference import ImageReference
 from lablens.report.html import thumbnail_b64
-from lablens.workflows.common import RunError, write_json
+from lablens.workflows.common import RunError, no_usable_image, write_json
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
 SAMPLE_MODES = ("together", "per-field")
@@ -171,6 +171,8 @@ def analyze(
         works = _analyse_fields(out, items, run, model, engine, ray, min_confidence, prog)
         skipped.extend(w.error for w in works if w.error is not None)
         works = [w for w in works if w.error is None]
+        if not works:
+            raise RunError(no_usable_image(skipped))
         field_rows = [w.row for w in works]
         cells = pd.DataFrame([row for w in works for row in w.cell_rows])
         docs = _aggregate(cells, field_rows, preset, b.classes, min_confidence, min_cells)
@@ -642,9 +644,10 @@ def _advise(docs: dict[str, dict[str, Any]], preset: FieldPreset) -> None:
             advice = held_back_advice(
                 doc["n_found"], doc.get("n_not_evaluable", 0), doc.get("n_out_of_distribution", 0)
             )
+            assumed_cells = ("identified (<", "no cells found", "no white cell identified")
             doc["flags"] = [
                 advice,
-                *(f for f in doc.get("flags", []) if "identified (<" not in f and "no cells found" not in f),
+                *(f for f in doc.get("flags", []) if not any(a in f for a in assumed_cells)),
             ]
         elif not doc["n_found"] and preset.detector is not None:
             doc.setdefault("flags", []).insert(

@@ -27,6 +27,8 @@ from lablens.evaluate.calibration import expected_calibration_error
 from lablens.evaluate.summary import evaluate_predictions
 from lablens.progress import console
 
+SEEN = "seen_in_training"  # an image left out of an evaluation because the model trained or validated on it
+
 
 class RunError(Exception):
     """A workflow cannot proceed; the message is meant for the user as is."""
@@ -56,6 +58,17 @@ def user_errors() -> tuple[type[BaseException], ...]:
         ValueError,  # ParamError and TrainingError among them
         FileExistsError,
     )
+
+
+def no_usable_image(skipped: list[Problem], shown: int = 3) -> str:
+    """The one line for a run whose every input was unusable: how many, why, and the first few files."""
+    kinds: dict[str, int] = {}
+    for p in skipped:
+        kinds[p.kind] = kinds.get(p.kind, 0) + 1
+    why = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items())
+    first = "; ".join(f"{p.path}: {p.reason}" for p in skipped[:shown])
+    more = f"; … and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return f"no usable image: all {len(skipped)} input(s) were skipped ({why}) — {first}{more}"
 
 
 def limits_from(data_cfg: DataConfig) -> DecodeLimits:
@@ -139,7 +152,7 @@ def drop_seen(
         report.problems.append(
             Problem(
                 rid,
-                "seen_in_training",
+                SEEN,
                 "used to train or validate this model (use --include-seen to score it)",
             )
         )
@@ -170,29 +183,40 @@ def read_pixels(manifest: Manifest, size: int, data_cfg: DataConfig, progress: A
 
 
 def print_data_report(report: DataReport, max_lines: int = 50) -> None:
-    """Human summary of a data report on stderr: counts, then each problem with its file and reason."""
+    """Human summary of a data report on stderr: counts, then each problem with its file and reason.
+
+    Images left out because the model trained or validated on them are not problems of the data: they are said
+    in one line, not file by file."""
+    seen = [p for p in report.problems if p.kind == SEEN]
+    problems = [p for p in report.problems if p.kind != SEEN]
     console.print(
         f"[bold]{report.source}[/bold] ({report.layout}): {report.n_found} files, "
         f"[green]{report.n_usable} usable[/green], "
-        + (f"[yellow]{report.n_skipped} skipped[/yellow]" if report.n_skipped else "0 skipped")
+        + (f"[yellow]{len(problems)} skipped[/yellow]" if problems else "0 skipped")
         + f"; {len(report.class_counts)} classes, {report.n_groups} groups (groups from {report.group_source})"
     )
     for note in report.notes:
         console.print(f"  note: {note}")
+    if seen:
+        console.print(
+            f"  {len(seen)} image(s) the model was trained or validated on are left out of this evaluation "
+            "(listed in data_report.json; --include-seen scores them too)"
+        )
     if report.class_counts:
         console.print("  classes: " + ", ".join(f"{c} {n}" for c, n in report.class_counts.items()))
-    for p in report.problems[:max_lines]:
+    for p in problems[:max_lines]:
         console.print(
             f"  [yellow]skipped[/yellow] {p.path}: {p.reason} [dim]({p.kind})[/dim]",
             markup=True,
             highlight=False,
         )
-    if len(report.problems) > max_lines:
-        console.print(f"  … and {len(report.problems) - max_lines} more (see data_report.json)")
-    if report.problems:
-        console.print(
-            "  skipped by reason: " + ", ".join(f"{k} {n}" for k, n in report.counts_by_kind().items())
-        )
+    if len(problems) > max_lines:
+        console.print(f"  … and {len(problems) - max_lines} more (see data_report.json)")
+    if problems:
+        kinds: dict[str, int] = {}
+        for p in problems:
+            kinds[p.kind] = kinds.get(p.kind, 0) + 1
+        console.print("  skipped by reason: " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
 
 
 def write_json(path: Path, doc: Any) -> None:
@@ -238,6 +262,7 @@ def evaluate_and_write(
         top_k=tuple(eval_cfg.top_k),
         n_bins=eval_cfg.ece_bins,
     )
+    metrics["groups_from"] = manifest.group_source  # the report says when there were no patient ids
     metrics["calibration"]["temperature"] = float(temperature)
     if uncalibrated_proba is not None:
         metrics["calibration"]["ece_uncalibrated"] = float(

@@ -12,7 +12,7 @@ from lablens.infer.predictor import PredictionResult, Predictor, ood_summary, wr
 from lablens.infer.tta import TtaPolicy
 from lablens.progress import console, make_progress
 from lablens.quality.gate import QualityGate
-from lablens.workflows.common import RunError
+from lablens.workflows.common import RunError, no_usable_image
 from lablens.workflows.predict_archive import print_ood_verdict
 
 
@@ -65,6 +65,8 @@ def predict(
         result = predictor.predict_files(inputs, progress=prog)
     if not result.paths and not result.skipped:
         raise RunError("no image files found in the given paths")
+    if not result.paths:
+        raise RunError(no_usable_image(result.skipped))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_predictions(result, out, top_k, b)
     if progress:
