@@ -7,7 +7,7 @@ import numpy as np
 
 from lablens.quality.reference import ImageReference
 
-from conftest import shape_image
+from conftest import shape_image, shared_data
 
 
 def _cells(n: int, seed: int) -> np.ndarray:
@@ -40,3 +40,22 @@ def test_a_reference_needs_enough_images_and_round_trips_through_the_card() -> N
         np.testing.assert_allclose(back.percentiles[k], v, rtol=1e-5, atol=1e-6)
     assert ImageReference.from_card(None) is None
     assert ImageReference.from_card({**ref.to_card(), "percentiles": [1, 50, 99]}) is None  # other version
+
+
+def test_normal_pbc_cells_are_not_flagged_and_overexposed_ones_are() -> None:
+    """CellaVision backgrounds are bright and partly clipped: a fixed 5 % rule flagged nearly every normal cell."""
+    from lablens.data.io import read_image
+    from lablens.data.preprocess import to_square
+
+    pbc = shared_data("pbc")
+    files = sorted(pbc.rglob("*.jpg"))
+    images = np.stack([to_square(read_image(f).pixels, 96, "pad") for f in files])
+    train, test = (
+        images[np.arange(len(images)) % 4 != 0],
+        images[::4],
+    )  # the reference never sees the test cells
+    ref = ImageReference.fit(train)
+    normal = [{f.name for f in fl} for fl in ref.flags(test)]
+    assert np.mean([bool(f & {"overexposed", "underexposed"}) for f in normal]) <= 0.02
+    gained = np.clip(test.astype(np.float32) * 1.6, 0, 255).astype(np.uint8)
+    assert np.mean(["overexposed" in {f.name for f in fl} for fl in ref.flags(gained)]) >= 0.9

@@ -185,6 +185,40 @@ def _upload(page, name: str, files: list[str]) -> None:  # type: ignore[no-untyp
     sync_api.expect(page.locator("#groups .cell")).to_have_count(len(files))
 
 
+WIDE_ELEMENTS = """() => [...document.querySelectorAll("main > div, section, .table-wrap")]
+  .filter((e) => e.scrollWidth > e.clientWidth && !e.classList.contains("table-wrap"))
+  .map((e) => (e.id || e.tagName) + ": " + e.clientWidth + " px shown of " + e.scrollWidth)"""  # what widens the page
+
+
+def test_before_sign_in_the_page_says_how_and_no_table_overflows_the_page(live: dict) -> None:
+    """Empty panels before sign-in said nothing; wide tables pushed the page sideways at 1400 px."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extras)")
+    errors: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser, page = _page(pw, errors)
+        page.goto(live["url"] + "/")
+        sync_api.expect(page.locator("#welcome")).to_contain_text("Sign in with your token")
+        sync_api.expect(page.locator("#app")).to_be_hidden()
+        _sign_in(page, live, "adam")
+        sync_api.expect(page.locator("#welcome")).to_be_hidden()
+        long_name = "S-" + "0412" * 40  # one unbreakable word: its row is wider than any card
+        _upload(page, long_name, live["files"][:2])
+        sync_api.expect(page.locator(f"[data-testid=sample-{long_name}]")).to_have_count(1)
+        for width in (1280, 1920):
+            page.set_viewport_size({"width": width, "height": 1000})
+            page.wait_for_timeout(100)
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            wide = page.evaluate(WIDE_ELEMENTS)
+            assert overflow <= 0, f"the page scrolls sideways by {overflow} px at {width} px: {wide}"
+            page.screenshot(path=str(ARTIFACTS / "browser" / f"6-layout-{width}.png"), full_page=True)
+        wrap = page.locator("#samples").locator("xpath=ancestor::div[@class='table-wrap']")
+        assert wrap.evaluate("e => e.scrollWidth > e.clientWidth")  # the wide worklist scrolls in its card
+        browser.close()
+    assert errors == []
+
+
 def test_the_page_refuses_a_sign_off_by_the_submitter(live: dict) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extras)")
     errors: list[str] = []

@@ -27,6 +27,8 @@ async function signin() {
   try {
     const me = await (await api("/api/whoami")).json();
     $("who").textContent = me.name + " (" + me.role + ")";
+    $("welcome").hidden = true;
+    $("app").hidden = false;
     health = await (await fetch("/api/health")).json();
     setClasses(health.classes);
     const tasks = Object.keys(health.tasks);
@@ -147,7 +149,7 @@ async function renderReport(doc) {
     `; ${doc.n_reviewed} of ${doc.n_cells} cells reviewed, ${doc.n_unidentified} unidentified` +
     `, ${doc.n_not_evaluable} not evaluable, ${doc.n_out_of_distribution} out of distribution.</p>` +
     (doc.ood && doc.ood.flagged ? `<p class="flag" data-testid="ood-verdict">Out of distribution: ${doc.ood.reasons.map(esc).join("; ")}</p>` : "") +
-    `<table><thead><tr><th>class</th><th>cells</th><th>share</th></tr></thead><tbody>${rows}</tbody></table>` +
+    `<div class="table-wrap"><table><thead><tr><th>class</th><th>cells</th><th>share</th></tr></thead><tbody>${rows}</tbody></table></div>` +
     (ag.n_reviewed
       ? `<p data-testid="agreement">Model vs technicians, all reviewed cells: ${ag.n_reviewed} cells, agreement ${(100 * ag.agreement).toFixed(1)} %, Cohen's kappa ${ag.cohen_kappa.toFixed(2)}.</p>`
       : "");
