@@ -101,44 +101,31 @@ class ImageReference:
 
     def flags(self, images: np.ndarray) -> list[list[Flag]]:
         """The flags of each image (at the bundle's input size and resize mode, as the model sees it)."""
-        hi, lo = 100 - TAIL, TAIL
-        share = f"{100 - TAIL:g} %"
-        out = []
-        for bright, clip_hi, clip_lo, sharp in appearance(np.asarray(images)):
-            flags: list[Flag] = []
-            over = []
-            if bright > self._at("brightness", hi):
-                over.append(
-                    f"mean brightness {bright:.0f} (training images: at most {self._at('brightness', hi):.0f})"
+        return [self._flags(*row) for row in appearance(np.asarray(images))]
+
+    def _flags(self, bright: float, clip_hi: float, clip_lo: float, sharp: float) -> list[Flag]:
+        hi, lo, share = 100 - TAIL, TAIL, f"{100 - TAIL:g} %"
+        flags = []
+        for name, word, beyond, limit, clipped, stat, colour in (
+            ("overexposed", "brighter", bright > self._at("brightness", hi), "at most", clip_hi, "clipped_bright", "white"),
+            ("underexposed", "darker", bright < self._at("brightness", lo), "at least", clip_lo, "clipped_dark", "black"),
+        ):  # fmt: skip
+            why = []
+            if beyond:
+                edge = self._at("brightness", hi if word == "brighter" else lo)
+                why.append(f"mean brightness {bright:.0f} (training images: {limit} {edge:.0f})")
+            if clipped > max(self._at(stat, hi), MIN_SHARE):
+                why.append(
+                    f"{clipped:.0%} of pixels clipped {colour} (training: at most {self._at(stat, hi):.0%})"
                 )
-            if clip_hi > max(self._at("clipped_bright", hi), MIN_SHARE):
-                over.append(
-                    f"{clip_hi:.0%} of pixels clipped white (training: at most {self._at('clipped_bright', hi):.0%})"
+            if why:
+                flags.append(Flag(name, f"{word} than {share} of the training images: " + "; ".join(why)))
+        if sharp < self._at("sharpness", lo):
+            flags.append(
+                Flag(
+                    "blurred",
+                    f"less sharp than {share} of the training images (Laplacian variance {sharp:.2g}; training: at "
+                    f"least {self._at('sharpness', lo):.2g}, median {self._at('sharpness', 50):.2g})",
                 )
-            if over:
-                flags.append(
-                    Flag("overexposed", f"brighter than {share} of the training images: " + "; ".join(over))
-                )
-            under = []
-            if bright < self._at("brightness", lo):
-                under.append(
-                    f"mean brightness {bright:.0f} (training images: at least {self._at('brightness', lo):.0f})"
-                )
-            if clip_lo > max(self._at("clipped_dark", hi), MIN_SHARE):
-                under.append(
-                    f"{clip_lo:.0%} of pixels clipped black (training: at most {self._at('clipped_dark', hi):.0%})"
-                )
-            if under:
-                flags.append(
-                    Flag("underexposed", f"darker than {share} of the training images: " + "; ".join(under))
-                )
-            if sharp < self._at("sharpness", lo):
-                flags.append(
-                    Flag(
-                        "blurred",
-                        f"less sharp than {share} of the training images (Laplacian variance {sharp:.2g}; "
-                        f"training: at least {self._at('sharpness', lo):.2g}, median {self._at('sharpness', 50):.2g})",
-                    )
-                )
-            out.append(flags)
-        return out
+            )
+        return flags
