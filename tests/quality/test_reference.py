@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from lablens.quality.reference import ImageReference
 
@@ -42,6 +43,7 @@ def test_a_reference_needs_enough_images_and_round_trips_through_the_card() -> N
     assert ImageReference.from_card({**ref.to_card(), "percentiles": [1, 50, 99]}) is None  # other version
 
 
+@pytest.mark.shared_data
 def test_normal_pbc_cells_are_not_flagged_and_overexposed_ones_are() -> None:
     """CellaVision backgrounds are bright and partly clipped: a fixed 5 % rule flagged nearly every normal cell."""
     from lablens.data.io import read_image
