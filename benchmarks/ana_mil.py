@@ -27,8 +27,8 @@ from pathlib import Path
 import pandas as pd
 
 from lablens.config import build_config
-from lablens.data.phantoms import get_task
-from lablens.data.phantoms.write import write_phantoms
+from lablens.phantoms import get_task
+from lablens.phantoms.write import write_phantoms
 from lablens.workflows.train_samples import train_samples
 
 

@@ -29,9 +29,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from lablens.data.io import read_image  # noqa: E402
-from lablens.data.phantoms import write_phantoms  # noqa: E402
 from lablens.data.preprocess import to_square  # noqa: E402
 from lablens.features.registry import create_extractor, split_top  # noqa: E402
+from lablens.phantoms import write_phantoms  # noqa: E402
 
 DEFAULT = "hu,zernike,haralick,lbp,colour,morphology,deep[efficientnet_lite0]"
 SHARED_PBC = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbc"

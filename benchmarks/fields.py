@@ -37,7 +37,8 @@ from lablens.evaluate.detection import score_image
 from lablens.fields.annotations import BCCD_NAMES, read_phantom_cells, read_voc
 from lablens.fields.crops import crop_cells, draw_overlay
 from lablens.fields.detection import create_detector
-from lablens.fields.verifier import TrainingField, WbcVerifier
+from lablens.fields.verifier import TrainingField
+from lablens.fields.verifier_fit import fit_wbc_verifier
 from lablens.workflows.fit_verifier import score_wbc
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -61,7 +62,7 @@ def _bccd_fields(root: Path, lists: list[str]) -> list[TrainingField]:
 
 def _verifier_scores(train: list[TrainingField], test: list[TrainingField], tmp: Path) -> dict:
     t0 = time.perf_counter()
-    verifier = WbcVerifier.fit(train)
+    verifier = fit_wbc_verifier(train)
     fit_s = time.perf_counter() - t0
     path = verifier.save(tmp / "verifier.json")
     t0 = time.perf_counter()
@@ -185,9 +186,9 @@ def bench_ana(root: Path, montage: Path | None) -> dict:
 def _phantom_fields(
     root: Path, n: int, seed: int, groups: int | None = None
 ) -> tuple[pd.DataFrame, list[TrainingField]]:
-    from lablens.data.phantoms import get_task
-    from lablens.data.phantoms.blood_smear import WBC_CLASSES
-    from lablens.data.phantoms.write import write_phantoms
+    from lablens.phantoms import get_task
+    from lablens.phantoms.blood_smear import WBC_CLASSES
+    from lablens.phantoms.write import write_phantoms
 
     man = write_phantoms(get_task("blood-cells"), root, n=n, seed=seed, groups=groups, fields=True)
     truth = read_phantom_cells(root / "cells.csv", {c: "wbc" for c in WBC_CLASSES})
@@ -200,7 +201,7 @@ def _phantom_fields(
 
 
 def bench_phantom(n: int, n_train: int, bundle: str | None) -> dict:
-    from lablens.data.phantoms.blood_smear import WBC_CLASSES
+    from lablens.phantoms.blood_smear import WBC_CLASSES
     from lablens.workflows.analyze import analyze
 
     tmp = Path(tempfile.mkdtemp(prefix="lablens-fields-"))

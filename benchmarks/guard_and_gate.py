@@ -32,7 +32,7 @@ import pandas as pd
 from PIL import Image
 
 from lablens.config import RunConfig
-from lablens.data.phantoms import write_phantoms
+from lablens.phantoms import write_phantoms
 from lablens.workflows.analyze import analyze
 from lablens.workflows.degrade import degrade
 from lablens.workflows.predict import predict

@@ -25,10 +25,10 @@ import numpy as np
 import onnxruntime
 import torch
 
-from lablens.export.onnx import check_batch, export_onnx
 from lablens.infer.bundle import load_bundle, save_bundle
+from lablens.infer.onnx_export import check_batch, export_onnx
 from lablens.infer.predictor import Predictor
-from lablens.registry import create_estimator
+from lablens.models.registry import create_estimator
 from lablens.train.context import FitContext
 
 

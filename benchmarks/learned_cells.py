@@ -19,12 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from lablens.data.io import read_image
-from lablens.data.phantoms import get_task
-from lablens.data.phantoms.write import write_phantoms
 from lablens.evaluate.detection import Counts, score_image
 from lablens.fields.annotations import read_phantom_cells
 from lablens.fields.detection import create_detector
 from lablens.fields.learned import LearnedDetector
+from lablens.phantoms import get_task
+from lablens.phantoms.write import write_phantoms
 from lablens.progress import RichProgress
 from lablens.train.context import FitContext
 

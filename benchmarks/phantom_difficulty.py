@@ -37,7 +37,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lablens.config import RunConfig
-from lablens.data.phantoms import PHANTOM_TASKS, write_phantoms
+from lablens.phantoms import PHANTOM_TASKS, write_phantoms
 from lablens.workflows.train import train
 
 BINS = 16

@@ -103,7 +103,7 @@ def predict_cmd(bundle: Path, sources: list[str], out: Path, *extra: str) -> lis
 
 def phantoms(work: Path, n: int) -> Path:
     """``n`` blood-cell phantoms (written once; reused by later runs)."""
-    from lablens.data.phantoms import get_task, write_phantoms
+    from lablens.phantoms import get_task, write_phantoms
 
     folder = work / f"phantoms-{n}"
     if not (folder / "manifest.csv").is_file():

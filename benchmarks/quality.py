@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from lablens.config import RunConfig
-from lablens.data.phantoms import write_phantoms
+from lablens.phantoms import write_phantoms
 from lablens.workflows.blur_study import ARMS, blur_study
 
 SHARED_PBC = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbc"

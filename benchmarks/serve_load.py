@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from lablens.infer.bundle import save_bundle
-from lablens.registry import create_estimator
+from lablens.models.registry import create_estimator
 from lablens.service.audit_key import load_key
 from lablens.service.auth import create_user
 from lablens.service.db import make_engine, sessions, upgrade

@@ -66,7 +66,7 @@ def _float_tiff() -> bytes:
 
 def _bundle(folder: Path) -> Path:
     from lablens.infer.bundle import save_bundle
-    from lablens.registry import create_estimator
+    from lablens.models.registry import create_estimator
     from lablens.train.context import FitContext
 
     X = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lablens.data.phantoms import write_phantoms
+from lablens.phantoms import write_phantoms
 from lablens.synth.report import montage
 
 ROOT = Path(__file__).resolve().parents[1]

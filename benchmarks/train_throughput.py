@@ -31,7 +31,7 @@ from lablens.config import TrainingSettings
 from lablens.data.cache import load_pixels
 from lablens.data.validate import load_dataset
 from lablens.device import autocast, needs_grad_scaler, resolve_device
-from lablens.models.weights import build_network
+from lablens.nn.weights import build_network
 from lablens.train.context import FitContext
 from lablens.train.imbalance import ClassificationLoss, balanced_class_weights
 from lablens.train.tasks import ClassificationTask
@@ -46,7 +46,7 @@ def _sync(device: torch.device) -> None:
 def _images(data: str | None, size: int, n: int) -> tuple[np.ndarray, np.ndarray, float]:
     with tempfile.TemporaryDirectory() as tmp:
         if data is None:
-            from lablens.data.phantoms import write_phantoms
+            from lablens.phantoms import write_phantoms
 
             data = str(Path(tmp) / "phantoms")
             write_phantoms("blood-cells", data, n=n, seed=0, size=max(size, 64))

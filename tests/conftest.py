@@ -110,7 +110,7 @@ def tiny_bundle(
     Deep models train one epoch on the CPU; ``params`` go to the estimator (e.g. ``tta=True``).
     """
     from lablens.infer.bundle import save_bundle
-    from lablens.registry import create_estimator
+    from lablens.models.registry import create_estimator
     from lablens.train.context import FitContext
 
     rng = np.random.default_rng(0)
@@ -137,8 +137,8 @@ def mil_fields_csv(folder: Path, seed: int = 6, n: int = 32) -> Path:
     CSV ``lablens train --label-level sample`` reads; the phantoms' ``manifest.csv`` is in ``folder / "f"``."""
     import pandas as pd
 
-    from lablens.data.phantoms import get_task
-    from lablens.data.phantoms.write import write_phantoms
+    from lablens.phantoms import get_task
+    from lablens.phantoms.write import write_phantoms
 
     write_phantoms(get_task("ana-hep2"), folder / "f", n=n, seed=seed, fields=True, size=256)
     man = pd.read_csv(folder / "f" / "manifest.csv", dtype=str)
@@ -180,8 +180,8 @@ LEARNED_FIELDS, LEARNED_EPOCHS = 45, 16
 
 def cyto_phantom_fields(root: Path, n: int, seed: int) -> Path:
     """``n`` cytoplasmic-pattern IIF phantom fields (a third negative) with their cells' boxes (``cells.csv``)."""
-    from lablens.data.phantoms import get_task
-    from lablens.data.phantoms.write import write_phantoms
+    from lablens.phantoms import get_task
+    from lablens.phantoms.write import write_phantoms
 
     write_phantoms(get_task("ana-hep2-cyto"), root, n=n, seed=seed, fields=True, size=CYTO_SIZE)
     return root

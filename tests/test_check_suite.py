@@ -21,8 +21,8 @@ from lablens.models.classical import FeatureClassifier
 from lablens.models.deep import DeepClassifier
 from lablens.models.mil import MILClassifier
 from lablens.models.multitask import MultiTaskClassifier
+from lablens.models.registry import create_estimator, get_spec, list_estimators, list_families
 from lablens.params import ParamError
-from lablens.registry import create_estimator, get_spec, list_estimators, list_families
 from lablens.train.context import FitContext
 
 from conftest import shape_image
@@ -197,7 +197,7 @@ def _field(name: str) -> np.ndarray:
     import cv2
 
     if name == "learned":  # a field like those it learned from: cytoplasmic IIF
-        from lablens.data.phantoms import get_task
+        from lablens.phantoms import get_task
 
         task, rng = get_task("ana-hep2-cyto"), np.random.default_rng(11)
         img, _, truth = task.render_field("mitochondrial", rng, 320, task.sample_style(rng), 0.0)

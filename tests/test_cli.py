@@ -188,7 +188,7 @@ def test_compare_cli_ranks_methods_and_explains_bad_presets(tmp_path: Path) -> N
     assert "lbp[points=8, radii=1]:rf" in text  # brackets shown, not swallowed as Rich markup
     assert (out / "report.html").is_file() and (out / "comparison.json").is_file()
     bad = runner.invoke(app, ["compare", str(data), "--preset", "nope", "-o", str(tmp_path / "x")])
-    assert bad.exit_code == 1 and "unknown preset 'nope'; available: acevedo2019, sclerocap2025" in _out(bad)
+    assert bad.exit_code == 1 and "unknown preset 'nope'; choose one of acevedo2019, sclerocap2025" in _out(bad)
     none = runner.invoke(app, ["compare", str(data), "-o", str(tmp_path / "y")])
     assert none.exit_code == 1 and "no methods" in _out(none)
 

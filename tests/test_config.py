@@ -3,9 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from lablens.config import RunConfig, apply_overrides, dump_config, load_config
+from lablens.errors import ConfigError
 
 
 def test_defaults_roundtrip(tmp_path: Path) -> None:
@@ -26,15 +26,18 @@ def test_partial_yaml_and_overrides(tmp_path: Path) -> None:
 
 
 def test_unknown_and_invalid_values(tmp_path: Path) -> None:
+    """Every configuration problem is one ConfigError naming the file or option and the setting."""
     (tmp_path / "bad.yaml").write_text("train:\n  epochz: 3\n")
-    with pytest.raises(ValidationError, match="epochz"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown setting 'train.epochz'"):
         load_config(tmp_path / "bad.yaml")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigError, match=r"train\.imbalance: "):
         apply_overrides(RunConfig(), {"train.imbalance": "magic"})
-    with pytest.raises(KeyError):
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.nope'"):
         apply_overrides(RunConfig(), {"train.nope": 1})
+    with pytest.raises(ConfigError, match=r"unknown config key 'nope.x'"):
+        apply_overrides(RunConfig(), {"nope.x": 1})
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
-    with pytest.raises(ValueError, match="mapping"):
+    with pytest.raises(ConfigError, match="mapping"):
         load_config(tmp_path / "list.yaml")
 
 

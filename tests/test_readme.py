@@ -1,4 +1,4 @@
-"""The README's service commands, run as written from inside the repository, leave ``git status`` unchanged:
+"""The manual's service commands (docs/service.md), run as written from inside the repository, leave ``git status`` unchanged:
 the database, the images and the audit key go to the per-user lablens folder, never into the clone."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from conftest import shape_image, tiny_bundle
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _block(title: str) -> list[str]:
-    """The command lines (continuations joined) of the first bash block after the heading ``title``."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def _block(title: str, page: str = "docs/service.md") -> list[str]:
+    """The command lines (continuations joined) of the first bash block after the heading ``title`` of ``page``."""
+    text = (ROOT / page).read_text(encoding="utf-8")
     after = text[text.index(title) :]
     block = re.search(r"```bash\n(.*?)```", after, re.S)
     assert block is not None, f"no bash block after {title!r}"
@@ -47,7 +47,7 @@ def test_the_readme_service_commands_write_nothing_into_the_clone(tmp_path: Path
     before = _git_status()
     tokens: dict[str, str] = {}
     ran = []
-    for line in _block("### Review service and screen"):
+    for line in _block("## Review service and screen"):
         line = re.sub(r"\s+#.*$", "", line.strip())  # the trailing comment
         if not line.startswith(("lablens ", "mkdir ")):
             continue  # comments and curl (the submission is made below with httpx)

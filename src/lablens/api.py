@@ -23,29 +23,39 @@ r"""The Python API, verb for verb the same as the command line.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from lablens.config import DataConfig, EvalConfig, RunConfig, load_config
+from lablens.config import DataConfig, EvalConfig, RunConfig, build_config, load_config
 from lablens.data.manifest import Manifest
 from lablens.data.validate import DataReport, load_dataset
 from lablens.infer.bundle import Bundle, load_bundle
+from lablens.infer.gate import QualityGate
 from lablens.infer.predictor import Predictor
-from lablens.quality.gate import QualityGate
-from lablens.registry import create_estimator, list_estimators
+from lablens.models.registry import create_estimator, list_estimators
 from lablens.train.context import FitContext
 from lablens.workflows.analyze import AnalyzeResult, analyze
 from lablens.workflows.blur_study import BlurStudyResult, blur_study
 from lablens.workflows.compare import CompareResult, compare
+from lablens.workflows.crop_cells import crop_annotated_cells as crop_cells
 from lablens.workflows.degrade import DegradeResult, degrade
 from lablens.workflows.demo import demo
 from lablens.workflows.evaluate import evaluate
+from lablens.workflows.fields_csv import fields_csv
 from lablens.workflows.fit_verifier import FitVerifierResult, fit_verifier
 from lablens.workflows.predict import predict
 from lablens.workflows.predict_archive import ArchiveResult, predict_archive
 from lablens.workflows.promote import promote
 from lablens.workflows.quality import QualityResult, quality
+from lablens.workflows.retrain import retrain
 from lablens.workflows.synth_study import SynthStudyResult, synth_study
 from lablens.workflows.synthesize import SynthesisResult, synthesize
 from lablens.workflows.train import TrainResult, min_groups_for, train
+from lablens.workflows.train_detector import train_detector
+from lablens.workflows.train_samples import train_samples
+
+if TYPE_CHECKING:
+    from lablens.service.admin import ServiceAdmin
+    from lablens.service.app import ServiceSettings
 
 
 def validate_data(
@@ -68,6 +78,57 @@ def validate_data(
     )
 
 
+def export(bundle: str | Path, out: str | Path | None = None, **kwargs: Any) -> Any:
+    """``lablens export``: the bundle as ONNX, parity-checked against torch on the CPU."""
+    from lablens.infer.onnx_export import export_onnx
+
+    return export_onnx(bundle, out, **kwargs)
+
+
+def phantom(task: str, out: str | Path, n: int, **kwargs: Any) -> Any:
+    """``lablens phantom``: ``n`` synthetic images of a phantom task (see ``lablens.phantoms.PHANTOM_TASKS``)."""
+    from lablens.phantoms import PHANTOM_TASKS
+    from lablens.phantoms.write import write_phantoms
+
+    return write_phantoms(PHANTOM_TASKS.value(task), out, n, **kwargs)
+
+
+def models() -> list[str]:
+    """``lablens models``: the registered model names (any timm model name works too)."""
+    return list_estimators()
+
+
+def show_config(config: str | Path | None = None) -> RunConfig:
+    """``lablens show-config``: the fully resolved configuration."""
+    return build_config(config)
+
+
+def serve(settings: ServiceSettings, host: str = "127.0.0.1", port: int = 8000, banner: str | None = None) -> None:
+    """``lablens serve``: run the review service with ``settings`` until interrupted (``banner`` is printed once
+    the service is set up: its database opened and its audit key checked)."""
+    import uvicorn
+
+    from lablens.progress import console
+    from lablens.service.app import create_app
+
+    app = create_app(settings)
+    if banner:
+        console.print(banner, highlight=False)
+    uvicorn.run(app, host=host, port=port)
+
+
+def service_admin(
+    home: str | Path | None = None,
+    db: str | None = None,
+    storage: str | Path | None = None,
+    audit_key: str | Path | None = None,
+) -> ServiceAdmin:
+    """``lablens add-user``, ``users …``, ``audit …``, ``export-reviews``: the installation's administration."""
+    from lablens.service.admin import ServiceAdmin
+
+    return ServiceAdmin.open(home, db, storage, audit_key)
+
+
 __all__ = [
     "AnalyzeResult",
     "ArchiveResult",
@@ -88,21 +149,33 @@ __all__ = [
     "TrainResult",
     "analyze",
     "blur_study",
+    "build_config",
     "compare",
     "create_estimator",
+    "crop_cells",
     "degrade",
     "demo",
     "evaluate",
+    "export",
+    "fields_csv",
     "fit_verifier",
     "list_estimators",
     "load_bundle",
     "load_config",
+    "models",
+    "phantom",
     "predict",
     "predict_archive",
     "promote",
     "quality",
+    "retrain",
+    "serve",
+    "service_admin",
+    "show_config",
     "synth_study",
     "synthesize",
     "train",
+    "train_detector",
+    "train_samples",
     "validate_data",
 ]

@@ -10,10 +10,13 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
+from pydantic import ValidationError
 
 from lablens import jsonio
-from lablens.config import RunConfig, build_config
+from lablens.config import RunConfig, build_config, describe_validation
+from lablens.errors import LablensError, OutputExistsError, SettingError
 from lablens.library_warnings import library_warnings_to_log
 from lablens.progress import console
 
@@ -27,7 +30,9 @@ app = typer.Typer(
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn expected failures into a one-line ``error: …`` and exit status 1 (no traceback)."""
+    """What a command's failure looks like: a :class:`~lablens.errors.LablensError` (bad input or setting) is one
+    line ``error: …`` and exit status 1; anything else is a bug in lablens: one line saying so, the traceback
+    saved to a log file it names, exit status 70. ``LABLENS_DEBUG=1`` re-raises either."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -37,18 +42,49 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/yellow] (a training run can be continued with --resume)")
             raise typer.Exit(130) from None
-        except Exception as exc:
-            from lablens.workflows.common import user_errors
-
-            if not isinstance(exc, user_errors()):
-                raise
-            msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        except (typer.Exit, typer.Abort, click.ClickException):
+            raise  # the command's own exit status, or a usage error Click reports itself
+        except (LablensError, ValidationError) as exc:  # a typed config built from the user's options
+            msg = describe_validation(exc) if isinstance(exc, ValidationError) else str(exc)
             console.print(f"[bold red]error:[/bold red] {' '.join(msg.split())}", highlight=False)
             if os.environ.get("LABLENS_DEBUG"):
                 raise
             raise typer.Exit(1) from None
+        except Exception as exc:
+            if os.environ.get("LABLENS_DEBUG"):
+                raise
+            log = save_traceback(exc)
+            console.print(
+                f"[bold red]this is a bug in lablens[/bold red] ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:200]}); the traceback is in {log} — please report it with that file",
+                highlight=False,
+            )
+            raise typer.Exit(70) from None
 
     return wrapper
+
+
+def save_traceback(exc: BaseException) -> Path:
+    """Write ``exc``'s traceback (and the command line) to a new log file in the installation's ``logs`` folder,
+    or the temporary folder when that cannot be written; return its path."""
+    import tempfile
+    import traceback
+    from datetime import datetime, timezone
+
+    from lablens.home import ensure_home, lablens_home
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    text = f"lablens {' '.join(sys.argv[1:])}\n\n" + "".join(traceback.format_exception(exc))
+    for folder in (lablens_home() / "logs", Path(tempfile.gettempdir())):
+        try:
+            ensure_home(folder)
+            fd, name = tempfile.mkstemp(prefix=f"lablens-bug-{stamp}-", suffix=".log", dir=folder)
+        except OSError:
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return Path(name)
+    raise exc  # nowhere to write: the traceback itself, printed by Python
 
 
 def _regions(boxes: list[str]) -> list[tuple[int, int, int, int]]:
@@ -143,27 +179,27 @@ def train(
     from lablens.workflows.train import train as run_train
 
     if data is None and not resume:
-        raise ValueError("DATA is required (except with --resume)")
+        raise SettingError("DATA is required (except with --resume)")
     from lablens.workflows.train_samples import SETTINGS as SAMPLE_RUN
 
     if resume and (out / SAMPLE_RUN).is_file():  # a sample-level run resumes as one, with its settings
         label_level = "sample"
         if task is not None or um_per_px is not None or ignore_region:
-            raise ValueError(
+            raise SettingError(
                 "--task, --um-per-px and --ignore-region come from the run being resumed; leave them out"
             )
     if label_level not in ("image", "sample"):
-        raise ValueError(f"--label-level {label_level!r}: choose image or sample")
+        raise SettingError(f"--label-level {label_level!r}: choose image or sample")
     if label_level == "image" and (task is not None or um_per_px is not None or ignore_region):
-        raise ValueError(
+        raise SettingError(
             "--task, --um-per-px and --ignore-region apply to --label-level sample (fields with sample labels)"
         )
     if label_level == "sample" and (synthetic or synthetic_ratio):
-        raise ValueError(
+        raise SettingError(
             "--synthetic applies to --label-level image (labelled images), not to sample-level runs"
         )
     if label_level == "sample" and nproc:
-        raise ValueError(
+        raise SettingError(
             "--nproc does not apply to --label-level sample yet: sample-level runs train in one process"
         )
     cfg = build_config(
@@ -406,7 +442,7 @@ def predict(
     --engine ray runs it as a Ray Data job on this machine or a cluster.
     """
     from lablens.infer.ood import parse_alpha
-    from lablens.infer.tta import parse_policy
+    from lablens.nn.tta import parse_policy
 
     policy = parse_policy(tta)
     archive = {"--engine": engine, "--shard-size": shard_size, "--workers": workers}
@@ -430,7 +466,7 @@ def predict(
     if out.suffix.lower() in (".csv", ".json"):
         given = [k for k, v in {**archive, **ray_opts}.items() if v is not None]
         if given:
-            raise ValueError(
+            raise SettingError(
                 f"{', '.join(given)} apply to a folder --out (Parquet shards), not to {out.name}"
             )
         from lablens.workflows.predict import predict as run_predict
@@ -438,11 +474,11 @@ def predict(
         run_predict(bundle, paths, out, overwrite=overwrite, **common)
         return
     if overwrite:
-        raise ValueError(
+        raise SettingError(
             "--overwrite applies to a .csv/.json --out; a job folder is resumed, never overwritten"
         )
     if engine == "ray" and workers is not None:
-        raise ValueError(
+        raise SettingError(
             "--workers sets the local engine's decoding threads; with --engine ray decoding runs as Ray tasks"
         )
     from lablens.workflows.predict_archive import predict_archive
@@ -477,7 +513,7 @@ def _ray_settings(
     if engine != "ray":
         named = [k for k, v in given.items() if v is not None]
         if named:
-            raise ValueError(f"{', '.join(named)} apply only with --engine ray")
+            raise SettingError(f"{', '.join(named)} apply only with --engine ray")
         return None
     from lablens.infer.ray_engine import RaySettings
 
@@ -499,10 +535,10 @@ def export(
     ),
 ) -> None:
     """Export a bundle for ONNX Runtime, checked against torch on a fixed batch (parity figures in onnx.json)."""
-    from lablens.export.onnx import export_onnx
+    from lablens.infer.onnx_export import export_onnx
 
     if format != "onnx":
-        raise ValueError(f"--format {format!r}: only onnx is supported")
+        raise SettingError(f"--format {format!r}: only onnx is supported")
     res = export_onnx(bundle, out, tolerance=tolerance)
     par = res.card["parity"]
     console.print(
@@ -578,7 +614,7 @@ def compare(
     if folds is not None and holdout is None:  # --folds replaces a hold-out from the preset or file
         cfg.compare.holdout = None
     if not cfg.compare.methods:
-        raise ValueError("no methods: give --methods or a --preset")
+        raise SettingError("no methods: give --methods or a --preset")
     from lablens.home import default_output
 
     result = run_compare(data, out or default_output("compare"), cfg, progress=not quiet)
@@ -1032,7 +1068,7 @@ def synth_study(
     try:
         ratio_values = [float(r) for r in ratios.split(",") if r.strip()]
     except ValueError:
-        raise ValueError(f"--ratios {ratios!r}: give numbers, e.g. 1,2") from None
+        raise SettingError(f"--ratios {ratios!r}: give numbers, e.g. 1,2") from None
     generator_epochs = {
         m: e for m, e in (("gan", gan_epochs), ("diffusion", diffusion_epochs)) if e is not None
     }
@@ -1139,7 +1175,7 @@ def serve(
     from lablens.service.home import ServiceHome
 
     if quality is not None and registry is not None:
-        raise ValueError(
+        raise SettingError(
             "--quality applies to --bundle; a registry keeps each task's quality bundle in REGISTRY/<task>/quality"
         )
     where = ServiceHome.resolve(home, db, storage, audit_key)
@@ -1369,7 +1405,7 @@ def audit_verify(
         try:
             expected = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"--head: not a JSON head ({exc})") from None
+            raise SettingError(f"--head: not a JSON head ({exc})") from None
     from lablens.service.audit_key import read_key
     from lablens.service.db import migrate, sessions
     from lablens.service.home import ServiceHome
@@ -1449,7 +1485,7 @@ def validate_data(
     print_data_report(report, max_lines=10_000)
     if json_out:
         if json_out.exists():
-            raise FileExistsError(f"{json_out} exists; not overwritten")
+            raise OutputExistsError(f"{json_out} exists; not overwritten")
         jsonio.write_json(json_out, report.to_dict())
 
 
@@ -1503,20 +1539,21 @@ def phantom(
     ),
 ) -> None:
     """Write synthetic phantoms with known truth: ImageFolder tree + manifest.csv (+ cells.csv, COCO json)."""
-    from lablens.data.phantoms import PHANTOM_TASKS, write_phantoms
-    from lablens.data.phantoms import montage as contact_sheet
+    from lablens.phantoms import PHANTOM_TASKS, write_phantoms
+    from lablens.phantoms import montage as contact_sheet
     from lablens.progress import make_progress
 
     if task == "list":
-        for name, spec in PHANTOM_TASKS.items():
+        for name in PHANTOM_TASKS:
+            spec = PHANTOM_TASKS.value(name)
             extra = " [--fields]" if spec.fields else ""
             typer.echo(f"{name:24s}{len(spec.classes):3d} classes{extra}  {spec.description}")
         return
     if out is None:
-        raise ValueError("give an output folder: lablens phantom TASK OUT")
+        raise SettingError("give an output folder: lablens phantom TASK OUT")
     if montage:
         if out.exists():
-            raise FileExistsError(f"{out} exists; not overwritten")
+            raise OutputExistsError(f"{out} exists; not overwritten")
         contact_sheet(task, out, per_class=8, seed=seed, size=size or 96, compact=True)
         console.print(f"wrote contact sheet of '{task}' → {out}", highlight=False)
         return
@@ -1533,9 +1570,10 @@ def phantom(
 
 
 @app.command()
+@friendly
 def models() -> None:
     """List registered model names (any other timm model name works too)."""
-    from lablens.registry import list_estimators
+    from lablens.models.registry import list_estimators
 
     for name in list_estimators():
         typer.echo(name)

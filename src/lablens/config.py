@@ -8,10 +8,14 @@ receives plain, explicit arguments taken from these models.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lablens.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
@@ -182,20 +186,20 @@ class RunConfig(StrictModel):
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML config file (a ValueError naming the file if it cannot be read)."""
+    """The mapping in a YAML config file (a ConfigError naming the file if it cannot be read)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot read config {path}: {exc}") from exc
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ValueError(f"config {path} must be a mapping at top level")
+        raise ConfigError(f"config {path} must be a mapping at top level")
     return raw
 
 
 def load_config(path: str | Path | None) -> RunConfig:
     """Read a YAML config (missing keys take defaults; unknown keys are an error naming them)."""
-    return RunConfig() if path is None else RunConfig.model_validate(read_config_file(path))
+    return RunConfig() if path is None else validated(RunConfig, read_config_file(path), where=str(path))
 
 
 def build_config(
@@ -212,7 +216,27 @@ def build_config(
     for layer in (preset, read_config_file(config) if config is not None else None):
         if layer:
             raw = deep_merge(raw, layer)
-    return apply_overrides(RunConfig.model_validate(raw), overrides or {})
+    return apply_overrides(validated(RunConfig, raw, where=str(config or "the configuration")), overrides or {})
+
+
+def validated(model: type[M], raw: dict[str, Any], where: str) -> M:
+    """``model.model_validate(raw)``, its errors as one ConfigError naming ``where`` and each setting."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {describe_validation(exc)}") from None
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """One clause per problem of a pydantic error, naming the dotted setting."""
+    parts = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "?"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown setting {name!r}")
+        else:
+            parts.append(f"{name}: {err['msg']}")
+    return "; ".join(parts)
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -235,11 +259,13 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         node = data
         *parents, leaf = key.split(".")
         for p in parents:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"unknown config key {key!r}")
             node = node[p]
         if leaf not in node:
-            raise KeyError(f"unknown config key {key!r}")
+            raise ConfigError(f"unknown config key {key!r}")
         node[leaf] = value
-    return RunConfig.model_validate(data)
+    return validated(RunConfig, data, where="the command-line options")
 
 
 def dump_config(cfg: RunConfig, path: str | Path) -> None:

@@ -9,8 +9,10 @@ from contextlib import AbstractContextManager
 
 import torch
 
+from lablens.errors import LablensError
 
-class DeviceError(RuntimeError):
+
+class DeviceError(LablensError, RuntimeError):
     """A device was asked for that this machine does not have; the message names it."""
 
 

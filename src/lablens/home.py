@@ -29,8 +29,7 @@ def lablens_home(home: str | Path | None = None) -> Path:
 
 def ensure_home(folder: Path) -> Path:
     """Create ``folder`` (owner-only permissions) if it does not exist yet; an existing one is left as it is."""
-    if not folder.exists():
-        folder.mkdir(parents=True, mode=0o700)
+    folder.mkdir(parents=True, mode=0o700, exist_ok=True)  # another process may create it at the same time
     return folder
 
 

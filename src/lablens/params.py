@@ -11,19 +11,19 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from lablens.config import StrictModel
+from lablens.errors import ParamError
+from lablens.registry import describe_errors, validate_params
+
+__all__ = ["FamilyParams", "ParamError", "describe_errors", "params_init", "validate_params"]
 
 
 class FamilyParams(StrictModel):
     """Base of every family's parameter model (unknown names are refused)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
-
-
-class ParamError(ValueError):
-    """A setting a model family does not take, or a value it cannot use; the message names both."""
 
 
 def params_init(params: type[BaseModel]) -> Callable[..., None]:
@@ -47,32 +47,3 @@ def params_init(params: type[BaseModel]) -> Callable[..., None]:
     __init__.__signature__ = inspect.Signature([self_param, *keywords])  # type: ignore[attr-defined]
     __init__.__doc__ = f"Store the parameters of :class:`{params.__name__}` untouched."
     return __init__
-
-
-def validate_params(
-    params: type[BaseModel], values: dict[str, Any], owner: str, accepted: list[str] | None = None
-) -> Any:
-    """``params`` validated from ``values``, or a :class:`ParamError` naming each bad setting and ``owner``.
-
-    ``accepted``: the settings to list when one is unknown (default: every field of ``params``).
-    """
-    try:
-        return params.model_validate(values)
-    except ValidationError as exc:
-        raise ParamError(
-            f"{owner}: {describe_errors(exc, accepted or sorted(params.model_fields))}"
-        ) from None
-
-
-def describe_errors(exc: ValidationError, accepted: list[str]) -> str:
-    """One clause per problem: unknown settings (with the accepted ones), bad values with the reason."""
-    unknown, bad = [], []
-    for err in exc.errors():
-        name = ".".join(str(p) for p in err["loc"]) or "?"
-        if err["type"] == "extra_forbidden":
-            unknown.append(repr(name))
-        else:
-            bad.append(f"setting {name!r} = {err.get('input')!r}: {err['msg']}")
-    if unknown:
-        bad.append(f"no setting {', '.join(unknown)} (it takes {', '.join(accepted)})")
-    return "; ".join(bad)

@@ -1,157 +1,211 @@
-"""Estimator registry: every trainable family registers by name with its typed parameters and capabilities.
+"""One registry shape for everything lablens builds by name.
 
-As in timm's model registry, a name maps to an :class:`EstimatorSpec`: the family's class (which declares its
-parameter model ``Params`` and its :class:`Capabilities`) and the parameters the name fixes — ``resnet18`` is
-the ``deep`` family with ``model_name="resnet18"``, ``handcrafted`` the ``features`` family with all handcrafted
-descriptors and a random forest. Any other timm model name resolves to the ``deep`` family too.
+Model families, feature extractors, field detectors, generators, quality measures, field presets and phantom
+tasks each have a :class:`Registry`. As in timm, a name maps to an :class:`Entry`: the factory (a class or a
+function), its typed parameters (a pydantic model: declared by the family, or read from the factory's signature)
+and the parameters the name fixes. Every registry offers the same four things:
 
-:func:`create_estimator` is the one factory used by configs, the CLI, comparisons and bundle loading. It checks
-every parameter against the family's declaration and refuses, naming it, a setting the family does not take or a
-value it cannot use: nothing is dropped silently.
+- ``register(name, …)`` — a decorator for a factory, or ``register(name, value=obj)`` for a fixed object;
+- ``create(name, **params)`` — checks every parameter against the entry (a :class:`~lablens.errors.SettingError`
+  naming the bad setting and the settings it takes; nothing is dropped silently) and builds the object;
+- ``names()`` — what is registered, sorted;
+- an :class:`~lablens.errors.UnknownNameError` with the closest names for one that is not registered.
+
+A registry never imports what registers in it: the package that owns it imports its members in its
+``__init__``, so that the registry is complete whenever the package is imported (and no import cycle forms).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+import inspect
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lablens.params import ParamError, validate_params
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from lablens.errors import ParamError, UnknownNameError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
+
+
+def signature_params(factory: Callable[..., Any], name: str) -> type[BaseModel]:
+    """A strict pydantic model of ``factory``'s keyword parameters (annotations resolved where they can be)."""
+    target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    try:
+        hints = typing.get_type_hints(target)
+    except (NameError, TypeError):  # a name only imported for type checking: check names, not types
+        hints = {}
+    fields: dict[str, Any] = {}
+    for p in inspect.signature(target).parameters.values():
+        if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+            continue
+        default = ... if p.default is p.empty else p.default
+        fields[p.name] = (hints.get(p.name, Any), default)
+    return create_model(f"{name.title().replace('_', '')}Params", __base__=_Strict, **fields)
 
 
 @dataclass(frozen=True)
-class Capabilities:
-    """What a family can do, declared (never discovered by introspection).
-
-    Attributes:
-        uses_groups: ``fit`` uses the patients/groups of the training images (e.g. for grouped inner folds).
-        folds_validation: the validation images join the training data (so calibration must look elsewhere).
-        resumable: training checkpoints every epoch and continues after a crash (``FitContext.resume``).
-        distributed: trains data-parallel across processes (torchrun).
-        onnx: ``lablens export --format onnx`` can export its bundles.
-        inputs: ``images`` (``X`` is ``N×S×S×3``, one call per image) or ``bags`` (``X`` is one ``n_i×S×S×3``
-            array of cell crops per sample, one call per sample: multiple-instance families).
-    """
-
-    uses_groups: bool = False
-    folds_validation: bool = False
-    resumable: bool = False
-    distributed: bool = False
-    onnx: bool = False
-    inputs: str = "images"
-
-
-@dataclass(frozen=True)
-class EstimatorSpec:
-    """A registered name: the family's class and the parameters the name fixes."""
+class Entry:
+    """A registered name: what builds it, its typed parameters, the ones the name fixes, and what it is."""
 
     name: str
-    family: type
-    fixed: dict[str, Any] = field(default_factory=dict)
+    factory: Callable[..., Any]
+    params: type[BaseModel]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    info: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def params(self) -> Any:
-        return self.family.Params
+    def accepts(self, setting: str) -> bool:
+        """Whether ``setting`` is one a user may give (fixed ones are not)."""
+        return setting in self.params.model_fields and setting not in self.fixed
 
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.family.capabilities
-
-    def describe(self) -> str:
-        return f"model {self.name!r} ({self.family.summary})"
-
-    def accepts(self, name: str) -> bool:
-        """Whether ``name`` is a setting a user may give this model (fixed ones are not)."""
-        return name in self.params.model_fields and name not in self.fixed
+    def settings(self) -> list[str]:
+        return sorted(k for k in self.params.model_fields if self.accepts(k))
 
 
-_REGISTRY: dict[str, EstimatorSpec] = {}
-_FALLBACKS: list[Callable[[str], EstimatorSpec | None]] = []
+class Registry:
+    """Names → :class:`Entry` of one kind of thing (``kind`` names it in messages: "model", "detector" …)."""
 
+    def __init__(self, kind: str, unknown: str = "") -> None:
+        self.kind = kind
+        self.unknown = unknown  # said of a name that is not registered, e.g. "not a timm model name either"
+        self._entries: dict[str, Entry] = {}
+        self._fallbacks: list[Callable[[str], Entry | None]] = []
 
-def register(name: str, *, fixed: dict[str, Any] | None = None) -> Callable[[type], type]:
-    """Class decorator (or call) registering a family under ``name``, with the parameters the name fixes."""
+    # -- registering ---------------------------------------------------------------------------------------------
+    def register(
+        self,
+        name: str,
+        factory: Callable[..., Any] | None = None,
+        *,
+        value: Any = None,
+        params: type[BaseModel] | None = None,
+        fixed: Mapping[str, Any] | None = None,
+        summary: str = "",
+        **info: Any,
+    ) -> Any:
+        """Register ``factory`` (or, with ``value=``, a fixed object) under ``name``; without either, a decorator."""
+        if value is not None:
+            entry = Entry(name, lambda: value, _Strict, {}, summary, {"value": value, **info})
+            self._add(entry)
+            return value
 
-    def deco(family: type) -> type:
-        spec = EstimatorSpec(name, family, dict(fixed or {}))
-        if name in _REGISTRY and _REGISTRY[name] != spec:
-            raise ValueError(f"estimator name {name!r} is already registered")
-        unknown = set(spec.fixed) - set(family.Params.model_fields)
-        if unknown:
-            raise ValueError(
-                f"{name!r} fixes parameters {sorted(unknown)} that {family.__name__} does not have"
-            )
-        _REGISTRY[name] = spec
-        return family
+        def deco(f: Callable[..., Any]) -> Callable[..., Any]:
+            model = params or signature_params(f, name)
+            unknown = set(fixed or {}) - set(model.model_fields)
+            if unknown:
+                raise ValueError(
+                    f"{self.kind} {name!r} fixes parameters {sorted(unknown)} that it does not have"
+                )
+            doc = (inspect.getdoc(f) or "").split("\n\n")[0].replace("\n", " ")
+            self._add(Entry(name, f, model, dict(fixed or {}), summary, {"doc": doc, **info}))
+            return f
 
-    return deco
+        return deco if factory is None else deco(factory)
 
-
-def register_fallback(resolver: Callable[[str], EstimatorSpec | None]) -> None:
-    """Register a resolver for names not registered explicitly (e.g. any timm model name)."""
-    _FALLBACKS.append(resolver)
-
-
-def _ensure_loaded() -> None:
-    from lablens import models  # noqa: F401  (importing the families runs their @register decorators)
-
-
-def list_estimators() -> list[str]:
-    """Names of every explicitly registered estimator, sorted."""
-    _ensure_loaded()
-    return sorted(_REGISTRY)
-
-
-def list_families() -> list[type]:
-    """Every registered family (class) once, in registration order."""
-    _ensure_loaded()
-    return list(dict.fromkeys(spec.family for spec in _REGISTRY.values()))
-
-
-def get_spec(name: str) -> EstimatorSpec:
-    """The spec of ``name``; ``KeyError`` with suggestions if it is unknown."""
-    _ensure_loaded()
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    for resolver in _FALLBACKS:
-        spec = resolver(name)
-        if spec is not None:
-            return spec
-    import difflib
-
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise KeyError(f"unknown model {name!r}: not registered in lablens and not a timm model name.{hint}")
-
-
-def check_params(spec: EstimatorSpec, params: dict[str, Any]) -> Any:
-    """The family's typed parameters for ``params``; a :class:`ParamError` naming every setting that does not fit."""
-    clashing = {k: v for k, v in params.items() if k in spec.fixed and v != spec.fixed[k]}
-    if clashing:
-        raise ParamError(
-            f"{spec.describe()} fixes {', '.join(f'{k}={spec.fixed[k]!r}' for k in clashing)}; "
-            f"use model 'deep' (or another name) to choose it"
+    def _add(self, entry: Entry) -> None:
+        known = self._entries.get(entry.name)
+        same = known is not None and (
+            known.info.get("value") is entry.info.get("value") is not None  # the same object again
+            or (known.factory is entry.factory and dict(known.fixed) == dict(entry.fixed))  # a module re-imported
         )
-    accepted = sorted(k for k in spec.params.model_fields if spec.accepts(k))
-    return validate_params(spec.params, {**spec.fixed, **params}, spec.describe(), accepted)
+        if known is not None and not same:
+            raise ValueError(f"{self.kind} name {entry.name!r} is already registered")
+        self._entries[entry.name] = entry
+
+    def fallback(self, resolver: Callable[[str], Entry | None]) -> None:
+        """Resolve names not registered one by one (e.g. every timm model name)."""
+        self._fallbacks.append(resolver)
+
+    # -- looking up ----------------------------------------------------------------------------------------------
+    def names(self, sort: bool = True) -> list[str]:
+        """The registered names, sorted (or in the order they were registered)."""
+        return sorted(self._entries) if sort else list(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entry(self, name: str) -> Entry:
+        """The entry of ``name``; an :class:`UnknownNameError` naming the closest registered names otherwise."""
+        if name in self._entries:
+            return self._entries[name]
+        for resolve in self._fallbacks:
+            found = resolve(name)
+            if found is not None:
+                return found
+        close = difflib.get_close_matches(str(name), self.names(), n=3)
+        hint = (
+            f"; did you mean {', '.join(close)}?" if close else f"; choose one of {', '.join(self.names())}"
+        )
+        why = f": {self.unknown}" if self.unknown else ""
+        raise UnknownNameError(f"unknown {self.kind} {name!r}{why}{hint}")
+
+    def describe(self, name: str) -> str:
+        """``model 'resnet18' (a timm network …)``: how messages name an entry (its summary, when it was given one)."""
+        entry = self.entry(name)
+        return f"{self.kind} {name!r}" + (f" ({entry.summary})" if entry.summary else "")
+
+    def check(self, name: str, params: Mapping[str, Any]) -> BaseModel:
+        """``params`` for ``name`` validated against its typed parameters; a :class:`SettingError` naming each
+        setting that does not fit (a fixed one given another value, an unknown one, a bad value)."""
+        entry = self.entry(name)
+        clashing = [k for k, v in params.items() if k in entry.fixed and v != entry.fixed[k]]
+        if clashing:
+            shown = ", ".join(f"{k}={entry.fixed[k]!r}" for k in clashing)
+            raise ParamError(f"{self.describe(name)} fixes {shown}")
+        return validate_params(entry.params, {**entry.fixed, **params}, self.describe(name), entry.settings())
+
+    def create(self, name: str, **params: Any) -> Any:
+        """A new object of ``name`` built with exactly ``params``, checked and converted to their declared types."""
+        checked = self.check(name, params)
+        entry = self.entry(name)
+        given = {k: getattr(checked, k) for k in params}  # as validated: "16" from a spec string is 16
+        return entry.factory(**{**entry.fixed, **given})
+
+    def value(self, name: str) -> Any:
+        """The object registered with ``value=`` under ``name``."""
+        return self.entry(name).info["value"]
+
+    def items(self) -> list[tuple[str, Entry]]:
+        return [(n, self._entries[n]) for n in self.names()]
 
 
-def create_estimator(name: str, **params: Any) -> Any:
-    """A new, unfitted estimator of ``name`` with exactly ``params`` (checked; stored untouched)."""
-    spec = get_spec(name)
-    check_params(spec, params)
-    return spec.family(**{**spec.fixed, **params})
+def validate_params(
+    params: type[BaseModel], values: Mapping[str, Any], owner: str, accepted: list[str] | None = None
+) -> Any:
+    """``params`` validated from ``values``, or a :class:`~lablens.errors.ParamError` naming each bad setting and
+    ``owner`` (``accepted``: the settings to list when one is unknown; default every field)."""
+    try:
+        return params.model_validate(dict(values))
+    except ValidationError as exc:
+        raise ParamError(
+            f"{owner}: {describe_errors(exc, accepted or sorted(params.model_fields))}"
+        ) from None
 
 
-__all__ = [
-    "Capabilities",
-    "EstimatorSpec",
-    "ParamError",
-    "check_params",
-    "create_estimator",
-    "get_spec",
-    "list_estimators",
-    "list_families",
-    "register",
-    "register_fallback",
-]
+def describe_errors(exc: ValidationError, accepted: list[str]) -> str:
+    """One clause per problem: unknown settings (with the accepted ones), bad values with the reason."""
+    unknown, bad = [], []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "?"
+        if err["type"] == "extra_forbidden":
+            unknown.append(repr(name))
+        elif err["type"] == "missing":
+            bad.append(f"setting {name!r} is required")
+        else:
+            bad.append(f"setting {name!r} = {err.get('input')!r}: {err['msg'].removeprefix('Value error, ')}")
+    if unknown:
+        takes = ", ".join(accepted) if accepted else "no settings"
+        bad.append(f"no setting {', '.join(unknown)} (it takes {takes})")
+    return "; ".join(bad)

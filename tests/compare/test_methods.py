@@ -51,7 +51,7 @@ def test_method_lists_split_outside_brackets() -> None:
         ("finetune[resnet18, colour=1]", "unknown option"),
         ("finetune[handcrafted]", "takes a timm network"),
         ("multitask[levels=0-99]", "levels"),
-        ("hu[degree=3]:rf", "bad options for feature extractor 'hu'"),
+        ("hu[degree=3]:rf", "feature extractor 'hu': no setting 'degree'"),
         ("finetune[]", "name the network"),
         ("resnet9000", "unknown model"),
         ("a:b:c", "cannot read method"),

@@ -34,7 +34,9 @@ def test_intervals_resample_groups_and_contain_the_value() -> None:
         lo, hi = s[m]["ci"]
         assert lo < s[m]["value"] < hi and hi - lo < 0.3
     one_group = seeded_scores(y, preds, rare=2, n_classes=3, groups=np.zeros(300), n_boot=50)
-    assert one_group["accuracy"]["ci"][0] == pytest.approx(one_group["accuracy"]["ci"][1])  # nothing to resample
+    assert one_group["accuracy"]["ci"][0] == pytest.approx(
+        one_group["accuracy"]["ci"][1]
+    )  # nothing to resample
 
 
 def test_majority_vote_and_paired_tests() -> None:

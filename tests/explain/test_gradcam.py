@@ -10,8 +10,8 @@ import torch
 
 from lablens.explain.gradcam import GradCam, find_target_layer, overlay
 from lablens.infer.bundle import load_bundle
-from lablens.models.weights import build_network
-from lablens.registry import create_estimator
+from lablens.models.registry import create_estimator
+from lablens.nn.weights import build_network
 
 from conftest import tiny_bundle
 

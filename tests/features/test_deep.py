@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lablens.features.registry import create_extractor
-from lablens.models.weights import WeightsError
+from lablens.nn.weights import WeightsError
 
 from conftest import shape_image
 

@@ -35,7 +35,11 @@ def test_differential_flags_many_unidentified_and_handles_no_cells() -> None:
     doc = differential(_onehot([2, 2, 1], conf=0.3), CLASSES, min_confidence=0.5)
     assert doc["n_identified"] == 0 and any("unidentified" in f for f in doc["flags"])
     empty = differential(np.zeros((0, 4)), CLASSES)
-    assert empty["n_cells"] == 0 and empty["percent"]["neutrophil"] is None and empty["ci95"]["neutrophil"] is None
+    assert (
+        empty["n_cells"] == 0
+        and empty["percent"]["neutrophil"] is None
+        and empty["ci95"]["neutrophil"] is None
+    )
 
 
 def test_ana_report_dominant_mixed_and_mitoses() -> None:

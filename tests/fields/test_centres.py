@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lablens.fields.centres import TARGET_CHANNELS, centre_loss, centre_targets, decode, dihedral_targets
-from lablens.infer.network import dihedral
+from lablens.nn.network import dihedral
 
 SIDE = 64
 BOXES = [(5, 9, 22, 18), (31, 41, 50, 62)]

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from lablens.errors import UnknownNameError
 from lablens.evaluate.detection import iou_matrix
 from lablens.fields.detection import create_detector, list_detectors
 
@@ -32,7 +33,7 @@ def _smear(
 
 def test_registry_lists_both_modalities() -> None:
     assert {"smear", "nuclei"} <= set(list_detectors())
-    with pytest.raises(KeyError, match="unknown detector"):
+    with pytest.raises(UnknownNameError, match="unknown detector 'nope'; choose one of cells"):
         create_detector("nope")
 
 

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from lablens.data.phantoms import ana_hep2 as ana
 from lablens.fields.detection import create_detector
 from lablens.fields.intensity import IntensityScale, field_intensity, sample_intensity
+from lablens.phantoms import ana_hep2 as ana
 
 SIZE = 256
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from lablens.cli import app as cli
 from lablens.config import RunConfig
-from lablens.data.phantoms import write_phantoms
+from lablens.phantoms import write_phantoms
 from lablens.workflows.analyze import analyze
 from lablens.workflows.degrade import degrade
 from lablens.workflows.train import train
@@ -160,4 +160,6 @@ def test_analyze_ray_and_the_service_give_the_same_cells(case: dict, tmp_path: P
             if case["quality"] is not None:
                 assert abs(cell["quality_score"] - want["quality_score"]) < 1e-3
             assert ";".join(cell["flags"]) == (want["flags"] if isinstance(want["flags"], str) else "")
-        assert verdicts[str(sample)]["flagged"] == local.samples[str(sample)]["out_of_distribution"]["flagged"]
+        assert (
+            verdicts[str(sample)]["flagged"] == local.samples[str(sample)]["out_of_distribution"]["flagged"]
+        )

@@ -10,7 +10,8 @@ import pytest
 from lablens.evaluate.detection import score_image
 from lablens.fields.annotations import read_voc
 from lablens.fields.detection import create_detector
-from lablens.fields.verifier import TrainingField, WbcVerifier
+from lablens.fields.verifier import TrainingField
+from lablens.fields.verifier_fit import fit_wbc_verifier
 
 from conftest import shared_data
 
@@ -50,7 +51,7 @@ def test_bccd_verifier_fitted_on_train_val_holds_on_the_test_list(tmp_path: Path
             for s in stems
         ]
 
-    path = WbcVerifier.fit(fields("train") + fields("val")).save(tmp_path / "bccd.json")
+    path = fit_wbc_verifier(fields("train") + fields("val")).save(tmp_path / "bccd.json")
     totals: dict = {}
     for f in fields("test"):
         found = create_detector("smear", um_per_px=0.075, find_rbc=False, verifier=str(path)).detect(f.image)

@@ -10,9 +10,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lablens.data.phantoms import get_task
-from lablens.data.phantoms.blood_smear import WBC_CLASSES
-from lablens.data.phantoms.write import write_phantoms
 from lablens.fields.detection import create_detector
 from lablens.fields.verifier import (
     CLASSIFIER_FEATURES,
@@ -22,6 +19,10 @@ from lablens.fields.verifier import (
     candidates,
     load_verifier,
 )
+from lablens.fields.verifier_fit import fit_wbc_verifier
+from lablens.phantoms import get_task
+from lablens.phantoms.blood_smear import WBC_CLASSES
+from lablens.phantoms.write import write_phantoms
 from lablens.workflows.fit_verifier import score_wbc
 
 SIZE = 320
@@ -44,7 +45,7 @@ def _fields(root: Path, n: int, seed: int) -> list[TrainingField]:
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("verifier")
     train, test = _fields(root / "train", 30, seed=11), _fields(root / "test", 12, seed=7)
-    verifier = WbcVerifier.fit(train, rounds=150)
+    verifier = fit_wbc_verifier(train, rounds=150)
     return {"root": root, "train": train, "test": test, "verifier": verifier}
 
 
@@ -82,8 +83,8 @@ def test_saved_verifier_replays_exactly_and_is_not_pickle(data: dict, tmp_path: 
 
 
 def test_fitting_twice_gives_the_same_model(data: dict) -> None:
-    again = WbcVerifier.fit(data["train"][:12], rounds=30)
-    once = WbcVerifier.fit(data["train"][:12], rounds=30)
+    again = fit_wbc_verifier(data["train"][:12], rounds=30)
+    once = fit_wbc_verifier(data["train"][:12], rounds=30)
     assert again.classifier.model_to_string() == once.classifier.model_to_string()
 
 
@@ -104,4 +105,4 @@ def test_bad_verifier_files_are_named(tmp_path: Path) -> None:
 def test_too_few_examples_is_a_clear_error(data: dict) -> None:
     blank = TrainingField(np.full((200, 200, 3), 230, np.uint8), 0.2, [(10, 10, 50, 50)])
     with pytest.raises(ValueError, match="too few examples"):
-        WbcVerifier.fit([blank, blank])
+        fit_wbc_verifier([blank, blank])

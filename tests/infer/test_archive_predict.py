@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from lablens.cli import app
-from lablens.data.phantoms import get_task, write_phantoms
-from lablens.export.onnx import export_onnx
 from lablens.infer.job import SHARDS, SUCCESS
-from lablens.infer.tta import TtaPolicy
+from lablens.infer.onnx_export import export_onnx
+from lablens.nn.tta import TtaPolicy
+from lablens.phantoms import get_task, write_phantoms
 from lablens.workflows.common import RunError
 from lablens.workflows.predict_archive import predict_archive
 

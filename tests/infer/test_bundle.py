@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lablens.infer.bundle import BundleError, load_bundle, save_bundle, zip_bundle
-from lablens.registry import create_estimator
+from lablens.models.registry import create_estimator
 from lablens.train.context import FitContext
 
 from conftest import shape_image

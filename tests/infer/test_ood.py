@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from lablens.config import RunConfig
-from lablens.data.phantoms import write_phantoms
 from lablens.infer.bundle import load_bundle
 from lablens.infer.ood import (
     FEATURES,
@@ -22,6 +21,7 @@ from lablens.infer.ood import (
     parse_alpha,
 )
 from lablens.infer.predictor import Predictor
+from lablens.phantoms import write_phantoms
 from lablens.workflows.predict import predict
 from lablens.workflows.predict_archive import predict_archive
 from lablens.workflows.train import train

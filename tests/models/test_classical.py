@@ -9,6 +9,7 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from lablens.errors import UnknownNameError
 from lablens.models.classical import FeatureClassifier
 from lablens.models.classifiers import CLASSIFIERS, classifier_spec
 from lablens.models.skops_state import UntrustedStateError, dump_pipeline, load_pipeline
@@ -50,9 +51,11 @@ def test_tree_models_report_importances_by_feature_name() -> None:
 
 
 def test_unknown_classifier_lists_the_choices() -> None:
-    with pytest.raises(KeyError, match="lightgbm"):
+    with pytest.raises(UnknownNameError, match=r"unknown classifier 'catboost'; did you mean xgboost\?"):
         classifier_spec("catboost")
-    assert classifier_spec("svm") is CLASSIFIERS["svm_rbf"]
+    with pytest.raises(UnknownNameError, match="did you mean lightgbm"):
+        classifier_spec("lightgmb")
+    assert classifier_spec("svm") is CLASSIFIERS.value("svm_rbf")
 
 
 def _double(x: np.ndarray) -> np.ndarray:

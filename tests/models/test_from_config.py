@@ -6,8 +6,8 @@ import pytest
 
 from lablens.config import RunConfig, apply_overrides
 from lablens.models.from_config import changed_settings, estimator_params, unused_by_all
+from lablens.models.registry import get_spec
 from lablens.params import ParamError
-from lablens.registry import get_spec
 
 
 def _cfg(model: str, **overrides: object) -> RunConfig:

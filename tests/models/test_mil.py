@@ -8,7 +8,7 @@ import torch
 
 from lablens.models.mil import check_bags, training_bags
 from lablens.models.mil_net import MILNet
-from lablens.registry import create_estimator
+from lablens.models.registry import create_estimator
 from lablens.train.context import FitContext
 
 from conftest import shape_image

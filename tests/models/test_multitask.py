@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from lablens.models.registry import create_estimator
 from lablens.quality.degrade import apply_degradation, sample_degradation
 from lablens.quality.torch_degrade import degrade_tensor
-from lablens.registry import create_estimator
 from lablens.train.context import FitContext
 from lablens.train.tasks.blur import BlurSettings, fixed_records, training_records
 

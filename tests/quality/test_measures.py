@@ -57,5 +57,5 @@ def test_batch_and_unknown_names() -> None:
     arr = measure_batch(imgs)
     assert arr.shape == (2, len(list_measures()))
     assert arr[0, 0] == measure_image(imgs[0])["laplacian_var"]
-    with pytest.raises(ValueError, match="unknown quality measures"):
+    with pytest.raises(ValueError, match="unknown quality measure"):
         measure_image(imgs[0], ["focus"])

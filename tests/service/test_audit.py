@@ -168,7 +168,9 @@ def test_the_chain_is_keyed_outside_the_database(service: dict, tmp_path: Path) 
     bad = runner.invoke(cli, ["audit", "verify", "--db", settings.db_url, "--audit-key", str(wrong)])
     assert bad.exit_code == 1 and "written without the audit key" in bad.output
     assert "not the key this database was written with" in bad.output
-    missing = runner.invoke(cli, ["audit", "verify", "--db", settings.db_url, "--audit-key", str(tmp_path / "no")])
+    missing = runner.invoke(
+        cli, ["audit", "verify", "--db", settings.db_url, "--audit-key", str(tmp_path / "no")]
+    )
     assert missing.exit_code == 1 and "unreadable" in missing.output and not (tmp_path / "no").exists()
     assert oct(settings.audit_key_path.stat().st_mode & 0o777) == "0o600"
 

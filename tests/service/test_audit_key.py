@@ -40,7 +40,9 @@ def test_lablens_home_is_the_default_installation(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("LABLENS_HOME", str(tmp_path / "env-home"))
     r = runner.invoke(cli, ["add-user", "tina"])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "env-home" / "audit.key").is_file() and (tmp_path / "env-home" / "lablens.db").is_file()
+    assert (tmp_path / "env-home" / "audit.key").is_file() and (
+        tmp_path / "env-home" / "lablens.db"
+    ).is_file()
 
 
 def test_a_keyed_database_refuses_another_or_a_missing_key_naming_both(tmp_path: Path) -> None:
@@ -51,7 +53,9 @@ def test_a_keyed_database_refuses_another_or_a_missing_key_naming_both(tmp_path:
         r = runner.invoke(cli, [*command, "--db", url, "--audit-key", str(other)])
         assert r.exit_code == 1, r.output
         line = " ".join(r.output.split())
-        assert str(other) in line and "lablens.db" in line and "does not verify the newest audit event" in line
+        assert (
+            str(other) in line and "lablens.db" in line and "does not verify the newest audit event" in line
+        )
     gone = tmp_path / "gone.key"
     r = runner.invoke(cli, ["add-user", "x", "--db", url, "--audit-key", str(gone)])
     assert r.exit_code == 1 and "is missing" in r.output and not gone.exists()  # no new key for an old chain
@@ -71,7 +75,9 @@ def _serve(home: Path, key: Path, bundle: Path) -> tuple[int | None, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "lablens.cli", "serve", "--bundle", str(bundle), "--home", str(home)]
     proc = subprocess.Popen(
-        [*cmd, "--audit-key", str(key), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [*cmd, "--audit-key", str(key), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.time() + 120
@@ -129,7 +135,9 @@ def test_rows_before_a_rotation_stay_pinned_by_it(tmp_path: Path) -> None:
     engine = make_engine(url)
     drop_append_only_guard(engine)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE audit_events SET after = replace(after, 'technician', 'admin') WHERE id = 1"))
+        conn.execute(
+            text("UPDATE audit_events SET after = replace(after, 'technician', 'admin') WHERE id = 1")
+        )
     engine.dispose()
     bad = runner.invoke(cli, ["audit", "verify", "--home", str(home)])
     assert bad.exit_code == 1 and "events before this key rotation" in " ".join(bad.output.split())
@@ -150,7 +158,9 @@ def test_rotate_key_refuses_a_chain_that_does_not_verify(tmp_path: Path) -> None
     assert key.read_bytes() == before and not key.with_name("audit.key.new").exists()
 
 
-def test_an_interrupted_rotation_is_named_and_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_rotation_is_named_and_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import lablens.service.audit_key as audit_key
 
     home = tmp_path / "h"
@@ -171,3 +181,38 @@ def test_an_interrupted_rotation_is_named_and_finished(tmp_path: Path, monkeypat
     assert again.exit_code == 0 and "finished the interrupted rotation" in again.output, again.output
     assert runner.invoke(cli, ["audit", "verify", "--home", str(home)]).exit_code == 0
     assert runner.invoke(cli, ["users", "list", "--home", str(home)]).exit_code == 0
+
+
+def test_a_commit_that_reports_failure_after_it_landed_keeps_the_new_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection drops right after the database committed the rotation: the new key must survive."""
+    from sqlalchemy.orm import Session
+
+    import lablens.service.audit_key as audit_key
+
+    home = tmp_path / "h"
+    url, key = _keyed_home(home)
+    real_commit = Session.commit
+
+    def commit_then_fail(self: Session) -> None:
+        real_commit(self)
+        raise ConnectionError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(Session, "commit", commit_then_fail)
+    with pytest.raises(ConnectionError):
+        audit_key.rotate_key_file(url, key)
+    monkeypatch.setattr(Session, "commit", real_commit)
+    assert key.with_name("audit.key.new").exists()  # the only copy of the key the database is now sealed under
+    again = runner.invoke(cli, ["audit", "rotate-key", "--home", str(home)])
+    assert again.exit_code == 0 and "finished the interrupted rotation" in again.output, again.output
+    assert runner.invoke(cli, ["audit", "verify", "--home", str(home)]).exit_code == 0
+
+
+def test_an_unreadable_leftover_key_does_not_block_a_rotation(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    _url, key = _keyed_home(home)
+    key.with_name("audit.key.new").write_text("not a key\n")  # a rotation that died while writing it
+    r = runner.invoke(cli, ["audit", "rotate-key", "--home", str(home)])
+    assert r.exit_code == 0, r.output
+    assert runner.invoke(cli, ["audit", "verify", "--home", str(home)]).exit_code == 0

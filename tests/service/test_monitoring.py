@@ -35,7 +35,12 @@ def test_monitoring_counts_reviews_per_model_and_week(service: dict) -> None:
     rows = c.get("/api/monitoring?bootstrap=100", headers=tech).json()
     assert len(rows) == 1
     row = rows[0]
-    assert row["task"] == "blood" and row["model_version"] == 1 and row["n_cells"] == 12 and row["n_samples"] == 2
+    assert (
+        row["task"] == "blood"
+        and row["model_version"] == 1
+        and row["n_cells"] == 12
+        and row["n_samples"] == 2
+    )
     assert row["n_reviewed"] == 8 and row["share"] == {
         "not_evaluable": 0,
         "out_of_distribution": 0,

@@ -97,8 +97,8 @@ def live_mil(tmp_path: Path) -> Iterator[dict]:  # type: ignore[type-arg]
     import pandas as pd
 
     from lablens.data.io import read_image
-    from lablens.data.phantoms import get_task
-    from lablens.data.phantoms.write import write_phantoms
+    from lablens.phantoms import get_task
+    from lablens.phantoms.write import write_phantoms
 
     bundle, _ = tiny_mil_bundle(tmp_path / "mil")
     write_phantoms(get_task("ana-hep2"), tmp_path / "cells", n=8, seed=7, size=64)
@@ -302,7 +302,7 @@ def live_registry(tmp_path: Path) -> Iterator[dict]:  # type: ignore[type-arg]
     import pandas as pd
 
     from lablens.config import RunConfig
-    from lablens.data.phantoms import write_phantoms
+    from lablens.phantoms import write_phantoms
     from lablens.workflows.degrade import degrade
     from lablens.workflows.promote import promote
     from lablens.workflows.train import train

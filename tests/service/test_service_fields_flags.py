@@ -11,8 +11,8 @@ from PIL import Image
 from service_fixtures import migrate_to
 from sqlalchemy import text
 
-from lablens.data.phantoms import get_task
-from lablens.data.phantoms.write import write_phantoms
+from lablens.phantoms import get_task
+from lablens.phantoms.write import write_phantoms
 from lablens.service.app import ServiceSettings, create_app
 from lablens.service.auth import create_user
 from lablens.service.db import sessions, upgrade

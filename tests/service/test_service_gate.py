@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from lablens.config import RunConfig
-from lablens.data.phantoms import write_phantoms
+from lablens.phantoms import write_phantoms
 from lablens.service.app import ServiceSettings
 from lablens.workflows.degrade import degrade
 from lablens.workflows.train import train

@@ -39,3 +39,13 @@ def test_control_characters_in_a_user_name_are_refused(service: dict) -> None:
     assert r.status_code == 422 and "user name: control or invisible character U+0000" in r.json()["detail"]
     out = CliRunner().invoke(cli, ["add-user", "eve\tadmin"])
     assert out.exit_code == 1 and "user name: control or invisible character U+0009" in out.output
+
+
+def test_joiners_that_spell_names_in_other_scripts_are_kept() -> None:
+    from lablens.errors import SettingError
+    from lablens.service.names import checked_name
+
+    persian = "می\u200cخواهم"  # a zero-width non-joiner is part of the word
+    assert checked_name(f" {persian} ", "sample", 40) == persian
+    with pytest.raises(SettingError, match="U\\+200B at position 2"):
+        checked_name("a\u200bb", "sample", 40)  # a zero-width space hides a character: refused

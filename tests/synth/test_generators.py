@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
+from lablens.errors import ParamError
 from lablens.infer.bundle import BundleError
 from lablens.progress import SilentProgress
+from lablens.synth import diffusion_task as diffusion_task
 from lablens.synth.base import ImageGenerator
 from lablens.synth.registry import create_generator, list_generators, load_generator
 from lablens.train.context import FitContext
-from lablens.train.tasks import diffusion as diffusion_task
 
 from conftest import shape_image
 
@@ -49,7 +50,7 @@ def test_the_estimator_contract(name: str) -> None:
     assert not [k for k in vars(gen) if k.endswith("_")]  # __init__ only stores parameters
     assert gen.fit(_images(), LABELS, context=FitContext(device="cpu")) is gen
     assert list(gen.classes_) == ["disc", "ring", "square"]
-    with pytest.raises(ValueError, match=f"the {name} generator has no parameter 'colour'"):
+    with pytest.raises(ParamError, match=f"generator '{name}': no setting 'colour'"):
         create_generator(name, colour="red")
     with pytest.raises(ValueError, match="trains on 32×32 images"):
         _make(name).fit(_images()[:, :16, :16], LABELS)

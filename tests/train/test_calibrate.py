@@ -11,7 +11,7 @@ import pytest
 from lablens.config import RunConfig
 from lablens.infer.bundle import load_bundle
 from lablens.models.classical import FeatureClassifier
-from lablens.registry import create_estimator
+from lablens.models.registry import create_estimator
 from lablens.train import calibrate as calibrate_module
 from lablens.train.calibrate import calibrate
 from lablens.train.context import FitContext

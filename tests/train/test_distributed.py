@@ -13,7 +13,7 @@ import torch
 from sklearn.metrics import confusion_matrix
 
 from lablens.config import TrainingSettings
-from lablens.infer.network import run_network
+from lablens.nn.network import run_network
 from lablens.train import distributed as D
 from lablens.train.context import FitContext
 from lablens.train.imbalance import ClassificationLoss

@@ -11,7 +11,7 @@ import torch
 
 from lablens.config import TrainingSettings
 from lablens.models.multitask_net import MultiTaskNet
-from lablens.models.weights import build_network
+from lablens.nn.weights import build_network
 from lablens.train.context import FitContext
 from lablens.train.imbalance import ClassificationLoss
 from lablens.train.tasks import BlurMultiTask, BlurSettings, ClassificationTask

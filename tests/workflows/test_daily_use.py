@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from lablens.cli import app
 from lablens.config import RunConfig
-from lablens.data.phantoms import write_phantoms
+from lablens.phantoms import write_phantoms
 from lablens.workflows.train import train
 
 from conftest import tiny_bundle, write_shape_folder

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lablens.data.phantoms import write_phantoms
+from lablens.phantoms import write_phantoms
 
 pytestmark = pytest.mark.slow
 

@@ -68,7 +68,7 @@ def test_bundles_with_other_classes_cannot_be_compared(models: dict[str, Path], 
     import numpy as np
 
     from lablens.infer.bundle import save_bundle
-    from lablens.registry import create_estimator
+    from lablens.models.registry import create_estimator
 
     from conftest import shape_image
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from lablens.cli import app
 from lablens.config import RunConfig
 from lablens.infer.bundle import BundleError
-from lablens.quality.gate import QualityGate, expected_level
+from lablens.infer.gate import QualityGate, expected_level
 from lablens.workflows.degrade import degrade
 from lablens.workflows.quality import quality
 from lablens.workflows.train import train

@@ -56,7 +56,7 @@ def _env() -> dict[str, str]:
 
 def _data(model: str, root: Path) -> Path:
     if model == "multitask":
-        from lablens.data.phantoms import write_phantoms
+        from lablens.phantoms import write_phantoms
 
         write_phantoms("blood-cells", root, n=120, seed=0, size=48)
         return root

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lablens.cli import app
-from lablens.data.phantoms import get_task
-from lablens.data.phantoms.write import write_phantoms
+from lablens.phantoms import get_task
+from lablens.phantoms.write import write_phantoms
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lablens.cli import app
-from lablens.data.phantoms import write_phantoms
+from lablens.phantoms import write_phantoms
 
 from conftest import write_shape_folder
 

@@ -36,7 +36,9 @@ def studied(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[
         fit = est.fit
 
         def recorded(X, y, X_val=None, y_val=None, **kw):
-            fits.append({"x": np.asarray(X), "y": np.asarray(y), "x_val": np.asarray(X_val), "params": params})
+            fits.append(
+                {"x": np.asarray(X), "y": np.asarray(y), "x_val": np.asarray(X_val), "params": params}
+            )
             return fit(X, y, X_val, y_val, **kw)
 
         est.fit = recorded

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from lablens.cli import app
-from lablens.data.phantoms import get_task
-from lablens.data.phantoms.write import write_phantoms
 from lablens.infer.bundle import load_bundle
+from lablens.phantoms import get_task
+from lablens.phantoms.write import write_phantoms
 
 runner = CliRunner()
 SIZE = 256
@@ -153,7 +153,7 @@ def test_controls_grade_each_sample_and_dim_calls_are_flagged(
     import numpy as np
     from PIL import Image
 
-    from lablens.data.phantoms import ana_hep2 as ana
+    from lablens.phantoms import ana_hep2 as ana
 
     style = ana.sample_style(np.random.default_rng(1))
     rows = []

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lablens.config import RunConfig
+from lablens.errors import SettingError
 from lablens.features.registry import parse_term, split_top
 from lablens.models.from_config import taken_settings
+from lablens.models.registry import EstimatorSpec, check_params, create_estimator, get_spec
 from lablens.params import ParamError
-from lablens.registry import EstimatorSpec, check_params, create_estimator, get_spec
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def split_methods(text: str | list[str]) -> list[str]:
     items = text if isinstance(text, list) else [text]
     out = [m for item in items for m in split_top(item, ",")]
     if not out:
-        raise ValueError("no methods given")
+        raise SettingError("no methods given")
     return out
 
 
@@ -82,17 +83,17 @@ def parse_method(text: str, cfg: RunConfig) -> Method:
         features, classifier = parts
         return _method(text, "features", {"features": features, "classifier": classifier}, cfg)
     if len(parts) != 1:
-        raise ValueError(
+        raise SettingError(
             f"cannot read method {text!r}: use FEATURES:CLASSIFIER, finetune[MODEL] or a model name"
         )
     name, options = parse_term(text)
     positional = options.pop("<positional>", None)
     if name == "finetune":
         if not positional:
-            raise ValueError(f"{text!r}: name the network, e.g. finetune[resnet18]")
+            raise SettingError(f"{text!r}: name the network, e.g. finetune[resnet18]")
         if "model_name" not in get_spec(str(positional)).fixed:  # unknown name: KeyError with suggestions
-            raise ValueError(f"{text!r}: finetune[...] takes a timm network name, not {positional!r}")
+            raise SettingError(f"{text!r}: finetune[...] takes a timm network name, not {positional!r}")
         return _method(text, "deep", {**options, "model_name": str(positional)}, cfg)
     if positional is not None:
-        raise ValueError(f"{text!r}: options in brackets need a name (key=value), e.g. {name}[epochs=5]")
+        raise SettingError(f"{text!r}: options in brackets need a name (key=value), e.g. {name}[epochs=5]")
     return _method(text, name, options, cfg)

@@ -18,6 +18,7 @@ from rich.markup import escape
 from lablens.compare.methods import Method
 from lablens.data.splits import Fold
 from lablens.data.synthetic import SyntheticJoin
+from lablens.errors import SettingError
 from lablens.evaluate.summary import evaluate_predictions
 from lablens.progress import SilentProgress
 from lablens.train.context import FitContext
@@ -87,7 +88,7 @@ def run_fold(
     est.fit(*train[:2], val_x, val_y, groups=train[2], groups_val=groups[fold.val], context=context)
     fit_s = time.perf_counter() - t0
     if list(est.classes_) != list(classes):
-        raise ValueError(f"{method.name} on {fold.name}: a class is missing from the training part")
+        raise SettingError(f"{method.name} on {fold.name}: a class is missing from the training part")
     t0 = time.perf_counter()
     device = context.device if context else None
     batch = context.eval_batch_size if context else None

@@ -23,11 +23,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lablens.errors import LablensError
+
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-class ImageError(Exception):
+class ImageError(LablensError):
     """An image lablens cannot use. ``kind`` is a short category, ``reason`` a sentence for people."""
 
     def __init__(self, kind: str, reason: str) -> None:

@@ -11,6 +11,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from lablens.errors import SettingError
+
 ResizeMode = Literal["pad", "squash", "crop"]
 RESIZE_MODES: tuple[str, ...] = ("pad", "squash", "crop")
 
@@ -26,7 +28,7 @@ def to_square(img: np.ndarray, size: int, mode: str = "pad") -> np.ndarray:
             centred square and resizes it.
     """
     if mode not in RESIZE_MODES:
-        raise ValueError(f"unknown resize mode {mode!r}; choose one of {', '.join(RESIZE_MODES)}")
+        raise SettingError(f"unknown resize mode {mode!r}; choose one of {', '.join(RESIZE_MODES)}")
     h, w = img.shape[:2]
     if mode == "crop":
         side = min(h, w)

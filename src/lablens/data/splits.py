@@ -23,11 +23,12 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from lablens import jsonio
+from lablens.errors import LablensError
 
 SPLIT_SCHEMA = "lablens.split/1"
 
 
-class SplitError(ValueError):
+class SplitError(LablensError, ValueError):
     """A split cannot be made or a saved split cannot be used."""
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from lablens.data.manifest import Manifest
 from lablens.data.splits import Fold
 from lablens.data.tables import TableError, read_text_csv
+from lablens.errors import LablensError
 
 MANIFEST = "manifest.csv"
 SOURCES = "sources.csv"
@@ -30,7 +31,7 @@ SOURCES = "sources.csv"
 PICK_SALT = 7919
 
 
-class SyntheticError(ValueError):
+class SyntheticError(LablensError, ValueError):
     """A synthetic set that cannot be used as given; the message names the file or setting and the reason."""
 
 

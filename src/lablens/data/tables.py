@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from lablens.errors import LablensError
 
-class TableError(ValueError):
+
+class TableError(LablensError, ValueError):
     """A CSV cannot be read, or a value in it is not what its column needs; ``reason`` is without the file name."""
 
     def __init__(self, message: str, reason: str = "") -> None:

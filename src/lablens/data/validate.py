@@ -29,11 +29,12 @@ from lablens.data.io import (
 from lablens.data.layouts import annotation_layout
 from lablens.data.manifest import Manifest
 from lablens.data.tables import TableError, read_text_csv
+from lablens.errors import LablensError
 
 MANIFEST_NAME = "manifest.csv"
 
 
-class DataError(Exception):
+class DataError(LablensError):
     """The data as a whole cannot be used (no readable image, unreadable CSV, …)."""
 
 

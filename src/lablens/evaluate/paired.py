@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lablens.errors import SettingError
 from lablens.evaluate.bootstrap import DEFAULT_LEVEL, ci_entry, group_bootstrap
 from lablens.evaluate.stats import mcnemar_test
 
@@ -33,9 +34,9 @@ class PromotionRule:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.margin < 1.0:
-            raise ValueError(f"the promotion margin must be in [0, 1), not {self.margin}")
+            raise SettingError(f"the promotion margin must be in [0, 1), not {self.margin}")
         if self.basis not in ("estimate", "ci"):
-            raise ValueError(f"the promotion basis must be estimate or ci, not {self.basis!r}")
+            raise SettingError(f"the promotion basis must be estimate or ci, not {self.basis!r}")
 
 
 def _sensitivities(weights: np.ndarray, onehot: np.ndarray, correct: np.ndarray) -> np.ndarray:

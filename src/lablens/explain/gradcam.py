@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lablens.errors import SettingError
 from lablens.infer.bundle import Bundle
 from lablens.models.deep import DeepClassifier
 
@@ -47,7 +48,7 @@ def find_target_layer(net: torch.nn.Module, image_size: int) -> tuple[str, torch
         for h in hooks:
             h.remove()
     if not seen:
-        raise ValueError("no layer of this network outputs a spatial feature map; Grad-CAM needs a CNN")
+        raise SettingError("no layer of this network outputs a spatial feature map; Grad-CAM needs a CNN")
     return seen[-1]
 
 
@@ -80,14 +81,14 @@ class GradCam:
         else:
             modules = dict(self.net.named_modules())
             if layer not in modules:
-                raise ValueError(f"no layer named {layer!r} in this network")
+                raise SettingError(f"no layer named {layer!r} in this network")
             self.layer_name, self.layer = layer, modules[layer]
 
     @classmethod
     def for_bundle(cls, bundle: Bundle, layer: str | None = None) -> GradCam:
         est = bundle.estimator
         if not isinstance(est, DeepClassifier):
-            raise ValueError(
+            raise SettingError(
                 f"{bundle.path}: Grad-CAM needs a deep (CNN) bundle; this one is {type(est).__name__}"
             )
         return cls(est.network_, est.mean_, est.std_, bundle.image_size, layer)

@@ -2,7 +2,7 @@
 
 The backbone is never trained here; its globally average-pooled activations, from the last stage or from
 several stages (``stages=2+3+4``), become the features a classical classifier learns from. Weights come from
-``lablens.models.weights``: ``imagenet`` (offline for EfficientNet-Lite0/1/2, the hub otherwise), a local
+``lablens.nn.weights``: ``imagenet`` (offline for EfficientNet-Lite0/1/2, the hub otherwise), a local
 weights file, or ``scratch`` (random features: a baseline, not a recommendation).
 """
 
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from lablens.device import resolve_device
 from lablens.features.base import FeatureExtractor
 from lablens.features.registry import register_extractor
-from lablens.models.weights import build_network
+from lablens.nn.weights import build_network
 
 
 def _file_digest(path: Path) -> str:

@@ -17,6 +17,7 @@ from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 from skimage.filters import threshold_otsu
 from skimage.measure import label, regionprops
 
+from lablens.errors import ParamError
 from lablens.features.base import PerCellExtractor
 from lablens.features.cell_view import CellView
 from lablens.features.registry import register_extractor
@@ -120,7 +121,7 @@ class LocalBinaryPatterns(PerCellExtractor):
     def _scales(self) -> list[tuple[int, float]]:
         points, radii = _as_list(self.points), _as_list(self.radii)
         if len(points) != len(radii):
-            raise ValueError("lbp: give as many radii as point counts")
+            raise ParamError("lbp: give as many radii as point counts")
         return [(int(p), float(r)) for p, r in zip(points, radii, strict=True)]
 
     def feature_names(self) -> list[str]:

@@ -16,29 +16,24 @@ from typing import Any
 
 import yaml
 
-_EXTRACTORS: dict[str, type] = {}
+from lablens.errors import ParamError, SettingError
+from lablens.registry import Registry
+
+EXTRACTORS = Registry("feature extractor")
 
 
 def register_extractor(name: str) -> Any:
-    """Class decorator registering a feature extractor under ``name``."""
+    """Class decorator registering a feature extractor under ``name`` (its options: its ``__init__``'s)."""
 
     def deco(cls: type) -> type:
-        if name in _EXTRACTORS and _EXTRACTORS[name] is not cls:
-            raise ValueError(f"feature extractor {name!r} is already registered")
-        _EXTRACTORS[name] = cls
         cls.name = name
-        return cls
+        return EXTRACTORS.register(name, cls)
 
     return deco
 
 
-def _ensure_loaded() -> None:
-    from lablens.features import deep, handcrafted, quality  # noqa: F401  (run the decorators)
-
-
 def list_extractors() -> list[str]:
-    _ensure_loaded()
-    return sorted(_EXTRACTORS)
+    return EXTRACTORS.names()
 
 
 def split_top(text: str, sep: str) -> list[str]:
@@ -50,14 +45,14 @@ def split_top(text: str, sep: str) -> list[str]:
         elif ch == "]":
             depth -= 1
             if depth < 0:
-                raise ValueError(f"unbalanced ']' in {text!r}")
+                raise SettingError(f"unbalanced ']' in {text!r}")
         if ch == sep and depth == 0:
             parts.append("".join(current).strip())
             current = []
         else:
             current.append(ch)
     if depth != 0:
-        raise ValueError(f"unbalanced '[' in {text!r}")
+        raise SettingError(f"unbalanced '[' in {text!r}")
     parts.append("".join(current).strip())
     return [p for p in parts if p]
 
@@ -73,7 +68,7 @@ def parse_term(term: str) -> tuple[str, dict[str, Any]]:
     if "[" not in term:
         return term, {}
     if not term.endswith("]"):
-        raise ValueError(f"cannot read feature term {term!r}: options go in brackets at the end")
+        raise SettingError(f"cannot read feature term {term!r}: options go in brackets at the end")
     name, inner = term[: term.index("[")].strip(), term[term.index("[") + 1 : -1]
     kwargs: dict[str, Any] = {}
     for i, opt in enumerate(split_top(inner, ",")):
@@ -83,35 +78,25 @@ def parse_term(term: str) -> tuple[str, dict[str, Any]]:
         elif i == 0:
             kwargs["<positional>"] = _value(opt)
         else:
-            raise ValueError(f"option {opt!r} in {term!r} needs a name (key=value)")
+            raise SettingError(f"option {opt!r} in {term!r} needs a name (key=value)")
     return name, kwargs
 
 
 def create_extractor(term: str) -> Any:
     """Create the extractor a spec term names, e.g. ``haralick`` or ``deep[efficientnet_lite0]``."""
-    _ensure_loaded()
     name, kwargs = parse_term(term)
-    if name not in _EXTRACTORS:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(_EXTRACTORS), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown feature extractor {name!r}; known: {', '.join(sorted(_EXTRACTORS))}.{hint}")
-    cls = _EXTRACTORS[name]
+    cls = EXTRACTORS.entry(name).factory  # an unknown name: the closest registered ones are suggested
     if "<positional>" in kwargs:
         positional = getattr(cls, "positional", None)
         if positional is None:
-            raise ValueError(f"feature extractor {name!r} takes no positional option")
+            raise ParamError(f"feature extractor {name!r} takes no positional option")
         kwargs[positional] = kwargs.pop("<positional>")
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"bad options for feature extractor {name!r}: {exc}") from exc
+    return EXTRACTORS.create(name, **kwargs)
 
 
 def create_extractors(spec: str) -> list[Any]:
     """All extractors of a ``+``-joined spec, in order."""
     terms = split_top(spec, "+")
     if not terms:
-        raise ValueError("empty feature spec")
+        raise SettingError("empty feature spec")
     return [create_extractor(t) for t in terms]

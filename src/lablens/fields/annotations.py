@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from lablens.data.tables import number, read_text_csv
+from lablens.errors import SettingError
 
 Truth = list[tuple[str, tuple[float, float, float, float]]]
 BCCD_NAMES = {"WBC": "wbc", "RBC": "rbc", "Platelets": "platelet"}  # BCCD's VOC names → detector labels
@@ -22,14 +23,14 @@ def read_voc(path: str | Path, rename: dict[str, str] | None = None) -> Truth:
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
-        raise ValueError(f"{path}: not a readable Pascal VOC file ({exc})") from exc
+        raise SettingError(f"{path}: not a readable Pascal VOC file ({exc})") from exc
     rename = rename or {}
     out: Truth = []
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
         bb = obj.find("bndbox")
         if bb is None:
-            raise ValueError(f"{path}: object {name!r} has no bndbox")
+            raise SettingError(f"{path}: object {name!r} has no bndbox")
         x0, y0, x1, y1 = (float(bb.findtext(k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax"))
         out.append((rename.get(name, name.lower()), (x0 - 1, y0 - 1, x1, y1)))
     return out
@@ -65,7 +66,7 @@ def read_coco(path: str | Path, label_attribute: str | None = None) -> dict[str,
                 label = str((a.get("attributes") or {}).get(label_attribute, ""))
             out[files[a["image_id"]]].append((label, (x, y, x + w, y + h)))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a readable COCO annotation file ({exc})") from None
+        raise SettingError(f"{path}: not a readable COCO annotation file ({exc})") from None
     return out
 
 
@@ -75,7 +76,7 @@ def read_box_csv(path: str | Path, label_column: str | None = "label") -> dict[s
     df = read_text_csv(path)
     need = {"path", "x0", "y0", "x1", "y1"} | ({label_column} if label_column else set())
     if not need <= set(df.columns):
-        raise ValueError(f"{path}: a box CSV needs columns {', '.join(sorted(need))}")
+        raise SettingError(f"{path}: a box CSV needs columns {', '.join(sorted(need))}")
     out: dict[str, Truth] = {}
     for i, row in enumerate(df.to_dict("records")):
         box = tuple(number(row[k], k, f"{path}, row {i + 2}") or 0.0 for k in ("x0", "y0", "x1", "y1"))

@@ -19,7 +19,6 @@ was used only to measure (benchmarks/fields.py). scikit-image and OpenCV do the 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import cv2
@@ -30,17 +29,14 @@ from skimage.measure import label, regionprops
 from skimage.segmentation import watershed
 from sklearn.base import BaseEstimator
 
+from lablens.errors import SettingError
 from lablens.fields.detection import Detection, box_from_center, register_detector
+from lablens.fields.geometry import disc, inside, touches_edge
 
 if TYPE_CHECKING:
     from lablens.fields.verifier import WbcVerifier
 
 RBC_DIAMETER_UM = 7.5
-
-
-def _disc(radius_px: float) -> np.ndarray:
-    r = max(1, round(radius_px))
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
 def split_touching(mask: np.ndarray, min_distance_px: float) -> np.ndarray:
@@ -83,16 +79,6 @@ def _blueness(rgb: np.ndarray) -> np.ndarray:
     """``B − R`` relative to the field's median, so a redder or bluer stain batch shifts nothing."""
     s = rgb[..., 2] - rgb[..., 0]
     return s - np.median(s)
-
-
-def _inside(x: float, y: float, box: Sequence[float]) -> bool:
-    return box[0] <= x < box[2] and box[1] <= y < box[3]
-
-
-def touches_edge(box: Sequence[int], shape: tuple[int, ...]) -> bool:
-    """Whether an ``(x0, y0, x1, y1)`` box reaches the border of an image of ``shape`` (H, W, ...)."""
-    x0, y0, x1, y1 = box
-    return y0 <= 0 or x0 <= 0 or y1 >= shape[0] or x1 >= shape[1]
 
 
 @register_detector("smear")
@@ -159,9 +145,9 @@ class SmearDetector(BaseEstimator):
 
         return load_verifier(self.verifier)  # cached by the file's path and mtime
 
-    def _scale(self) -> float:
+    def scale(self) -> float:
         if not self.um_per_px or self.um_per_px <= 0:
-            raise ValueError("the smear detector needs the field scale: give um_per_px (µm per pixel)")
+            raise SettingError("the smear detector needs the field scale: give um_per_px (µm per pixel)")
         return float(self.um_per_px)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -182,7 +168,7 @@ class SmearDetector(BaseEstimator):
         Returns the nuclear label image and one dict per candidate nucleus: ``box`` (pixels), ``area``
         (pixels) and ``ids`` (its labels in the image; a segmented nucleus has several).
         """
-        um = self._scale()
+        um = self.scale()
         px2 = um * um
         blue = self.stain_mask(rgb, stain_threshold)
         blobs = label(blue)
@@ -191,7 +177,7 @@ class SmearDetector(BaseEstimator):
             if r.area * px2 >= self.min_lobe_um2:
                 big[blobs == r.label] = True
         # Join lobes: nuclei regions whose dilations (by half the gap) touch form one cell.
-        joined = label(cv2.dilate(big.astype(np.uint8), _disc(self.merge_gap_um / 2 / um)) > 0)
+        joined = label(cv2.dilate(big.astype(np.uint8), disc(self.merge_gap_um / 2 / um)) > 0)
         cells = np.where(big, joined, 0)
         min_split_px = math.sqrt(self.max_nucleus_um2 / math.pi) / um  # the radius of the largest nucleus
         next_id = int(cells.max()) + 1
@@ -211,7 +197,7 @@ class SmearDetector(BaseEstimator):
         if self.verifier is not None:
             white = self._verifier_model().detect(self, rgb)
             return white + self.platelets(rgb, white)
-        um = self._scale()
+        um = self.scale()
         px2 = um * um
         h, w = rgb.shape[:2]
         out: list[Detection] = []
@@ -242,7 +228,7 @@ class SmearDetector(BaseEstimator):
         Platelets stain paler than nuclei, so they get their own threshold; the box is widened to at least
         ``platelet_box_um`` because annotators box the whole platelet with its pale hyalomere.
         """
-        um = self._scale()
+        um = self.scale()
         px2 = um * um
         h, w = rgb.shape[:2]
         mask = (_blueness(rgb) > self.platelet_threshold).astype(np.uint8)
@@ -253,7 +239,7 @@ class SmearDetector(BaseEstimator):
             if not self.min_platelet_um2 <= area_um2 < self.min_nucleus_um2:
                 continue
             cy, cx = r.centroid
-            if any(_inside(cx, cy, c.box) for c in white_cells):
+            if any(inside(cx, cy, c.box) for c in white_cells):
                 continue
             y0, x0, y1, x1 = r.bbox
             side = max(1.3 * max(x1 - x0, y1 - y0), self.platelet_box_um / um)
@@ -269,11 +255,11 @@ class SmearDetector(BaseEstimator):
         return out
 
     def red_cells(self, rgb: np.ndarray) -> list[Detection]:
-        um = self._scale()
+        um = self.scale()
         h, w = rgb.shape[:2]
         sat = rgb.max(axis=2) - rgb.min(axis=2)  # red cells are more saturated than the pale background
         red = (sat > np.percentile(sat, 5) + self.rbc_saturation).astype(np.uint8)
-        red = cv2.morphologyEx(red, cv2.MORPH_OPEN, _disc(0.4 / um)) > 0
+        red = cv2.morphologyEx(red, cv2.MORPH_OPEN, disc(0.4 / um)) > 0
         red = ndi.binary_fill_holes(red)
         radius_px = RBC_DIAMETER_UM / 2 / um
         parts = split_touching(red, 0.7 * radius_px)

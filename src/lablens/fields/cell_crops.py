@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lablens.errors import SettingError
 from lablens.fields.crops import crop_cells
 from lablens.fields.detection import Detection, create_detector
 from lablens.fields.icap import CYTOPLASMIC, families
@@ -111,9 +112,9 @@ def field_cells(
 ) -> tuple[list[Detection], np.ndarray, np.ndarray]:
     """Detections of a field, the indices of those classified, and their ``size``-px crops."""
     if preset.detector is None:
-        raise ValueError(f"task {preset.name!r} classifies whole frames; it has no cells to crop")
+        raise SettingError(f"task {preset.name!r} classifies whole frames; it has no cells to crop")
     if not um_per_px or um_per_px <= 0:
-        raise ValueError("the field scale (um_per_px) is needed to crop cells at a physical size")
+        raise SettingError("the field scale (um_per_px) is needed to crop cells at a physical size")
     dets = create_detector(preset.detector, um_per_px=um_per_px, **detector_kwargs).detect(image)
     todo = np.array([i for i, d in enumerate(dets) if d.label in preset.classify], dtype=np.int64)
     crops = crop_cells(

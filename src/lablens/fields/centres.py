@@ -1,6 +1,6 @@
 """Boxes ↔ centre-point maps, the training targets and the read-out of a :class:`~lablens.models.centre_net.CentreNet`.
 
-Deterministic array code only: the training task (:mod:`lablens.train.tasks.centres`) draws its augmentations
+Deterministic array code only: the training task (:mod:`lablens.fields.centre_task`) draws its augmentations
 elsewhere. Boxes are ``(x0, y0, x1, y1)`` in input pixels; maps have one cell per ``stride`` pixels.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lablens.infer.network import dihedral
+from lablens.nn.network import dihedral
 
 #: target channels: centre heat (a Gaussian per object, 1 at its centre cell), log width, log height,
 #: offset x, offset y, and the mask of centre cells where size and offset are taught
@@ -41,7 +41,7 @@ def centre_targets(boxes: Sequence[Sequence[float]], shape: tuple[int, int], str
 
 
 def dihedral_targets(target: torch.Tensor, k: int) -> torch.Tensor:
-    """``B×6×h×w`` targets seen through view ``k`` of :func:`lablens.infer.network.dihedral` (``k % 4`` quarter
+    """``B×6×h×w`` targets seen through view ``k`` of :func:`lablens.nn.network.dihedral` (``k % 4`` quarter
     turns, then a horizontal flip when ``k >= 4``), so that they describe the boxes of the turned images: sizes
     swap on odd turns, offsets turn and flip with the image."""
     t = dihedral(target, k)

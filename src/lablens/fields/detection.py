@@ -1,4 +1,5 @@
-"""The one record every detector returns, and the detector registry.
+"""The one record every detector returns, and the detector registry (filled when :mod:`lablens.fields` is
+imported).
 
 A detector is a plain object with ``detect(image: H×W×3 uint8 RGB) -> list[Detection]``, registered by
 name per modality (``smear`` for brightfield blood smears, ``nuclei`` for fluorescence IIF). Detectors take
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from lablens.registry import Registry
 
 
 @dataclass
@@ -45,36 +48,21 @@ class Detector(Protocol):
     def detect(self, image: np.ndarray) -> list[Detection]: ...
 
 
-_DETECTORS: dict[str, Callable[..., Detector]] = {}
+DETECTORS = Registry("detector")
 
 
 def register_detector(name: str) -> Callable[[Callable[..., Detector]], Callable[..., Detector]]:
-    """Decorator registering a detector class under ``name``."""
-
-    def deco(factory: Callable[..., Detector]) -> Callable[..., Detector]:
-        if name in _DETECTORS and _DETECTORS[name] is not factory:
-            raise ValueError(f"detector {name!r} is already registered")
-        _DETECTORS[name] = factory
-        return factory
-
-    return deco
-
-
-def _ensure_loaded() -> None:
-    from lablens.fields import brightfield, fluorescence, learned  # noqa: F401  (runs the decorators)
+    """Decorator registering a detector class under ``name`` (its settings: its ``__init__``'s)."""
+    return DETECTORS.register(name)
 
 
 def list_detectors() -> list[str]:
-    _ensure_loaded()
-    return sorted(_DETECTORS)
+    return DETECTORS.names()
 
 
 def create_detector(name: str, **kwargs: Any) -> Detector:
-    """The detector registered as ``name`` built with explicit keyword arguments."""
-    _ensure_loaded()
-    if name not in _DETECTORS:
-        raise KeyError(f"unknown detector {name!r}; registered: {', '.join(sorted(_DETECTORS))}")
-    return _DETECTORS[name](**kwargs)
+    """The detector registered as ``name`` built with explicit, checked keyword arguments."""
+    return DETECTORS.create(name, **kwargs)
 
 
 def box_from_center(cx: float, cy: float, side: float, width: int, height: int) -> tuple[int, int, int, int]:

@@ -32,8 +32,10 @@ from skimage.measure import regionprops
 from skimage.segmentation import watershed
 from sklearn.base import BaseEstimator
 
-from lablens.fields.brightfield import split_touching, touches_edge
+from lablens.errors import SettingError
+from lablens.fields.brightfield import split_touching
 from lablens.fields.detection import Detection, register_detector
+from lablens.fields.geometry import touches_edge
 
 CHANNELS = {"red": 0, "green": 1, "blue": 2}
 
@@ -81,7 +83,7 @@ class NucleiDetector(BaseEstimator):
         elif self.channel in CHANNELS:
             g = img[..., CHANNELS[self.channel]]
         else:
-            raise ValueError(f"unknown channel {self.channel!r}; choose green, red, blue or grey")
+            raise SettingError(f"unknown channel {self.channel!r}; choose green, red, blue or grey")
         keep = np.ones(g.shape, dtype=bool)
         for x0, y0, x1, y1 in self.ignore_regions:
             keep[max(0, int(y0)) : max(0, int(y1)), max(0, int(x0)) : max(0, int(x1))] = False
@@ -92,7 +94,7 @@ class NucleiDetector(BaseEstimator):
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         if not self.um_per_px or self.um_per_px <= 0:
-            raise ValueError("the nuclei detector needs the field scale: give um_per_px (µm per pixel)")
+            raise SettingError("the nuclei detector needs the field scale: give um_per_px (µm per pixel)")
         um = float(self.um_per_px)
         raw = self.signal(image)
         smooth = cv2.GaussianBlur(raw, (0, 0), sigmaX=max(0.5, 1.0 / um))
@@ -175,7 +177,7 @@ class CellDetector(BaseEstimator):
     def segment(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(cell labels, nucleus-hole labels, stretched signal)`` of a field."""
         if not self.um_per_px or self.um_per_px <= 0:
-            raise ValueError("the cell detector needs the field scale: give um_per_px (µm per pixel)")
+            raise SettingError("the cell detector needs the field scale: give um_per_px (µm per pixel)")
         um = float(self.um_per_px)
         raw = NucleiDetector(um, self.channel, ignore_regions=self.ignore_regions).signal(image)
         smooth = cv2.GaussianBlur(raw, (0, 0), sigmaX=max(0.5, 1.0 / um))

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from lablens.errors import SettingError
 from lablens.fields.detection import Detection
 from lablens.fields.fluorescence import CHANNELS
 
@@ -52,10 +53,10 @@ class IntensityScale:
     @classmethod
     def from_controls(cls, negative: Sequence[float], positive: Sequence[float]) -> IntensityScale:
         if not len(negative) or not len(positive):
-            raise ValueError("intensity controls need at least one negative and one positive control field")
+            raise SettingError("intensity controls need at least one negative and one positive control field")
         neg, pos = np.asarray(negative, float), np.asarray(positive, float)
         if pos.mean() <= neg.mean():
-            raise ValueError(
+            raise SettingError(
                 f"the positive controls ({pos.mean():.1f}) are not brighter than the negative ones ({neg.mean():.1f})"
             )
         return cls(

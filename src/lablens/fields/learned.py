@@ -3,7 +3,7 @@
 Where no hand-made rule finds the objects well — whole cells of cytoplasmic IIF patterns, whose nuclei are dark
 and whose bodies touch — the lab's annotated fields teach a detector instead. Fields are resampled to one working
 scale (``work_um_per_px``, so a model serves every camera and magnification), cut into overlapping tiles and
-trained on the one training engine (:class:`~lablens.train.tasks.centres.CentreTask`). At detection a whole field
+trained on the one training engine (:class:`~lablens.fields.centre_task.CentreTask`). At detection a whole field
 is run at once and objects are read from the centre map (:func:`~lablens.fields.centres.decode`).
 
 The trained detector is a bundle (``weights.safetensors`` + ``card.json``, no pickle) that ``lablens analyze
@@ -26,12 +26,13 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection import GroupShuffleSplit
 
 from lablens.config import TrainingSettings
-from lablens.fields.brightfield import touches_edge
+from lablens.errors import SettingError
 from lablens.fields.centres import centre_targets, decode
 from lablens.fields.detection import Detection, register_detector
+from lablens.fields.geometry import touches_edge
 from lablens.infer.bundle import BUNDLE_SCHEMA, BundleError, read_bundle_files, write_bundle_files
-from lablens.infer.network import Normalizer
 from lablens.models.centre_net import STRIDE, build_centre_net
+from lablens.nn.network import Normalizer
 from lablens.train.context import FitContext
 from lablens.train.trainer import Trainer
 
@@ -104,18 +105,18 @@ class LearnedDetector(BaseEstimator):
         """Train on fields ``X`` (``H×W×3`` uint8, any sizes) with their object boxes ``y`` (``x0, y0, x1, y1``
         pixels); ``um_per_px`` per field or one for all (default: the detector's); ``groups`` (a field's sample)
         keep a sample's fields on one side of the validation split."""
-        from lablens.train.tasks.centres import CentreTask
+        from lablens.fields.centre_task import CentreTask
 
         if len(X) != len(y):
             raise ValueError(f"{len(X)} fields but {len(y)} box lists")
         if not X:
-            raise ValueError("no annotated fields to train on")
+            raise SettingError("no annotated fields to train on")
         scale = self.um_per_px if um_per_px is None else um_per_px
         scales = [scale] * len(X) if scale is None or np.isscalar(scale) else list(scale)  # type: ignore[arg-type]
         if any(not s or float(s) <= 0 for s in scales):
-            raise ValueError("the learned detector needs each field's scale: give um_per_px (µm per pixel)")
+            raise SettingError("the learned detector needs each field's scale: give um_per_px (µm per pixel)")
         if self.tile % PAD_TO:
-            raise ValueError(f"tile {self.tile} must be a multiple of {PAD_TO}")
+            raise SettingError(f"tile {self.tile} must be a multiple of {PAD_TO}")
         ctx = context or FitContext()
         train_rows, val_rows = self._split(len(X), groups)
         x_tr, t_tr = self._tiles(
@@ -190,7 +191,7 @@ class LearnedDetector(BaseEstimator):
     # -- detection ----------------------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Detection]:
         if not self.um_per_px or self.um_per_px <= 0:
-            raise ValueError("the learned detector needs the field scale: give um_per_px (µm per pixel)")
+            raise SettingError("the learned detector needs the field scale: give um_per_px (µm per pixel)")
         net, model, params = self._fitted()
         f = float(self.um_per_px) / float(params["work_um_per_px"])
         h, w = image.shape[:2]
@@ -221,7 +222,7 @@ class LearnedDetector(BaseEstimator):
         if hasattr(self, "net_"):
             return self.net_, self.model_, self.get_params()
         if not self.bundle:
-            raise ValueError(
+            raise SettingError(
                 "the learned detector is not trained: give bundle= (a detector bundle from lablens train-detector)"
             )
         net, model, params, _ = _load(*_key(self.bundle))

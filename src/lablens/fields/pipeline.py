@@ -29,6 +29,7 @@ import numpy as np
 from lablens.data.io import DecodeLimits, ImageError, png_sha256, read_image
 from lablens.data.preprocess import to_square
 from lablens.data.validate import Problem
+from lablens.errors import SettingError
 from lablens.fields.cell_crops import (
     CropGeometry,
     field_cells,
@@ -44,7 +45,7 @@ from lablens.infer.predictor import CLASSIFIED, NOT_EVALUABLE, Predictor, Scores
 from lablens.quality.reference import Flag, ImageReference
 
 
-class FieldSetupError(ValueError):
+class FieldSetupError(SettingError):
     """The fields cannot be analysed with this bundle as asked; the message names the setting and why."""
 
 
@@ -226,7 +227,7 @@ def classify_field(
     class), with each object's status, quality score (with a gate), OOD score (with a guard) and quality flags
     (with the bundle's image ``reference``).
 
-    With a gate the field itself is scored too (:meth:`~lablens.quality.gate.QualityGate.score_field`; a
+    With a gate the field itself is scored too (:meth:`~lablens.infer.gate.QualityGate.score_field`; a
     whole-frame task: the frame's score): a field above the gate's level is not evaluable as a whole, and all
     of its cells are marked so, not only the blurred ones."""
     n, k = len(work.dets), len(predictor.bundle.classes)

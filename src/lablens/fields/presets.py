@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lablens.registry import Registry
+
 
 @dataclass(frozen=True)
 class FieldPreset:
@@ -35,38 +37,37 @@ class FieldPreset:
     description: str = ""
 
 
-PRESETS: dict[str, FieldPreset] = {
-    p.name: p
-    for p in (
-        FieldPreset(
-            name="blood",
-            detector="smear",
-            um_per_px=0.075,  # BCCD (640×480 fields); a CellaVision DM96 field is ~0.1
-            classify=("wbc",),
-            crop_um=36.0,  # the side of a CellaVision / PBC single-cell image
-            aggregator="differential",
-            description="Brightfield smear: white-cell differential with 95 % CIs, flags, unidentified cells.",
-        ),
-        FieldPreset(
-            name="ana",
-            detector="nuclei",
-            um_per_px=0.093,  # the ana-fields camera (a 20 µm bar is 215 px)
-            classify=("nucleus",),
-            crop_um=24.0,  # an ICPR HEp-2 single-cell crop
-            aggregator="ana",
-            description="HEp-2 IIF: positive/negative, dominant and mixed patterns, mitotic evidence.",
-        ),
-        FieldPreset(
-            name="nailfold",
-            detector=None,
-            um_per_px=None,
-            classify=(),
-            crop_um=0.0,
-            aggregator="verdict",
-            description="Capillaroscopy: each frame classified whole; the patient verdict from all frames.",
-        ),
-    )
-}
+FIELD_PRESETS = Registry("analysis preset (--task)")
+for _preset in (
+    FieldPreset(
+        name="blood",
+        detector="smear",
+        um_per_px=0.075,  # BCCD (640×480 fields); a CellaVision DM96 field is ~0.1
+        classify=("wbc",),
+        crop_um=36.0,  # the side of a CellaVision / PBC single-cell image
+        aggregator="differential",
+        description="Brightfield smear: white-cell differential with 95 % CIs, flags, unidentified cells.",
+    ),
+    FieldPreset(
+        name="ana",
+        detector="nuclei",
+        um_per_px=0.093,  # the ana-fields camera (a 20 µm bar is 215 px)
+        classify=("nucleus",),
+        crop_um=24.0,  # an ICPR HEp-2 single-cell crop
+        aggregator="ana",
+        description="HEp-2 IIF: positive/negative, dominant and mixed patterns, mitotic evidence.",
+    ),
+    FieldPreset(
+        name="nailfold",
+        detector=None,
+        um_per_px=None,
+        classify=(),
+        crop_um=0.0,
+        aggregator="verdict",
+        description="Capillaroscopy: each frame classified whole; the patient verdict from all frames.",
+    ),
+):
+    FIELD_PRESETS.register(_preset.name, value=_preset, summary=_preset.description)
 
 
 #: the ``ana`` task on whole cells, for bundles that learned cytoplasmic patterns from whole cells (the stain is in
@@ -83,6 +84,5 @@ ANA_WHOLE_CELLS = FieldPreset(
 
 
 def get_preset(name: str) -> FieldPreset:
-    if name not in PRESETS:
-        raise KeyError(f"unknown --task {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name]
+    """The preset of ``--task name``; an unknown name is a one-line error listing the tasks."""
+    return FIELD_PRESETS.value(name)

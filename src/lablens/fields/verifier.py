@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,19 +31,20 @@ import cv2
 import numpy as np
 
 from lablens import jsonio
-from lablens.fields.brightfield import _disc, _inside, touches_edge
+from lablens.errors import MissingInputError, OutputExistsError, SettingError
 from lablens.fields.detection import Detection
+from lablens.fields.geometry import disc, inside, touches_edge
 
 if TYPE_CHECKING:
     from lablens.fields.brightfield import SmearDetector
 
 FORMAT = "lablens-wbc-verifier/1"
 STRIPS = 9  # profile strips of 1 µm walking out of the nucleus box (a white cell is at most ~20 µm across)
-_DIRS = ("left", "right", "up", "down")
+DIRECTIONS = ("left", "right", "up", "down")
 _OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 _CHANNELS = ("bright", "blue", "sat")
 
-_LGB_PARAMS: dict[str, Any] = {
+LGB_PARAMS: dict[str, Any] = {
     "learning_rate": 0.05,
     "num_leaves": 15,
     "min_data_in_leaf": 5,
@@ -136,7 +137,7 @@ def candidates(
     detector: SmearDetector, rgb: np.ndarray, stain_threshold: float, min_area_um2: float
 ) -> list[Candidate]:
     """Nucleus candidates of one field with their features."""
-    um = detector._scale()
+    um = detector.scale()
     px2 = um * um
     rgb = np.asarray(rgb, dtype=np.float32)
     h, w = rgb.shape[:2]
@@ -145,7 +146,7 @@ def candidates(
     blue_any = labels > 0
     step = max(1, round(1.0 / um))
     margin = round(5.0 / um)
-    ring1, ring2 = _disc(1.5 / um), _disc(4.0 / um)
+    ring1, ring2 = disc(1.5 / um), disc(4.0 / um)
     out: list[Candidate] = []
     for n in nuclei:
         area_um2 = n["area"] * px2
@@ -166,7 +167,7 @@ def candidates(
         other = blue_any[cy0:cy1, cx0:cx1] & ~mask
         nuc = local[mask]
         bw, bh = (x1 - x0) * um, (y1 - y0) * um
-        edge_um = {d: _edge_distance(n["box"], d, (h, w)) * um for d in _DIRS}
+        edge_um = {d: _edge_distance(n["box"], d, (h, w)) * um for d in DIRECTIONS}
         shared = [
             area_um2,
             float(len(n["ids"])),
@@ -180,7 +181,9 @@ def candidates(
             float(touches_edge(n["box"], (h, w))),
             min(edge_um.values()),
         ]
-        profiles = {d: [v for k in range(STRIPS) for v in _strip(ch, n["box"], d, k, step)] for d in _DIRS}
+        profiles = {
+            d: [v for k in range(STRIPS) for v in _strip(ch, n["box"], d, k, step)] for d in DIRECTIONS
+        }
         out.append(
             Candidate(
                 box=(x0, y0, x1, y1),
@@ -195,7 +198,7 @@ def candidates(
 
 
 def classifier_row(c: Candidate) -> list[float]:
-    mean_profile = np.nanmean(np.array([c.profiles[d] for d in _DIRS], dtype=float), axis=0)
+    mean_profile = np.nanmean(np.array([c.profiles[d] for d in DIRECTIONS], dtype=float), axis=0)
     return [*c.shared, *mean_profile.tolist()]
 
 
@@ -249,7 +252,7 @@ class WbcVerifier:
     # ---------------------------------------------------------------------------------------------- inference
     def detect(self, detector: SmearDetector, rgb: np.ndarray) -> list[Detection]:
         """White cells of one field: candidates scored and boxed, overlapping calls resolved."""
-        um = detector._scale()
+        um = detector.scale()
         shape = rgb.shape
         cands = candidates(detector, rgb, self.candidate_threshold, self.min_candidate_um2)
         if not cands:
@@ -258,14 +261,14 @@ class WbcVerifier:
         keep = [i for i in np.argsort(-p, kind="stable") if p[i] >= self.threshold]
         if not keep:
             return []
-        rows = np.array([extent_row(cands[i], d, um) for i in keep for d in _DIRS], dtype=float)
-        ext = self.extent.predict(rows).reshape(len(keep), len(_DIRS))
+        rows = np.array([extent_row(cands[i], d, um) for i in keep for d in DIRECTIONS], dtype=float)
+        ext = self.extent.predict(rows).reshape(len(keep), len(DIRECTIONS))
         out: list[Detection] = []
         for i, e in zip(keep, ext, strict=True):
             c = cands[i]
-            box = _extend(c.box, dict(zip(_DIRS, e.tolist(), strict=True)), um, shape)
+            box = _extend(c.box, dict(zip(DIRECTIONS, e.tolist(), strict=True)), um, shape)
             ncx, ncy = (c.box[0] + c.box[2]) / 2, (c.box[1] + c.box[3]) / 2
-            if any(_inside(ncx, ncy, o.box) for o in out):  # a lobe or fragment of a cell already called
+            if any(inside(ncx, ncy, o.box) for o in out):  # a lobe or fragment of a cell already called
                 continue
             out.append(
                 Detection(
@@ -279,105 +282,11 @@ class WbcVerifier:
         return out
 
     # ------------------------------------------------------------------------------------------------ fitting
-    @classmethod
-    def fit(
-        cls,
-        fields: Iterable[TrainingField],
-        detector_kwargs: dict[str, Any] | None = None,
-        candidate_threshold: float = 32.0,
-        min_candidate_um2: float = 8.0,
-        threshold: float = 0.5,
-        rounds: int = 300,
-        seed: int = 0,
-    ) -> WbcVerifier:
-        """Fit on annotated fields.
-
-        A candidate is a positive when its nucleus centre lies in a truth box and it is that box's largest
-        candidate; smaller candidates in the same box (detached lobes) are left out of the classifier's
-        training, since at inference the containment rule removes them. Extents are learnt from positives,
-        per direction, except where the truth box is cut by the field edge (its true extent is unknown).
-        """
-        import lightgbm as lgb
-
-        from lablens.fields.brightfield import SmearDetector
-
-        X_clf: list[list[float]] = []
-        y_clf: list[int] = []
-        X_ext: list[list[float]] = []
-        y_ext: list[float] = []
-        n_fields = n_truth = n_found = 0
-        for f in fields:
-            det = SmearDetector(um_per_px=f.um_per_px, find_rbc=False, **(detector_kwargs or {}))
-            um = f.um_per_px
-            h, w = f.image.shape[:2]
-            cands = candidates(det, f.image, candidate_threshold, min_candidate_um2)
-            n_fields += 1
-            n_truth += len(f.boxes)
-            owner: dict[int, int] = {}  # truth index -> candidate index (the largest inside)
-            inside: dict[int, int] = {}
-            for i, c in enumerate(cands):
-                cx, cy = (c.box[0] + c.box[2]) / 2, (c.box[1] + c.box[3]) / 2
-                hits = [j for j, b in enumerate(f.boxes) if _inside(cx, cy, b)]
-                if hits:
-                    j = min(
-                        hits, key=lambda j: (f.boxes[j][2] - f.boxes[j][0]) * (f.boxes[j][3] - f.boxes[j][1])
-                    )
-                    inside[i] = j
-                    if j not in owner or cands[owner[j]].area_um2 < c.area_um2:
-                        owner[j] = i
-            n_found += len(owner)
-            positives = {i: j for j, i in owner.items()}
-            for i, c in enumerate(cands):
-                if i in inside and i not in positives:
-                    continue
-                X_clf.append(classifier_row(c))
-                y_clf.append(int(i in positives))
-            for i, j in positives.items():
-                c = cands[i]
-                tx0, ty0, tx1, ty1 = f.boxes[j]
-                x0, y0, x1, y1 = c.box
-                truth_ext = {"left": x0 - tx0, "right": tx1 - x1, "up": y0 - ty0, "down": ty1 - y1}
-                cut = {"left": tx0 <= 0, "right": tx1 >= w, "up": ty0 <= 0, "down": ty1 >= h}
-                for d in _DIRS:
-                    if not cut[d]:
-                        X_ext.append(extent_row(c, d, um))
-                        y_ext.append(truth_ext[d] * um)
-        if sum(y_clf) < 5 or len(y_clf) - sum(y_clf) < 5 or len(y_ext) < 20:
-            raise ValueError(
-                f"too few examples to fit a verifier: {sum(y_clf)} white cells and "
-                f"{len(y_clf) - sum(y_clf)} other candidates on {n_fields} fields (need ≥ 5 of each)"
-            )
-        params = {**_LGB_PARAMS, "seed": seed}
-        clf = lgb.train(
-            {**params, "objective": "binary"},
-            lgb.Dataset(
-                np.array(X_clf, dtype=float), np.array(y_clf), feature_name=list(CLASSIFIER_FEATURES)
-            ),
-            num_boost_round=rounds,
-        )
-        ext = lgb.train(
-            {**params, "objective": "huber", "alpha": 1.0},
-            lgb.Dataset(np.array(X_ext, dtype=float), np.array(y_ext), feature_name=list(EXTENT_FEATURES)),
-            num_boost_round=rounds,
-        )
-        info = {
-            "fields": n_fields,
-            "truth_cells": n_truth,
-            "candidate_recall": round(n_found / max(n_truth, 1), 4),
-            "positives": int(sum(y_clf)),
-            "negatives": int(len(y_clf) - sum(y_clf)),
-            "extent_rows": len(y_ext),
-            "detector_kwargs": dict(detector_kwargs or {}),
-            "rounds": rounds,
-            "seed": seed,
-        }
-        return cls(candidate_threshold, min_candidate_um2, threshold, clf, ext, info)
-
     # ------------------------------------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         if path.exists():
-            raise FileExistsError(f"{path} exists; lablens does not overwrite files (choose a new name)")
+            raise OutputExistsError(f"{path} exists; lablens does not overwrite files (choose a new name)")
         doc = {
             "format": FORMAT,
             "candidate_threshold": self.candidate_threshold,
@@ -401,13 +310,13 @@ class WbcVerifier:
         try:
             doc = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not a readable verifier file ({exc})") from exc
+            raise SettingError(f"{path}: not a readable verifier file ({exc})") from exc
         if doc.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a lablens white-cell verifier (format {doc.get('format')!r})")
+            raise SettingError(f"{path}: not a lablens white-cell verifier (format {doc.get('format')!r})")
         if doc["classifier_features"] != list(CLASSIFIER_FEATURES) or doc["extent_features"] != list(
             EXTENT_FEATURES
         ):
-            raise ValueError(f"{path}: fitted with another lablens version's features; fit it again")
+            raise SettingError(f"{path}: fitted with another lablens version's features; fit it again")
         return cls(
             candidate_threshold=float(doc["candidate_threshold"]),
             min_candidate_um2=float(doc["min_candidate_um2"]),
@@ -427,5 +336,5 @@ def load_verifier(path: str | Path) -> WbcVerifier:
     """:meth:`WbcVerifier.load`, cached per file (a detector is built per field; the file is read once)."""
     p = Path(path).resolve()
     if not p.is_file():
-        raise FileNotFoundError(f"{path}: no such verifier file (make one with `lablens fit-verifier`)")
+        raise MissingInputError(f"{path}: no such verifier file (make one with `lablens fit-verifier`)")
     return _load_cached(str(p), p.stat().st_mtime_ns)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lablens.errors import SettingError
+from lablens.evaluate.calibration import apply_temperature
 from lablens.infer.bundle import Bundle
-from lablens.infer.predictor import softmax_t
 
 #: how a sample called this way is described in reports and on the review page
 METHOD = "multiple-instance (the sample's cells together, weighted by attention)"
@@ -32,12 +33,14 @@ class BagCall:
 def call_bags(bundle: Bundle, bags: Sequence[np.ndarray], device: str = "auto") -> list[BagCall]:
     """One call per bag (an array of cell crops, cells × H × W × C); bags must hold at least one cell."""
     if bundle.inputs != "bags":
-        raise ValueError(f"bundle {bundle.hash[:12]} classifies single images, not samples of cells")
+        raise SettingError(f"bundle {bundle.hash[:12]} classifies single images, not samples of cells")
     outs = bundle.estimator.bag_outputs(list(bags), device=device) if len(bags) else []
     t = bundle.temperature
     return [
         BagCall(
-            softmax_t(o["logits"][None], t)[0], softmax_t(o["cell_logits"], t), np.asarray(o["attention"])
+            apply_temperature(o["logits"][None], t)[0],
+            apply_temperature(o["cell_logits"], t),
+            np.asarray(o["attention"]),
         )
         for o in outs
     ]

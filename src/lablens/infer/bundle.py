@@ -27,8 +27,9 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from lablens import __version__, jsonio
-from lablens.infer.tta import estimator_policy
-from lablens.registry import create_estimator
+from lablens.errors import LablensError
+from lablens.models.registry import create_estimator
+from lablens.nn.tta import estimator_policy
 
 BUNDLE_SCHEMA = "lablens.bundle/1"
 WEIGHTS = "weights.safetensors"
@@ -38,7 +39,7 @@ CARD = "card.json"
 RETIRED_PARAMS = ("device", "threads", "eval_batch_size", "checkpoint_dir", "resume", "progress")
 
 
-class BundleError(Exception):
+class BundleError(LablensError):
     """A path that is not a usable lablens bundle; the message says why."""
 
 

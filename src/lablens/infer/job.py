@@ -32,14 +32,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lablens import jsonio
-from lablens.infer.shard import STATUSES, Shard
+from lablens.errors import LablensError
+from lablens.infer.decode import Shard
+from lablens.infer.shard import STATUSES
 
 JOB, PLAN, SHARDS, SUCCESS = "_job.json", "_plan", "_shards.jsonl", "_SUCCESS"
 SCHEMA = "lablens.predict-job/1"
 EXAMPLES = 5  # skipped files named per shard in its record (every one is a row of the shard, with its reason)
 
 
-class JobError(Exception):
+class JobError(LablensError):
     """The job folder cannot be used as asked; the message names the folder or setting and says why."""
 
 

@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from lablens.infer.decode import DecodedShard, Preprocessing, Shard, decode_shard
 from lablens.infer.job import JobFolder
-from lablens.infer.shard import DecodedShard, Preprocessing, Shard, ShardClassifier, decode_shard
+from lablens.infer.shard import ShardClassifier
 
 
 def run_local(

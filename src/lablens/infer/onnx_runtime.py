@@ -1,24 +1,22 @@
 """ONNX Runtime inference for a bundle exported with ``lablens export --format onnx``.
 
-The predictor uses it automatically on CPU when the bundle folder holds ``model.onnx`` and an ``onnx.json``
-whose bundle hash is this bundle's (an ONNX file left over from another model is never used), else an export
-it makes once into the lablens cache (:func:`cached_onnx`). The graph gives the logits of one view; the runner
-applies the test-time-augmentation policy around it.
+The predictor uses it on CPU when the bundle folder holds ``model.onnx`` and an ``onnx.json`` whose bundle hash
+is this bundle's (an ONNX file left over from another model is never used), else the export that the explicit
+cache step :func:`lablens.infer.onnx_export.prepare_onnx` made in the lablens cache (:func:`cached_onnx`).
+Inference itself never exports. The graph gives the logits of one view; the runner applies the
+test-time-augmentation policy around it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lablens.infer.bundle import Bundle
-from lablens.infer.tta import VIEWS, TtaPolicy, dihedral_nhwc, escalated
+from lablens.nn.tta import VIEWS, TtaPolicy, dihedral_nhwc, escalated
 
 ONNX_FILE = "model.onnx"
 ONNX_CARD = "onnx.json"
@@ -33,7 +31,7 @@ class OnnxModel:
     graph_views: int = 1
 
 
-def _export_in(folder: Path, bundle_hash: str) -> OnnxModel | None:
+def export_in(folder: Path, bundle_hash: str) -> OnnxModel | None:
     model, card = folder / ONNX_FILE, folder / ONNX_CARD
     if not (folder.is_dir() and model.is_file() and card.is_file()):
         return None
@@ -50,35 +48,19 @@ def _export_in(folder: Path, bundle_hash: str) -> OnnxModel | None:
 
 def matching_onnx(bundle: Bundle) -> OnnxModel | None:
     """The bundle's exported ONNX model when present and made from this very bundle, else ``None``."""
-    return _export_in(Path(bundle.path), bundle.hash)
+    return export_in(Path(bundle.path), bundle.hash)
+
+
+def cache_folder(bundle: Bundle) -> Path:
+    """Where :func:`lablens.infer.onnx_export.prepare_onnx` keeps the bundle's export (named by its hash)."""
+    from lablens.data.cache import default_cache_dir
+
+    return default_cache_dir() / "onnx" / bundle.hash[:32]
 
 
 def cached_onnx(bundle: Bundle) -> OnnxModel | None:
-    """An export of ``bundle`` in the lablens cache, made (and parity-checked) on first use; ``None`` when the
-    model cannot be exported (not a single-task timm network) or its export does not reproduce torch.
-
-    The bundle itself is never touched; the cache folder is named by the bundle hash.
-    """
-    from lablens.data.cache import default_cache_dir
-
-    folder = default_cache_dir() / "onnx" / bundle.hash[:32]
-    found = _export_in(folder, bundle.hash)
-    if found is not None or not type(bundle.estimator).capabilities.onnx:
-        return found
-    from lablens.export.onnx import export_onnx
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
-    try:
-        export_onnx(bundle.path, tmp)
-        os.replace(tmp, folder)
-    except OSError:
-        pass  # another process put its export there first: use that one
-    except Exception:  # any export or parity failure: torch predicts instead, as without ONNX
-        return None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return _export_in(folder, bundle.hash)
+    """The export of ``bundle`` in the lablens cache when one was made (read only: nothing is exported here)."""
+    return export_in(cache_folder(bundle), bundle.hash)
 
 
 class OnnxRunner:

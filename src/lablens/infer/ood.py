@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from lablens.errors import SettingError
+
 OUT_OF_DISTRIBUTION = "out_of_distribution"
 ALPHAS = (0.05, 0.02, 0.01, 0.005, 0.002, 0.001)  # flag rates a card holds thresholds for
 DEFAULT_ALPHA = 0.01
@@ -101,7 +103,7 @@ def parse_alpha(text: str) -> float | None:
     except ValueError:
         alpha = -1.0
     if alpha not in ALPHAS:
-        raise ValueError(
+        raise SettingError(
             f"--ood {text!r}: use off or a flag rate among {', '.join(f'{a:g}' for a in ALPHAS)} "
             "(the share of images like the training images that get flagged)"
         )
@@ -216,7 +218,9 @@ class OodSummary:
         if not doc:
             return None
         if list(doc.get("features") or []) != list(FEATURES):
-            raise ValueError("the bundle's OOD summary uses other image statistics than this lablens version")
+            raise SettingError(
+                "the bundle's OOD summary uses other image statistics than this lablens version"
+            )
         conf = doc.get("confidence")
         return cls(
             np.asarray(doc["mean"], dtype=np.float64),
@@ -237,7 +241,7 @@ class OodSummary:
     def threshold(self, alpha: float = DEFAULT_ALPHA) -> float:
         if alpha not in self.thresholds:
             held = ", ".join(f"{a:g}" for a in sorted(self.thresholds)) or "none"
-            raise ValueError(f"--ood {alpha:g}: this bundle holds OOD thresholds for {held}")
+            raise SettingError(f"--ood {alpha:g}: this bundle holds OOD thresholds for {held}")
         return self.thresholds[alpha]
 
     def scores(self, images: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 The exact preprocessing recorded in the bundle's card is applied (decode → RGB → ``to_square``), images
 are classified in batches, probabilities are temperature-calibrated, and every row carries the bundle
 hash. Files that cannot be read are reported with their reason and skipped. With a quality gate
-(:class:`~lablens.quality.gate.QualityGate`) every row also carries its quality score, and an image above the
+(:class:`~lablens.infer.gate.QualityGate`) every row also carries its quality score, and an image above the
 gate's blur level is reported as not evaluable: no class is given. A bundle with an out-of-distribution summary
 (:mod:`lablens.infer.ood`) scores every image against its training images: one that does not look like them is
 reported as out of distribution (no class given), and the whole submission is judged too.
@@ -12,7 +12,7 @@ reported as out of distribution (no class given), and the whole submission is ju
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,20 +22,15 @@ import numpy as np
 from lablens import jsonio
 from lablens.data.io import SUPPORTED_SUFFIXES, DecodeLimits, safe_display_name, walk_files
 from lablens.data.validate import Problem
+from lablens.errors import SettingError
+from lablens.evaluate.calibration import apply_temperature
 from lablens.infer.bundle import Bundle
 from lablens.infer.ood import DEFAULT_ALPHA, OUT_OF_DISTRIBUTION, OodGuard, SubmissionCheck
-from lablens.infer.tta import TtaPolicy, estimator_policy
+from lablens.nn.tta import TtaPolicy, estimator_policy
 from lablens.progress import SilentProgress
 
 if TYPE_CHECKING:
-    from lablens.quality.gate import QualityGate
-
-
-def softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
-    z = logits / max(float(temperature), 1e-6)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    from lablens.infer.gate import QualityGate
 
 
 CLASSIFIED, NOT_EVALUABLE = "classified", "not_evaluable"
@@ -119,7 +114,7 @@ def _set_policy(bundle: Bundle, policy: TtaPolicy) -> None:
     if "tta" not in est.get_params():
         if policy.views == 1:
             return
-        raise ValueError(
+        raise SettingError(
             f"{bundle.path}: --tta {policy.name} does not apply: this model ({type(est).__name__}) has no "
             "test-time augmentation"
         )
@@ -145,9 +140,10 @@ class Predictor:
     """Classifies images with a loaded bundle.
 
     ``backend``: ``torch``, ``onnx`` (ONNX Runtime, CPU; needs ``lablens export --format onnx`` first) or
-    ``auto``: on the CPU, ONNX Runtime with the bundle's own export or one made once into the lablens cache
-    (deep single-task bundles), else torch.
-    ``tta`` overrides the bundle's test-time-augmentation policy (:mod:`lablens.infer.tta`); every prediction
+    ``auto``: on the CPU, ONNX Runtime with the bundle's own export or the one the cache step
+    :func:`~lablens.infer.onnx_export.prepare_onnx` made (deep single-task bundles), else torch. The predictor
+    never exports: :meth:`prepared` runs that step first and says why it failed when it did.
+    ``tta`` overrides the bundle's test-time-augmentation policy (:mod:`lablens.nn.tta`); every prediction
     still carries the bundle hash, and the views each image got are reported. ``threads`` caps ONNX Runtime's
     threads (default: all cores). ``ood_alpha`` is the out-of-distribution guard's flag rate on images like the
     training images (None: guard off; bundles without an OOD summary have none).
@@ -168,7 +164,7 @@ class Predictor:
         from lablens.infer.onnx_runtime import BACKENDS, OnnxRunner, cached_onnx, matching_onnx
 
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+            raise SettingError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.bundle = bundle
         self.gate = gate
         self.ood = OodGuard.for_bundle(bundle, ood_alpha)
@@ -178,12 +174,12 @@ class Predictor:
             _set_policy(bundle, tta)
         onnx_model = matching_onnx(bundle)
         if backend == "onnx" and onnx_model is None:
-            raise ValueError(
+            raise SettingError(
                 f"{bundle.path}: no ONNX export of this bundle; run `lablens export {bundle.path} --format onnx`"
             )
         on_cpu = resolve_device(device).type == "cpu"
         if backend == "auto" and on_cpu and onnx_model is None:
-            onnx_model = cached_onnx(bundle)  # exported once into the cache: several times faster on a CPU
+            onnx_model = cached_onnx(bundle)  # made by the explicit cache step (onnx_export.prepare_onnx)
         use_onnx = backend == "onnx" or (backend == "auto" and onnx_model is not None and on_cpu)
         policy = estimator_policy(bundle.estimator)
         self._onnx = (
@@ -193,6 +189,22 @@ class Predictor:
         )
         self.backend = "onnx" if self._onnx is not None else "torch"
         self.policy = self._onnx.policy if self._onnx is not None else policy
+
+    @classmethod
+    def prepared(cls, bundle: Bundle, report: Callable[[str], None], **kwargs: Any) -> Predictor:
+        """A predictor after the explicit ONNX cache step (:func:`~lablens.infer.onnx_export.prepare_onnx`, on
+        a CPU with ``backend="auto"``); why an export could not be made goes to ``report``."""
+        from lablens.device import resolve_device
+        from lablens.infer.onnx_export import prepare_onnx
+
+        if (
+            kwargs.get("backend", "auto") == "auto"
+            and resolve_device(kwargs.get("device", "auto")).type == "cpu"
+        ):
+            _, note = prepare_onnx(bundle)
+            if note:
+                report(note)
+        return cls(bundle, **kwargs)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Uncalibrated logits for ``N×S×S×3`` uint8 images already at the bundle's size."""
@@ -218,13 +230,13 @@ class Predictor:
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for ``N×S×S×3`` uint8 images already at the bundle's size."""
-        return softmax_t(self.logits(images), self.bundle.temperature)
+        return apply_temperature(self.logits(images), self.bundle.temperature)
 
     def gated_scores(self, images: np.ndarray, gate_crops: np.ndarray | None = None) -> Scores:
         """Probabilities, views, quality (of ``gate_crops``: the same images at the gate's size) and OOD scores
         of ``images`` (at the bundle's size), with each row's status."""
         logits, views = self.logits_and_views(images)
-        proba = softmax_t(logits, self.bundle.temperature)
+        proba = apply_temperature(logits, self.bundle.temperature)
         status = np.full(len(images), CLASSIFIED, dtype=object)
         ood = None
         if self.ood is not None:
@@ -253,7 +265,7 @@ class Predictor:
     ) -> PredictionResult:
         """Classify every readable image of ``inputs`` (files and folders) in memory: for small jobs; an archive
         streams to Parquet shards instead (:mod:`lablens.workflows.predict_archive`)."""
-        from lablens.infer.shard import Preprocessing, Shard, decode_shard
+        from lablens.infer.decode import Preprocessing, Shard, decode_shard
 
         progress = progress or SilentProgress()
         files, skipped = expand_inputs(inputs)

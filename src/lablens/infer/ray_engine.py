@@ -20,11 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+from lablens.errors import LablensError
+from lablens.infer.decode import DecodedShard, Preprocessing, decode_shard
 from lablens.infer.job import JobFolder
-from lablens.infer.shard import DecodedShard, ModelSpec, Preprocessing, ShardClassifier, decode_shard
+from lablens.infer.shard import ModelSpec, ShardClassifier
 
 
-class RayUnavailable(Exception):
+class RayUnavailable(LablensError):
     """Ray is not installed or the cluster cannot be reached; the message says what to do."""
 
 

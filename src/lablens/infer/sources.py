@@ -20,12 +20,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from lablens.data.io import SUPPORTED_SUFFIXES, walk_files
+from lablens.errors import LablensError
 
 LIST_SUFFIXES = (".txt", ".lst")
 _GLOB_CHARS = set("*?[")
 
 
-class SourceError(Exception):
+class SourceError(LablensError):
     """A source that cannot be read as a list of images; the message names it and says why."""
 
 

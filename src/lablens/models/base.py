@@ -1,7 +1,7 @@
 """The one estimator contract every model family obeys (scikit-learn's, plus typed parameters and bundle state).
 
 - a family declares its hyper-parameters once, as a pydantic model ``Params`` (names, types, defaults, bounds),
-  and its :class:`~lablens.registry.Capabilities`;
+  and its :class:`~lablens.models.registry.Capabilities`;
 - ``__init__`` only stores its keyword arguments, untouched (:func:`~lablens.params.params_init` builds it from ``Params``, so
   ``get_params``/``set_params``/``clone`` work and the signature can never drift from the declaration);
 - ``fit(X, y, X_val=None, y_val=None, *, groups=None, groups_val=None, context=None)`` learns and returns
@@ -26,10 +26,11 @@ from pydantic import BaseModel
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from lablens.data.preprocess import to_square
+from lablens.errors import SettingError
 from lablens.params import validate_params
 
 if TYPE_CHECKING:
-    from lablens.registry import Capabilities
+    from lablens.models.registry import Capabilities
 
 
 class ImageClassifier(ClassifierMixin, BaseEstimator):
@@ -85,7 +86,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             return y_idx, None
         unknown = set(np.unique(y_val).tolist()) - set(self.classes_.tolist())
         if unknown:
-            raise ValueError(f"validation labels not seen in training: {sorted(unknown)}")
+            raise SettingError(f"validation labels not seen in training: {sorted(unknown)}")
         return y_idx, np.searchsorted(self.classes_, np.asarray(y_val))
 
 

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lablens.models.weights import NetInfo, build_network
+from lablens.errors import SettingError
+from lablens.nn.weights import NetInfo, build_network
 
 #: output channels: centre logit, log width, log height, offset x, offset y
 CHANNELS = 5
@@ -52,17 +53,19 @@ def build_centre_net(model_name: str, weights: str, width: int = 64) -> tuple[Ce
     """A :class:`CentreNet` on timm ``model_name`` with ``weights`` (``scratch`` | ``imagenet`` | a file).
 
     The backbone is built (and its weights loaded) as a classifier by
-    :func:`~lablens.models.weights.build_network`, then its stem and stages are moved into timm's
+    :func:`~lablens.nn.weights.build_network`, then its stem and stages are moved into timm's
     ``features_only`` form of the same architecture; every feature weight must be found there.
     """
     full, info = build_network(model_name, weights, num_classes=0)
     backbone = timm.create_model(info.arch, features_only=True, out_indices=(1, 2, 3), pretrained=False)
     if backbone.feature_info.reduction() != [STRIDE, 2 * STRIDE, 4 * STRIDE]:
-        raise ValueError(
+        raise SettingError(
             f"model {model_name!r}: its feature strides {backbone.feature_info.reduction()} are not 4/8/16; "
             "choose a convolutional timm backbone (efficientnet, resnet, mobilenet …)"
         )
     missing = backbone.load_state_dict(full.state_dict(), strict=False).missing_keys
     if missing:
-        raise ValueError(f"model {model_name!r}: {len(missing)} feature weights not found, e.g. {missing[0]}")
+        raise SettingError(
+            f"model {model_name!r}: {len(missing)} feature weights not found, e.g. {missing[0]}"
+        )
     return CentreNet(backbone, width), info

@@ -26,12 +26,13 @@ from pydantic import Field, field_validator
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils.class_weight import compute_sample_weight
 
+from lablens.errors import SettingError
 from lablens.features.feature_set import FeatureSet
 from lablens.models.base import ImageClassifier
 from lablens.models.classifiers import classifier_spec
+from lablens.models.registry import Capabilities, register
 from lablens.models.skops_state import dump_pipeline, load_pipeline
 from lablens.params import FamilyParams, params_init
-from lablens.registry import Capabilities, register
 from lablens.train.context import FitContext
 
 HANDCRAFTED = "hu+zernike+haralick+lbp+colour+morphology"
@@ -62,19 +63,13 @@ class FeatureParams(FamilyParams):
     def _known_features(cls, v: str) -> str:
         from lablens.features.registry import create_extractors
 
-        try:
-            create_extractors(v)
-        except KeyError as exc:  # pydantic reports ValueErrors only
-            raise ValueError(str(exc.args[0])) from None
+        create_extractors(v)  # an unknown name is a ValueError, which pydantic reports as this setting's
         return v
 
     @field_validator("classifier")
     @classmethod
     def _known_classifier(cls, v: str) -> str:
-        try:
-            classifier_spec(v)
-        except KeyError as exc:
-            raise ValueError(str(exc.args[0])) from None
+        classifier_spec(v)
         return v
 
 
@@ -150,7 +145,7 @@ class FeatureClassifier(ImageClassifier):
         parts = [y_idx] + [y_idx[train] for train, _ in inner or []]
         smallest = min(int(np.bincount(p, minlength=len(self.classes_)).min()) for p in parts)
         if smallest < 2:
-            raise ValueError(
+            raise SettingError(
                 f"{self.classifier}: a class has too few training images to calibrate probabilities"
             )
         pipeline.set_params(clf__cv=min(5, smallest))
@@ -215,5 +210,5 @@ register("cnn_features", fixed={"features": "deep[efficientnet_lite0]", "classif
     FeatureClassifier
 )
 # A blur-level (image quality) model: the quality measures + gradient boosting, trained on the
-# ``blur_level`` column of a degraded set (``lablens degrade``); see lablens.quality.gate.
+# ``blur_level`` column of a degraded set (``lablens degrade``); see lablens.infer.gate.
 register("blur_level", fixed={"features": "quality", "classifier": "lightgbm"})(FeatureClassifier)

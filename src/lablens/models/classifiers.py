@@ -20,6 +20,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from lablens.registry import Registry
+
 
 @dataclass(frozen=True)
 class ClassifierSpec:
@@ -98,19 +100,30 @@ def _xgboost(seed: int, n_jobs: int) -> Pipeline:
     return Pipeline([("clf", clf)])
 
 
-CLASSIFIERS: dict[str, ClassifierSpec] = {
-    "svm_rbf": ClassifierSpec(
+#: the classifiers a feature pipeline can end in, each with its cross-validated grid
+CLASSIFIERS = Registry("classifier")
+CLASSIFIERS.register(
+    "svm_rbf",
+    value=ClassifierSpec(
         _svm_rbf, {"clf__estimator__C": [1.0, 10.0, 100.0], "clf__estimator__gamma": ["scale", 0.001]}
     ),
-    "svm_linear": ClassifierSpec(_svm_linear, {"clf__estimator__C": [0.01, 0.1, 1.0]}),
-    "logreg": ClassifierSpec(_logreg, {"clf__C": [0.1, 1.0, 10.0]}),
-    "knn": ClassifierSpec(_knn, {"clf__n_neighbors": [3, 7, 15]}),
-    "rf": ClassifierSpec(
-        _random_forest, {"clf__max_features": ["sqrt", 0.3], "clf__min_samples_leaf": [1, 3]}
-    ),
-    "lightgbm": ClassifierSpec(_lightgbm, {"clf__num_leaves": [15, 31], "clf__learning_rate": [0.05, 0.1]}),
-    "xgboost": ClassifierSpec(_xgboost, {"clf__max_depth": [3, 6], "clf__learning_rate": [0.05, 0.2]}, True),
-}
+)
+CLASSIFIERS.register("svm_linear", value=ClassifierSpec(_svm_linear, {"clf__estimator__C": [0.01, 0.1, 1.0]}))
+CLASSIFIERS.register("logreg", value=ClassifierSpec(_logreg, {"clf__C": [0.1, 1.0, 10.0]}))
+CLASSIFIERS.register("knn", value=ClassifierSpec(_knn, {"clf__n_neighbors": [3, 7, 15]}))
+CLASSIFIERS.register(
+    "rf",
+    value=ClassifierSpec(_random_forest, {"clf__max_features": ["sqrt", 0.3], "clf__min_samples_leaf": [1, 3]}),
+)
+CLASSIFIERS.register(
+    "lightgbm",
+    value=ClassifierSpec(_lightgbm, {"clf__num_leaves": [15, 31], "clf__learning_rate": [0.05, 0.1]}),
+)
+CLASSIFIERS.register(
+    "xgboost",
+    value=ClassifierSpec(_xgboost, {"clf__max_depth": [3, 6], "clf__learning_rate": [0.05, 0.2]}, True),
+)
+#: other names users write for the same classifiers
 ALIASES = {
     "svm": "svm_rbf",
     "random_forest": "rf",
@@ -118,11 +131,9 @@ ALIASES = {
     "xgb": "xgboost",
     "logistic": "logreg",
 }
+CLASSIFIERS.fallback(lambda name: CLASSIFIERS.entry(ALIASES[name]) if name in ALIASES else None)
 
 
 def classifier_spec(name: str) -> ClassifierSpec:
-    """The spec registered as ``name`` (or an alias); ``KeyError`` naming the choices otherwise."""
-    key = ALIASES.get(name, name)
-    if key not in CLASSIFIERS:
-        raise KeyError(f"unknown classifier {name!r}; choose from {', '.join(sorted(CLASSIFIERS))}")
-    return CLASSIFIERS[key]
+    """The spec registered as ``name`` (or an alias); an UnknownNameError naming close choices otherwise."""
+    return CLASSIFIERS.value(name)

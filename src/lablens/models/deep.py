@@ -14,11 +14,12 @@ import torch
 
 from lablens.config import NetworkSettings, TrainingSettings
 from lablens.device import resolve_device
-from lablens.infer.network import run_network
+from lablens.errors import SettingError, UnknownNameError
 from lablens.models.base import ImageClassifier
-from lablens.models.weights import build_network, check_model_name
+from lablens.models.registry import Capabilities, EstimatorSpec, register, register_fallback
+from lablens.nn.network import run_network
+from lablens.nn.weights import build_network, check_model_name
 from lablens.params import FamilyParams, params_init
-from lablens.registry import Capabilities, EstimatorSpec, register, register_fallback
 from lablens.train.context import FitContext
 from lablens.train.imbalance import ClassificationLoss, balanced_class_weights
 from lablens.train.tasks import ClassificationTask
@@ -126,7 +127,7 @@ class NetworkClassifier(ImageClassifier):
         batch_size: int | None = None,
         **kwargs: Any,
     ) -> dict[str, np.ndarray]:
-        """Every output of the network for ``X`` (``kwargs`` go to :func:`~lablens.infer.network.run_network`)."""
+        """Every output of the network for ``X`` (``kwargs`` go to :func:`~lablens.nn.network.run_network`)."""
         X = self.resize_images(X)
         dev = resolve_device(device or "auto")
         net = self.network_.to(dev)
@@ -185,7 +186,7 @@ class NetworkClassifier(ImageClassifier):
             {k: torch.as_tensor(v) for k, v in tensors.items()}, strict=False
         )
         if missing or unexpected:
-            raise ValueError(
+            raise SettingError(
                 f"bundle weights do not fit {type(self).__name__} {self.arch_}: {len(missing)} missing, "
                 f"{len(unexpected)} unexpected tensors"
             )
@@ -226,7 +227,7 @@ for _name in STUDY_MODELS:
 def _timm_fallback(name: str) -> EstimatorSpec | None:
     try:
         check_model_name(name)
-    except KeyError:
+    except UnknownNameError:
         return None
     return EstimatorSpec(name, DeepClassifier, {"model_name": name})
 

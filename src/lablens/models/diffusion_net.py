@@ -14,11 +14,13 @@ import torch
 from diffusers import UNet2DModel
 from torch import nn
 
+from lablens.errors import SettingError
+
 
 def _levels(image_size: int) -> int:
     levels = math.log2(image_size / 8)
     if image_size < 16 or levels != int(levels):
-        raise ValueError(
+        raise SettingError(
             f"image_size {image_size}: the diffusion model works at powers of two from 16 px (32, 64, 128 …)"
         )
     return int(levels) + 1

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from lablens.config import RunConfig, TrainingSettings
+from lablens.models.registry import EstimatorSpec, check_params, get_spec
 from lablens.params import ParamError
-from lablens.registry import EstimatorSpec, check_params, get_spec
 
 #: estimator parameter → the config key that sets it
 CONFIG_KEYS: dict[str, str] = {

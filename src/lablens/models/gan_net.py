@@ -4,7 +4,7 @@ projection discriminator, Miyato & Koyama 2018).
 Generator: noise and a learned class embedding → 4×4 → nearest-neighbour upsampling blocks with gated linear
 units (FastGAN's "up" block) → RGB in [0, 1]. Discriminator: strided convolutions with spectral normalisation
 down to 4×4, a pooled feature, an unconditional score plus the projection of the feature on the class's
-embedding. Both are plain ``nn.Module``\\ s the training engine trains (:mod:`lablens.train.tasks.gan`).
+embedding. Both are plain ``nn.Module``\\ s the training engine trains (:mod:`lablens.synth.gan_task`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import torch
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+from lablens.errors import SettingError
+
 
 def _stages(image_size: int) -> int:
     stages = math.log2(image_size / 4)
     if image_size < 16 or stages != int(stages):
-        raise ValueError(
+        raise SettingError(
             f"image_size {image_size}: the GAN works at powers of two from 16 px (32, 64, 128 …)"
         )
     return int(stages)

@@ -23,9 +23,9 @@ from lablens.config import NetworkSettings, TrainingSettings
 from lablens.device import resolve_device
 from lablens.models.deep import NetworkClassifier
 from lablens.models.mil_net import MILNet
-from lablens.models.weights import build_network
+from lablens.models.registry import Capabilities, register
+from lablens.nn.weights import build_network
 from lablens.params import FamilyParams, params_init
-from lablens.registry import Capabilities, register
 from lablens.train.tasks.mil import MILTask, bag_outputs
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lablens.errors import SettingError
+
 POOLINGS = ("attention", "mean")
 
 
@@ -46,7 +48,7 @@ class MILNet(nn.Module):
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
+            raise SettingError(f"pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
         self.encoder = encoder
         self.pooling = pooling
         self.attention = GatedAttention(n_features, hidden) if pooling == "attention" else None

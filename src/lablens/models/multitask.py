@@ -22,12 +22,13 @@ import torch
 from pydantic import field_validator
 
 from lablens.config import AugmentConfig
+from lablens.errors import SettingError
 from lablens.models.deep import DeepParams, NetworkClassifier
 from lablens.models.multitask_net import MultiTaskNet
-from lablens.models.weights import build_network
+from lablens.models.registry import Capabilities, register
+from lablens.nn.weights import build_network
 from lablens.params import params_init
 from lablens.quality.degrade import Degradation, parse_kinds, parse_levels
-from lablens.registry import Capabilities, register
 from lablens.train.tasks import BlurMultiTask, BlurSettings
 from lablens.train.tasks.blur import degrader
 
@@ -134,7 +135,7 @@ class MultiTaskClassifier(NetworkClassifier):
         """Predicted blur level per image (the quality head); raises when the head was switched off."""
         out = self.outputs(X, device=device)
         if "level" not in out:
-            raise ValueError("this multitask model was trained without its quality head (quality_weight=0)")
+            raise SettingError("this multitask model was trained without its quality head (quality_weight=0)")
         return out["level"]
 
     def deblur(self, X: np.ndarray, *, device: str | None = None) -> np.ndarray:

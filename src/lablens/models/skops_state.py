@@ -13,10 +13,12 @@ from typing import Any
 
 import skops.io as sio
 
+from lablens.errors import LablensError
+
 TRUSTED_PREFIXES = ("sklearn.", "lightgbm.", "xgboost.", "numpy.", "scipy.", "builtins.", "collections.")
 
 
-class UntrustedStateError(ValueError):
+class UntrustedStateError(LablensError, ValueError):
     """A stored pipeline contains a type outside the allow-list."""
 
 

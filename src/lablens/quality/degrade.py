@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from lablens.errors import SettingError
 from lablens.quality.psf import KINDS, psf_kernel, psf_size_parameter
 
 LEVEL_STEP = 1.0 / 96.0  # PSF sd per level as a fraction of the image's short side
@@ -66,9 +67,9 @@ def parse_levels(text: str | Sequence[int]) -> tuple[int, ...]:
                 else:
                     levels.add(int(part))
             except ValueError:
-                raise ValueError(f"blur levels must look like '0-4' or '0,2,4', got {text!r}") from None
+                raise SettingError(f"blur levels must look like '0-4' or '0,2,4', got {text!r}") from None
     if not levels or min(levels) < 0 or max(levels) > MAX_LEVEL:
-        raise ValueError(f"blur levels must lie in 0..{MAX_LEVEL}, got {text!r}")
+        raise SettingError(f"blur levels must lie in 0..{MAX_LEVEL}, got {text!r}")
     return tuple(sorted(levels))
 
 
@@ -76,7 +77,7 @@ def parse_kinds(text: str | Sequence[str]) -> tuple[str, ...]:
     kinds = tuple(k.strip() for k in (text.split(",") if isinstance(text, str) else text) if k.strip())
     unknown = [k for k in kinds if k not in KINDS]
     if not kinds or unknown:
-        raise ValueError(f"blur kinds must be among {', '.join(KINDS)}, got {text!r}")
+        raise SettingError(f"blur kinds must be among {', '.join(KINDS)}, got {text!r}")
     return kinds
 
 

@@ -29,22 +29,24 @@ import numpy as np
 from skimage.filters import window
 from skimage.restoration import estimate_sigma
 
+from lablens.registry import Registry
+
 Measure = Callable[[np.ndarray], float]
-_MEASURES: dict[str, Measure] = {}
+MEASURES = Registry("quality measure")
 
 
 def register_measure(name: str) -> Callable[[Measure], Measure]:
+    """Decorator registering a measure (``H×W×3`` uint8 → float) under ``name``."""
+
     def deco(fn: Measure) -> Measure:
-        if name in _MEASURES and _MEASURES[name] is not fn:
-            raise ValueError(f"quality measure {name!r} is already registered")
-        _MEASURES[name] = fn
-        return fn
+        return MEASURES.register(name, value=fn, summary=(fn.__doc__ or "").strip().split("\n")[0])
 
     return deco
 
 
 def list_measures() -> list[str]:
-    return list(_MEASURES)
+    """The measures in the order they were registered (the column order of :func:`measure_batch`)."""
+    return MEASURES.names(sort=False)
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
@@ -121,10 +123,7 @@ def noise(img: np.ndarray) -> float:
 def measure_image(img: np.ndarray, names: Sequence[str] | None = None) -> dict[str, float]:
     """Every (or the named) registered measure of one image."""
     chosen = list(names) if names else list_measures()
-    unknown = [n for n in chosen if n not in _MEASURES]
-    if unknown:
-        raise ValueError(f"unknown quality measures {unknown}; available: {', '.join(list_measures())}")
-    return {n: _MEASURES[n](img) for n in chosen}
+    return {n: MEASURES.value(n)(img) for n in chosen}  # an unknown name: the closest ones are suggested
 
 
 def measure_batch(

@@ -20,6 +20,8 @@ import math
 import cv2
 import numpy as np
 
+from lablens.errors import SettingError
+
 KINDS: tuple[str, ...] = ("defocus", "gaussian", "motion")
 _SUPER = 8  # supersampling factor when rasterising discs and lines
 
@@ -32,7 +34,7 @@ def psf_size_parameter(kind: str, sd: float) -> float:
         return sd
     if kind == "motion":
         return math.sqrt(12.0) * sd
-    raise ValueError(f"unknown blur kind {kind!r}; choose one of {', '.join(KINDS)}")
+    raise SettingError(f"unknown blur kind {kind!r}; choose one of {', '.join(KINDS)}")
 
 
 def psf_kernel(kind: str, sd: float, angle_deg: float = 0.0) -> np.ndarray:

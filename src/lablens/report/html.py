@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from lablens.errors import SettingError
 from lablens.report import plots
 
 Explainer = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (N×S×S×3 uint8, N class indices) → N overlays
@@ -530,7 +531,7 @@ def render_report(
     """Render the report to an HTML string; see :func:`write_report` for the arguments."""
     schema = metrics.get("schema")
     if schema is not None and not str(schema).startswith("lablens.metrics/"):
-        raise ValueError(f"not a lablens metrics document (schema {schema!r})")
+        raise SettingError(f"not a lablens metrics document (schema {schema!r})")
     truth = np.asarray(y_true).astype(int).reshape(-1)
     scores = np.asarray(proba, dtype=float)
     _validate_inputs(truth, scores, classes, ids, images)

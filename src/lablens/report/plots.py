@@ -39,7 +39,7 @@ _METRIC_LABELS = {
 }
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     """Create a figure bound to an Agg canvas (no pyplot involved).
 
     Args:
@@ -54,7 +54,7 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _to_png(fig: Figure) -> bytes:
+def to_png(fig: Figure) -> bytes:
     """Render ``fig`` to PNG bytes (without the matplotlib version metadata chunk)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
@@ -66,7 +66,7 @@ def _plain(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
-def _style_axes(ax: Any) -> None:
+def style_axes(ax: Any) -> None:
     """Apply the report's compact, light axis styling."""
     ax.tick_params(labelsize=_FONT_SIZE - 1)
     for side in ("top", "right"):
@@ -87,9 +87,9 @@ def _as_float(value: Any) -> float:
 
 def _message_png(message: str, width: float = 5.0, height: float = 2.0) -> bytes:
     """A small placeholder figure that only states why a plot is unavailable."""
-    fig = _new_figure(width, height)
+    fig = new_figure(width, height)
     fig.text(0.5, 0.5, _plain(message), ha="center", va="center", fontsize=_FONT_SIZE + 1, color="#6b7280")
-    return _to_png(fig)
+    return to_png(fig)
 
 
 def confusion_matrix_png(
@@ -121,7 +121,7 @@ def confusion_matrix_png(
         vmax = max(float(counts.max(initial=0.0)), 1.0)
 
     size = min(max(4.0, 1.2 + 0.55 * k), 9.0)
-    fig = _new_figure(size + 0.6, size)
+    fig = new_figure(size + 0.6, size)
     ax = fig.add_subplot()
     image = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
     colorbar = fig.colorbar(image, ax=ax, shrink=0.8)
@@ -142,7 +142,7 @@ def confusion_matrix_png(
             text = f"{value:.2f}" if normalize else f"{round(value):d}"
             colour = "white" if value > 0.55 * vmax else "#111827"
             ax.text(col, row, text, ha="center", va="center", fontsize=cell_font, color=colour)
-    return _to_png(fig)
+    return to_png(fig)
 
 
 def roc_curves_png(
@@ -169,7 +169,7 @@ def roc_curves_png(
     if scores.ndim != 2 or scores.shape != (truth.shape[0], len(classes)):
         raise ValueError(f"proba must be N×K = {truth.shape[0]}×{len(classes)}, got {scores.shape}")
 
-    fig = _new_figure(5.0, 4.2)
+    fig = new_figure(5.0, 4.2)
     ax = fig.add_subplot()
     colours = _palette(len(classes))
     plotted = 0
@@ -190,9 +190,9 @@ def roc_curves_png(
     ax.set_xlabel("1 − specificity (false-positive rate)", fontsize=_FONT_SIZE)
     ax.set_ylabel("Sensitivity (true-positive rate)", fontsize=_FONT_SIZE)
     ax.set_title("One-vs-rest ROC curves (AUC)", fontsize=_FONT_SIZE + 1)
-    _style_axes(ax)
+    style_axes(ax)
     ax.legend(fontsize=_FONT_SIZE - 2 if plotted <= 10 else _FONT_SIZE - 3, loc="lower right", frameon=False)
-    return _to_png(fig)
+    return to_png(fig)
 
 
 def _palette(n: int) -> list[Any]:
@@ -225,7 +225,7 @@ def reliability_png(bins: Sequence[Mapping[str, Any]]) -> bytes:
     width = hi - lo
     centre = (lo + hi) / 2.0
 
-    fig = _new_figure(5.0, 4.6)
+    fig = new_figure(5.0, 4.6)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.bar(
         centre[filled],
@@ -255,13 +255,13 @@ def reliability_png(bins: Sequence[Mapping[str, Any]]) -> bytes:
     top.set_ylabel("Accuracy", fontsize=_FONT_SIZE)
     top.set_title("Reliability diagram (top-1 confidence)", fontsize=_FONT_SIZE + 1)
     top.legend(fontsize=_FONT_SIZE - 2, loc="upper left", frameon=False)
-    _style_axes(top)
+    style_axes(top)
 
     bottom.bar(centre, count, width=width * 0.95, color="#9ca3af", edgecolor="#4b5563", linewidth=0.5)
     bottom.set_xlabel("Predicted confidence", fontsize=_FONT_SIZE)
     bottom.set_ylabel("Images", fontsize=_FONT_SIZE)
-    _style_axes(bottom)
-    return _to_png(fig)
+    style_axes(bottom)
+    return to_png(fig)
 
 
 def _history_series(history: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
@@ -296,7 +296,7 @@ def _plot_series(ax: Any, epochs: np.ndarray, history: Sequence[Mapping[str, Any
     ax.legend(fontsize=_FONT_SIZE - 2, frameon=False)
     ax.set_xlabel("Epoch", fontsize=_FONT_SIZE)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _style_axes(ax)
+    style_axes(ax)
 
 
 def _sci_axis(ax: Any) -> None:
@@ -336,14 +336,14 @@ def history_png(history: Sequence[Mapping[str, Any]]) -> bytes:
     if not panels:
         return _message_png("Training history has no numeric values")
 
-    fig = _new_figure(3.3 * len(panels) + 0.4, 3.1)
+    fig = new_figure(3.3 * len(panels) + 0.4, 3.1)
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (title, group) in zip(axes, panels, strict=True):
         _plot_series(ax, epochs, history, group)
         ax.set_title(title, fontsize=_FONT_SIZE + 1)
         if title == "Learning rate":
             _sci_axis(ax)
-    return _to_png(fig)
+    return to_png(fig)
 
 
 def per_class_bar_png(
@@ -364,7 +364,7 @@ def per_class_bar_png(
     k, m = len(classes), len(metrics)
     if k == 0 or m == 0:
         return _message_png("No per-class metrics")
-    fig = _new_figure(5.6, min(max(2.4, 0.25 * k * m + 1.2), 11.0))
+    fig = new_figure(5.6, min(max(2.4, 0.25 * k * m + 1.2), 11.0))
     ax = fig.add_subplot()
     height = 0.8 / m
     colours = ["#2563eb", "#059669", "#d97706", "#7c3aed", "#db2777", "#4b5563", "#0891b2"]
@@ -393,9 +393,9 @@ def per_class_bar_png(
     ax.set_xlim(0, 1.0)
     ax.set_xlabel("Value (whiskers: bootstrap CI)", fontsize=_FONT_SIZE)
     ax.legend(fontsize=_FONT_SIZE - 2, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=m)
-    _style_axes(ax)
+    style_axes(ax)
     ax.grid(False, axis="y")
-    return _to_png(fig)
+    return to_png(fig)
 
 
 def fold_boxplot_png(values: Mapping[str, Sequence[float | None]], metric: str) -> bytes:
@@ -413,7 +413,7 @@ def fold_boxplot_png(values: Mapping[str, Sequence[float | None]], metric: str) 
     if not any(data):
         return _message_png(f"no finite values of {metric}")
     height = max(2.4, 0.42 * len(names) + 1.0)
-    fig = _new_figure(6.4, height)
+    fig = new_figure(6.4, height)
     ax = fig.add_subplot()
     ax.boxplot([d or [math.nan] for d in data], orientation="horizontal", widths=0.55, showfliers=False)
     for i, d in enumerate(data, start=1):
@@ -421,5 +421,5 @@ def fold_boxplot_png(values: Mapping[str, Sequence[float | None]], metric: str) 
     ax.set_yticks(range(1, len(names) + 1), [_plain(n) for n in names])
     ax.invert_yaxis()
     ax.set_xlabel(_plain(metric), fontsize=_FONT_SIZE)
-    _style_axes(ax)
-    return _to_png(fig)
+    style_axes(ax)
+    return to_png(fig)

@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from lablens.errors import SettingError
 from lablens.service.models import AuditEvent
 
 GENESIS = "0" * 64
@@ -80,6 +81,15 @@ def key_id(key: bytes) -> str:
 def newest_keyed(session: Session) -> AuditEvent | None:
     q = select(AuditEvent).where(AuditEvent.scheme == KEYED).order_by(AuditEvent.id.desc()).limit(1)
     return session.execute(q).scalar_one_or_none()
+
+
+def _rotation_digest(ev: AuditEvent) -> str | None:
+    """The digest of the earlier rows that a key rotation's record holds (None if it holds none)."""
+    try:
+        after = json.loads(ev.after or "null")
+    except ValueError:
+        return None
+    return after.get("digest") if isinstance(after, dict) else None
 
 
 def _record(ev: AuditEvent) -> bytes:
@@ -158,8 +168,10 @@ def _chain(session: Session, key: bytes) -> tuple[int, list[dict[str, Any]], dic
     before the newest key rotation are checked through its digest, the rest with ``key``.
     """
     events = list(session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars())
-    rotations = [i for i, ev in enumerate(events) if ev.action == ROTATED and ev.scheme == KEYED]
-    pinned_until = rotations[-1] if rotations else 0  # rows before it are vouched for by its digest
+    # rows before the newest rotation that ``key`` signed are vouched for by its digest; a rotation row written
+    # without the key pins nothing (it is reported below as changed)
+    rotations = [i for i, ev in enumerate(events) if ev.action == ROTATED and signed_by(ev, key)]
+    pinned_until = rotations[-1] if rotations else 0
     prev, legacy, keyed = GENESIS, 0, False
     digest = hashlib.sha256()
     problems: list[dict[str, Any]] = []
@@ -181,11 +193,7 @@ def _chain(session: Session, key: bytes) -> tuple[int, list[dict[str, Any]], dic
             reason = "content changed after it was written"
         elif ev.scheme == KEYED and not signed_by(ev, key):
             reason = "content changed after it was written (or written without the audit key)"
-        elif (
-            i == pinned_until
-            and rotations
-            and (json.loads(ev.after) or {}).get("digest") != digest.hexdigest()
-        ):
+        elif i == pinned_until and rotations and _rotation_digest(ev) != digest.hexdigest():
             reason = f"events before this key rotation (ids up to {events[i - 1].id}) were changed after it"
         legacy += ev.scheme == UNKEYED
         keyed = keyed or ev.scheme == KEYED
@@ -214,7 +222,7 @@ def rotate(session: Session, old_key: bytes, new_key: bytes, actor: str = "lable
     result = verify(session, old_key)
     if not result["ok"]:
         first = result["problems"][0]["reason"]
-        raise ValueError(
+        raise SettingError(
             f"the audit trail does not verify with the current key ({len(result['problems'])} problem(s); first: "
             f"{first}); a rotation would seal it as it is — resolve it first (`lablens audit verify`)"
         )

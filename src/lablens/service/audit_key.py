@@ -21,13 +21,14 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from lablens.errors import SettingError
 from lablens.service import audit
 from lablens.service.db import KEYED_FROM, migrate, sessions, shown_url
 
 MIN_KEY_BYTES = 16
 
 
-class AuditKeyError(ValueError):
+class AuditKeyError(SettingError):
     """The key file cannot be used with this database; the message names both and says what to do."""
 
 
@@ -70,6 +71,15 @@ def load_key(path: str | Path) -> bytes:
     return read_key(path)
 
 
+def _pending_key(path: Path) -> bytes | None:
+    """The key an interrupted rotation left in ``path``; None when it cannot be read (then it was never used:
+    a rotation writes the file completely before the database sees the key)."""
+    try:
+        return read_key(path)
+    except (AuditKeyError, OSError):
+        return None
+
+
 def _check_private(path: Path) -> None:
     if os.name == "posix" and path.stat().st_mode & 0o077:
         mode = oct(path.stat().st_mode & 0o777)[2:]
@@ -99,7 +109,7 @@ def key_for_chain(session: Session, path: str | Path, database: str) -> bytes:
         pending = path.with_name(path.name + ".new")
         hint = (
             f"; {pending} (left by an interrupted `lablens audit rotate-key`) does: run it again to finish"
-            if pending.exists() and audit.signed_by(newest, read_key(pending))
+            if pending.exists() and (pk := _pending_key(pending)) and audit.signed_by(newest, pk)
             else ": it is another installation's key (name the right one with --audit-key), or that event was "
             "changed (`lablens audit verify`)"
         )
@@ -133,8 +143,8 @@ def rotate_key_file(url: str, key_file: str | Path, actor: str = "cli") -> dict[
     with sessions(engine)() as session:
         newest = audit.newest_keyed(session)
         if pending.exists():
-            new = read_key(pending)
-            if newest is not None and newest.action == audit.ROTATED and audit.signed_by(newest, new):
+            new = _pending_key(pending)
+            if new and newest is not None and newest.action == audit.ROTATED and audit.signed_by(newest, new):
                 os.replace(pending, path)  # the database was sealed under it: finish the interrupted rotation
                 return {"event_id": newest.id, "key_id": audit.key_id(new), "finished_earlier_rotation": True}
             pending.unlink()  # the rotation that wrote it never reached the database
@@ -144,9 +154,11 @@ def rotate_key_file(url: str, key_file: str | Path, actor: str = "cli") -> dict[
         new = _write_new(pending)
         try:
             ev = audit.rotate(session, old, new)
-            session.commit()
         except BaseException:
-            pending.unlink()
+            pending.unlink()  # nothing reached the database
             raise
+        # if the commit fails, the new key stays in ``pending``: whether or not the commit reached the database,
+        # the next ``rotate-key`` finds out (above) and finishes or discards it — never the only copy of a key
+        session.commit()
     os.replace(pending, path)
     return {"event_id": ev.id, "key_id": audit.key_id(new), "previous_key_id": audit.key_id(old)}

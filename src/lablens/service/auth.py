@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lablens.errors import SettingError
 from lablens.service import audit
 from lablens.service.models import ROLES, User
 from lablens.service.names import checked_name
@@ -41,10 +42,10 @@ def _new_token() -> tuple[str, str]:
 def create_user(session: Session, key: bytes, name: str, role: str, actor: str = "cli") -> str:
     """Add a user with a fresh token (returned; store it now, it cannot be recovered)."""
     if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        raise SettingError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     name = checked_name(name, "user name", 100)
     if session.execute(select(User).where(User.name == name)).scalar_one_or_none() is not None:
-        raise ValueError(f"a user named {name!r} exists")
+        raise SettingError(f"a user named {name!r} exists")
     token, digest = _new_token()
     user = User(name=name, role=role, token_sha256=digest, created_at=datetime.now(timezone.utc), active=True)
     session.add(user)
@@ -57,7 +58,7 @@ def create_user(session: Session, key: bytes, name: str, role: str, actor: str =
 def find_user(session: Session, name: str) -> User:
     user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
     if user is None:
-        raise ValueError(f"no user named {name!r}")
+        raise SettingError(f"no user named {name!r}")
     return user
 
 

@@ -9,6 +9,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import sessionmaker
 
+from lablens.errors import SettingError
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -62,7 +64,7 @@ def shown_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
-        raise ValueError(
+        raise SettingError(
             f"database URL {url!r} is not a SQLAlchemy URL (e.g. sqlite:////path/to/lablens.db)"
         ) from None
 
@@ -78,7 +80,7 @@ def migrate(url: str) -> tuple[Engine, str | None]:
         before = upgrade(engine)
     except (ArgumentError, NoSuchModuleError, DBAPIError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise ValueError(f"cannot open the database {shown}: {reason}") from None
+        raise SettingError(f"cannot open the database {shown}: {reason}") from None
     return engine, before
 
 

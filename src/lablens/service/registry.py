@@ -19,6 +19,7 @@ before a promotion keep their model.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -29,19 +30,21 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from lablens.errors import LablensError, SettingError
 from lablens.infer.bundle import CARD, Bundle, BundleError, load_bundle
+from lablens.infer.gate import QualityGate
 from lablens.infer.predictor import Predictor
-from lablens.quality.gate import QualityGate
 from lablens.service import audit
 from lablens.service.models import Model
 from lablens.service.settings import ServiceSettings
 
+_log = logging.getLogger("lablens.service")
 ANY_TASK = "*"
 QUALITY = "quality"
 TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 
 
-class RegistryError(Exception):
+class RegistryError(LablensError):
     """The registry cannot do what was asked; the message says why (an HTTP 409/422 in the API)."""
 
 
@@ -77,7 +80,7 @@ class ModelRegistry:
 
     def __init__(self, settings: ServiceSettings) -> None:
         if (settings.bundle is None) == (settings.registry is None):
-            raise ValueError(
+            raise SettingError(
                 "give the service one bundle (--bundle) or a registry folder (--registry), not both"
             )
         self.settings = settings
@@ -91,11 +94,11 @@ class ModelRegistry:
             return [(ANY_TASK, Path(self.settings.bundle).resolve())]
         root = Path(self.settings.registry or "")
         if not root.is_dir():
-            raise ValueError(f"registry {root}: no such folder")
+            raise SettingError(f"registry {root}: no such folder")
         found = []
         for task_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
             if not TASK_NAME.match(task_dir.name):
-                raise ValueError(
+                raise SettingError(
                     f"registry {root}: folder {task_dir.name!r} is not a task name (lower-case letters, digits, "
                     "- and _, at most 50)"
                 )
@@ -103,7 +106,7 @@ class ModelRegistry:
                 if (b / CARD).is_file():
                     found.append((task_dir.name, b.resolve()))
         if not found:
-            raise ValueError(f"registry {root} holds no bundle (expected {root}/<task>/<name>/card.json)")
+            raise SettingError(f"registry {root} holds no bundle (expected {root}/<task>/<name>/card.json)")
         return found
 
     def sync(self, session: Session, key: bytes, actor: str = "system") -> list[Model]:
@@ -200,7 +203,9 @@ class ModelRegistry:
                 s = self.settings
                 quality = self._quality_path(m.task)
                 gate = QualityGate.for_bundle(bundle, quality, s.max_level)
-                predictor = Predictor(bundle, device="cpu", gate=gate, ood_alpha=s.ood_alpha)
+                predictor = Predictor.prepared(
+                    bundle, _log.warning, device="cpu", gate=gate, ood_alpha=s.ood_alpha
+                )
                 self._loaded[m.id] = ModelEntry(m.id, m.task, m.version, bundle, predictor, gate)
             return self._loaded[m.id]
 

@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection import GroupShuffleSplit
 
 from lablens.config import TrainingSettings
+from lablens.errors import SettingError
 from lablens.infer.bundle import BUNDLE_SCHEMA, BundleError, read_bundle_files, write_bundle_files
 from lablens.synth.features import imagenet_features
 from lablens.synth.memorisation import pixel_features
@@ -121,11 +122,11 @@ class ImageGenerator(BaseEstimator):
         """
         X, y = np.asarray(X), np.asarray(y).astype(str)
         if X.ndim != 4 or X.shape[1:3] != (self.image_size, self.image_size):
-            raise ValueError(
+            raise SettingError(
                 f"the {self.name} generator trains on {self.image_size}×{self.image_size} images, got {X.shape[1:3]}"
             )
         if self.kid_features not in KID_FEATURES:
-            raise ValueError(f"kid_features {self.kid_features!r}: choose {' or '.join(KID_FEATURES)}")
+            raise SettingError(f"kid_features {self.kid_features!r}: choose {' or '.join(KID_FEATURES)}")
         self.classes_ = np.array(sorted(set(y)))
         y_idx = np.searchsorted(self.classes_, y)
         groups = np.asarray(groups).astype(str) if groups is not None else np.arange(len(y)).astype(str)
@@ -148,7 +149,7 @@ class ImageGenerator(BaseEstimator):
         """Images of the given class names, ``N×S×S×3`` uint8; the same ``seed`` gives the same images."""
         unknown = sorted(set(labels) - set(self.classes_))
         if unknown:
-            raise ValueError(
+            raise SettingError(
                 f"class {unknown[0]!r} is not one the generator learned ({', '.join(self.classes_)})"
             )
         return self.draw(self.network_, np.searchsorted(self.classes_, np.asarray(labels)), seed)

@@ -1,5 +1,5 @@
 """A class-conditional diffusion model as an estimator (DDPM training, DDIM sampling; see
-:mod:`lablens.train.tasks.diffusion`), with early stopping against memorisation.
+:mod:`lablens.synth.diffusion_task`), with early stopping against memorisation.
 
 The same contract as the GAN (:mod:`lablens.synth.base`): ``fit`` on the training partition, ``sample`` by class
 name and seed, a bundle with the denoiser's weights. Slower to sample than a GAN (``sample_steps`` network
@@ -16,9 +16,9 @@ import torch
 from lablens.config import TrainingSettings
 from lablens.models.diffusion_net import ClassDenoiser
 from lablens.synth.base import ImageGenerator, generator_settings
+from lablens.synth.diffusion_task import DiffusionTask, ddim_sample
 from lablens.synth.fidelity import kid
 from lablens.synth.registry import register_generator
-from lablens.train.tasks.diffusion import DiffusionTask, ddim_sample
 
 
 @register_generator

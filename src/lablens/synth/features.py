@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lablens.errors import MissingInputError, SettingError
+
 Features = Callable[[np.ndarray], np.ndarray]
 
 
@@ -33,7 +35,7 @@ def inception_features(weights_file: str | Path) -> Features:
     from lablens.features.deep import DeepFeatures
 
     if not Path(weights_file).is_file():
-        raise FileNotFoundError(f"--inception {weights_file}: no such weights file (nothing is downloaded)")
+        raise MissingInputError(f"--inception {weights_file}: no such weights file (nothing is downloaded)")
     return DeepFeatures("inception_v3", weights=str(weights_file), image_size=299, device="cpu").transform
 
 
@@ -41,7 +43,7 @@ def classifier_features(estimator: Any, batch_size: int = 64) -> Features:
     """Pooled pre-logits features of a trained timm-based classifier (e.g. a bundle's ``estimator``)."""
     net = getattr(estimator, "network_", None)
     if net is None or not hasattr(net, "forward_head"):
-        raise ValueError(
+        raise SettingError(
             f"a {type(estimator).__name__} has no image network to take features from; give a deep model's bundle"
         )
     mean = torch.tensor(estimator.mean_).view(1, 3, 1, 1)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lablens.errors import SettingError
+
 
 @dataclass(frozen=True)
 class KID:
@@ -46,7 +48,7 @@ def kid(
     real, synthetic = np.asarray(real, np.float64), np.asarray(synthetic, np.float64)
     size = min(subset_size, len(real), len(synthetic))
     if size < 2:
-        raise ValueError(
+        raise SettingError(
             f"KID needs at least 2 images on each side ({len(real)} real, {len(synthetic)} synthetic)"
         )
     rng = np.random.default_rng(seed)
@@ -70,7 +72,7 @@ def fid(real: np.ndarray, synthetic: np.ndarray) -> float:
     """
     real, synthetic = np.asarray(real, np.float64), np.asarray(synthetic, np.float64)
     if len(real) < 2 or len(synthetic) < 2:
-        raise ValueError("FID needs at least 2 images on each side")
+        raise SettingError("FID needs at least 2 images on each side")
     mu1, mu2 = real.mean(0), synthetic.mean(0)
     a = (real - mu1) / np.sqrt(len(real) - 1)
     b = (synthetic - mu2) / np.sqrt(len(synthetic) - 1)

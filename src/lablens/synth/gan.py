@@ -1,7 +1,7 @@
 """A class-conditional GAN as an estimator: ``fit(X, y, groups=…)`` on the training partition, ``sample`` images,
 ``save``/``load`` as a bundle (see :mod:`lablens.synth.base`).
 
-Training runs on the one engine (:class:`~lablens.train.tasks.gan.GANTask`). A slice of the given images, held
+Training runs on the one engine (:class:`~lablens.synth.gan_task.GANTask`). A slice of the given images, held
 out by group, only picks the epoch (KID of generated vs held-out images). The workflow records the sha256 of
 every image given to ``fit`` with each synthetic set (``sources.csv``), so a run can refuse a leak.
 """
@@ -17,8 +17,8 @@ from lablens.config import TrainingSettings
 from lablens.models.gan_net import Discriminator, Generator
 from lablens.synth.base import ImageGenerator, generator_settings
 from lablens.synth.fidelity import kid
+from lablens.synth.gan_task import GANTask, sample_images
 from lablens.synth.registry import register_generator
-from lablens.train.tasks.gan import GANTask, sample_images
 
 
 @register_generator

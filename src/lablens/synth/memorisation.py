@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from lablens.errors import SettingError
+
 #: flagged when nearest < RATIO × second-nearest: a copy with sensor noise sits near 0.1, a new image of a
 #: low-diversity class (a phantom disc of about the same size and colour as a real one) can come down to 0.5
 RATIO = 1 / 3
@@ -53,7 +55,7 @@ def memorisation_check(
     """Each synthetic feature row against the real ones (``n×d`` each, at least 2 real rows)."""
     real, synthetic = np.asarray(real, np.float64), np.asarray(synthetic, np.float64)
     if len(real) < 2:
-        raise ValueError("the memorisation check needs at least 2 real images")
+        raise SettingError("the memorisation check needs at least 2 real images")
     sq = (synthetic**2).sum(1)[:, None] + (real**2).sum(1)[None, :] - 2 * synthetic @ real.T
     dist = np.sqrt(np.clip(sq, 0.0, None))
     order = np.argsort(dist, axis=1, kind="stable")[:, :2]

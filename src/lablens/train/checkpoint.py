@@ -18,6 +18,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from lablens.errors import SettingError
+
 _TENSOR_TAG = "__tensor__"
 
 
@@ -81,6 +83,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     with safe_open(str(path), framework="pt", device=str(device)) as fh:
         meta = fh.metadata() or {}
         if "lablens_state" not in meta:
-            raise ValueError(f"{path} is not a lablens checkpoint")
+            raise SettingError(f"{path} is not a lablens checkpoint")
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     return unflatten_state(tensors, json.loads(meta["lablens_state"]))

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 
+from lablens.errors import SettingError
+
 IMBALANCE_MODES = ("none", "weighted", "sampler", "focal")
 
 
@@ -31,7 +33,7 @@ class ClassificationLoss(torch.nn.Module):
     ) -> None:
         super().__init__()
         if mode not in IMBALANCE_MODES:
-            raise ValueError(f"unknown imbalance mode {mode!r}; choose one of {', '.join(IMBALANCE_MODES)}")
+            raise SettingError(f"unknown imbalance mode {mode!r}; choose one of {', '.join(IMBALANCE_MODES)}")
         self.mode = mode
         self.focal_gamma = focal_gamma
         self.label_smoothing = label_smoothing

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lablens.errors import SettingError
+
 
 def mix_seed(*values: int) -> int:
     """A deterministic 63-bit seed from integers (no Python ``hash``: it is salted per process)."""
@@ -68,7 +70,7 @@ def step_plan(shard_sizes: np.ndarray, batch_size: int, world_size: int, drop_la
     """
     smallest, largest = int(np.min(shard_sizes)), int(np.max(shard_sizes))
     if smallest < 1:
-        raise ValueError(f"{world_size} processes need at least {world_size} training images")
+        raise SettingError(f"{world_size} processes need at least {world_size} training images")
     per_rank = min(batch_size // world_size, smallest)
     steps = smallest // per_rank if drop_last else math.ceil(largest / per_rank)
     return StepPlan(per_rank=per_rank, steps=max(1, steps))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lablens.infer.network import Normalizer
+from lablens.nn.network import Normalizer
 from lablens.train.augment import AugmentParams, apply_params
 
 

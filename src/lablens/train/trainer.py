@@ -31,7 +31,8 @@ from timm.utils import ModelEmaV3
 
 from lablens.config import TrainingSettings
 from lablens.device import autocast, needs_grad_scaler, resolve_device
-from lablens.infer.network import run_network
+from lablens.errors import SettingError
+from lablens.nn.network import run_network
 from lablens.progress import SilentProgress
 from lablens.train import distributed as D
 from lablens.train.augment import sample_params
@@ -53,7 +54,7 @@ LAST = "last.safetensors"
 BEST = "best.safetensors"
 
 
-class TrainingError(ValueError):
+class TrainingError(SettingError):
     """Training cannot start with these settings; the message names the setting."""
 
 
@@ -211,7 +212,7 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def predict(self, net: torch.nn.Module, images: np.ndarray, **kwargs: Any) -> dict[str, np.ndarray]:
-        """:func:`~lablens.infer.network.run_network` outputs for ``images`` (``kwargs``: mean, std, tta,
+        """:func:`~lablens.nn.network.run_network` outputs for ``images`` (``kwargs``: mean, std, tta,
         prepare …): each rank predicts its share, every rank gets every row."""
         rows = D.shard_rows(len(images), self.env)
         local = run_network(

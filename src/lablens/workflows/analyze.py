@@ -44,14 +44,14 @@ from lablens.fields.presets import FieldPreset, get_preset
 from lablens.infer.bag_call import METHOD as BAG_METHOD
 from lablens.infer.bag_call import BagCall, call_bags
 from lablens.infer.bundle import BundleError, load_bundle
+from lablens.infer.gate import QualityGate
 from lablens.infer.ood import DEFAULT_ALPHA, OUT_OF_DISTRIBUTION, OodGuard
 from lablens.infer.predictor import NOT_EVALUABLE, Predictor, expand_inputs
 from lablens.infer.shard import ModelSpec
 from lablens.progress import console, make_progress
-from lablens.quality.gate import QualityGate
 from lablens.quality.reference import ImageReference
 from lablens.report.html import thumbnail_b64
-from lablens.workflows.common import RunError, no_usable_image, write_json
+from lablens.workflows.common import RunError, no_usable_image, warn, write_json
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
 SAMPLE_MODES = ("together", "per-field")
@@ -368,8 +368,13 @@ def _analyse_fields(
 
         analyze_on_ray(list(enumerate(items)), spec, model, ray, on_field=finish)
     else:
-        predictor = Predictor(
-            b, batch_size=model.batch_size, device=model.device, gate=run.gate, ood_alpha=model.ood_alpha
+        predictor = Predictor.prepared(
+            b,
+            warn,
+            batch_size=model.batch_size,
+            device=model.device,
+            gate=run.gate,
+            ood_alpha=model.ood_alpha,
         )
         for k, item in enumerate(items):
             work = detect_field(k, item, spec)

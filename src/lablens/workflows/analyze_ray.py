@@ -9,6 +9,7 @@ cluster, never from a file). Every node must see the fields at the same paths.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -27,14 +28,15 @@ class _ClassifyFields:
     """Ray actor: one model; classifies the cells of each field it is given."""
 
     def __init__(self, spec: ModelSpec) -> None:
+        from lablens.infer.gate import QualityGate
         from lablens.infer.predictor import Predictor
-        from lablens.quality.gate import QualityGate
         from lablens.quality.reference import ImageReference
 
         b = load_for_worker(spec)
         self.reference = ImageReference.from_bundle(b)
-        self.predictor = Predictor(
+        self.predictor = Predictor.prepared(
             b,
+            logging.getLogger("lablens").warning,  # an actor's log reaches the driver's console
             batch_size=spec.batch_size,
             device=spec.device,
             gate=QualityGate.for_bundle(b, spec.quality, spec.max_level),

@@ -31,11 +31,11 @@ from lablens import __version__
 from lablens.config import RunConfig
 from lablens.data.splits import make_split
 from lablens.infer.bundle import save_bundle
+from lablens.infer.gate import expected_level
 from lablens.models.from_config import estimator_params
+from lablens.models.registry import create_estimator
 from lablens.progress import console, make_progress
 from lablens.quality.degrade import apply_degradation, parse_kinds, parse_levels, sample_degradation
-from lablens.quality.gate import expected_level
-from lablens.registry import create_estimator
 from lablens.train.context import FitContext
 from lablens.train.tasks.blur import BlurSettings, fixed_records
 from lablens.workflows.common import RunError, print_data_report, read_data, read_pixels, write_json
@@ -290,9 +290,9 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def accuracy_vs_blur_png(rows: list[dict], levels: tuple[int, ...]) -> bytes:
-    from lablens.report.plots import _new_figure, _style_axes, _to_png
+    from lablens.report.plots import new_figure, style_axes, to_png
 
-    fig = _new_figure(6.4, 3.6)
+    fig = new_figure(6.4, 3.6)
     ax = fig.add_subplot()
     for arm, marker in zip(ARMS, "osD^", strict=True):
         ys = [next(r["accuracy"] for r in rows if r["arm"] == arm and r["level"] == lv) for lv in levels]
@@ -301,8 +301,8 @@ def accuracy_vs_blur_png(rows: list[dict], levels: tuple[int, ...]) -> bytes:
     ax.set_ylabel("test accuracy")
     ax.set_xticks(list(levels))
     ax.legend(fontsize=8, frameon=False)
-    _style_axes(ax)
-    return _to_png(fig)
+    style_axes(ax)
+    return to_png(fig)
 
 
 def print_blur_table(doc: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from lablens.data.synthetic import (
 )
 from lablens.data.tables import TableError, read_text_csv
 from lablens.data.validate import DataReport, Problem, load_dataset
+from lablens.errors import LablensError
 from lablens.evaluate.calibration import expected_calibration_error
 from lablens.evaluate.summary import evaluate_predictions
 from lablens.progress import console
@@ -30,34 +31,8 @@ from lablens.progress import console
 SEEN = "seen_in_training"  # an image left out of an evaluation because the model trained or validated on it
 
 
-class RunError(Exception):
+class RunError(LablensError):
     """A workflow cannot proceed; the message is meant for the user as is."""
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions whose message is meant for the user as is: shown as one line, never as a traceback."""
-    from pydantic import ValidationError
-
-    from lablens.data.splits import SplitError
-    from lablens.data.validate import DataError
-    from lablens.device import DeviceError
-    from lablens.export.onnx import ExportError
-    from lablens.infer.bundle import BundleError
-    from lablens.models.weights import WeightsError
-
-    return (
-        RunError,
-        ExportError,
-        DataError,
-        SplitError,
-        BundleError,
-        WeightsError,
-        DeviceError,
-        ValidationError,
-        KeyError,
-        ValueError,  # ParamError and TrainingError among them
-        FileExistsError,
-    )
 
 
 def no_usable_image(skipped: list[Problem], shown: int = 3) -> str:
@@ -217,6 +192,11 @@ def print_data_report(report: DataReport, max_lines: int = 50) -> None:
         for p in problems:
             kinds[p.kind] = kinds.get(p.kind, 0) + 1
         console.print("  skipped by reason: " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
+
+
+def warn(message: str) -> None:
+    """A warning the user should read, shown even with --quiet (e.g. why a faster path could not be used)."""
+    console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
 
 def write_json(path: Path, doc: Any) -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from lablens.config import DataConfig, EvalConfig
+from lablens.evaluate.calibration import apply_temperature
 from lablens.infer.bundle import load_bundle
-from lablens.infer.predictor import Predictor, softmax_t
-from lablens.infer.tta import estimator_policy
+from lablens.infer.predictor import Predictor
+from lablens.nn.tta import estimator_policy
 from lablens.progress import make_progress
 from lablens.workflows.common import (
     drop_seen,
@@ -21,6 +22,7 @@ from lablens.workflows.common import (
     read_data,
     read_pixels,
     seen_prefixes,
+    warn,
     write_json,
 )
 from lablens.workflows.run_folder import check_new_folder, run_folder
@@ -54,8 +56,8 @@ def evaluate(
             print_data_report(report)
         write_json(out / "data_report.json", report.to_dict())
         pixels = read_pixels(manifest, b.image_size, data_cfg, prog)
-        logits = Predictor(b, batch_size=eval_cfg.batch_size, device=device).logits(pixels)
-        proba = softmax_t(logits, b.temperature)
+        logits = Predictor.prepared(b, warn, batch_size=eval_cfg.batch_size, device=device).logits(pixels)
+        proba = apply_temperature(logits, b.temperature)
         model = b.card.get("model", {})
         info = {
             "bundle": str(b.path),
@@ -76,7 +78,7 @@ def evaluate(
             proba,
             eval_cfg=eval_cfg,
             temperature=b.temperature,
-            uncalibrated_proba=softmax_t(logits, 1.0),
+            uncalibrated_proba=apply_temperature(logits, 1.0),
             run_info=info,
             title=f"lablens evaluation — {(b.card.get('estimator') or {}).get('name')} on {Path(data).name}",
             subtitle=f"bundle {b.short_hash}; {len(manifest)} images"

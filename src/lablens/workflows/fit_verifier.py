@@ -25,6 +25,7 @@ from lablens.evaluate.detection import Counts, score_image
 from lablens.fields.annotations import read_voc
 from lablens.fields.brightfield import SmearDetector
 from lablens.fields.verifier import TrainingField, WbcVerifier
+from lablens.fields.verifier_fit import fit_wbc_verifier
 from lablens.progress import console, make_progress
 from lablens.workflows.analyze import read_fields
 from lablens.workflows.common import RunError
@@ -150,7 +151,7 @@ def fit_verifier(
         test = [data[i] for i in order[:n_test]]
         train = [data[i] for i in order[n_test:]]
         try:
-            trial = WbcVerifier.fit(train, kwargs, seed=seed)
+            trial = fit_wbc_verifier(train, kwargs, seed=seed)
         except ValueError as exc:
             raise RunError(str(exc)) from None
         with tempfile.TemporaryDirectory(prefix="lablens-verifier-") as tmp:
@@ -162,7 +163,7 @@ def fit_verifier(
                 "verifier": score_wbc(test, {**kwargs, "verifier": str(path)}),
             }
     try:
-        verifier = WbcVerifier.fit(data, kwargs, seed=seed)
+        verifier = fit_wbc_verifier(data, kwargs, seed=seed)
     except ValueError as exc:
         raise RunError(str(exc)) from None
     verifier.info["holdout"] = report

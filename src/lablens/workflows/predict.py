@@ -7,12 +7,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lablens.infer.bundle import load_bundle
+from lablens.infer.gate import QualityGate
 from lablens.infer.ood import DEFAULT_ALPHA
 from lablens.infer.predictor import PredictionResult, Predictor, ood_summary, write_predictions
-from lablens.infer.tta import TtaPolicy
+from lablens.nn.tta import TtaPolicy
 from lablens.progress import console, make_progress
-from lablens.quality.gate import QualityGate
-from lablens.workflows.common import RunError, no_usable_image
+from lablens.workflows.common import RunError, no_usable_image, warn
 from lablens.workflows.predict_archive import print_ood_verdict
 
 
@@ -51,8 +51,9 @@ def predict(
     gate = QualityGate.for_bundle(b, quality, max_level)
     with make_progress(progress) as prog:
         try:
-            predictor = Predictor(
+            predictor = Predictor.prepared(
                 b,
+                warn,
                 batch_size=batch_size,
                 device=device,
                 gate=gate,

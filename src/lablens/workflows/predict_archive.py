@@ -21,9 +21,9 @@ from lablens.infer.ood import DEFAULT_ALPHA, OodGuard
 from lablens.infer.predictor import CLASSIFIED
 from lablens.infer.shard import ModelSpec, ShardClassifier
 from lablens.infer.sources import SourceError, iter_paths
-from lablens.infer.tta import TtaPolicy
+from lablens.nn.tta import TtaPolicy
 from lablens.progress import console, make_progress
-from lablens.workflows.common import RunError
+from lablens.workflows.common import RunError, warn
 
 ENGINES = ("local", "ray")
 MAX_SHOWN = 20  # skipped files named on the console; every one is a row with status 'skipped' and its reason
@@ -86,7 +86,7 @@ def predict_archive(
         ood_alpha=ood_alpha,
     )
     try:
-        classifier = ShardClassifier(spec)
+        classifier = ShardClassifier(spec, warn)
     except ValueError as exc:
         raise RunError(str(exc)) from None
     b = classifier.bundle

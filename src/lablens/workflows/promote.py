@@ -20,7 +20,15 @@ from lablens.infer.bundle import Bundle, load_bundle
 from lablens.infer.predictor import Predictor
 from lablens.progress import console, make_progress
 from lablens.report.html import template_environment
-from lablens.workflows.common import RunError, drop_seen, read_data, read_pixels, seen_prefixes, write_json
+from lablens.workflows.common import (
+    RunError,
+    drop_seen,
+    read_data,
+    read_pixels,
+    seen_prefixes,
+    warn,
+    write_json,
+)
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
 
@@ -28,7 +36,7 @@ def _calls(bundle: Bundle, manifest: Any, data_cfg: DataConfig, prog: Any, devic
     """The bundle's class names for the manifest's images (its own preprocessing)."""
     cfg = data_cfg.model_copy(update={"resize_mode": bundle.resize_mode})
     pixels = read_pixels(manifest, bundle.image_size, cfg, prog)
-    proba = Predictor(bundle, device=device).predict_arrays(pixels)
+    proba = Predictor.prepared(bundle, warn, device=device).predict_arrays(pixels)
     return np.asarray(bundle.classes)[proba.argmax(axis=1)]
 
 

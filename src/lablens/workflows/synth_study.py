@@ -43,9 +43,9 @@ from lablens.config import RunConfig
 from lablens.data.splits import save_split
 from lablens.evaluate.seeded import majority_vote, paired_tests, seeded_scores
 from lablens.models.from_config import estimator_params
+from lablens.models.registry import create_estimator
 from lablens.params import ParamError
 from lablens.progress import console, make_progress
-from lablens.registry import create_estimator
 from lablens.synth.features import classifier_features
 from lablens.synth.registry import create_generator, list_generators
 from lablens.synth.report import montage, png_b64, quality_document, write_report
@@ -402,10 +402,10 @@ def print_study_table(doc: dict[str, Any]) -> None:
 
 
 def rare_class_png(doc: dict[str, Any]) -> bytes:
-    from lablens.report.plots import _new_figure, _style_axes, _to_png
+    from lablens.report.plots import new_figure, style_axes, to_png
 
     classes = list(doc["results"])
-    fig = _new_figure(7.2, 1.2 + 2.6 * len(classes))
+    fig = new_figure(7.2, 1.2 + 2.6 * len(classes))
     for i, c in enumerate(classes):
         res = doc["results"][c]
         arms = list(res["scores"])
@@ -429,8 +429,8 @@ def rare_class_png(doc: dict[str, Any]) -> bytes:
             ax.invert_yaxis()
             ax.set_xlim(0, 1.02)
             ax.set_xlabel(f"{c} {'sensitivity' if metric == 'sensitivity' else 'F1'} (test)")
-            _style_axes(ax)
-    return _to_png(fig)
+            style_axes(ax)
+    return to_png(fig)
 
 
 def _render(doc: dict[str, Any], png: bytes, montages: dict[str, str]) -> str:

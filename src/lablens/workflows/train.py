@@ -45,13 +45,14 @@ from lablens.data.splits import (
 )
 from lablens.data.synthetic import SyntheticError, SyntheticJoin
 from lablens.device import resolve_device
+from lablens.errors import LablensError
+from lablens.evaluate.calibration import apply_temperature
 from lablens.infer.bundle import CARD, Bundle, save_bundle
 from lablens.infer.ood import OodSummary
-from lablens.infer.predictor import softmax_t
 from lablens.library_warnings import library_warnings_to_log
 from lablens.models.from_config import estimator_params
+from lablens.models.registry import create_estimator, get_spec
 from lablens.progress import make_progress
-from lablens.registry import create_estimator, get_spec
 from lablens.train import distributed as D
 from lablens.train.calibrate import Calibration, calibrate
 from lablens.train.context import FitContext
@@ -62,7 +63,6 @@ from lablens.workflows.common import (
     read_data,
     read_pixels,
     synthetic_join,
-    user_errors,
     write_json,
 )
 from lablens.workflows.crop_cells import data_crop_geometry
@@ -334,7 +334,7 @@ def _ood_summary(
     is over-confident there; :mod:`lablens.infer.ood`)."""
     if type(est).capabilities.inputs != "images":
         return None
-    top = None if val_logits is None else softmax_t(val_logits, calibration.temperature).max(axis=1)
+    top = None if val_logits is None else apply_temperature(val_logits, calibration.temperature).max(axis=1)
     rows = np.concatenate([fold.train, fold.val]).astype(np.int64)
     summary = OodSummary.fit(pixels, top, rows=rows, seed=seed)
     return None if summary is None else summary.to_card()
@@ -359,7 +359,7 @@ def _write_fold(
     info = run_info(cfg, manifest, fold, est, env)
     if synthetic is not None:
         info["synthetic"] = synthetic
-    proba = softmax_t(test_logits, calibration.temperature)
+    proba = apply_temperature(test_logits, calibration.temperature)
     metrics = evaluate_and_write(
         fold_dir,
         test,
@@ -367,7 +367,7 @@ def _write_fold(
         proba,
         eval_cfg=cfg.eval,
         temperature=calibration.temperature,
-        uncalibrated_proba=softmax_t(test_logits, 1.0),
+        uncalibrated_proba=apply_temperature(test_logits, 1.0),
         history=getattr(est, "history_", []),
         run_info=info,
         title=f"lablens — {cfg.model.name} on {Path(cfg.data.path or '').name}",
@@ -419,7 +419,7 @@ def _write_fold(
 
 def run_info(cfg: RunConfig, manifest: Manifest, fold: Fold, est: Any, env: D.DistEnv) -> dict[str, Any]:
     from lablens.infer.bundle import package_versions
-    from lablens.infer.tta import estimator_policy
+    from lablens.nn.tta import estimator_policy
 
     v = package_versions()
     return {
@@ -514,7 +514,7 @@ def _worker(
             result = train(
                 None if resume else config.data.path, out, config, resume=resume, progress=progress
             )
-    except user_errors() as exc:  # a one-line message for the launcher instead of a traceback
+    except LablensError as exc:  # a one-line message for the launcher instead of a traceback
         Path(messages, f"rank-{rank}.txt").write_text(" ".join(str(exc).split()), encoding="utf-8")
         os._exit(3)
     return result.metrics, [str(b) for b in result.bundles]

@@ -31,15 +31,14 @@ from lablens.data.manifest import Manifest
 from lablens.data.splits import Fold, Split, check_class_coverage, make_split, save_split
 from lablens.data.tables import TableError, number, read_text_csv
 from lablens.data.validate import Problem
-from lablens.evaluate.calibration import fit_temperature
+from lablens.evaluate.calibration import apply_temperature, fit_temperature
 from lablens.evaluate.summary import evaluate_predictions
 from lablens.fields.cell_crops import field_cells, preset_geometry
 from lablens.fields.presets import get_preset
 from lablens.infer.bundle import save_bundle
-from lablens.infer.predictor import softmax_t
 from lablens.models.from_config import estimator_params
+from lablens.models.registry import create_estimator, get_spec
 from lablens.progress import console, make_progress
-from lablens.registry import create_estimator, get_spec
 from lablens.train.context import FitContext
 from lablens.workflows.common import RunError, limits_from, write_json
 from lablens.workflows.run_folder import resumed_config, run_folder
@@ -335,7 +334,7 @@ def _fit_fold(
         temperature, fitted_on = fit_temperature(val_logits, y[fold.val]), "validation"
     outs = []
     for o in est.bag_outputs(pick(fold.test), device=cfg.train.device):
-        p = softmax_t(o["logits"][None], temperature)[0]
+        p = apply_temperature(o["logits"][None], temperature)[0]
         outs.append({"proba": p, "attention": o["attention"], "cell_top": o["cell_logits"].argmax(1)})
     if cfg.split.protocol != LEAVE_ONE_OUT:
         save_bundle(

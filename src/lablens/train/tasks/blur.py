@@ -58,7 +58,7 @@ def fixed_records(n: int, level: int, s: BlurSettings, seed: int) -> list[Degrad
 
 
 def degrader(records: Sequence[Degradation]) -> Any:
-    """A ``prepare`` hook for :func:`~lablens.infer.network.run_network`: degrade row ``i`` by ``records[i]``."""
+    """A ``prepare`` hook for :func:`~lablens.nn.network.run_network`: degrade row ``i`` by ``records[i]``."""
 
     def prepare(x: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
         return degrade_tensor(x, [records[i] for i in rows])

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lablens.infer.network import Normalizer
+from lablens.nn.network import Normalizer
 from lablens.train.imbalance import ClassificationLoss
 from lablens.train.tasks.base import Batch, Predict, StepContext, Task, classification_scores
 

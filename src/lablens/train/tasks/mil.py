@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lablens.infer.network import run_network
+from lablens.nn.network import run_network
 from lablens.train.tasks.base import Batch, Predict, StepContext, classification_scores
 from lablens.train.tasks.classification import ClassificationTask
 

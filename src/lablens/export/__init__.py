@@ -1,1 +1,0 @@
-"""Exporting bundles to other runtimes (ONNX for ONNX Runtime on CPU)."""

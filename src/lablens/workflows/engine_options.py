@@ -1,0 +1,47 @@
+"""The options of the engines that run archive jobs (``predict``, ``analyze``), checked where they apply.
+
+A Ray option given with the local engine, or an archive option given for a single CSV/JSON output, is an
+error naming it (never ignored); the Ray settings are built only for ``--engine ray``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from lablens.errors import SettingError
+
+#: the engines an archive job runs on
+ENGINES = ("local", "ray")
+
+
+class RayOptions(BaseModel):
+    """``--ray-address``, ``--actors``, ``--actor-cpus``, ``--actor-gpus`` as given (None: not given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = None
+    actors: int | None = None
+    actor_cpus: float | None = None
+    actor_gpus: float | None = None
+
+    def given(self) -> list[str]:
+        flags = {"address": "--ray-address", "actors": "--actors", "actor_cpus": "--actor-cpus"}
+        flags["actor_gpus"] = "--actor-gpus"
+        return [flags[k] for k, v in self.model_dump().items() if v is not None]
+
+    def settings(self, engine: str) -> Any:
+        """The engine's Ray settings (None for the local engine, which takes none of these options)."""
+        if engine != "ray":
+            if self.given():
+                raise SettingError(f"{', '.join(self.given())} apply only with --engine ray")
+            return None
+        from lablens.infer.ray_engine import RaySettings
+
+        return RaySettings(
+            address=self.address,
+            model_actors=self.actors or 1,
+            actor_cpus=self.actor_cpus or 1.0,
+            actor_gpus=self.actor_gpus or 0.0,
+        )
