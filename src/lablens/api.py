@@ -103,7 +103,9 @@ def show_config(config: str | Path | None = None) -> RunConfig:
     return build_config(config)
 
 
-def serve(settings: ServiceSettings, host: str = "127.0.0.1", port: int = 8000, banner: str | None = None) -> None:
+def serve(
+    settings: ServiceSettings, host: str = "127.0.0.1", port: int = 8000, banner: str | None = None
+) -> None:
     """``lablens serve``: run the review service with ``settings`` until interrupted (``banner`` is printed once
     the service is set up: its database opened and its audit key checked)."""
     import uvicorn

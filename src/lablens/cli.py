@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -101,12 +100,28 @@ def _regions(boxes: list[str]) -> list[tuple[int, int, int, int]]:
     return regions
 
 
-#: what --label-level sample starts from: a multiple-instance model on 64-px cell crops, 8 bags per step, no TTA
-SAMPLE_LEVEL_DEFAULTS = {
-    "model.name": "mil",
-    "model.image_size": 64,
-    "model.tta": False,
-    "train.batch_size": 8,
+#: ``lablens train``'s options → the config keys they set
+TRAIN_OPTIONS = {
+    "model": "model.name",
+    "weights": "model.weights",
+    "image_size": "model.image_size",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "split": "split.protocol",
+    "missing_classes": "split.missing_classes",
+    "label_column": "data.label_column",
+    "group_column": "data.group_column",
+    "group_regex": "data.group_regex",
+    "reader_column": "data.reader_column",
+    "synthetic_ratio": "data.synthetic_ratio",
+    "imbalance": "train.imbalance",
+    "monitor": "train.monitor",
+    "patience": "train.patience",
+    "device": "train.device",
+    "nproc": "train.nproc",
+    "compile": "train.compile",
+    "seed": "train.seed",
 }
 
 
@@ -176,109 +191,19 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train, calibrate and evaluate a model; write metrics, report and a bundle into --out."""
-    from lablens.workflows.train import train as run_train
+    from lablens.workflows.printing import print_trained
+    from lablens.workflows.train_verb import SampleLevel, train_run
 
-    if data is None and not resume:
-        raise SettingError("DATA is required (except with --resume)")
-    from lablens.workflows.train_samples import SETTINGS as SAMPLE_RUN
-
-    if resume and (out / SAMPLE_RUN).is_file():  # a sample-level run resumes as one, with its settings
-        label_level = "sample"
-        if task is not None or um_per_px is not None or ignore_region:
-            raise SettingError(
-                "--task, --um-per-px and --ignore-region come from the run being resumed; leave them out"
-            )
-    if label_level not in ("image", "sample"):
-        raise SettingError(f"--label-level {label_level!r}: choose image or sample")
-    if label_level == "image" and (task is not None or um_per_px is not None or ignore_region):
-        raise SettingError(
-            "--task, --um-per-px and --ignore-region apply to --label-level sample (fields with sample labels)"
-        )
-    if label_level == "sample" and (synthetic or synthetic_ratio):
-        raise SettingError(
-            "--synthetic applies to --label-level image (labelled images), not to sample-level runs"
-        )
-    if label_level == "sample" and nproc:
-        raise SettingError(
-            "--nproc does not apply to --label-level sample yet: sample-level runs train in one process"
-        )
-    cfg = build_config(
-        config,
-        {
-            "model.name": model,
-            "model.weights": weights,
-            "model.image_size": image_size,
-            "train.epochs": epochs,
-            "train.batch_size": batch_size,
-            "train.lr": lr,
-            "split.protocol": split,
-            "split.missing_classes": missing_classes,
-            "data.label_column": label_column,
-            "data.group_column": group_column,
-            "data.group_regex": group_regex,
-            "data.reader_column": reader_column,
-            "data.synthetic": str(synthetic.resolve()) if synthetic else None,
-            "data.synthetic_ratio": synthetic_ratio,
-            "train.imbalance": imbalance,
-            "train.monitor": monitor,
-            "train.patience": patience,
-            "train.device": device,
-            "train.nproc": nproc,
-            "train.compile": compile,
-            "train.seed": seed,
-            "split.seed": seed,
-        },
-        defaults=SAMPLE_LEVEL_DEFAULTS if label_level == "sample" else None,
-    )
-    if label_level == "sample":
-        from lablens.workflows.train_samples import train_samples
-
-        res = train_samples(
-            data,
-            out,
-            cfg,
-            task=task or "ana",
-            um_per_px=um_per_px,
-            ignore_regions=_regions(ignore_region),
-            resume=resume,
-            progress=not quiet,
-        )
-        _print_headline(res.metrics)
-        console.print(f"report: {res.run_dir / 'report.html'}")
-        for b in res.bundles:
-            console.print(f"bundle: {b}")
-        return
-    result = run_train(data, out, cfg, resume=resume, progress=not quiet)
-    if not result.metrics:  # another process of a distributed run: rank 0 reports
-        return
-    _print_headline(result.metrics)
-    console.print(f"report: {result.report}")
-    for b in result.bundles:
-        console.print(f"bundle: {b}")
-
-
-def _print_headline(metrics: dict) -> None:
-    if "overall" in metrics:
-        o = metrics["overall"]
-        parts = []
-        for k in ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "macro_auc"):
-            entry = o.get(k) or {}
-            if entry.get("value") is not None:
-                ci = entry.get("ci")
-                parts.append(f"{k} {entry['value']:.3f}" + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else ""))
-        console.print(f"test (n={metrics.get('n')}): " + ", ".join(parts))
-        for note in metrics.get("notes") or []:
-            console.print(f"  [yellow]⚠ {note}[/yellow]", highlight=False)
-    elif "summary" in metrics:
-        s = metrics["summary"]
-        parts = [
-            f"{k} {s[k]['mean']:.3f} ± {s[k]['sd'] or 0:.3f}"
-            for k in ("accuracy", "macro_f1")
-            if s.get(k, {}).get("mean") is not None
-        ]
-        console.print(f"cross-validation over {len(metrics['folds'])} folds: " + ", ".join(parts))
-        for note in metrics.get("notes") or []:
-            console.print(f"  [yellow]⚠ {note}[/yellow]", highlight=False)
+    values = locals()
+    overrides = {key: values[option] for option, key in TRAIN_OPTIONS.items()}
+    overrides["split.seed"] = seed
+    overrides["data.synthetic"] = str(synthetic.resolve()) if synthetic else None
+    fields = SampleLevel(task=task, um_per_px=um_per_px, ignore_regions=_regions(ignore_region))
+    res = train_run(
+        data, out, config=config, overrides=overrides, label_level=label_level, fields=fields,
+        resume=resume, progress=not quiet,
+    )  # fmt: skip
+    print_trained(res.metrics, res.run_dir / "report.html", res.bundles)
 
 
 @app.command()
@@ -304,6 +229,7 @@ def evaluate(
 ) -> None:
     """Evaluate a bundle on labelled images (images seen in training are left out unless --include-seen)."""
     from lablens.workflows.evaluate import evaluate as run_evaluate
+    from lablens.workflows.printing import print_headline
 
     cfg = build_config(
         config,
@@ -324,7 +250,7 @@ def evaluate(
         device=device,
         progress=not quiet,
     )
-    _print_headline(metrics)
+    print_headline(metrics)
     console.print(f"report: {out / 'report.html'}")
 
 
@@ -443,83 +369,16 @@ def predict(
     """
     from lablens.infer.ood import parse_alpha
     from lablens.nn.tta import parse_policy
+    from lablens.workflows.engine_options import RayOptions
+    from lablens.workflows.predict_verb import ArchiveOptions, predict_run
 
-    policy = parse_policy(tta)
-    archive = {"--engine": engine, "--shard-size": shard_size, "--workers": workers}
-    ray_opts = {
-        "--ray-address": ray_address,
-        "--actors": actors,
-        "--actor-cpus": actor_cpus,
-        "--actor-gpus": actor_gpus,
-    }
-    common = {
-        "top_k": top_k,
-        "batch_size": batch_size,
-        "device": device,
-        "quality": quality,
-        "max_level": max_level,
-        "backend": backend,
-        "tta": policy,
-        "ood_alpha": parse_alpha(ood),
-        "progress": not quiet,
-    }
-    if out.suffix.lower() in (".csv", ".json"):
-        given = [k for k, v in {**archive, **ray_opts}.items() if v is not None]
-        if given:
-            raise SettingError(
-                f"{', '.join(given)} apply to a folder --out (Parquet shards), not to {out.name}"
-            )
-        from lablens.workflows.predict import predict as run_predict
-
-        run_predict(bundle, paths, out, overwrite=overwrite, **common)
-        return
-    if overwrite:
-        raise SettingError(
-            "--overwrite applies to a .csv/.json --out; a job folder is resumed, never overwritten"
-        )
-    if engine == "ray" and workers is not None:
-        raise SettingError(
-            "--workers sets the local engine's decoding threads; with --engine ray decoding runs as Ray tasks"
-        )
-    from lablens.workflows.predict_archive import predict_archive
-
-    settings = _ray_settings(engine or "local", ray_address, actors, actor_cpus, actor_gpus)
-    predict_archive(
-        bundle,
-        paths,
-        out,
-        engine=engine or "local",
-        shard_size=shard_size or 1024,
-        workers=workers or 2,
-        ray=settings,
-        **common,
-    )
-
-
-def _ray_settings(
-    engine: str,
-    address: str | None,
-    actors: int | None,
-    actor_cpus: float | None,
-    actor_gpus: float | None,
-) -> Any:
-    """Ray settings from the command line (None for the local engine, which takes none of them)."""
-    given = {
-        "--ray-address": address,
-        "--actors": actors,
-        "--actor-cpus": actor_cpus,
-        "--actor-gpus": actor_gpus,
-    }
-    if engine != "ray":
-        named = [k for k, v in given.items() if v is not None]
-        if named:
-            raise SettingError(f"{', '.join(named)} apply only with --engine ray")
-        return None
-    from lablens.infer.ray_engine import RaySettings
-
-    return RaySettings(
-        address=address, model_actors=actors or 1, actor_cpus=actor_cpus or 1.0, actor_gpus=actor_gpus or 0.0
-    )
+    ray = RayOptions(address=ray_address, actors=actors, actor_cpus=actor_cpus, actor_gpus=actor_gpus)
+    predict_run(
+        bundle, paths, out, overwrite=overwrite,
+        archive=ArchiveOptions(engine=engine, shard_size=shard_size, workers=workers, ray=ray),
+        top_k=top_k, batch_size=batch_size, device=device, quality=quality, max_level=max_level,
+        backend=backend, tta=parse_policy(tta), ood_alpha=parse_alpha(ood), progress=not quiet,
+    )  # fmt: skip
 
 
 @app.command()
@@ -546,6 +405,25 @@ def export(
         f"max |Δp| {par['max_abs_prob_diff']:.1e} ≤ {tolerance:g}",
         highlight=False,
     )
+
+
+#: ``lablens compare``'s options → the config keys they set
+COMPARE_OPTIONS = {
+    "folds": "compare.folds",
+    "repeats": "compare.repeats",
+    "holdout": "compare.holdout",
+    "primary_metric": "compare.primary_metric",
+    "search": "compare.search",
+    "label_column": "data.label_column",
+    "group_column": "data.group_column",
+    "group_regex": "data.group_regex",
+    "image_size": "model.image_size",
+    "weights": "model.weights",
+    "epochs": "train.epochs",
+    "device": "train.device",
+    "threads": "train.threads",
+    "seed": "train.seed",
+}
 
 
 @app.command()
@@ -586,57 +464,18 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Compare methods on identical grouped folds: ranks, CIs, pairwise tests and an HTML report."""
-    from lablens.presets import load_preset
-    from lablens.workflows.compare import compare as run_compare
-
-    overrides: dict[str, Any] = {
-        "compare.folds": folds,
-        "compare.repeats": repeats,
-        "compare.holdout": holdout,
-        "compare.primary_metric": primary_metric,
-        "compare.search": search,
-        "data.label_column": label_column,
-        "data.group_column": group_column,
-        "data.group_regex": group_regex,
-        "model.image_size": image_size,
-        "model.weights": weights,
-        "train.epochs": epochs,
-        "train.device": device,
-        "train.threads": threads,
-        "train.seed": seed,
-        "split.seed": seed,
-    }
-    if methods:
-        overrides["compare.methods"] = [methods]
-    if save_winner:
-        overrides["compare.save_winner"] = True
-    cfg = build_config(config, overrides, preset=load_preset(preset) if preset else None)
-    if folds is not None and holdout is None:  # --folds replaces a hold-out from the preset or file
-        cfg.compare.holdout = None
-    if not cfg.compare.methods:
-        raise SettingError("no methods: give --methods or a --preset")
     from lablens.home import default_output
+    from lablens.workflows.compare import compare as run_compare
+    from lablens.workflows.compare import compare_config
+    from lablens.workflows.printing import print_compared
 
-    result = run_compare(data, out or default_output("compare"), cfg, progress=not quiet)
-    _print_ranking(result.document)
-    console.print(f"report: {result.report}")
-    if result.winner_bundle:
-        console.print(f"winner bundle: {result.winner_bundle}")
-
-
-def _print_ranking(doc: dict) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    primary = doc["primary_metric"]
-    table = Table(title=f"ranking by {primary} ({doc['protocol']})", title_justify="left")
-    for col in ("#", "method", primary, "accuracy", "fit s/fold"):
-        table.add_column(col, justify="left" if col == "method" else "right")
-    for row in doc["table"]:
-        p, a = row["metrics"][primary], row["metrics"]["accuracy"]
-        fmt = lambda s: "–" if s["mean"] is None else f"{s['mean']:.3f} ± {s['sd'] or 0:.3f}"  # noqa: E731
-        table.add_row(str(row["rank"]), escape(row["method"]), fmt(p), fmt(a), f"{row['fit_s']:.1f}")
-    console.print(table)
+    values = locals()
+    overrides: dict[str, Any] = {key: values[option] for option, key in COMPARE_OPTIONS.items()}
+    overrides["split.seed"] = seed
+    overrides["compare.methods"] = [methods] if methods else None
+    overrides["compare.save_winner"] = True if save_winner else None
+    cfg = compare_config(config, overrides, preset)
+    print_compared(run_compare(data, out or default_output("compare"), cfg, progress=not quiet))
 
 
 @app.command()
@@ -794,33 +633,16 @@ def analyze(
     from lablens.infer.ood import parse_alpha
     from lablens.workflows.analyze import analyze as run_analyze
     from lablens.workflows.analyze import sample_lines
+    from lablens.workflows.engine_options import RayOptions
 
-    ray = _ray_settings(engine, ray_address, actors, actor_cpus, actor_gpus)
-    regions = _regions(ignore_region)
+    ray = RayOptions(address=ray_address, actors=actors, actor_cpus=actor_cpus, actor_gpus=actor_gpus)
     result = run_analyze(
-        bundle,
-        list(fields),
-        out,
-        task=task,
-        um_per_px=um_per_px,
-        samples=samples,
-        sample_id=sample_id,
-        min_confidence=min_confidence,
-        min_cells=min_cells,
-        ignore_regions=regions,
-        verifier=verifier,
-        detector=detector,
-        crop_um=crop_um,
-        allow_crop_mismatch=allow_crop_mismatch,
-        controls=controls,
-        device=device,
-        quality=quality,
-        max_level=max_level,
-        ood_alpha=parse_alpha(ood),
-        engine=engine,
-        ray=ray,
-        progress=not quiet,
-    )
+        bundle, list(fields), out, task=task, um_per_px=um_per_px, samples=samples, sample_id=sample_id,
+        min_confidence=min_confidence, min_cells=min_cells, ignore_regions=_regions(ignore_region),
+        verifier=verifier, detector=detector, crop_um=crop_um, allow_crop_mismatch=allow_crop_mismatch,
+        controls=controls, device=device, quality=quality, max_level=max_level, ood_alpha=parse_alpha(ood),
+        engine=engine, ray=ray.settings(engine), progress=not quiet,
+    )  # fmt: skip
     for name, doc in result.samples.items():
         for line in sample_lines(name, doc):
             console.print(line, highlight=False)
@@ -1011,6 +833,19 @@ def synthesize(
     )
 
 
+#: ``lablens synth-study``'s options → the config keys they set
+SYNTH_STUDY_OPTIONS = {
+    "model": "model.name",
+    "weights": "model.weights",
+    "model_size": "model.image_size",
+    "epochs": "train.epochs",
+    "split": "split.protocol",
+    "device": "train.device",
+    "threads": "train.threads",
+    "seed": "train.seed",
+}
+
+
 @app.command("synth-study")
 @friendly
 def synth_study(
@@ -1040,51 +875,17 @@ def synth_study(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Real-only vs real + synthetic (GAN, diffusion) at several ratios vs the best class-imbalance remedy."""
+    from lablens.workflows.synth_study import STUDY_DEFAULTS, parse_list, parse_ratios
     from lablens.workflows.synth_study import synth_study as run_study
 
-    defaults = {
-        "model.name": "efficientnet_lite0",
-        "model.weights": "imagenet",
-        "model.image_size": 64,
-        "model.tta": False,
-        "train.epochs": 10,
-        "split.protocol": "6:2:2",
-    }
-    cfg = build_config(
-        config,
-        {
-            "model.name": model,
-            "model.weights": weights,
-            "model.image_size": model_size,
-            "train.epochs": epochs,
-            "split.protocol": split,
-            "train.device": device,
-            "train.threads": threads,
-            "train.seed": seed,
-            "split.seed": seed,
-        },
-        defaults=defaults,
-    )
-    try:
-        ratio_values = [float(r) for r in ratios.split(",") if r.strip()]
-    except ValueError:
-        raise SettingError(f"--ratios {ratios!r}: give numbers, e.g. 1,2") from None
-    generator_epochs = {
-        m: e for m, e in (("gan", gan_epochs), ("diffusion", diffusion_epochs)) if e is not None
-    }
+    values = locals()
+    overrides = {key: values[option] for option, key in SYNTH_STUDY_OPTIONS.items()} | {"split.seed": seed}
     run_study(
-        data,
-        out,
-        cfg,
-        classes=[c.strip() for c in classes.split(",") if c.strip()],
-        methods=[m.strip() for m in methods.split(",") if m.strip()],
-        ratios=ratio_values,
-        seeds=seeds,
-        keep=keep,
-        image_size=image_size,
-        generator_epochs=generator_epochs,
+        data, out, build_config(config, overrides, defaults=STUDY_DEFAULTS),
+        classes=parse_list(classes), methods=parse_list(methods), ratios=parse_ratios(ratios), seeds=seeds,
+        keep=keep, image_size=image_size, generator_epochs={"gan": gan_epochs, "diffusion": diffusion_epochs},
         progress=not quiet,
-    )
+    )  # fmt: skip
 
 
 @app.command("fit-verifier")
@@ -1168,47 +969,28 @@ def serve(
     ),
 ) -> None:
     """Run the review service (API + OpenAPI schema at /docs); manage users with `lablens users`."""
-    import uvicorn
-
+    from lablens.api import serve as run_serve
     from lablens.infer.ood import parse_alpha
-    from lablens.service.app import ServiceSettings, create_app
     from lablens.service.home import ServiceHome
+    from lablens.service.settings import ServiceSettings
 
-    if quality is not None and registry is not None:
-        raise SettingError(
-            "--quality applies to --bundle; a registry keeps each task's quality bundle in REGISTRY/<task>/quality"
-        )
     where = ServiceHome.resolve(home, db, storage, audit_key)
+    mb = 1024 * 1024
     settings = ServiceSettings(
-        bundle=str(bundle) if bundle else None,
-        registry=str(registry) if registry else None,
-        quality=str(quality) if quality else None,
-        max_level=max_level,
-        ood_alpha=parse_alpha(ood),
-        db_url=where.db_url,
-        storage=str(where.images),
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-        max_request_bytes=int(max_request_mb * 1024 * 1024),
-        max_request_pixels=int(max_request_megapixels * 1_000_000),
-        max_image_bytes=int(max_image_mb * 1024 * 1024),
-        min_confidence=min_confidence,
-        four_eyes=not one_person_lab,
-        audit_key_file=str(where.key_file),
-    )
-    app_ = create_app(settings)
-    console.print(f"serving {where.describe()}", highlight=False)
-    uvicorn.run(app_, host=host, port=port)
+        bundle=str(bundle) if bundle else None, registry=str(registry) if registry else None,
+        quality=str(quality) if quality else None, max_level=max_level, ood_alpha=parse_alpha(ood),
+        db_url=where.db_url, storage=str(where.images), audit_key_file=str(where.key_file),
+        max_upload_bytes=int(max_upload_mb * mb), max_request_bytes=int(max_request_mb * mb),
+        max_request_pixels=int(max_request_megapixels * 1_000_000), max_image_bytes=int(max_image_mb * mb),
+        min_confidence=min_confidence, four_eyes=not one_person_lab,
+    )  # fmt: skip
+    run_serve(settings, host=host, port=port, banner=f"serving {where.describe()}")
 
 
-def _admin_session(home: Path | None, db: str | None, audit_key: Path | None) -> tuple[Any, bytes]:
-    """Sessions on the service's database and the key its audit chain continues with (checked against it)."""
-    from lablens.service.audit_key import open_keyed
-    from lablens.service.db import sessions
-    from lablens.service.home import ServiceHome
+def _admin(home: Path | None, db: str | None, audit_key: Path | None, storage: Path | None = None) -> Any:
+    from lablens.service.admin import ServiceAdmin
 
-    where = ServiceHome.resolve(home, db, None, audit_key)
-    engine, key = open_keyed(where.db_url, where.key_file)
-    return sessions(engine), key
+    return ServiceAdmin.open(home, db, storage, audit_key)
 
 
 @app.command("add-user")
@@ -1221,12 +1003,7 @@ def add_user(
     audit_key: Path | None = KEY_OPTION,
 ) -> None:
     """Create a user and print its API token (shown once; only its hash is stored)."""
-    from lablens.service.auth import create_user
-
-    make_session, key = _admin_session(home, db, audit_key)
-    with make_session() as session:
-        token = create_user(session, key, name, role)
-        session.commit()
+    token = _admin(home, db, audit_key).add_user(name, role)
     console.print(f"user {name} ({role}) created; API token (store it now, it is not shown again):")
     typer.echo(token)
 
@@ -1241,38 +1018,11 @@ def users_list(
     home: Path | None = HOME_OPTION, db: str | None = DB_OPTION, audit_key: Path | None = KEY_OPTION
 ) -> None:
     """Every user with role, account state and whether a token is set."""
-    from sqlalchemy import select
-
-    from lablens.service.auth import user_doc
-    from lablens.service.models import User
-
-    make_session, _ = _admin_session(home, db, audit_key)
-    with make_session() as session:
-        for u in session.execute(select(User).order_by(User.id)).scalars():
-            d = user_doc(u)
-            state = "active" if d["active"] else "deactivated"
-            typer.echo(
-                f"{d['name']:20s} {d['role']:11s} {state:12s} token {'set' if d['has_token'] else 'revoked'}"
-            )
-
-
-def _user_change(
-    name: str, home: Path | None, db: str | None, audit_key: Path | None, change: str
-) -> str | None:
-    from lablens.service import auth
-
-    make_session, key = _admin_session(home, db, audit_key)
-    with make_session() as session:
-        user = auth.find_user(session, name)
-        token = None
-        if change == "rotate-token":
-            token = auth.rotate_token(session, key, user, "cli")
-        elif change == "revoke":
-            auth.revoke_token(session, key, user, "cli")
-        else:
-            auth.set_active(session, key, user, change == "activate", "cli")
-        session.commit()
-    return token
+    for d in _admin(home, db, audit_key).users():
+        state = "active" if d["active"] else "deactivated"
+        typer.echo(
+            f"{d['name']:20s} {d['role']:11s} {state:12s} token {'set' if d['has_token'] else 'revoked'}"
+        )
 
 
 @users_app.command("rotate-token")
@@ -1284,7 +1034,7 @@ def users_rotate(
     audit_key: Path | None = KEY_OPTION,
 ) -> None:
     """Give NAME a new API token (printed once); the old one stops working."""
-    token = _user_change(name, home, db, audit_key, "rotate-token")
+    token = _admin(home, db, audit_key).change_user(name, "rotate-token")
     console.print(f"new API token of {name} (store it now, it is not shown again):")
     typer.echo(token)
 
@@ -1298,7 +1048,7 @@ def users_revoke(
     audit_key: Path | None = KEY_OPTION,
 ) -> None:
     """Revoke NAME's API token (the account stays; rotate-token gives a new one)."""
-    _user_change(name, home, db, audit_key, "revoke")
+    _admin(home, db, audit_key).change_user(name, "revoke")
     console.print(f"the API token of {name} is revoked")
 
 
@@ -1311,7 +1061,7 @@ def users_deactivate(
     audit_key: Path | None = KEY_OPTION,
 ) -> None:
     """Deactivate NAME's account: nobody can sign in as NAME until it is activated."""
-    _user_change(name, home, db, audit_key, "deactivate")
+    _admin(home, db, audit_key).change_user(name, "deactivate")
     console.print(f"{name} is deactivated")
 
 
@@ -1324,7 +1074,7 @@ def users_activate(
     audit_key: Path | None = KEY_OPTION,
 ) -> None:
     """Activate NAME's account again."""
-    _user_change(name, home, db, audit_key, "activate")
+    _admin(home, db, audit_key).change_user(name, "activate")
     console.print(f"{name} is active")
 
 
@@ -1340,11 +1090,7 @@ def audit_head(
     home: Path | None = HOME_OPTION, db: str | None = DB_OPTION, audit_key: Path | None = KEY_OPTION
 ) -> None:
     """Print the newest audit event's id and hash as JSON (keep it away from the server; verify against it)."""
-    from lablens.service.audit import head
-
-    make_session, _ = _admin_session(home, db, audit_key)
-    with make_session() as session:
-        typer.echo(jsonio.dumps(head(session)))
+    typer.echo(jsonio.dumps(_admin(home, db, audit_key).head()))
 
 
 @audit_app.command("seal")
@@ -1356,12 +1102,7 @@ def audit_seal(
 
     Only do this for rows you trust: a chain rewritten as unkeyed rows would be sealed too.
     """
-    from lablens.service.audit import seal_legacy
-
-    make_session, key = _admin_session(home, db, audit_key)
-    with make_session() as session:
-        sealed = seal_legacy(session, key)
-        session.commit()
+    sealed = _admin(home, db, audit_key).seal()
     console.print("unkeyed audit rows sealed" if sealed else "nothing to seal: the chain is keyed")
 
 
@@ -1375,14 +1116,11 @@ def audit_rotate_key(
     The chain is verified with the current key, then a keyed event pins every row before it; the new key
     replaces the file, and the old key is no longer needed (nor useful to anyone who learnt it).
     """
-    from lablens.service.audit_key import rotate_key_file
-    from lablens.service.home import ServiceHome
-
-    where = ServiceHome.resolve(home, db, None, audit_key)
-    done = rotate_key_file(where.db_url, where.key_file)
+    admin = _admin(home, db, audit_key)
+    done = admin.rotate_key()
     verb = "finished the interrupted rotation" if done.get("finished_earlier_rotation") else "rotated"
     console.print(
-        f"audit key {verb}: {where.key_file} now holds key {done['key_id']}; event {done['event_id']} seals "
+        f"audit key {verb}: {admin.where.key_file} now holds key {done['key_id']}; event {done['event_id']} seals "
         "the chain under it (restart the service to use it; back the new key up)",
         highlight=False,
     )
@@ -1397,34 +1135,16 @@ def audit_verify(
     head: str | None = typer.Option(None, help="An exported head: its JSON, or a file holding it."),
 ) -> None:
     """Check the keyed chain, the exported head and the records against the events; exit 1 naming each problem."""
-    from lablens.service.audit import newest_keyed, signed_by, verify
-
-    expected = None
-    if head is not None:
-        text = Path(head).read_text(encoding="utf-8") if Path(head).is_file() else head
-        try:
-            expected = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SettingError(f"--head: not a JSON head ({exc})") from None
-    from lablens.service.audit_key import read_key
-    from lablens.service.db import migrate, sessions
-    from lablens.service.home import ServiceHome
-
-    where = ServiceHome.resolve(home, db, None, audit_key)
-    engine, _ = migrate(where.db_url)  # the key is only read: a wrong one is reported below, not refused
-    key = read_key(where.key_file)
-    with sessions(engine)() as session:
-        result = verify(session, key, expected)
-        newest = newest_keyed(session)
-        foreign = newest is not None and not signed_by(newest, key)
-    if result["ok"]:
-        console.print(f"audit ok: {result['events']} events, chain intact, records match", highlight=False)
+    admin = _admin(home, db, audit_key)
+    result = admin.verify(head)
+    if result.ok:
+        console.print(f"audit ok: {result.events} events, chain intact, records match", highlight=False)
         return
-    for p in result["problems"]:
-        console.print(f"[red]problem[/red] {p['reason']}", highlight=False)
-    if foreign:
+    for problem in result.problems:
+        console.print(f"[red]problem[/red] {problem['reason']}", highlight=False)
+    if not result.key_signs_newest:
         console.print(
-            f"note: {where.key_file} does not verify the newest keyed event either: unless that event was "
+            f"note: {admin.where.key_file} does not verify the newest keyed event either: unless that event was "
             "changed too, this is not the key this database was written with (--audit-key names another)",
             highlight=False,
         )
@@ -1441,11 +1161,7 @@ def export_reviews(
     include_unsigned: bool = typer.Option(False, help="Also samples not signed off yet."),
 ) -> None:
     """Write the technicians' labels as a training set (path,label,group = sample) for `lablens train`."""
-    from lablens.service.export_reviews import export_reviews as run_export
-    from lablens.service.home import ServiceHome
-
-    where = ServiceHome.resolve(home, db, storage, None)
-    manifest = run_export(where.db_url, where.images, out, signed_only=not include_unsigned)
+    manifest = _admin(home, db, None, storage).export_reviews(out, include_unsigned)
     changed = int((manifest["status"] == "reclassified").sum())
     console.print(
         f"{len(manifest)} reviewed cells ({changed} reclassified) from {manifest['group'].nunique()} samples → {out}",
@@ -1539,34 +1255,16 @@ def phantom(
     ),
 ) -> None:
     """Write synthetic phantoms with known truth: ImageFolder tree + manifest.csv (+ cells.csv, COCO json)."""
-    from lablens.phantoms import PHANTOM_TASKS, write_phantoms
-    from lablens.phantoms import montage as contact_sheet
-    from lablens.progress import make_progress
+    from lablens.workflows.phantom import phantom as run_phantom
+    from lablens.workflows.phantom import phantom_tasks
 
     if task == "list":
-        for name in PHANTOM_TASKS:
-            spec = PHANTOM_TASKS.value(name)
-            extra = " [--fields]" if spec.fields else ""
-            typer.echo(f"{name:24s}{len(spec.classes):3d} classes{extra}  {spec.description}")
+        typer.echo("\n".join(phantom_tasks()))
         return
-    if out is None:
-        raise SettingError("give an output folder: lablens phantom TASK OUT")
-    if montage:
-        if out.exists():
-            raise OutputExistsError(f"{out} exists; not overwritten")
-        contact_sheet(task, out, per_class=8, seed=seed, size=size or 96, compact=True)
-        console.print(f"wrote contact sheet of '{task}' → {out}", highlight=False)
-        return
-    with make_progress(sys.stderr.isatty()) as prog:
-        df = write_phantoms(
-            task, out, n=n, seed=seed, size=size, groups=groups, blur=blur, fields=fields, progress=prog
-        )
-    counts = df["label"].value_counts().sort_index()
-    console.print(
-        f"wrote {len(df)} {'fields' if fields else 'images'} of '{task}' in {df['group'].nunique()} groups → {out}"
-        + "".join(f"\n  {label:24s}{k:6d}" for label, k in counts.items()),
-        highlight=False,
+    done = run_phantom(
+        task, out, n=n, seed=seed, size=size, groups=groups, blur=blur, fields=fields, montage=montage
     )
+    console.print(done, highlight=False)
 
 
 @app.command()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lablens.errors import SettingError
+
 MAX_ID = 2**31 - 1  # ids are 32-bit integer columns (PostgreSQL INTEGER); larger ones are refused with 422
 UM_PER_PX_RANGE = (0.01, 10.0)  # physical field scales a microscope camera can have
 
@@ -49,6 +51,12 @@ class ServiceSettings:
     min_confidence: float = 0.5
     four_eyes: bool = True
     audit_key_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.quality is not None and self.registry is not None:
+            raise SettingError(
+                "--quality applies to --bundle; a registry keeps each task's quality bundle in REGISTRY/<task>/quality"
+            )
 
     @property
     def audit_key_path(self) -> Path:

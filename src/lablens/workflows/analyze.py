@@ -52,10 +52,10 @@ from lablens.progress import console, make_progress
 from lablens.quality.reference import ImageReference
 from lablens.report.html import thumbnail_b64
 from lablens.workflows.common import RunError, no_usable_image, warn, write_json
+from lablens.workflows.engine_options import ENGINES
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
 SAMPLE_MODES = ("together", "per-field")
-ENGINES = ("local", "ray")
 SHOWN_STATUS = {NOT_EVALUABLE: "not evaluable", OUT_OF_DISTRIBUTION: "out of distribution"}  # overlay labels
 __all__ = ["AnalyzeResult", "FieldInput", "analyze", "read_fields"]
 

@@ -30,10 +30,11 @@ from lablens.compare.methods import Method, parse_method, split_methods
 from lablens.compare.report import write_compare_report
 from lablens.compare.runner import FoldResult, run_all
 from lablens.compare.summary import summarise
-from lablens.config import RunConfig
+from lablens.config import RunConfig, build_config
 from lablens.data.manifest import Manifest
 from lablens.data.splits import Split, allocate_groups, save_split
 from lablens.data.synthetic import SyntheticError
+from lablens.errors import SettingError
 from lablens.infer.bundle import save_bundle
 from lablens.models.from_config import config_value, unused_by_all
 from lablens.progress import make_progress
@@ -62,6 +63,21 @@ class CompareResult:
     @property
     def report(self) -> Path:
         return self.out / "report.html"
+
+
+def compare_config(
+    config: str | Path | None, overrides: dict[str, Any], preset: str | None = None
+) -> RunConfig:
+    """A comparison's config: defaults → a study ``preset`` → the ``config`` file → ``overrides``. Folds given
+    without a hold-out replace a hold-out from the preset or file; a comparison without methods is refused."""
+    from lablens.presets import load_preset
+
+    cfg = build_config(config, overrides, preset=load_preset(preset) if preset else None)
+    if overrides.get("compare.folds") is not None and overrides.get("compare.holdout") is None:
+        cfg.compare.holdout = None
+    if not cfg.compare.methods:
+        raise SettingError("no methods: give --methods or a --preset")
+    return cfg
 
 
 def compare(

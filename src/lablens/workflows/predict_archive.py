@@ -24,8 +24,8 @@ from lablens.infer.sources import SourceError, iter_paths
 from lablens.nn.tta import TtaPolicy
 from lablens.progress import console, make_progress
 from lablens.workflows.common import RunError, warn
+from lablens.workflows.engine_options import ENGINES
 
-ENGINES = ("local", "ray")
 MAX_SHOWN = 20  # skipped files named on the console; every one is a row with status 'skipped' and its reason
 
 

@@ -51,7 +51,9 @@ def predict_run(
 
         return predict(bundle, paths, out, overwrite=overwrite, **common)
     if overwrite:
-        raise SettingError("--overwrite applies to a .csv/.json --out; a job folder is resumed, never overwritten")
+        raise SettingError(
+            "--overwrite applies to a .csv/.json --out; a job folder is resumed, never overwritten"
+        )
     engine = archive.engine or "local"
     if engine == "ray" and archive.workers is not None:
         raise SettingError(

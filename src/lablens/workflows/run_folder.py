@@ -19,6 +19,11 @@ from lablens.workflows.common import RunError
 CONFIG = "config.yaml"
 
 
+def has_checkpoints(out: Path, *patterns: str) -> bool:
+    """Whether a run folder holds what a resume continues from: weights, or files matching ``patterns``."""
+    return any(any(out.rglob(p)) for p in ("*.safetensors", *patterns))
+
+
 def check_new_folder(out: Path, hint: str = "choose a new --out") -> None:
     """Refuse a folder that exists with something in it (a file in its place included)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

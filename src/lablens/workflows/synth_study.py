@@ -41,6 +41,7 @@ import pandas as pd
 from lablens import __version__
 from lablens.config import RunConfig
 from lablens.data.splits import save_split
+from lablens.errors import SettingError
 from lablens.evaluate.seeded import majority_vote, paired_tests, seeded_scores
 from lablens.models.from_config import estimator_params
 from lablens.models.registry import create_estimator
@@ -117,6 +118,30 @@ def synthetic_rows(
     return picked
 
 
+#: what the study trains by default: EfficientNet-Lite0 (ImageNet weights) at 64 px, 10 epochs, a 6:2:2 split
+STUDY_DEFAULTS = {
+    "model.name": "efficientnet_lite0",
+    "model.weights": "imagenet",
+    "model.image_size": 64,
+    "model.tta": False,
+    "train.epochs": 10,
+    "split.protocol": "6:2:2",
+}
+
+
+def parse_list(text: str) -> list[str]:
+    """``"gbi, hyp"`` → ``["gbi", "hyp"]``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_ratios(text: str) -> list[float]:
+    """``--ratios 1,2`` as numbers; a SettingError naming the option otherwise."""
+    try:
+        return [float(r) for r in parse_list(text)]
+    except ValueError:
+        raise SettingError(f"--ratios {text!r}: give numbers, e.g. 1,2") from None
+
+
 def synth_study(
     data: str | Path,
     out: str | Path,
@@ -135,7 +160,8 @@ def synth_study(
     t_start = time.perf_counter()
     methods = list(methods if methods is not None else ["gan", "diffusion"])
     ratios = [float(r) for r in (ratios if ratios is not None else [1.0, 2.0])]
-    _check_request(classes, methods, ratios, seeds, keep, generator_epochs or {})
+    generator_epochs = {m: e for m, e in (generator_epochs or {}).items() if e is not None}
+    _check_request(classes, methods, ratios, seeds, keep, generator_epochs)
     cfg = cfg.model_copy(deep=True)
     cfg.data.path = str(Path(data).resolve())
     try:

@@ -66,7 +66,7 @@ from lablens.workflows.common import (
     write_json,
 )
 from lablens.workflows.crop_cells import data_crop_geometry
-from lablens.workflows.run_folder import check_new_folder, resumed_config, run_folder
+from lablens.workflows.run_folder import check_new_folder, has_checkpoints, resumed_config, run_folder
 
 SEEN_PREFIX = 12  # hex characters of sha256 kept in the card to recognise training images later
 NEW_RUN_HINT = "use --resume to continue that run, or choose a new --out"
@@ -143,7 +143,7 @@ def train(
             D.on_main(lambda: check_new_folder(out, NEW_RUN_HINT), env, RunError)
         owns_folder = not resume and env.is_main
         folder = (
-            run_folder(out, cfg, keep=_has_checkpoints, hint=NEW_RUN_HINT) if owns_folder else nullcontext()
+            run_folder(out, cfg, keep=has_checkpoints, hint=NEW_RUN_HINT) if owns_folder else nullcontext()
         )
         with folder, make_progress(progress and env.is_main) as prog:
             if resume and not spec.capabilities.resumable:
@@ -152,10 +152,6 @@ def train(
                 )
             metrics, bundles = _run(out, cfg, params, resume, prog, env, show_data=progress)
     return TrainResult(out, metrics, bundles, time.perf_counter() - t0)
-
-
-def _has_checkpoints(out: Path) -> bool:
-    return any(out.rglob("*.safetensors"))
 
 
 def _run(

@@ -41,7 +41,7 @@ from lablens.models.registry import create_estimator, get_spec
 from lablens.progress import console, make_progress
 from lablens.train.context import FitContext
 from lablens.workflows.common import RunError, limits_from, write_json
-from lablens.workflows.run_folder import resumed_config, run_folder
+from lablens.workflows.run_folder import has_checkpoints, resumed_config, run_folder
 
 LEAVE_ONE_OUT = "leave-one-out"
 SETTINGS = (
@@ -207,7 +207,13 @@ def train_samples(
     fields = read_sample_fields(fields_csv, cfg.data.label_column)
     cfg = cfg.model_copy(deep=True)
     cfg.data.path = str(Path(fields_csv).resolve())
-    folder = nullcontext(out) if resume else run_folder(out, cfg, keep=_has_checkpoints, hint=NEW_RUN_HINT)
+    folder = (
+        nullcontext(out)
+        if resume
+        else run_folder(
+            out, cfg, keep=lambda folder: has_checkpoints(folder, FOLD_OUTPUTS), hint=NEW_RUN_HINT
+        )
+    )
     with folder as out, make_progress(progress) as prog:
         if not resume:
             regions = [list(r) for r in ignore_regions or []]
@@ -377,10 +383,6 @@ def _read_settings(out: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunError(f"cannot resume: {out} holds no {SETTINGS} (not a --label-level sample run)")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _has_checkpoints(out: Path) -> bool:
-    return any(out.rglob("*.safetensors")) or any(out.rglob(FOLD_OUTPUTS))
 
 
 def _prediction_table(manifest: Manifest, proba: np.ndarray, classes: list[str]) -> pd.DataFrame:

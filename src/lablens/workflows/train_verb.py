@@ -89,6 +89,10 @@ def _check_level(label_level: str, fields: SampleLevel, overrides: dict[str, Any
             "--task, --um-per-px and --ignore-region apply to --label-level sample (fields with sample labels)"
         )
     if label_level == "sample" and (overrides.get("data.synthetic") or overrides.get("data.synthetic_ratio")):
-        raise SettingError("--synthetic applies to --label-level image (labelled images), not to sample-level runs")
+        raise SettingError(
+            "--synthetic applies to --label-level image (labelled images), not to sample-level runs"
+        )
     if label_level == "sample" and overrides.get("train.nproc"):
-        raise SettingError("--nproc does not apply to --label-level sample yet: sample-level runs train in one process")
+        raise SettingError(
+            "--nproc does not apply to --label-level sample yet: sample-level runs train in one process"
+        )
