@@ -102,8 +102,7 @@ class Registry:
                 raise ValueError(
                     f"{self.kind} {name!r} fixes parameters {sorted(unknown)} that it does not have"
                 )
-            doc = (inspect.getdoc(f) or "").split("\n\n")[0].replace("\n", " ")
-            self._add(Entry(name, f, model, dict(fixed or {}), summary, {"doc": doc, **info}))
+            self._add(Entry(name, f, model, dict(fixed or {}), summary, info))
             return f
 
         return deco if factory is None else deco(factory)
@@ -112,7 +111,9 @@ class Registry:
         known = self._entries.get(entry.name)
         same = known is not None and (
             known.info.get("value") is entry.info.get("value") is not None  # the same object again
-            or (known.factory is entry.factory and dict(known.fixed) == dict(entry.fixed))  # a module re-imported
+            or (
+                known.factory is entry.factory and dict(known.fixed) == dict(entry.fixed)
+            )  # a module re-imported
         )
         if known is not None and not same:
             raise ValueError(f"{self.kind} name {entry.name!r} is already registered")

@@ -14,6 +14,13 @@ from lablens.errors import SettingError
 
 #: the engines an archive job runs on
 ENGINES = ("local", "ray")
+#: each Ray setting's command-line option, as messages name it
+RAY_FLAGS = {
+    "address": "--ray-address",
+    "actors": "--actors",
+    "actor_cpus": "--actor-cpus",
+    "actor_gpus": "--actor-gpus",
+}
 
 
 class RayOptions(BaseModel):
@@ -27,9 +34,7 @@ class RayOptions(BaseModel):
     actor_gpus: float | None = None
 
     def given(self) -> list[str]:
-        flags = {"address": "--ray-address", "actors": "--actors", "actor_cpus": "--actor-cpus"}
-        flags["actor_gpus"] = "--actor-gpus"
-        return [flags[k] for k, v in self.model_dump().items() if v is not None]
+        return [RAY_FLAGS[k] for k, v in self.model_dump().items() if v is not None]
 
     def settings(self, engine: str) -> Any:
         """The engine's Ray settings (None for the local engine, which takes none of these options)."""
