@@ -32,8 +32,9 @@ from lablens.infer.bundle import Bundle, load_bundle
 from lablens.infer.gate import QualityGate
 from lablens.infer.predictor import Predictor
 from lablens.models.registry import create_estimator, list_estimators
+from lablens.service.serve_config import ServeConfig
 from lablens.train.context import FitContext
-from lablens.workflows.analyze import AnalyzeResult, analyze
+from lablens.workflows.analyze import AnalyzeConfig, AnalyzeResult, analyze
 from lablens.workflows.blur_study import BlurStudyResult, blur_study
 from lablens.workflows.compare import CompareResult, compare
 from lablens.workflows.crop_cells import crop_annotated_cells as crop_cells
@@ -42,8 +43,9 @@ from lablens.workflows.demo import demo
 from lablens.workflows.evaluate import evaluate
 from lablens.workflows.fields_csv import fields_csv
 from lablens.workflows.fit_verifier import FitVerifierResult, fit_verifier
-from lablens.workflows.predict import predict
 from lablens.workflows.predict_archive import ArchiveResult, predict_archive
+from lablens.workflows.predict_verb import PredictConfig
+from lablens.workflows.predict_verb import predict_run as predict
 from lablens.workflows.promote import promote
 from lablens.workflows.quality import QualityResult, quality
 from lablens.workflows.retrain import retrain
@@ -55,7 +57,6 @@ from lablens.workflows.train_samples import train_samples
 
 if TYPE_CHECKING:
     from lablens.service.admin import ServiceAdmin
-    from lablens.service.app import ServiceSettings
 
 
 def validate_data(
@@ -103,20 +104,21 @@ def show_config(config: str | Path | None = None) -> RunConfig:
     return build_config(config)
 
 
-def serve(
-    settings: ServiceSettings, host: str = "127.0.0.1", port: int = 8000, banner: str | None = None
-) -> None:
-    """``lablens serve``: run the review service with ``settings`` until interrupted (``banner`` is printed once
-    the service is set up: its database opened and its audit key checked)."""
+def serve(cfg: ServeConfig | None = None, *, banner: bool = True, **settings: Any) -> None:
+    """``lablens serve``: run the review service with ``cfg`` (or its settings as keywords) until interrupted.
+    The resolved settings are written to ``serve.yaml`` in the service's image storage; ``banner``: say where it
+    serves from once it is set up (its database opened and its audit key checked)."""
     import uvicorn
 
     from lablens.progress import console
     from lablens.service.app import create_app
-
-    app = create_app(settings)
+    cfg = ServeConfig.resolve(cfg, settings)
+    where = cfg.where()
+    app = create_app(cfg.service_settings(where))
+    cfg.write(where.images / "serve.yaml")
     if banner:
-        console.print(banner, highlight=False)
-    uvicorn.run(app, host=host, port=port)
+        console.print(f"serving {where.describe()}", highlight=False)
+    uvicorn.run(app, host=cfg.host, port=cfg.port)
 
 
 def service_admin(
@@ -132,6 +134,7 @@ def service_admin(
 
 
 __all__ = [
+    "AnalyzeConfig",
     "AnalyzeResult",
     "ArchiveResult",
     "BlurStudyResult",
@@ -142,10 +145,12 @@ __all__ = [
     "EvalConfig",
     "FitContext",
     "FitVerifierResult",
+    "PredictConfig",
     "Predictor",
     "QualityGate",
     "QualityResult",
     "RunConfig",
+    "ServeConfig",
     "SynthStudyResult",
     "SynthesisResult",
     "TrainResult",

@@ -18,6 +18,7 @@ from lablens.config import RunConfig, build_config, describe_validation
 from lablens.errors import LablensError, OutputExistsError, SettingError
 from lablens.library_warnings import library_warnings_to_log
 from lablens.progress import console
+from lablens.verb_config import VerbConfig
 
 app = typer.Typer(
     name="lablens",
@@ -86,18 +87,30 @@ def save_traceback(exc: BaseException) -> Path:
     raise exc  # nowhere to write: the traceback itself, printed by Python
 
 
-def _regions(boxes: list[str]) -> list[tuple[int, int, int, int]]:
-    """``--ignore-region`` values as pixel boxes; a one-line error naming a malformed one."""
-    from lablens.workflows.common import RunError
+def verb_settings(
+    ctx: typer.Context,
+    cls: type[VerbConfig],
+    config: Path | None,
+    values: dict[str, Any],
+    keys: dict[str, str] | None = None,
+) -> Any:
+    """The verb's config: the YAML ``config`` file, with the options given on the command line over it (an option
+    left at its default keeps the file's value). ``keys``: option → dotted setting where their names differ."""
+    given = {}
+    for name, value in values.items():
+        key = (keys or {}).get(name, name)
+        source = ctx.get_parameter_source(name) if key.split(".")[0] in cls.model_fields else None
+        if source is not None and source.name != "DEFAULT":  # typer ≥ 0.29 keeps its own copy of Click's enum
+            given[key] = value
+    return cls.load(config, given)
 
-    regions = []
-    for r in boxes:
-        try:
-            x0, y0, x1, y1 = (int(v) for v in r.split(","))
-        except ValueError as exc:
-            raise RunError(f"--ignore-region {r!r}: expected four integers x0,y0,x1,y1") from exc
-        regions.append((x0, y0, x1, y1))
-    return regions
+
+#: the options whose setting has another name, per verb
+RAY_OPTIONS = {"ray_address": "ray.address", "actors": "ray.actors", "actor_cpus": "ray.actor_cpus",
+               "actor_gpus": "ray.actor_gpus"}  # fmt: skip
+PREDICT_OPTIONS = {"ood": "ood_alpha", **RAY_OPTIONS}
+ANALYZE_OPTIONS = {"ignore_region": "ignore_regions", **PREDICT_OPTIONS}
+SERVE_OPTIONS = {"ood": "ood_alpha"}
 
 
 #: ``lablens train``'s options → the config keys they set
@@ -198,7 +211,7 @@ def train(
     overrides = {key: values[option] for option, key in TRAIN_OPTIONS.items()}
     overrides["split.seed"] = seed
     overrides["data.synthetic"] = str(synthetic.resolve()) if synthetic else None
-    fields = SampleLevel(task=task, um_per_px=um_per_px, ignore_regions=_regions(ignore_region))
+    fields = SampleLevel(task=task, um_per_px=um_per_px, ignore_regions=ignore_region)
     res = train_run(
         data, out, config=config, overrides=overrides, label_level=label_level, fields=fields,
         resume=resume, progress=not quiet,
@@ -326,6 +339,7 @@ def promote(
 @app.command()
 @friendly
 def predict(
+    ctx: typer.Context,
     bundle: Path = typer.Argument(..., help="Bundle folder or .zip."),
     paths: list[Path] = typer.Argument(
         ...,
@@ -333,6 +347,12 @@ def predict(
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="A .csv or .json file (small jobs), or a folder: sharded Parquet, resumable."
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="YAML settings (e.g. an earlier job's predict.yaml); options override it.",
     ),
     top_k: int = typer.Option(3, "--top-k", "-k", help="Classes per image, ranked by probability."),
     batch_size: int = typer.Option(64, help="Images per batch."),
@@ -367,18 +387,10 @@ def predict(
     With a folder as --out the job streams to Parquet shards and resumes after a crash (rerun the same command);
     --engine ray runs it as a Ray Data job on this machine or a cluster.
     """
-    from lablens.infer.ood import parse_alpha
-    from lablens.nn.tta import parse_policy
-    from lablens.workflows.engine_options import RayOptions
-    from lablens.workflows.predict_verb import ArchiveOptions, predict_run
+    from lablens.workflows.predict_verb import PredictConfig, predict_run
 
-    ray = RayOptions(address=ray_address, actors=actors, actor_cpus=actor_cpus, actor_gpus=actor_gpus)
-    predict_run(
-        bundle, paths, out, overwrite=overwrite,
-        archive=ArchiveOptions(engine=engine, shard_size=shard_size, workers=workers, ray=ray),
-        top_k=top_k, batch_size=batch_size, device=device, quality=quality, max_level=max_level,
-        backend=backend, tta=parse_policy(tta), ood_alpha=parse_alpha(ood), progress=not quiet,
-    )  # fmt: skip
+    cfg = verb_settings(ctx, PredictConfig, config, locals(), PREDICT_OPTIONS)
+    predict_run(bundle, list(paths), out, cfg, overwrite=overwrite, progress=not quiet)
 
 
 @app.command()
@@ -580,11 +592,18 @@ def blur_study(
 @app.command()
 @friendly
 def analyze(
+    ctx: typer.Context,
     bundle: Path = typer.Argument(..., help="Trained bundle (folder or .zip) that classifies single cells."),
     fields: list[Path] = typer.Argument(
         ..., help="Field images or folders, or one CSV (path[,sample][,um_per_px])."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="New folder for the results."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="YAML settings (e.g. an earlier run's analyze.yaml); options override it.",
+    ),
     task: str = typer.Option("blood", help="blood (WBC differential) | ana (HEp-2 IIF) | nailfold (frames)."),
     um_per_px: float | None = typer.Option(None, help="Field scale in µm per pixel (default: the task's)."),
     samples: str = typer.Option("together", help="together: all fields are one sample | per-field."),
@@ -630,19 +649,11 @@ def analyze(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Detect cells on whole fields, classify each, and report the sample (differential, ANA, verdict)."""
-    from lablens.infer.ood import parse_alpha
+    from lablens.workflows.analyze import AnalyzeConfig, sample_lines
     from lablens.workflows.analyze import analyze as run_analyze
-    from lablens.workflows.analyze import sample_lines
-    from lablens.workflows.engine_options import RayOptions
 
-    ray = RayOptions(address=ray_address, actors=actors, actor_cpus=actor_cpus, actor_gpus=actor_gpus)
-    result = run_analyze(
-        bundle, list(fields), out, task=task, um_per_px=um_per_px, samples=samples, sample_id=sample_id,
-        min_confidence=min_confidence, min_cells=min_cells, ignore_regions=_regions(ignore_region),
-        verifier=verifier, detector=detector, crop_um=crop_um, allow_crop_mismatch=allow_crop_mismatch,
-        controls=controls, device=device, quality=quality, max_level=max_level, ood_alpha=parse_alpha(ood),
-        engine=engine, ray=ray.settings(engine), progress=not quiet,
-    )  # fmt: skip
+    cfg = verb_settings(ctx, AnalyzeConfig, config, locals(), ANALYZE_OPTIONS)
+    result = run_analyze(bundle, list(fields), out, cfg, progress=not quiet)
     for name, doc in result.samples.items():
         for line in sample_lines(name, doc):
             console.print(line, highlight=False)
@@ -938,6 +949,10 @@ KEY_OPTION = typer.Option(
 @app.command()
 @friendly
 def serve(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML settings (e.g. the serve.yaml a start wrote); options override it."
+    ),
     bundle: Path | None = typer.Option(
         None, help="Single-cell bundle that pre-classifies submitted cells of every task (or --registry)."
     ),
@@ -970,21 +985,9 @@ def serve(
 ) -> None:
     """Run the review service (API + OpenAPI schema at /docs); manage users with `lablens users`."""
     from lablens.api import serve as run_serve
-    from lablens.infer.ood import parse_alpha
-    from lablens.service.home import ServiceHome
-    from lablens.service.settings import ServiceSettings
+    from lablens.service.serve_config import ServeConfig
 
-    where = ServiceHome.resolve(home, db, storage, audit_key)
-    mb = 1024 * 1024
-    settings = ServiceSettings(
-        bundle=str(bundle) if bundle else None, registry=str(registry) if registry else None,
-        quality=str(quality) if quality else None, max_level=max_level, ood_alpha=parse_alpha(ood),
-        db_url=where.db_url, storage=str(where.images), audit_key_file=str(where.key_file),
-        max_upload_bytes=int(max_upload_mb * mb), max_request_bytes=int(max_request_mb * mb),
-        max_request_pixels=int(max_request_megapixels * 1_000_000), max_image_bytes=int(max_image_mb * mb),
-        min_confidence=min_confidence, four_eyes=not one_person_lab,
-    )  # fmt: skip
-    run_serve(settings, host=host, port=port, banner=f"serving {where.describe()}")
+    run_serve(verb_settings(ctx, ServeConfig, config, locals(), SERVE_OPTIONS))
 
 
 def _admin(home: Path | None, db: str | None, audit_key: Path | None, storage: Path | None = None) -> Any:

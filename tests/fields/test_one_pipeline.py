@@ -120,13 +120,12 @@ def _service_cells(case: dict) -> tuple[dict[str, list[dict]], dict[str, dict]]:
 @pytest.mark.slow
 def test_analyze_ray_and_the_service_give_the_same_cells(case: dict, tmp_path: Path) -> None:
     require_ray()
-    from lablens.infer.ray_engine import RaySettings
 
     kw = {"task": case["task"], "min_cells": 1, "min_confidence": 0.0, "progress": False}
     kw["quality"] = case["quality"]
     local = analyze(case["bundle"], [case["csv"]], tmp_path / "local", **kw)
     ray = analyze(
-        case["bundle"], [case["csv"]], tmp_path / "ray", engine="ray", ray=RaySettings(num_cpus=2), **kw
+        case["bundle"], [case["csv"]], tmp_path / "ray", engine="ray", ray={"num_cpus": 2}, **kw
     )
     pd.testing.assert_frame_equal(ray.cells, local.cells)
     assert ray.samples == local.samples

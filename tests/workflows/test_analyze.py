@@ -13,7 +13,7 @@ from lablens.cli import app
 from lablens.config import RunConfig
 from lablens.phantoms import get_task
 from lablens.phantoms.write import write_phantoms
-from lablens.workflows.analyze import analyze
+from lablens.workflows.analyze import AnalyzeConfig, analyze
 from lablens.workflows.common import RunError
 from lablens.workflows.train import train
 
@@ -71,6 +71,7 @@ def test_analyze_writes_cells_samples_overlays_and_report(setup: dict[str, Path]
     html = (out / "report.html").read_text()
     assert "Sample A" in html and "95 % CI" in html
     assert res.samples == docs
+    assert AnalyzeConfig.load(out / "analyze.yaml") == AnalyzeConfig(task="blood", min_cells=5)  # its settings
     assert folder_digest(setup["fields"]) == before  # inputs are only read
 
 
@@ -151,7 +152,6 @@ def test_fields_csv_identifiers_stay_text(tmp_path: Path) -> None:
 
 def test_analyze_on_ray_gives_the_local_results(setup: dict[str, Path], tmp_path: Path) -> None:
     require_ray()
-    from lablens.infer.ray_engine import RaySettings
 
     bad = tmp_path / "fields.csv"
     rows = pd.read_csv(setup["csv"])
@@ -167,7 +167,7 @@ def test_analyze_on_ray_gives_the_local_results(setup: dict[str, Path], tmp_path
         tmp_path / "ray",
         min_cells=5,
         engine="ray",
-        ray=RaySettings(num_cpus=2),
+        ray={"num_cpus": 2},
         progress=False,
     )
     pd.testing.assert_frame_equal(ray.cells, local.cells)

@@ -69,5 +69,6 @@ def test_the_json_of_every_verb_is_strict(tmp_path: Path) -> None:
         "analyze.json",
         "comparison.json",
     } <= names
+    assert (out / "pred.json.yaml").is_file() and (out / "smear" / "analyze.yaml").is_file()  # their settings
     smear = json.loads((out / "smear" / "samples.json").read_text())["sample"]
     assert smear["n_identified"] == 0 and set(smear["percent"].values()) == {None}

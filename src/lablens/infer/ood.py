@@ -28,9 +28,10 @@ feature norms and sit near the feature mean), while these image statistics flag 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BeforeValidator
 
 from lablens.errors import SettingError
 
@@ -108,6 +109,17 @@ def parse_alpha(text: str) -> float | None:
             "(the share of images like the training images that get flagged)"
         )
     return alpha
+
+
+def alpha_setting(value: Any) -> float | None:
+    """An ``ood`` setting as a config file or option gives it (``off``, YAML's ``false``, a rate) → the rate."""
+    if value is None or value is False:
+        return None
+    return parse_alpha(str(value))
+
+
+#: the out-of-distribution guard's flag rate in a verb's config (None: off)
+OodAlpha = Annotated[float | None, BeforeValidator(alpha_setting)]
 
 
 def conformal_threshold(scores: np.ndarray, alpha: float) -> float:

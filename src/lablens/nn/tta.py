@@ -14,9 +14,10 @@ NumPy callers (ONNX Runtime) and the policy's description for cards, reports and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import AfterValidator
 
 from lablens.errors import SettingError
 
@@ -76,6 +77,15 @@ def parse_policy(text: str) -> TtaPolicy | None:
             raise SettingError(f"--tta {text}: the adaptive margin must be a number in (0, 1]")
         return TtaPolicy(VIEWS, margin)
     raise SettingError(f"--tta {text!r}: use bundle, off, full, adaptive or adaptive=MARGIN")
+
+
+def _checked_policy(text: str) -> str:
+    parse_policy(text)
+    return text.strip().lower()
+
+
+#: a ``tta`` setting in a verb's config, checked as :func:`parse_policy` reads it
+TtaSetting = Annotated[str, AfterValidator(_checked_policy)]
 
 
 def dihedral_nhwc(images: np.ndarray, k: int) -> np.ndarray:

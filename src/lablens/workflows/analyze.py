@@ -45,19 +45,19 @@ from lablens.infer.bag_call import METHOD as BAG_METHOD
 from lablens.infer.bag_call import BagCall, call_bags
 from lablens.infer.bundle import BundleError, load_bundle
 from lablens.infer.gate import QualityGate
-from lablens.infer.ood import DEFAULT_ALPHA, OUT_OF_DISTRIBUTION, OodGuard
+from lablens.infer.ood import OUT_OF_DISTRIBUTION, OodGuard
 from lablens.infer.predictor import NOT_EVALUABLE, Predictor, expand_inputs
 from lablens.infer.shard import ModelSpec
 from lablens.progress import console, make_progress
 from lablens.quality.reference import ImageReference
 from lablens.report.html import thumbnail_b64
+from lablens.workflows.analyze_config import AnalyzeConfig
 from lablens.workflows.common import RunError, no_usable_image, warn, write_json
-from lablens.workflows.engine_options import ENGINES
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
 SAMPLE_MODES = ("together", "per-field")
 SHOWN_STATUS = {NOT_EVALUABLE: "not evaluable", OUT_OF_DISTRIBUTION: "out of distribution"}  # overlay labels
-__all__ = ["AnalyzeResult", "FieldInput", "analyze", "read_fields"]
+__all__ = ["AnalyzeConfig", "AnalyzeResult", "FieldInput", "analyze", "read_fields"]
 
 
 @dataclass
@@ -113,31 +113,14 @@ def analyze(
     bundle: str | Path,
     fields: list[str | Path],
     out: str | Path,
+    cfg: AnalyzeConfig | None = None,
     *,
-    task: str = "blood",
-    um_per_px: float | None = None,
-    samples: str = "together",
-    sample_id: str | None = None,
-    min_confidence: float = 0.5,
-    min_cells: int = 100,
-    ignore_regions: list[tuple[int, int, int, int]] | None = None,
-    detector_kwargs: dict[str, Any] | None = None,
-    detector: str | Path | None = None,
-    verifier: str | Path | None = None,
-    crop_um: float | None = None,
-    allow_crop_mismatch: bool = False,
-    controls: str | Path | None = None,
-    batch_size: int = 64,
-    device: str = "auto",
-    quality: str | Path | None = None,
-    max_level: float = 2.5,
-    ood_alpha: float | None = DEFAULT_ALPHA,
-    engine: str = "local",
-    ray: Any = None,
     progress: bool = True,
+    **settings: Any,
 ) -> AnalyzeResult:
     """Analyse whole fields with a bundle; see the module docstring for what is written.
 
+    ``cfg`` holds the settings (or give them as keywords: ``task="ana"``, …; see :class:`AnalyzeConfig`).
     Every field goes through the one field pipeline (:mod:`lablens.fields.pipeline`) that the review service
     uses too. ``quality`` (a blur-level bundle; a multitask bundle's own quality head without it) scores every
     cell: a cell above ``max_level`` is not evaluable, and so is every cell of a field whose score is above it.
@@ -145,95 +128,125 @@ def analyze(
     judges each sample. Neither kind of cell enters a differential or pattern call; both are counted.
 
     ``engine="ray"`` reads and detects fields in Ray tasks and classifies their cells in model actors
-    (:mod:`lablens.workflows.analyze_ray`; ``ray``: :class:`~lablens.infer.ray_engine.RaySettings`); the
-    results are the local engine's."""
+    (:mod:`lablens.workflows.analyze_ray`); the results are the local engine's."""
+    cfg = AnalyzeConfig.resolve(cfg, settings)
     check_new_folder(Path(out))
-    if engine not in ENGINES:
-        raise RunError(f"--engine {engine!r}: use local or ray")
-    run = _prepare(
-        bundle, get_preset(task), um_per_px, detector, verifier, crop_um, allow_crop_mismatch, controls,
-        quality, max_level, ood_alpha, engine, detector_kwargs, ignore_regions,
-    )  # fmt: skip
-    items, skipped = read_fields(list(fields), samples, sample_id)
+    ray = cfg.ray.settings(cfg.engine)
+    run = _prepare(bundle, cfg)
+    items, skipped = read_fields(list(fields), cfg.samples, cfg.sample_id)
     if not items and not skipped:
         raise RunError("no image files found in the given paths")
-    model = ModelSpec(
-        str(bundle),
-        quality=str(quality) if quality is not None else None,
-        max_level=max_level,
-        batch_size=batch_size,
-        device=device,
-        ood_alpha=ood_alpha,
-    )
-    b, spec, preset = run.bundle, run.spec, run.spec.preset
     with run_folder(out) as out, make_progress(progress) as prog:
         (out / "overlays").mkdir()
-        works = _analyse_fields(out, items, run, model, engine, ray, min_confidence, prog)
-        skipped.extend(w.error for w in works if w.error is not None)
+        works = _analyse_fields(out, items, run, _model_spec(bundle, cfg), ray, cfg.min_confidence, prog)
+        skipped = skipped + [w.error for w in works if w.error is not None]
         works = [w for w in works if w.error is None]
         if not works:
             raise RunError(no_usable_image(skipped))
-        field_rows = [w.row for w in works]
         cells = pd.DataFrame([row for w in works for row in w.cell_rows])
-        docs = _aggregate(cells, field_rows, preset, b.classes, min_confidence, min_cells)
-        _screening(docs, cells, works, run.guard)
-        for sample, call in run.calls.items():
-            if sample in docs and call is not None:
-                doc = docs[sample]
-                doc.update(_bag_doc(call, b.classes, cells[cells["sample"] == sample], doc["cell_share"]))
-        if preset.aggregator == "ana":
-            for sample, doc in docs.items():
-                _grade_sample(doc, [r["intensity"] for r in field_rows if r["sample"] == sample], run.grading)
-        _advise(docs, preset)
-        overlays: dict[str, list[dict[str, str]]] = {}
-        for w in works:
-            if w.overlay is not None:
-                overlays.setdefault(w.item.sample, []).append(w.overlay)
-        cells.to_csv(out / "cells.csv", index=False)
-        pd.DataFrame(field_rows).to_csv(out / "fields.csv", index=False)
-        write_json(out / "samples.json", docs)
-        settings = {
-            "lablens_version": __version__,
-            "bundle": str(bundle),
-            "bundle_hash": b.hash,
-            "classes": b.classes,
-            "task": preset.name,
-            "detector": preset.detector,
-            "detector_kwargs": spec.detector_kwargs,
-            "um_per_px": um_per_px or preset.um_per_px,
-            "crop_um": spec.crop_um or preset.crop_um,
-            "bundle_crop": b.crop,
-            "bundle_inputs": b.inputs,
-            "warnings": run.warnings,
-            "notes": run.notes,
-            "intensity_controls": None
-            if run.grading is None
-            else {"file": str(controls), **run.grading.to_dict()},
-            "samples": samples,
-            "min_confidence": min_confidence,
-            "min_cells": min_cells,
-            "quality_gate": None
-            if run.gate is None
-            else {"bundle_hash": run.gate.bundle.hash, "max_level": max_level, "own_head": run.gate.head},
-            "ood": run.guard.describe() if run.guard is not None else None,
-            "quality_flags": "relative to the bundle's training images"
-            if run.reference is not None
-            else "none: the bundle holds no reference of its training images (trained before lablens kept one)",
-            "n_fields": len(field_rows),
-            "n_skipped": len(skipped),
-        }
-        write_json(out / "analyze.json", settings)
-        if skipped:
-            pd.DataFrame([s.__dict__ for s in skipped]).to_csv(out / "skipped.csv", index=False)
-        (out / "report.html").write_text(_render(docs, overlays, settings, preset), encoding="utf-8")
-    _print_summary(out, run, field_rows, cells, docs, skipped, progress)
+        docs = _sample_docs(cells, works, run, cfg)
+        written = _settings(bundle, cfg, run, n_fields=len(works), n_skipped=len(skipped))
+        _write_outputs(out, cells, works, docs, written, skipped, run.spec.preset)
+        cfg.write(out / "analyze.yaml")
+    _print_summary(out, run, len(works), cells, docs, skipped, progress)
     return AnalyzeResult(out, docs, cells, skipped)
+
+
+def _model_spec(bundle: str | Path, cfg: AnalyzeConfig) -> ModelSpec:
+    """How a cell classifier is loaded (here, or in a Ray model actor)."""
+    return ModelSpec(
+        str(bundle),
+        quality=str(cfg.quality) if cfg.quality is not None else None,
+        max_level=cfg.max_level,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        ood_alpha=cfg.ood_alpha,
+    )
+
+
+def _sample_docs(
+    cells: pd.DataFrame, works: list[FieldWork], run: _Run, cfg: AnalyzeConfig
+) -> dict[str, dict[str, Any]]:
+    """Each sample's report: the preset's answer, what was held back and why, its call and intensity, advice."""
+    preset, classes = run.spec.preset, run.bundle.classes
+    field_rows = [w.row for w in works]
+    docs = _aggregate(cells, field_rows, preset, classes, cfg.min_confidence, cfg.min_cells)
+    _screening(docs, cells, works, run.guard)
+    for sample, call in run.calls.items():
+        if sample in docs and call is not None:
+            doc = docs[sample]
+            doc.update(_bag_doc(call, classes, cells[cells["sample"] == sample], doc["cell_share"]))
+    if preset.aggregator == "ana":
+        for sample, doc in docs.items():
+            _grade_sample(doc, [r["intensity"] for r in field_rows if r["sample"] == sample], run.grading)
+    _advise(docs, preset)
+    return docs
+
+
+def _settings(
+    bundle: str | Path, cfg: AnalyzeConfig, run: _Run, *, n_fields: int, n_skipped: int
+) -> dict[str, Any]:
+    """What ``analyze.json`` records: the bundle, the scale and crops used, the gates and what they found."""
+    b, spec, preset = run.bundle, run.spec, run.spec.preset
+    return {
+        "lablens_version": __version__,
+        "bundle": str(bundle),
+        "bundle_hash": b.hash,
+        "classes": b.classes,
+        "task": preset.name,
+        "detector": preset.detector,
+        "detector_kwargs": spec.detector_kwargs,
+        "um_per_px": cfg.um_per_px or preset.um_per_px,
+        "crop_um": spec.crop_um or preset.crop_um,
+        "bundle_crop": b.crop,
+        "bundle_inputs": b.inputs,
+        "warnings": run.warnings,
+        "notes": run.notes,
+        "intensity_controls": None
+        if run.grading is None
+        else {"file": str(cfg.controls), **run.grading.to_dict()},
+        "samples": cfg.samples,
+        "min_confidence": cfg.min_confidence,
+        "min_cells": cfg.min_cells,
+        "quality_gate": None
+        if run.gate is None
+        else {"bundle_hash": run.gate.bundle.hash, "max_level": cfg.max_level, "own_head": run.gate.head},
+        "ood": run.guard.describe() if run.guard is not None else None,
+        "quality_flags": "relative to the bundle's training images"
+        if run.reference is not None
+        else "none: the bundle holds no reference of its training images (trained before lablens kept one)",
+        "n_fields": n_fields,
+        "n_skipped": n_skipped,
+    }
+
+
+def _write_outputs(
+    out: Path,
+    cells: pd.DataFrame,
+    works: list[FieldWork],
+    docs: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    skipped: list[Problem],
+    preset: FieldPreset,
+) -> None:
+    """``cells.csv``, ``fields.csv``, ``samples.json``, ``analyze.json``, ``skipped.csv`` and ``report.html``."""
+    overlays: dict[str, list[dict[str, str]]] = {}
+    for w in works:
+        if w.overlay is not None:
+            overlays.setdefault(w.item.sample, []).append(w.overlay)
+    cells.to_csv(out / "cells.csv", index=False)
+    pd.DataFrame([w.row for w in works]).to_csv(out / "fields.csv", index=False)
+    write_json(out / "samples.json", docs)
+    write_json(out / "analyze.json", settings)
+    if skipped:
+        pd.DataFrame([s.__dict__ for s in skipped]).to_csv(out / "skipped.csv", index=False)
+    (out / "report.html").write_text(_render(docs, overlays, settings, preset), encoding="utf-8")
 
 
 def _print_summary(
     out: Path,
     run: _Run,
-    field_rows: list[dict[str, Any]],
+    n_fields: int,
     cells: pd.DataFrame,
     docs: dict[str, dict[str, Any]],
     skipped: list[Problem],
@@ -250,7 +263,7 @@ def _print_summary(
             f"  [yellow]skipped[/yellow] {s.path}: {s.reason} [dim]({s.kind})[/dim]", highlight=False
         )
     console.print(
-        f"{len(field_rows)} fields, {len(cells)} objects, {len(docs)} sample(s), {len(skipped)} skipped → {out}"
+        f"{n_fields} fields, {len(cells)} objects, {len(docs)} sample(s), {len(skipped)} skipped → {out}"
     )
 
 
@@ -269,75 +282,73 @@ class _Run:
     calls: dict[str, BagCall | None] = field(default_factory=dict)  # bag bundles: the call of each sample
 
 
-def _prepare(
-    bundle: str | Path,
-    preset: FieldPreset,
-    um_per_px: float | None,
-    detector: str | Path | None,
-    verifier: str | Path | None,
-    crop_um: float | None,
-    allow_crop_mismatch: bool,
-    controls: str | Path | None,
-    quality: str | Path | None,
-    max_level: float,
-    ood_alpha: float | None,
-    engine: str,
-    detector_kwargs: dict[str, Any] | None,
-    ignore_regions: list[tuple[int, int, int, int]] | None,
-) -> _Run:
+def _prepare(bundle: str | Path, cfg: AnalyzeConfig) -> _Run:
     """Load the bundle and decide, once, how every field is read (refusing settings that do not apply)."""
-    if verifier is not None and preset.detector != "smear":
+    preset = get_preset(cfg.task)
+    if cfg.verifier is not None and preset.detector != "smear":
         raise RunError(
             f"--verifier is for blood smear fields; task {preset.name!r} does not use the smear detector"
         )
     b = load_bundle(bundle)
     bags = b.inputs == "bags"
-    if bags and preset.detector is None:
-        raise RunError(f"{bundle} calls a sample from its cells; task {preset.name!r} has no cells to find")
-    if bags and quality is not None:
-        raise RunError(f"--quality gates cell classifiers; {bundle} calls a sample from all of its cells")
-    if engine == "ray" and bags:
-        raise RunError(
-            f"{bundle} calls a sample from all of its cells at once; --engine ray analyses fields one by one "
-            "and takes cell classifiers only (use --engine local)"
-        )
+    _check_bag_bundle(bundle, bags, preset, cfg)
     try:
-        gate = QualityGate.for_bundle(b, quality, max_level) if not bags else None
-        guard = OodGuard.for_bundle(b, ood_alpha)
+        gate = QualityGate.for_bundle(b, cfg.quality, cfg.max_level) if not bags else None
+        guard = OodGuard.for_bundle(b, cfg.ood_alpha)
     except (BundleError, ValueError) as exc:
         raise RunError(str(exc)) from None
-    kwargs = dict(detector_kwargs or {})
-    if verifier is not None:
-        from lablens.fields.verifier import load_verifier
-
-        try:
-            load_verifier(verifier)  # fail now, naming the file, rather than on the first field
-        except (FileNotFoundError, ValueError) as exc:
-            raise RunError(str(exc)) from None
-        kwargs["verifier"] = str(verifier)
-    if ignore_regions:
-        kwargs["ignore_regions"] = [tuple(int(v) for v in r) for r in ignore_regions]
     try:
         spec, notes, warnings = field_spec(
             b,
             preset,
-            um_per_px=um_per_px,
-            crop_um=crop_um,
-            detector=detector,
-            detector_kwargs=kwargs,
-            allow_crop_mismatch=allow_crop_mismatch,
+            um_per_px=cfg.um_per_px,
+            crop_um=cfg.crop_um,
+            detector=cfg.detector,
+            detector_kwargs=_detector_kwargs(cfg),
+            allow_crop_mismatch=cfg.allow_crop_mismatch,
         )
     except FieldSetupError as exc:
         raise RunError(str(exc)) from None
-    if controls is not None and spec.preset.aggregator != "ana":
+    if cfg.controls is not None and spec.preset.aggregator != "ana":
         raise RunError(f"--controls grade fluorescence intensity; task {preset.name!r} is not an IIF task")
     grading = (
-        _intensity_scale(controls, spec.preset, um_per_px, spec.detector_kwargs)
-        if controls is not None
+        _intensity_scale(cfg.controls, spec.preset, cfg.um_per_px, spec.detector_kwargs)
+        if cfg.controls is not None
         else None
     )
     reference = ImageReference.from_bundle(b) if not bags else None
     return _Run(b, spec, gate, guard, reference, notes, warnings, grading)
+
+
+def _check_bag_bundle(bundle: str | Path, bags: bool, preset: FieldPreset, cfg: AnalyzeConfig) -> None:
+    """A bundle that calls a sample from all of its cells needs cells, takes no quality gate and no Ray engine."""
+    if not bags:
+        return
+    if preset.detector is None:
+        raise RunError(f"{bundle} calls a sample from its cells; task {preset.name!r} has no cells to find")
+    if cfg.quality is not None:
+        raise RunError(f"--quality gates cell classifiers; {bundle} calls a sample from all of its cells")
+    if cfg.engine == "ray":
+        raise RunError(
+            f"{bundle} calls a sample from all of its cells at once; --engine ray analyses fields one by one "
+            "and takes cell classifiers only (use --engine local)"
+        )
+
+
+def _detector_kwargs(cfg: AnalyzeConfig) -> dict[str, Any]:
+    """The detector's settings with the verifier (checked now, naming its file) and the ignored regions."""
+    kwargs = dict(cfg.detector_kwargs)
+    if cfg.verifier is not None:
+        from lablens.fields.verifier import load_verifier
+
+        try:
+            load_verifier(cfg.verifier)  # fail now, naming the file, rather than on the first field
+        except (FileNotFoundError, ValueError) as exc:
+            raise RunError(str(exc)) from None
+        kwargs["verifier"] = str(cfg.verifier)
+    if cfg.ignore_regions:
+        kwargs["ignore_regions"] = [tuple(int(v) for v in r) for r in cfg.ignore_regions]
+    return kwargs
 
 
 def _analyse_fields(
@@ -345,7 +356,6 @@ def _analyse_fields(
     items: list[FieldInput],
     run: _Run,
     model: ModelSpec,
-    engine: str,
     ray: Any,
     min_confidence: float,
     prog: Any,
@@ -363,7 +373,7 @@ def _analyse_fields(
         bar.advance(1)
 
     pending: list[_Pending] = []  # bag bundles: fields wait until their sample's cells are all found
-    if engine == "ray":
+    if ray is not None:  # the Ray engine's settings
         from lablens.workflows.analyze_ray import analyze_on_ray
 
         analyze_on_ray(list(enumerate(items)), spec, model, ray, on_field=finish)

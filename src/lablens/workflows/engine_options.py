@@ -20,11 +20,13 @@ RAY_FLAGS = {
     "actors": "--actors",
     "actor_cpus": "--actor-cpus",
     "actor_gpus": "--actor-gpus",
+    "num_cpus": "ray.num_cpus",  # a config file's setting only
 }
 
 
 class RayOptions(BaseModel):
-    """``--ray-address``, ``--actors``, ``--actor-cpus``, ``--actor-gpus`` as given (None: not given)."""
+    """``--ray-address``, ``--actors``, ``--actor-cpus``, ``--actor-gpus`` as given (None: not given), and the CPUs
+    of a local Ray cluster started for the job (``num_cpus``; None: all of this machine's)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -32,6 +34,7 @@ class RayOptions(BaseModel):
     actors: int | None = None
     actor_cpus: float | None = None
     actor_gpus: float | None = None
+    num_cpus: int | None = None
 
     def given(self) -> list[str]:
         return [RAY_FLAGS[k] for k, v in self.model_dump().items() if v is not None]
@@ -46,6 +49,7 @@ class RayOptions(BaseModel):
 
         return RaySettings(
             address=self.address,
+            num_cpus=self.num_cpus,
             model_actors=self.actors or 1,
             actor_cpus=self.actor_cpus or 1.0,
             actor_gpus=self.actor_gpus or 0.0,

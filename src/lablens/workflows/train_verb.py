@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lablens.config import RunConfig, build_config
 from lablens.errors import SettingError
+from lablens.workflows.analyze_config import PixelBox
 from lablens.workflows.train import TrainResult, train
 from lablens.workflows.train_samples import SETTINGS as SAMPLE_RUN
 from lablens.workflows.train_samples import SampleTrainResult, train_samples
@@ -35,7 +36,7 @@ class SampleLevel(BaseModel):
 
     task: str | None = None
     um_per_px: float | None = Field(None, gt=0)
-    ignore_regions: list[tuple[int, int, int, int]] = Field(default_factory=list)
+    ignore_regions: list[PixelBox] = Field(default_factory=list)
 
     def given(self) -> bool:
         return self.task is not None or self.um_per_px is not None or bool(self.ignore_regions)
