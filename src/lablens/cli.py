@@ -111,6 +111,7 @@ RAY_OPTIONS = {"ray_address": "ray.address", "actors": "ray.actors", "actor_cpus
 PREDICT_OPTIONS = {"ood": "ood_alpha", **RAY_OPTIONS}
 ANALYZE_OPTIONS = {"ignore_region": "ignore_regions", **PREDICT_OPTIONS}
 SERVE_OPTIONS = {"ood": "ood_alpha"}
+DEGRADE_OPTIONS = {"label_column": "data.label_column", "group_column": "data.group_column"}
 
 
 #: ``lablens train``'s options → the config keys they set
@@ -493,8 +494,10 @@ def compare(
 @app.command()
 @friendly
 def degrade(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="Image folder or CSV to degrade."),
     out: Path = typer.Argument(..., help="New folder for the degraded copies and manifest.csv."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings (a degrade.yaml)."),
     levels: str = typer.Option("0-4", help="Blur levels, e.g. 0-4 or 0,2,4 (level L: PSF sd L·side/96 px)."),
     kinds: str = typer.Option("defocus,gaussian,motion", help="Blur kinds drawn per copy."),
     noise: float = typer.Option(
@@ -507,26 +510,19 @@ def degrade(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Write every image at graded blur levels (a synthetic-blur database) with the recipe of each copy."""
+    from lablens.workflows.degrade import DegradeConfig
     from lablens.workflows.degrade import degrade as run_degrade
 
-    cfg = build_config(None, {"data.label_column": label_column, "data.group_column": group_column})
-    run_degrade(
-        data,
-        out,
-        levels=levels,
-        kinds=kinds,
-        noise=noise,
-        size=size,
-        seed=seed,
-        data_cfg=cfg.data,
-        progress=not quiet,
-    )
+    cfg = verb_settings(ctx, DegradeConfig, config, locals(), DEGRADE_OPTIONS)
+    run_degrade(data, out, cfg, progress=not quiet)
 
 
 @app.command()
 @friendly
 def quality(
+    ctx: typer.Context,
     paths: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings (a quality.yaml)."),
     model: Path | None = typer.Option(None, "--model", "-m", help="Quality (blur-level) bundle."),
     max_level: float = typer.Option(2.5, help="Highest quality score (expected blur level) still evaluable."),
     size: int = typer.Option(128, help="Crop size the measures are taken at."),
@@ -534,9 +530,10 @@ def quality(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Per-image quality (sharpness, exposure, noise; with --model a score and flag) and a summary."""
+    from lablens.workflows.quality import QualityConfig
     from lablens.workflows.quality import quality as run_quality
 
-    run_quality(paths, out, model=model, max_level=max_level, size=size, progress=not quiet)
+    run_quality(paths, out, verb_settings(ctx, QualityConfig, config, locals()), progress=not quiet)
 
 
 @app.command("blur-study")

@@ -98,7 +98,7 @@ def package_versions() -> dict[str, str]:
     }
 
 
-def estimator_params(estimator: Any) -> dict[str, Any]:
+def card_params(estimator: Any) -> dict[str, Any]:
     """The estimator's parameters as its family declares them, JSON-ready (what a card records)."""
     return type(estimator).Params.model_validate(estimator.get_params()).model_dump(mode="json")
 
@@ -129,7 +129,7 @@ def save_bundle(
         "schema": BUNDLE_SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "classes": [str(c) for c in estimator.classes_],
-        "estimator": {"name": estimator_name, "params": estimator_params(estimator)},
+        "estimator": {"name": estimator_name, "params": card_params(estimator)},
         "model": meta,
         "preprocessing": {
             "image_size": int(image_size),

@@ -59,7 +59,7 @@ class TrainingError(SettingError):
 
 
 @dataclass
-class TrainResult:
+class FitRecord:
     """What a fit did: one record per epoch, the selected epoch, and whether it stopped early or resumed."""
 
     history: list[dict[str, float]]
@@ -235,7 +235,7 @@ class Trainer:
         y_train: np.ndarray,
         x_val: np.ndarray | None = None,
         y_val: np.ndarray | None = None,
-    ) -> TrainResult:
+    ) -> FitRecord:
         """Train ``task``'s networks in place; on return its model holds the selected (best) weights."""
         s, env = self.s, self.env
         y_train = np.asarray(y_train, dtype=np.int64)
@@ -275,7 +275,7 @@ class Trainer:
                 )
         task.model.load_state_dict(best_state if best_state is not None else run.evaluated.state_dict())
         task.model.eval()
-        return TrainResult(state.history, state.best_epoch, state.stopped, resumed)
+        return FitRecord(state.history, state.best_epoch, state.stopped, resumed)
 
     def _prepare(self, task: Task, x_train: np.ndarray, y_train: np.ndarray) -> _Run:
         """Shard the images, place the networks, build optimisers, scaler and weight average; check settings."""

@@ -11,9 +11,9 @@ grouped split never puts a blurred copy on the other side of its clean twin.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from lablens.data.preprocess import to_square
 from lablens.progress import console, make_progress
 from lablens.quality.degrade import apply_degradation, parse_kinds, parse_levels, sample_degradation
 from lablens.quality.psf import KINDS
+from lablens.verb_config import VerbConfig
 from lablens.workflows.common import RunError, limits_from, print_data_report, read_data
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
@@ -40,33 +41,52 @@ class DegradeResult:
     n_skipped: int
 
 
-def degrade(
-    data: str | Path,
-    out: str | Path,
-    *,
-    levels: str | Sequence[int] = "0-4",
-    kinds: str | Sequence[str] = KINDS,
-    noise: float = 0.01,
-    size: int | None = None,
-    seed: int = 0,
-    data_cfg: DataConfig | None = None,
-    progress: bool = True,
-) -> DegradeResult:
-    """Write every usable image of ``data`` at every blur level into the new folder ``out``.
+class DegradeConfig(VerbConfig):
+    """How each image is degraded (written as ``degrade.yaml`` beside the copies).
 
-    Args:
+    Attributes:
         levels: blur levels, ``"0-4"`` or ``"0,2,4"``; level L has PSF sd ``L * side / 96`` pixels.
         kinds: blur kinds drawn uniformly per copy (``defocus``, ``gaussian``, ``motion``).
         noise: largest sensor-noise sd in 0..1 units (each blurred copy draws its own in ``[0, noise]``).
         size: resize each image to a ``size×size`` square first (the crop a model sees); None keeps it.
         seed: the same seed gives the same files; each copy's randomness depends only on the seed, the
             source's id and the level, so adding images does not change the others.
+        data: how the images are read (their label and group columns).
     """
+
+    verb: ClassVar[str] = "degrade"
+
+    levels: str | list[int] = "0-4"
+    kinds: str | list[str] = ",".join(KINDS)
+    noise: float = 0.01
+    size: int | None = None
+    seed: int = 0
+    data: DataConfig = DataConfig()
+
+
+def degrade(
+    data: str | Path,
+    out: str | Path,
+    cfg: DegradeConfig | None = None,
+    *,
+    progress: bool = True,
+    **settings: Any,
+) -> DegradeResult:
+    """Write every usable image of ``data`` at every blur level into the new folder ``out``, with ``cfg`` (or its
+    settings as keywords, see :class:`DegradeConfig`)."""
+    cfg = DegradeConfig.resolve(cfg, settings)
+    levels, kinds, noise, size, seed, data_cfg = (
+        cfg.levels,
+        cfg.kinds,
+        cfg.noise,
+        cfg.size,
+        cfg.seed,
+        cfg.data,
+    )
     check_new_folder(Path(out), "choose a new folder")
     lv, kd = parse_levels(levels), parse_kinds(kinds)
     if not 0.0 <= noise <= 0.5:
         raise RunError(f"--noise must lie in 0..0.5 (sd in 0..1 intensity units), got {noise}")
-    data_cfg = data_cfg or DataConfig()
     with run_folder(out, hint="choose a new folder") as out, make_progress(progress) as prog:
         manifest, report = read_data(data, data_cfg, prog)
         if progress:
@@ -103,6 +123,7 @@ def degrade(
         task.done()
         table = pd.DataFrame(rows)
         table.to_csv(out / "manifest.csv", index=False)
+        cfg.write(out / "degrade.yaml")
     if progress:
         console.print(
             f"{len(manifest)} images × {len(lv)} levels → {len(table)} files in {out} "

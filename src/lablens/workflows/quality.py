@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from lablens.infer.gate import QualityGate
 from lablens.infer.predictor import expand_inputs
 from lablens.progress import console, make_progress
 from lablens.quality.measures import list_measures, measure_image
+from lablens.verb_config import VerbConfig
 from lablens.workflows.common import RunError
 
 
@@ -66,20 +68,34 @@ def _manifest_levels(inputs: Iterable[str | Path]) -> dict[str, int]:
     return levels
 
 
+class QualityConfig(VerbConfig):
+    """How images are measured: ``size``/``resize_mode``, the square the measures are taken on; ``model``, a
+    quality (blur-level) bundle scoring each image, above ``max_level`` not evaluable."""
+
+    verb: ClassVar[str] = "quality"
+
+    model: Path | None = None
+    max_level: float = 2.5
+    size: int = 128
+    resize_mode: Literal["pad", "squash", "crop"] = "pad"
+
+
 def quality(
     inputs: Iterable[str | Path],
     out: str | Path | None = None,
+    cfg: QualityConfig | None = None,
     *,
-    model: str | Path | None = None,
-    max_level: float = 2.5,
-    size: int = 128,
-    resize_mode: str = "pad",
     progress: bool = True,
+    **settings: Any,
 ) -> QualityResult:
-    """Measure every readable image in ``inputs``; write ``out`` (CSV) when given; print a summary."""
+    """Measure every readable image in ``inputs`` with ``cfg`` (or its settings as keywords); write ``out`` (CSV,
+    its settings beside it in ``<out>.yaml``) when given; print a summary."""
+    cfg = QualityConfig.resolve(cfg, settings)
+    model, max_level, size, resize_mode = cfg.model, cfg.max_level, cfg.size, cfg.resize_mode
     inputs = list(inputs)
-    if out is not None and Path(out).exists():
-        raise RunError(f"{out} exists; choose another --out (nothing is overwritten)")
+    for taken in [Path(out), Path(out).with_name(Path(out).name + ".yaml")] if out is not None else []:
+        if taken.exists():
+            raise RunError(f"{taken} exists; choose another --out (nothing is overwritten)")
     files, skipped = expand_inputs(inputs)
     if not files and not skipped:
         raise RunError("no image files found in the given paths")
@@ -119,6 +135,7 @@ def quality(
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out, index=False)
+        cfg.write(Path(out).with_name(Path(out).name + ".yaml"))
     if progress:
         _print(result, out)
     return result
