@@ -37,7 +37,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lablens.config import RunConfig
-from lablens.phantoms import PHANTOM_TASKS, write_phantoms
+from lablens.phantoms import PHANTOMS, write_phantoms
 from lablens.workflows.train import train
 
 BINS = 16
@@ -75,7 +75,7 @@ def histogram_baseline(data: Path, split_file: Path, size: int, seed: int) -> di
 def run_task(task: str, args: argparse.Namespace, tmp: Path) -> dict:
     data = tmp / task / "data"
     t0 = time.perf_counter()
-    spec = PHANTOM_TASKS[task]
+    spec = PHANTOMS[task]
     write_phantoms(
         task,
         data,
@@ -147,10 +147,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.groups is None:
         args.groups = max(1, args.n // 4)
-    tasks = list(PHANTOM_TASKS) if args.tasks == "all" else [t.strip() for t in args.tasks.split(",")]
-    unknown = [t for t in tasks if t not in PHANTOM_TASKS]
+    tasks = list(PHANTOMS) if args.tasks == "all" else [t.strip() for t in args.tasks.split(",")]
+    unknown = [t for t in tasks if t not in PHANTOMS]
     if unknown:
-        ap.error(f"unknown task(s) {unknown}; available: {', '.join(PHANTOM_TASKS)}")
+        ap.error(f"unknown task(s) {unknown}; available: {', '.join(PHANTOMS)}")
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

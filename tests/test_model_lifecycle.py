@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from lablens.config import RunConfig
+from lablens.errors import RunError
 from lablens.service.app import ServiceSettings
 from lablens.service.export_reviews import export_reviews
-from lablens.workflows.common import RunError
 from lablens.workflows.promote import promote
 from lablens.workflows.retrain import retrain
 from lablens.workflows.train import train

@@ -11,7 +11,7 @@ from lablens.fields.detection import DETECTORS
 from lablens.fields.presets import FIELD_PRESETS
 from lablens.models.classifiers import CLASSIFIERS
 from lablens.models.registry import ESTIMATORS
-from lablens.phantoms import PHANTOM_TASKS
+from lablens.phantoms import PHANTOMS
 from lablens.presets import STUDY_PRESETS
 from lablens.quality.measures import MEASURES
 from lablens.registry import Registry
@@ -26,7 +26,7 @@ REGISTRIES = {
     "quality measures": MEASURES,
     "field presets": FIELD_PRESETS,
     "study presets": STUDY_PRESETS,
-    "phantom tasks": PHANTOM_TASKS,
+    "phantom tasks": PHANTOMS,
 }
 ALL = pytest.mark.parametrize("registry", list(REGISTRIES.values()), ids=list(REGISTRIES))
 

@@ -37,22 +37,25 @@ from lablens.train.context import FitContext
 from lablens.workflows.analyze import AnalyzeConfig, AnalyzeResult, analyze
 from lablens.workflows.blur_study import BlurStudyResult, blur_study
 from lablens.workflows.compare import CompareResult, compare
+from lablens.workflows.crop_cells import CropCellsConfig
 from lablens.workflows.crop_cells import crop_annotated_cells as crop_cells
-from lablens.workflows.degrade import DegradeResult, degrade
+from lablens.workflows.degrade import DegradeConfig, DegradeResult, degrade
 from lablens.workflows.demo import demo
 from lablens.workflows.evaluate import evaluate
-from lablens.workflows.fields_csv import fields_csv
-from lablens.workflows.fit_verifier import FitVerifierResult, fit_verifier
+from lablens.workflows.export import ExportConfig, export
+from lablens.workflows.fields_csv import FieldsCsvConfig, fields_csv
+from lablens.workflows.fit_verifier import FitVerifierConfig, FitVerifierResult, fit_verifier
+from lablens.workflows.phantom import PhantomConfig, phantom
 from lablens.workflows.predict_archive import ArchiveResult, predict_archive
 from lablens.workflows.predict_verb import PredictConfig
 from lablens.workflows.predict_verb import predict_run as predict
 from lablens.workflows.promote import promote
-from lablens.workflows.quality import QualityResult, quality
-from lablens.workflows.retrain import retrain
+from lablens.workflows.quality import QualityConfig, QualityResult, quality
+from lablens.workflows.retrain import RetrainConfig, retrain
 from lablens.workflows.synth_study import SynthStudyResult, synth_study
 from lablens.workflows.synthesize import SynthesisResult, synthesize
 from lablens.workflows.train import TrainResult, min_groups_for, train
-from lablens.workflows.train_detector import train_detector
+from lablens.workflows.train_detector import TrainDetectorConfig, train_detector
 from lablens.workflows.train_samples import train_samples
 
 if TYPE_CHECKING:
@@ -63,7 +66,7 @@ def validate_data(
     data: str | Path, data_cfg: DataConfig | None = None, protocol: str = "8:1:1"
 ) -> tuple[Manifest, DataReport]:
     """Check a dataset: the usable images as a Manifest, and a report of everything skipped and why."""
-    from lablens.workflows.common import limits_from
+    from lablens.workflows.reading import limits_from
 
     d = data_cfg or DataConfig()
     return load_dataset(
@@ -77,21 +80,6 @@ def validate_data(
         limits=limits_from(d),
         min_groups_per_class=min_groups_for(protocol),
     )
-
-
-def export(bundle: str | Path, out: str | Path | None = None, **kwargs: Any) -> Any:
-    """``lablens export``: the bundle as ONNX, parity-checked against torch on the CPU."""
-    from lablens.infer.onnx_export import export_onnx
-
-    return export_onnx(bundle, out, **kwargs)
-
-
-def phantom(task: str, out: str | Path, n: int, **kwargs: Any) -> Any:
-    """``lablens phantom``: ``n`` synthetic images of a phantom task (see ``lablens.phantoms.PHANTOM_TASKS``)."""
-    from lablens.phantoms import PHANTOM_TASKS
-    from lablens.phantoms.write import write_phantoms
-
-    return write_phantoms(PHANTOM_TASKS.value(task), out, n, **kwargs)
 
 
 def models() -> list[str]:
@@ -112,6 +100,7 @@ def serve(cfg: ServeConfig | None = None, *, banner: bool = True, **settings: An
 
     from lablens.progress import console
     from lablens.service.app import create_app
+
     cfg = ServeConfig.resolve(cfg, settings)
     where = cfg.where()
     app = create_app(cfg.service_settings(where))
@@ -140,19 +129,28 @@ __all__ = [
     "BlurStudyResult",
     "Bundle",
     "CompareResult",
+    "CropCellsConfig",
     "DataConfig",
+    "DegradeConfig",
     "DegradeResult",
     "EvalConfig",
+    "ExportConfig",
+    "FieldsCsvConfig",
     "FitContext",
+    "FitVerifierConfig",
     "FitVerifierResult",
+    "PhantomConfig",
     "PredictConfig",
     "Predictor",
+    "QualityConfig",
     "QualityGate",
     "QualityResult",
+    "RetrainConfig",
     "RunConfig",
     "ServeConfig",
     "SynthStudyResult",
     "SynthesisResult",
+    "TrainDetectorConfig",
     "TrainResult",
     "analyze",
     "blur_study",

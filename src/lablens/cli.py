@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from lablens import jsonio
 from lablens.config import RunConfig, build_config, describe_validation
-from lablens.errors import LablensError, OutputExistsError, SettingError
+from lablens.errors import LablensError, OutputExistsError
 from lablens.library_warnings import library_warnings_to_log
 from lablens.progress import console
 from lablens.verb_config import VerbConfig
@@ -111,7 +111,9 @@ RAY_OPTIONS = {"ray_address": "ray.address", "actors": "ray.actors", "actor_cpus
 PREDICT_OPTIONS = {"ood": "ood_alpha", **RAY_OPTIONS}
 ANALYZE_OPTIONS = {"ignore_region": "ignore_regions", **PREDICT_OPTIONS}
 SERVE_OPTIONS = {"ood": "ood_alpha"}
+TRAIN_DETECTOR_OPTIONS = {"object_kind": "label", "model": "model_name"}
 DEGRADE_OPTIONS = {"label_column": "data.label_column", "group_column": "data.group_column"}
+FIT_VERIFIER_OPTIONS = {"not_wbc": "non_wbc"}
 
 
 #: ``lablens train``'s options → the config keys they set
@@ -278,11 +280,13 @@ OOD_OPTION = typer.Option(
 @app.command()
 @friendly
 def retrain(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="The finished `lablens train` run of the model in service."),
     reviews: list[Path] = typer.Option(
         ..., "--reviews", "-r", help="A `lablens export-reviews` folder; repeatable."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="New folder: data, split, locked review cases, run/."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings (a retrain.yaml)."),
     review_test: float = typer.Option(
         0.2, help="Share of review samples (the most recent) held out as locked cases for promote."
     ),
@@ -290,9 +294,11 @@ def retrain(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train the run's configuration again on its images plus the technicians' reviewed cells (test locked)."""
+    from lablens.workflows.retrain import RetrainConfig
     from lablens.workflows.retrain import retrain as run_retrain
 
-    run_retrain(run, list(reviews), out, review_test=review_test, epochs=epochs, progress=not quiet)
+    cfg = verb_settings(ctx, RetrainConfig, config, locals())
+    run_retrain(run, list(reviews), out, cfg, progress=not quiet)
 
 
 @app.command()
@@ -397,7 +403,9 @@ def predict(
 @app.command()
 @friendly
 def export(
+    ctx: typer.Context,
     bundle: Path = typer.Argument(..., help="Bundle folder (or .zip with --out)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings (format, tolerance)."),
     format: str = typer.Option("onnx", "--format", "-f", help="onnx"),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Folder for model.onnx + onnx.json (default: the bundle)."
@@ -407,15 +415,14 @@ def export(
     ),
 ) -> None:
     """Export a bundle for ONNX Runtime, checked against torch on a fixed batch (parity figures in onnx.json)."""
-    from lablens.infer.onnx_export import export_onnx
+    from lablens.workflows.export import ExportConfig
+    from lablens.workflows.export import export as run_export
 
-    if format != "onnx":
-        raise SettingError(f"--format {format!r}: only onnx is supported")
-    res = export_onnx(bundle, out, tolerance=tolerance)
+    res = run_export(bundle, out, verb_settings(ctx, ExportConfig, config, locals()))
     par = res.card["parity"]
     console.print(
         f"exported → {res.path} (opset {res.card['opset']}); parity on {par['images']} images: "
-        f"max |Δp| {par['max_abs_prob_diff']:.1e} ≤ {tolerance:g}",
+        f"max |Δp| {par['max_abs_prob_diff']:.1e} ≤ {par['tolerance']:g}",
         highlight=False,
     )
 
@@ -659,10 +666,12 @@ def analyze(
 @app.command("fields-csv")
 @friendly
 def fields_csv_cmd(
+    ctx: typer.Context,
     source: Path = typer.Argument(
         ..., help="A CSV with a path column (and a label per field/slide), or a folder."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="New fields CSV: path, sample[, label][, um_per_px]."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings (a fields CSV's .yaml)."),
     label_column: str | None = typer.Option(
         None, help="Column holding the label (default: label, slide_label …)."
     ),
@@ -674,22 +683,15 @@ def fields_csv_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Turn a slide-label CSV or a folder of fields into the fields CSV analyze, crop-cells and train read."""
-    from lablens.workflows.fields_csv import fields_csv
+    from lablens.workflows.fields_csv import FieldsCsvConfig, fields_csv
 
-    fields_csv(
-        source,
-        out,
-        label_column=label_column,
-        sample_column=sample_column,
-        sample_regex=sample_regex,
-        um_per_px=um_per_px,
-        progress=not quiet,
-    )
+    fields_csv(source, out, verb_settings(ctx, FieldsCsvConfig, config, locals()), progress=not quiet)
 
 
 @app.command("crop-cells")
 @friendly
 def crop_cells_cmd(
+    ctx: typer.Context,
     fields: list[Path] = typer.Argument(
         ..., help="Annotated fields: images or folders, or one CSV (path[,sample][,um_per_px])."
     ),
@@ -698,6 +700,7 @@ def crop_cells_cmd(
         help="Boxes with a label per cell: a CSV (path,label,x0,y0,x1,y1), a COCO .json, or a VOC folder.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="New dataset folder (ImageFolder + manifest.csv)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings (a crop_cells.yaml)."),
     task: str = typer.Option(
         "ana", help="Field preset whose crop size and object kind are used (ana | blood)."
     ),
@@ -716,25 +719,16 @@ def crop_cells_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Cut single-cell training images from annotated fields the way `lablens analyze` cuts them."""
-    from lablens.workflows.crop_cells import crop_annotated_cells
+    from lablens.workflows.crop_cells import CropCellsConfig, crop_annotated_cells
 
-    crop_annotated_cells(
-        list(fields),
-        annotations,
-        out,
-        task=task,
-        whole_cells=whole_cells,
-        label=label,
-        um_per_px=um_per_px,
-        crop_um=crop_um,
-        image_size=image_size,
-        progress=not quiet,
-    )
+    cfg = verb_settings(ctx, CropCellsConfig, config, locals())
+    crop_annotated_cells(list(fields), annotations, out, cfg, progress=not quiet)
 
 
 @app.command("train-detector")
 @friendly
 def train_detector_cmd(
+    ctx: typer.Context,
     fields: list[Path] = typer.Argument(
         ..., help="Annotated fields: images or folders, or one CSV (path[,sample][,um_per_px])."
     ),
@@ -742,6 +736,7 @@ def train_detector_cmd(
         ..., help="Boxes of the objects: a CSV (path,x0,y0,x1,y1[,label]), a COCO .json, or a VOC folder."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="New run folder (detector/ bundle + metrics.json)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings (a train_detector.yaml)."),
     task: str = typer.Option("ana", help="Field preset whose default scale is used (ana | blood)."),
     um_per_px: float | None = typer.Option(None, help="Field scale when the fields CSV gives none."),
     object_kind: str = typer.Option("cell", "--object", help="What the boxes hold (cell, nucleus, wbc …)."),
@@ -756,27 +751,10 @@ def train_detector_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a field detector on your annotated fields (e.g. whole cells of cytoplasmic IIF patterns)."""
-    from lablens.workflows.train_detector import train_detector
+    from lablens.workflows.train_detector import TrainDetectorConfig, train_detector
 
-    train_detector(
-        list(fields),
-        annotations,
-        out,
-        task=task,
-        um_per_px=um_per_px,
-        params=dict(
-            label=object_kind,
-            model_name=model,
-            weights=weights,
-            epochs=epochs,
-            batch_size=batch_size,
-            work_um_per_px=work_um_per_px,
-            threshold=threshold,
-            seed=seed,
-        ),
-        device=device,
-        progress=not quiet,
-    )
+    cfg = verb_settings(ctx, TrainDetectorConfig, config, locals(), TRAIN_DETECTOR_OPTIONS)
+    train_detector(list(fields), annotations, out, cfg, progress=not quiet)
 
 
 @app.command()
@@ -899,6 +877,7 @@ def synth_study(
 @app.command("fit-verifier")
 @friendly
 def fit_verifier(
+    ctx: typer.Context,
     fields: list[Path] = typer.Argument(
         ..., help="Annotated smear fields: images or folders, or one CSV (path[,um_per_px])."
     ),
@@ -906,7 +885,8 @@ def fit_verifier(
         ...,
         help="Folder of Pascal VOC .xml files named like the images, or a cells CSV (path,label,x0,y0,x1,y1).",
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="New .json file for the verifier."),
+    out: Path = typer.Option(..., "--out", "-o", help="New .json file for the verifier (and its .yaml)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings (a verifier's .yaml)."),
     um_per_px: float | None = typer.Option(None, help="Field scale in µm per pixel (or a CSV column)."),
     holdout: float = typer.Option(0.2, help="Share of fields held out to measure rules vs verifier first."),
     not_wbc: str = typer.Option("rbc,platelet,platelets", help="Truth labels that are not white cells."),
@@ -914,18 +894,11 @@ def fit_verifier(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Learn which nucleus candidates are white cells, and their outline, from your annotated fields."""
+    from lablens.workflows.fit_verifier import FitVerifierConfig
     from lablens.workflows.fit_verifier import fit_verifier as run_fit
 
-    run_fit(
-        list(fields),
-        truth,
-        out,
-        um_per_px=um_per_px,
-        holdout=holdout,
-        seed=seed,
-        non_wbc=tuple(n.strip() for n in not_wbc.split(",") if n.strip()),
-        progress=not quiet,
-    )
+    cfg = verb_settings(ctx, FitVerifierConfig, config, locals(), FIT_VERIFIER_OPTIONS)
+    run_fit(list(fields), truth, out, cfg, progress=not quiet)
 
 
 HOME_OPTION = typer.Option(
@@ -1184,7 +1157,8 @@ def validate_data(
 ) -> None:
     """Check a dataset and print what would be used and what is skipped (file and reason). Trains nothing."""
     from lablens.progress import make_progress
-    from lablens.workflows.common import print_data_report, read_data
+    from lablens.workflows.printing import print_data_report
+    from lablens.workflows.reading import read_data
     from lablens.workflows.train import min_groups_for
 
     cfg = build_config(
@@ -1240,8 +1214,10 @@ def demo(
 @app.command()
 @friendly
 def phantom(
+    ctx: typer.Context,
     task: str = typer.Argument(..., help="Phantom task (see `lablens phantom list`), or `list`."),
     out: Path | None = typer.Argument(None, help="New or empty output folder."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings (a phantom.yaml)."),
     n: int = typer.Option(400, "--n", "-n", help="Number of images (or fields)."),
     seed: int = typer.Option(0, help="Master seed: the same arguments give byte-identical files."),
     size: int | None = typer.Option(None, help="Image side in pixels (default: the task's)."),
@@ -1255,15 +1231,13 @@ def phantom(
     ),
 ) -> None:
     """Write synthetic phantoms with known truth: ImageFolder tree + manifest.csv (+ cells.csv, COCO json)."""
+    from lablens.workflows.phantom import PhantomConfig, phantom_list
     from lablens.workflows.phantom import phantom as run_phantom
-    from lablens.workflows.phantom import phantom_tasks
 
     if task == "list":
-        typer.echo("\n".join(phantom_tasks()))
+        typer.echo("\n".join(phantom_list()))
         return
-    done = run_phantom(
-        task, out, n=n, seed=seed, size=size, groups=groups, blur=blur, fields=fields, montage=montage
-    )
+    done = run_phantom(task, out, verb_settings(ctx, PhantomConfig, config, locals()))
     console.print(done, highlight=False)
 
 

@@ -234,6 +234,8 @@ def describe_validation(exc: ValidationError) -> str:
         name = ".".join(str(p) for p in err["loc"]) or "?"
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown setting {name!r}")
+        elif err["type"] == "value_error":  # a validator's own message, without pydantic's "Value error, "
+            parts.append(f"{name}: {err['ctx']['error']}")
         else:
             parts.append(f"{name}: {err['msg']}")
     return "; ".join(parts)

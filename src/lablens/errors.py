@@ -38,3 +38,7 @@ class MissingInputError(LablensError, FileNotFoundError):
 
 class OutputExistsError(LablensError, FileExistsError):
     """An output that already exists: lablens never overwrites what a user has."""
+
+
+class RunError(LablensError):
+    """A workflow cannot proceed (no usable image, a split that cannot be made …); the message says why."""

@@ -13,10 +13,10 @@ from sklearn.preprocessing import StandardScaler
 
 from lablens.compare.methods import Method
 from lablens.config import RunConfig, apply_overrides
+from lablens.errors import RunError
 from lablens.features.cache import image_hashes
 from lablens.infer.bundle import load_bundle
 from lablens.models.classical import FeatureClassifier
-from lablens.workflows.common import RunError
 from lablens.workflows.compare import compare
 
 from conftest import shape_image

@@ -15,11 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from lablens.cli import app
+from lablens.errors import RunError
 from lablens.infer.job import SHARDS, SUCCESS
 from lablens.infer.onnx_export import export_onnx
 from lablens.nn.tta import TtaPolicy
 from lablens.phantoms import get_task, write_phantoms
-from lablens.workflows.common import RunError
 from lablens.workflows.predict_archive import predict_archive
 
 from conftest import require_ray, tiny_bundle

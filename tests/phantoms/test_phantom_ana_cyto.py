@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lablens.phantoms import PHANTOM_TASKS, get_task, write_phantoms
+from lablens.phantoms import PHANTOMS, get_task, write_phantoms
 from lablens.phantoms import ana_cyto as cy
 from lablens.phantoms import ana_hep2 as ana
 from lablens.phantoms.draw import Frame
@@ -76,7 +76,7 @@ def _cytoplasm_and_nucleus(params: dict, img: np.ndarray, instances: list) -> li
 
 
 def test_task_is_registered() -> None:
-    assert TASK is cy.TASK and PHANTOM_TASKS.value("ana-hep2-cyto") is TASK
+    assert TASK is cy.TASK and PHANTOMS.value("ana-hep2-cyto") is TASK
     assert TASK.classes == ("fibrillar", "mitochondrial")
     assert TASK.one_label_per_group and TASK.default_size == 128
     assert TASK.fields is not None and TASK.fields.classes == ("fibrillar", "mitochondrial", "negative")

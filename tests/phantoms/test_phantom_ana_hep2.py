@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lablens.phantoms import PHANTOM_TASKS, write_phantoms
+from lablens.phantoms import PHANTOMS, write_phantoms
 from lablens.phantoms import ana_hep2 as ana
 from lablens.phantoms.draw import Frame
 
-TASK = PHANTOM_TASKS.value("ana-hep2")
+TASK = PHANTOMS.value("ana-hep2")
 TRUTH_COLUMNS = ("subtype", "phase", "mitotic", "n_dots", "n_nucleoli", "titer", "intensity", "blur_sigma")
 
 

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lablens.phantoms import PHANTOM_TASKS, Instance, write_phantoms
+from lablens.phantoms import PHANTOMS, Instance, write_phantoms
 from lablens.phantoms import blood_smear as bs
 from lablens.phantoms.write import FIELD_SALT, STYLE_SALT
 
 from conftest import shared_data
 
-TASK = PHANTOM_TASKS.value("blood-cells")
+TASK = PHANTOMS.value("blood-cells")
 WBC = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil")
 
 SIZE = 256

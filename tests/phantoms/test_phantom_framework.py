@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from lablens.cli import app
 from lablens.data.validate import load_dataset
-from lablens.phantoms import PHANTOM_TASKS, group_plan, parse_blur_levels, write_phantoms
+from lablens.phantoms import PHANTOMS, group_plan, parse_blur_levels, write_phantoms
 from lablens.phantoms.coco import rle_decode, rle_encode
 
-TASKS = sorted(PHANTOM_TASKS)
-FIELD_TASKS = sorted(name for name in PHANTOM_TASKS if PHANTOM_TASKS.value(name).fields is not None)
+TASKS = sorted(PHANTOMS)
+FIELD_TASKS = sorted(name for name in PHANTOMS if PHANTOMS.value(name).fields is not None)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -28,7 +28,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_replays_and_validates_clean(task: str, tmp_path: Path) -> None:
-    spec = PHANTOM_TASKS.value(task)
+    spec = PHANTOMS.value(task)
     n = 3 * len(spec.classes)
     df = write_phantoms(task, tmp_path / "a", n=n, seed=5, size=48)
     write_phantoms(task, tmp_path / "b", n=n, seed=5, size=48)
@@ -44,7 +44,7 @@ def test_every_task_replays_and_validates_clean(task: str, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("task", TASKS)
 def test_one_label_per_group_is_honoured(task: str, tmp_path: Path) -> None:
-    spec = PHANTOM_TASKS.value(task)
+    spec = PHANTOMS.value(task)
     df = write_phantoms(task, tmp_path / "p", n=2 * len(spec.classes) * 5, seed=0, size=32)
     labels_per_group = df.groupby("group")["label"].nunique()
     if spec.one_label_per_group:
@@ -78,7 +78,7 @@ def test_parse_blur_levels() -> None:
 
 @pytest.mark.parametrize("task", TASKS)
 def test_blur_levels_are_balanced_and_really_blur(task: str, tmp_path: Path) -> None:
-    spec = PHANTOM_TASKS.value(task)
+    spec = PHANTOMS.value(task)
     n = 3 * len(spec.classes)
     df = write_phantoms(task, tmp_path / "b", n=n, seed=1, size=64, blur="0,4")
     per_class = df.groupby("label")["blur_level"].agg(lambda s: s.value_counts().to_dict())
@@ -124,7 +124,7 @@ def test_rle_matches_a_naive_encoder_and_round_trips() -> None:
 
 @pytest.mark.parametrize("task", FIELD_TASKS)
 def test_field_truth_is_exact(task: str, tmp_path: Path) -> None:
-    spec = PHANTOM_TASKS.value(task)
+    spec = PHANTOMS.value(task)
     assert spec.fields is not None
     n = len(spec.fields.classes)
     out = tmp_path / "f"
@@ -160,7 +160,7 @@ def test_field_truth_is_exact(task: str, tmp_path: Path) -> None:
 
 
 def test_fields_refused_for_a_task_without_them(tmp_path: Path) -> None:
-    plain = [name for name in PHANTOM_TASKS if PHANTOM_TASKS.value(name).fields is None]
+    plain = [name for name in PHANTOMS if PHANTOMS.value(name).fields is None]
     if not plain:
         pytest.skip("every task has fields")
     with pytest.raises(ValueError, match="no whole-field mode"):
@@ -171,7 +171,7 @@ def test_cli_phantom_list_write_and_refuse_overwrite(tmp_path: Path) -> None:
     runner = CliRunner()
     listing = runner.invoke(app, ["phantom", "list"])
     assert listing.exit_code == 0
-    for name in PHANTOM_TASKS:
+    for name in PHANTOMS:
         assert name in listing.output
     out = tmp_path / "ph"
     ok = runner.invoke(

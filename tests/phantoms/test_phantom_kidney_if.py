@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from lablens.phantoms import BLUR_STEP, PHANTOM_TASKS, write_phantoms
+from lablens.phantoms import BLUR_STEP, PHANTOMS, write_phantoms
 from lablens.phantoms import kidney_if as k
 from lablens.phantoms.draw import Frame
 
-TASK = PHANTOM_TASKS.value("kidney-if")
+TASK = PHANTOMS.value("kidney-if")
 TRUTH_KEYS = {
     "subtype",
     "blur_sigma",

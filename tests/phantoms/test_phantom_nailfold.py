@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lablens.phantoms import PHANTOM_TASKS, write_phantoms
+from lablens.phantoms import PHANTOMS, write_phantoms
 from lablens.phantoms import draw as d
 from lablens.phantoms import nailfold as nf
 from lablens.phantoms.draw import Frame
 
-TASK = PHANTOM_TASKS.value("nailfold")
+TASK = PHANTOMS.value("nailfold")
 TRUTH_COLUMNS = (
     "capillaries_per_mm",
     "n_giant",

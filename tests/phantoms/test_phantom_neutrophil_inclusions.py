@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lablens.phantoms import PHANTOM_TASKS, write_phantoms
+from lablens.phantoms import PHANTOMS, write_phantoms
 from lablens.phantoms import blood_cells as bc
 from lablens.phantoms import neutrophil_inclusions as ni
 from lablens.phantoms.draw import Frame
@@ -39,7 +39,7 @@ def _truths(sampled: dict, label: str, key: str) -> np.ndarray:
 
 
 def test_task_registered() -> None:
-    assert PHANTOM_TASKS.value("neutrophil-inclusions") is TASK
+    assert PHANTOMS.value("neutrophil-inclusions") is TASK
     assert TASK.name == "neutrophil-inclusions"
     assert TASK.classes == CLASSES
     assert TASK.one_label_per_group is True

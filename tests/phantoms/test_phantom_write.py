@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lablens.phantoms import PHANTOM_TASKS, group_plan, montage, write_phantoms
+from lablens.phantoms import PHANTOMS, group_plan, montage, write_phantoms
 from lablens.phantoms import draw as d
 
 TASK = "blood-cells"
-CLASSES = PHANTOM_TASKS.value(TASK).classes
+CLASSES = PHANTOMS.value(TASK).classes
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:
@@ -21,7 +21,7 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 def test_task_table() -> None:
-    task = PHANTOM_TASKS.value(TASK)
+    task = PHANTOMS.value(TASK)
     assert task.name == TASK
     assert task.classes == (
         "basophil",
@@ -93,7 +93,7 @@ def test_refuses_non_empty_directory(tmp_path: Path) -> None:
 
 
 def test_images_are_uint8_rgb_of_requested_size(tmp_path: Path) -> None:
-    task = PHANTOM_TASKS.value(TASK)
+    task = PHANTOMS.value(TASK)
     style = task.sample_style(np.random.default_rng(1))
     for i, label in enumerate(CLASSES):
         for size in (36, 64):
@@ -109,7 +109,7 @@ def test_images_are_uint8_rgb_of_requested_size(tmp_path: Path) -> None:
 
 def test_render_rejects_unknown_label() -> None:
     with pytest.raises(ValueError, match="unknown class"):
-        PHANTOM_TASKS.value(TASK).render("megakaryocyte", np.random.default_rng(0), 32)
+        PHANTOMS.value(TASK).render("megakaryocyte", np.random.default_rng(0), 32)
 
 
 def test_styles_differ_between_groups(tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_styles_differ_between_groups(tmp_path: Path) -> None:
     styles = df.drop_duplicates("group")[["stain_hue", "stain_intensity", "exposure", "focus_blur_um"]]
     assert styles.nunique().min() == 4  # every group has its own values
     # the same image parameters look different under two group styles
-    task = PHANTOM_TASKS.value(TASK)
+    task = PHANTOMS.value(TASK)
     s0, s1 = (task.sample_style(np.random.default_rng([0, 7919, g])) for g in (0, 1))
     a = task.render("neutrophil", np.random.default_rng(9), 48, s0).astype(float)
     b = task.render("neutrophil", np.random.default_rng(9), 48, s1).astype(float)

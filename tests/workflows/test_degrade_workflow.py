@@ -12,8 +12,8 @@ from PIL import Image
 
 from lablens.data.splits import make_split
 from lablens.data.validate import load_dataset
+from lablens.errors import RunError
 from lablens.quality.degrade import Degradation, apply_degradation
-from lablens.workflows.common import RunError
 from lablens.workflows.degrade import degrade
 
 from conftest import write_shape_folder

@@ -8,15 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lablens.phantoms import PHANTOM_TASKS
-from lablens.workflows.common import RunError
+from lablens.errors import RunError
+from lablens.phantoms import PHANTOMS
 from lablens.workflows.demo import demo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", sorted(PHANTOM_TASKS))
+@pytest.mark.parametrize("task", sorted(PHANTOMS))
 def test_demo_runs_for_every_task(task: str, tmp_path: Path) -> None:
-    n = 6 * len(PHANTOM_TASKS.value(task).classes)
+    n = 6 * len(PHANTOMS.value(task).classes)
     result = demo(
         tmp_path / "demo",
         task=task,
@@ -32,13 +32,13 @@ def test_demo_runs_for_every_task(task: str, tmp_path: Path) -> None:
     assert (result.run_dir / "report.html").is_file()
     assert result.bundles and (result.bundles[0] / "card.json").is_file()
     card = json.loads((result.bundles[0] / "card.json").read_text())
-    assert card["classes"] == sorted(PHANTOM_TASKS.value(task).classes)
+    assert card["classes"] == sorted(PHANTOMS.value(task).classes)
     rows = pd.read_csv(tmp_path / "demo" / "predictions.csv")
     if "status" not in rows:  # trained on < 20 images: the bundle has no OOD summary
         rows["status"] = "classified"
     classified = rows[rows["status"] == "classified"]  # the rest: held back by the OOD guard, no class
     assert len(classified) >= len(rows) // 2 and set(classified["class_1"]) <= set(
-        PHANTOM_TASKS.value(task).classes
+        PHANTOMS.value(task).classes
     )
     assert rows.loc[rows["status"] != "classified", "class_1"].isna().all()
 

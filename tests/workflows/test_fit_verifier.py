@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from lablens.cli import app
 from lablens.config import RunConfig
+from lablens.errors import RunError
 from lablens.phantoms import get_task
 from lablens.phantoms.write import write_phantoms
 from lablens.workflows.analyze import analyze
-from lablens.workflows.common import RunError
 from lablens.workflows.fit_verifier import fit_verifier
 from lablens.workflows.train import train
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lablens.cli import app
-from lablens.workflows.common import RunError
+from lablens.errors import RunError
 from lablens.workflows.promote import promote
 
 from conftest import tiny_bundle, write_shape_folder

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from lablens.cli import app
 from lablens.config import RunConfig
+from lablens.errors import RunError
 from lablens.infer.bundle import load_bundle
-from lablens.workflows.common import RunError
 from lablens.workflows.promote import promote
 from lablens.workflows.retrain import retrain
 from lablens.workflows.train import train

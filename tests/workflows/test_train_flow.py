@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lablens.config import RunConfig
-from lablens.workflows.common import RunError
+from lablens.errors import RunError
 from lablens.workflows.evaluate import evaluate
 from lablens.workflows.predict import predict
 from lablens.workflows.train import train

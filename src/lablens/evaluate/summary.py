@@ -13,6 +13,7 @@ is skipped for it. The other macro averages are over the classes with at least o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -141,6 +142,86 @@ def overall_names(n_classes: int, top_k: Sequence[int]) -> list[str]:
     return [*names, "mcc", "kappa", "macro_auc", "log_loss", "brier", "ece"]
 
 
+@dataclass(frozen=True)
+class _Estimates:
+    """Point estimates and bootstrap intervals of every statistic, and the classes with a true example."""
+
+    point: dict[str, np.ndarray]
+    intervals: dict[str, Interval]
+    n_boot: int
+    covered: np.ndarray
+
+
+def _estimate(
+    y: np.ndarray,
+    p: np.ndarray,
+    top_k: Sequence[int],
+    n_bins: int,
+    codes: np.ndarray,
+    n_boot: int,
+    level: float,
+    seed: int,
+) -> _Estimates:
+    """Evaluate the batched statistic at unit weights (the point estimates) and under the group bootstrap."""
+    n, n_classes = p.shape
+    point_auc = roc_auc_ovr(p, y)
+    auc_defined = np.array([a is not None for a in point_auc])
+    covered = np.bincount(y, minlength=n_classes) > 0
+    statistic = classification_statistic(y, p, top_k, n_bins, auc_defined, covered)
+    point = {name: values[0] for name, values in statistic(np.ones((1, n))).items()}
+    point["per_class/auc"] = np.array([np.nan if a is None else a for a in point_auc])
+    intervals = group_bootstrap(statistic, codes, n, n_boot, level, seed)
+    return _Estimates(point, intervals, n_boot, covered)
+
+
+def _entry(est: _Estimates, name: str, index: tuple[int, ...] = ()) -> dict:
+    """The ``{"value", "ci"}`` entry of statistic ``name`` (at ``index`` of an array-valued one)."""
+    interval: Interval | None = est.intervals.get(name)
+    return ci_entry(float(est.point[name][index]), interval, index, est.n_boot)
+
+
+def _per_class(est: _Estimates, cm: np.ndarray, class_names: Sequence[str]) -> dict[str, dict]:
+    """Per-class entries with support; a class without a true example is marked ``estimable: false``."""
+    per_class = {}
+    for c, name in enumerate(class_names):
+        if est.covered[c]:
+            row = {m: _entry(est, f"per_class/{m}", (c,)) for m in (*PER_CLASS_METRICS, "auc")}
+        else:  # no true example: sensitivity, F1, AUC … have nothing to be estimated from
+            row = {m: {"value": None, "ci": None} for m in (*PER_CLASS_METRICS, "auc")}
+            row["estimable"] = False
+        row["support"] = int(cm[c].sum())
+        per_class[name] = row
+    return per_class
+
+
+def _notes(
+    class_names: Sequence[str], covered: np.ndarray, n_groups: int, n_boot: int, reliable: bool
+) -> list[str]:
+    """Caveats for the reader: classes not estimable here, intervals from too few groups."""
+    notes = []
+    if not covered.all():
+        absent = [class_names[c] for c in np.flatnonzero(~covered)]
+        notes.append(
+            f"not estimable (no true example here): {', '.join(absent)}; macro averages are over the other "
+            f"{int(covered.sum())} class(es)"
+        )
+    if n_boot and not reliable:
+        notes.append(
+            f"confidence intervals come from {n_groups} group(s) (patients/slides), fewer than "
+            f"{MIN_GROUPS_FOR_CI}: they are unreliable"
+        )
+    return notes
+
+
+def _calibration(p: np.ndarray, y: np.ndarray, n_bins: int) -> dict:
+    """The document's calibration section: ECE and reliability bins."""
+    return {
+        "ece": expected_calibration_error(p, y, n_bins),
+        "n_bins": int(n_bins),
+        "bins": reliability_bins(p, y, n_bins),
+    }
+
+
 def evaluate_predictions(
     y_true: np.ndarray,
     proba: np.ndarray,
@@ -175,69 +256,24 @@ def evaluate_predictions(
     class_names = [str(c) for c in classes]
     ks = sorted({int(k) for k in top_k if 1 <= int(k) < n_classes})
     codes, n_groups = encode_groups(None if groups is None else np.asarray(groups), n)
-
-    point_auc = roc_auc_ovr(p, y)
-    auc_defined = np.array([a is not None for a in point_auc])
-    covered = np.bincount(y, minlength=n_classes) > 0
-    statistic = classification_statistic(y, p, ks, n_bins, auc_defined, covered)
-    point = {name: values[0] for name, values in statistic(np.ones((1, n))).items()}
-    point["per_class/auc"] = np.array([np.nan if a is None else a for a in point_auc])
-    intervals = group_bootstrap(statistic, codes, n, n_boot, level, seed)
-
-    def entry(name: str, index: tuple[int, ...] = ()) -> dict:
-        interval: Interval | None = intervals.get(name)
-        return ci_entry(float(point[name][index]), interval, index, n_boot)
-
+    est = _estimate(y, p, ks, n_bins, codes, n_boot, level, seed)
     cm = confusion_matrix(y, p.argmax(axis=1), n_classes)
-    per_class = {}
-    for c, name in enumerate(class_names):
-        if covered[c]:
-            row = {m: entry(f"per_class/{m}", (c,)) for m in (*PER_CLASS_METRICS, "auc")}
-        else:  # no true example: sensitivity, F1, AUC … have nothing to be estimated from
-            row = {m: {"value": None, "ci": None} for m in (*PER_CLASS_METRICS, "auc")}
-            row["estimable"] = False
-        row["support"] = int(cm[c].sum())
-        per_class[name] = row
-    notes = []
-    if not covered.all():
-        absent = [class_names[c] for c in np.flatnonzero(~covered)]
-        notes.append(
-            f"not estimable (no true example here): {', '.join(absent)}; macro averages are over the other "
-            f"{int(covered.sum())} class(es)"
-        )
+    per_class = _per_class(est, cm, class_names)
     reliable = n_groups >= MIN_GROUPS_FOR_CI
-    if n_boot and not reliable:
-        notes.append(
-            f"confidence intervals come from {n_groups} group(s) (patients/slides), fewer than "
-            f"{MIN_GROUPS_FOR_CI}: they are unreliable"
-        )
-
+    notes = _notes(class_names, est.covered, n_groups, n_boot, reliable)
     agreement = None
     if reader is not None:
-        agreement = reader_agreement(
-            [class_names[i] for i in y],
-            [class_names[i] for i in p.argmax(axis=1)],
-            reader,
-            codes,
-            class_names,
-            n_boot,
-            level,
-            seed,
-        )
-
+        truth, predicted = [class_names[i] for i in y], [class_names[i] for i in p.argmax(axis=1)]
+        agreement = reader_agreement(truth, predicted, reader, codes, class_names, n_boot, level, seed)
     return {
         "schema": SCHEMA,
         "classes": class_names,
         "n": int(n),
         "n_groups": int(n_groups),
-        "overall": {name: entry(name) for name in overall_names(n_classes, ks)},
+        "overall": {name: _entry(est, name) for name in overall_names(n_classes, ks)},
         "per_class": per_class,
         "confusion_matrix": {"labels": class_names, "matrix": cm.astype(int).tolist()},
-        "calibration": {
-            "ece": expected_calibration_error(p, y, n_bins),
-            "n_bins": int(n_bins),
-            "bins": reliability_bins(p, y, n_bins),
-        },
+        "calibration": _calibration(p, y, n_bins),
         "agreement": agreement,
         "bootstrap": {
             "replicates": int(n_boot),
@@ -246,6 +282,6 @@ def evaluate_predictions(
             "seed": int(seed),
             "reliable": bool(reliable),
         },
-        "macro_over": [class_names[c] for c in np.flatnonzero(covered)],
+        "macro_over": [class_names[c] for c in np.flatnonzero(est.covered)],
         "notes": notes,
     }

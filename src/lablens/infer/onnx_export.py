@@ -110,6 +110,65 @@ def _deep(bundle: Bundle) -> DeepClassifier:
     return est
 
 
+def _target(bundle_path: str | Path, out: str | Path | None) -> tuple[Path, Path]:
+    """The paths of ``model.onnx`` and ``onnx.json``, refused when either exists; makes their folder."""
+    folder = Path(out) if out is not None else Path(bundle_path)
+    if not folder.is_dir() and folder.suffix.lower() == ".zip":
+        raise ExportError(f"{bundle_path} is a zip bundle; give --out FOLDER for the ONNX files")
+    target, card_path = folder / ONNX_FILE, folder / ONNX_CARD
+    for p in (target, card_path):
+        if p.exists():
+            raise ExportError(f"{p} exists; lablens does not overwrite files (give --out NEW_FOLDER)")
+    folder.mkdir(parents=True, exist_ok=True)
+    return target, card_path
+
+
+def _torch_export(wrapper: torch.nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+    """Write ``wrapper`` as an ONNX graph with a dynamic batch axis."""
+    # The TorchScript exporter (dynamo=False): ~10x faster here than the torch.export-based one and exact
+    # for these CNNs; its deprecation warning is silenced, and the parity check (_parity) guards either way.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(path),
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        except torch.onnx.errors.OnnxExporterError as exc:  # an operator with no ONNX form, say
+            raise ExportError(f"torch cannot export this network to ONNX ({exc})") from exc
+
+
+def _parity(wrapper: torch.nn.Module, path: Path, bundle: Bundle, tolerance: float) -> dict[str, Any]:
+    """Compare ONNX Runtime with torch on :func:`check_batch`; the card's ``parity`` figures, or ExportError."""
+    import onnxruntime as ort
+
+    batch = check_batch(bundle.image_size)
+    with torch.no_grad():
+        ref = wrapper(torch.from_numpy(batch)).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run([OUTPUT], {INPUT: batch})[0]
+    t = bundle.temperature
+    diff = float(np.abs(apply_temperature(ref, t) - apply_temperature(got, t)).max())
+    logit_diff = float(np.abs(ref - got).max())
+    if not diff <= tolerance:
+        raise ExportError(
+            f"ONNX Runtime differs from torch by {diff:.2e} in probability (> {tolerance:g}) on the check "
+            "batch; the export was not kept"
+        )
+    return {
+        "images": len(batch),
+        "max_abs_prob_diff": diff,
+        "max_abs_logit_diff": logit_diff,
+        "tolerance": tolerance,
+    }
+
+
 def export_onnx(
     bundle_path: str | Path,
     out: str | Path | None = None,
@@ -129,50 +188,15 @@ def export_onnx(
 
     bundle = load_bundle(bundle_path)
     est = _deep(bundle)
-    folder = Path(out) if out is not None else Path(bundle_path)
-    if not folder.is_dir() and folder.suffix.lower() == ".zip":
-        raise ExportError(f"{bundle_path} is a zip bundle; give --out FOLDER for the ONNX files")
-    target, card_path = folder / ONNX_FILE, folder / ONNX_CARD
-    for p in (target, card_path):
-        if p.exists():
-            raise ExportError(f"{p} exists; lablens does not overwrite files (give --out NEW_FOLDER)")
-    folder.mkdir(parents=True, exist_ok=True)
+    target, card_path = _target(bundle_path, out)
     size = bundle.image_size
     wrapper = _PixelsToLogits(est.network_.to("cpu").eval(), est.mean_, est.std_).eval()
     example = torch.from_numpy(check_batch(size, n=2))
     t0 = time.perf_counter()
     tmp = target.with_name(target.name + ".partial")
     try:
-        # The TorchScript exporter (dynamo=False): ~10x faster here than the torch.export-based one and exact
-        # for these CNNs; its deprecation warning is silenced, and the parity check below guards either way.
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            try:
-                torch.onnx.export(
-                    wrapper,
-                    (example,),
-                    str(tmp),
-                    input_names=[INPUT],
-                    output_names=[OUTPUT],
-                    dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
-                    opset_version=opset,
-                    dynamo=False,
-                )
-            except torch.onnx.errors.OnnxExporterError as exc:  # an operator with no ONNX form, say
-                raise ExportError(f"torch cannot export this network to ONNX ({exc})") from exc
-        batch = check_batch(size)
-        with torch.no_grad():
-            ref = wrapper(torch.from_numpy(batch)).numpy()
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = session.run([OUTPUT], {INPUT: batch})[0]
-        t = bundle.temperature
-        diff = float(np.abs(apply_temperature(ref, t) - apply_temperature(got, t)).max())
-        logit_diff = float(np.abs(ref - got).max())
-        if not diff <= tolerance:
-            raise ExportError(
-                f"ONNX Runtime differs from torch by {diff:.2e} in probability (> {tolerance:g}) on the check "
-                "batch; the export was not kept"
-            )
+        _torch_export(wrapper, example, tmp, opset)
+        parity = _parity(wrapper, tmp, bundle, tolerance)
         tmp.rename(target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -184,16 +208,11 @@ def export_onnx(
         "image_size": size,
         "input": {"name": INPUT, "shape": ["batch", size, size, 3], "dtype": "uint8", "layout": "NHWC"},
         "output": {"name": OUTPUT, "note": "uncalibrated logits; divide by temperature, then softmax"},
-        "temperature": t,
+        "temperature": bundle.temperature,
         "graph_views": 1,
         "tta": estimator_policy(est).as_dict(),
         "opset": opset,
-        "parity": {
-            "images": len(batch),
-            "max_abs_prob_diff": diff,
-            "max_abs_logit_diff": logit_diff,
-            "tolerance": tolerance,
-        },
+        "parity": parity,
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
         "export_seconds": round(time.perf_counter() - t0, 2),
     }

@@ -1,6 +1,6 @@
 """Synthetic image phantoms: built-in demo and test data with known ground truth.
 
-A :class:`PhantomTask` (see :mod:`.task`) renders labelled images from a per-group *style* (a
+A :class:`Phantom` (see :mod:`.task`) renders labelled images from a per-group *style* (a
 synthetic patient, slide or scanner session: stain, exposure, focus...) and per-image random
 parameters. Everything is driven by explicit NumPy generators, so a dataset replays byte for byte::
 
@@ -33,16 +33,16 @@ from lablens.phantoms import (
 )
 from lablens.phantoms import contact_sheet as _sheet
 from lablens.phantoms import write as _write
-from lablens.phantoms.task import FieldSpec, Instance, PhantomTask
+from lablens.phantoms.contract import Instance, Phantom, PhantomFields
 from lablens.phantoms.write import BLUR_STEP, group_plan, parse_blur_levels
 from lablens.registry import Registry
 
 __all__ = [
     "BLUR_STEP",
-    "PHANTOM_TASKS",
-    "FieldSpec",
+    "PHANTOMS",
     "Instance",
-    "PhantomTask",
+    "Phantom",
+    "PhantomFields",
     "get_task",
     "group_plan",
     "montage",
@@ -52,7 +52,7 @@ __all__ = [
 
 # One module per task, each defining ``TASK``; whole-field modes kept in their own module (``FIELDS``)
 # where the cell module is already large.
-PHANTOM_TASKS = Registry("phantom task")
+PHANTOMS = Registry("phantom task")
 for _task in (
     dataclasses.replace(blood_cells.TASK, fields=blood_smear.FIELDS),
     neutrophil_inclusions.TASK,
@@ -61,16 +61,16 @@ for _task in (
     kidney_if.TASK,
     nailfold.TASK,
 ):
-    PHANTOM_TASKS.register(_task.name, value=_task, summary=_task.description)
+    PHANTOMS.register(_task.name, value=_task, summary=_task.description)
 
 
-def get_task(task: str | PhantomTask) -> PhantomTask:
+def get_task(task: str | Phantom) -> Phantom:
     """Look a task up by name (an unknown name is a one-line error naming the closest ones)."""
-    return task if isinstance(task, PhantomTask) else PHANTOM_TASKS.value(task)
+    return task if isinstance(task, Phantom) else PHANTOMS.value(task)
 
 
 def write_phantoms(
-    task: str | PhantomTask,
+    task: str | Phantom,
     out_dir: str | Path,
     n: int,
     seed: int = 0,
@@ -85,7 +85,7 @@ def write_phantoms(
 
 
 def montage(
-    task: str | PhantomTask,
+    task: str | Phantom,
     out_png: str | Path,
     per_class: int = 8,
     seed: int = 0,

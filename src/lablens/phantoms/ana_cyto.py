@@ -33,7 +33,7 @@ import numpy as np
 from lablens.errors import UnknownNameError
 from lablens.phantoms import ana_hep2 as ana
 from lablens.phantoms import draw as d
-from lablens.phantoms.task import FieldSpec, Instance, PhantomTask
+from lablens.phantoms.contract import Instance, Phantom, PhantomFields
 
 CLASSES: tuple[str, ...] = ("fibrillar", "mitochondrial")
 FIELD_CLASSES: tuple[str, ...] = ("fibrillar", "mitochondrial", "negative")
@@ -540,7 +540,7 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
 field_truth = ana.field_truth  # the same per-field truth: counts, titer, brightness, optics
 
 
-FIELDS = FieldSpec(
+FIELDS = PhantomFields(
     classes=FIELD_CLASSES,
     instance_classes=INSTANCE_CLASSES,
     sampler=sample_field,
@@ -550,7 +550,7 @@ FIELDS = FieldSpec(
     one_label_per_group=True,
 )
 
-TASK = PhantomTask(
+TASK = Phantom(
     name="ana-hep2-cyto",
     classes=CLASSES,
     description="ANA immunofluorescence on HEp-2 cells, cytoplasmic fibrillar (AC-15) / mitochondrial (AC-21); whole cells annotated",

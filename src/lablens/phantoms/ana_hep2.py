@@ -24,13 +24,15 @@ deterministically (dense speckle positions come from seeds stored in the paramet
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from lablens.errors import UnknownNameError
 from lablens.phantoms import draw as d
-from lablens.phantoms.task import FieldSpec, Instance, PhantomTask
+from lablens.phantoms.contract import Instance, Phantom, PhantomFields
 
 CLASSES: tuple[str, ...] = (
     "centromere",
@@ -390,15 +392,28 @@ def _on_plate(chains: list[dict[str, Any]], n_plates: int, rng: np.random.Genera
 def _decorate(rng: np.random.Generator, cell: Cell, serum: dict[str, Any], style: dict[str, float]) -> Cell:
     """Add cytoplasm, nucleoli, dots, speckles and brightness to a placed cell."""
     pattern, subtype, phase = serum["pattern"], serum["subtype"], cell["phase"]
-    s, sp = serum["scale"], serum["speckle"]
-    shape, chains = cell["nucleus"], cell["chains"]
+    s = serum["scale"]
+    shape = cell["nucleus"]
     lv = _levels(pattern, subtype, rng)
     cell["gain"] = float(serum["gain"] * np.exp(rng.normal(0.0, 0.18)))
     cell["levels"] = lv
     cell["cyto_level"] = float(style["cyto_level"] * rng.uniform(0.8, 1.2))
+    cell["body"], big = _body(rng, shape, phase, s)
+    n_nucleoli = 0
+    if phase == "interphase" and pattern != "centromere":
+        n_nucleoli = int(rng.integers(2, 7)) if pattern == "nucleolar" else int(rng.integers(1, 5))
+    cell["nucleoli"] = _nucleoli(rng, shape, n_nucleoli, pattern == "nucleolar", s)
+    cell["speckles"], cell["dots"] = _marks(rng, cell, serum, big)
+    return cell
+
+
+def _body(
+    rng: np.random.Generator, shape: dict[str, Any], phase: str, s: float
+) -> tuple[dict[str, Any], Any]:
+    """The cell body (cytoplasm) around nucleus ``shape`` and its radius as drawn (µm)."""
     if phase == "interphase":
         big = _reach(shape) * rng.uniform(1.35, 1.9)
-        cell["body"] = {
+        body = {
             "radius": float(big),
             "aspect": float(rng.uniform(0.4, 0.8)),
             "harmonics": _outline(rng, rng.uniform(0.08, 0.16), 6),
@@ -410,26 +425,65 @@ def _decorate(rng: np.random.Generator, cell: Cell, serum: dict[str, Any], style
         }
     else:
         big = max(shape["radius"] + rng.uniform(1.5, 3.0), rng.uniform(7.5, 9.5) * s)
-        cell["body"] = {
+        body = {
             "radius": float(big),
             "aspect": float(rng.uniform(0.88, 1.0)),
             "harmonics": _outline(rng, 0.03, 4),
             "offset": [0.0, 0.0],
             "angle": 0.0,
         }
+    return body, big
+
+
+def _nucleus_points(shape: dict[str, Any], g: np.random.Generator, m: int) -> np.ndarray:
+    """``m`` points in the inner 84 % of the nucleus (a :func:`_spaced` sampler once ``shape`` is bound)."""
+    return _shape_points(g, shape, m, 0.0, 0.84)
+
+
+def _marks(
+    rng: np.random.Generator, cell: Cell, serum: dict[str, Any], big: Any
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The pattern's speckles and dots of a cell whose body has radius ``big`` (none for other patterns)."""
+    pattern, subtype, phase = serum["pattern"], serum["subtype"], cell["phase"]
+    s, sp = serum["scale"], serum["speckle"]
+    shape, chains = cell["nucleus"], cell["chains"]
     area = np.pi * shape["radius"] ** 2 * shape["aspect"]
-    n_nucleoli = 0
-    if phase == "interphase" and pattern != "centromere":
-        n_nucleoli = int(rng.integers(2, 7)) if pattern == "nucleolar" else int(rng.integers(1, 5))
-    cell["nucleoli"] = _nucleoli(rng, shape, n_nucleoli, pattern == "nucleolar", s)
     speckles: list[dict[str, Any]] = []
     dots = _dots(np.zeros((0, 2)), 1.0, 0.3, "nucleus")
     plate = phase in ("metaphase", "anaphase")
     n_plates = 2 if phase == "anaphase" else 1
+    if pattern in ("fine_speckled", "coarse_speckled") or (pattern == "homogeneous" and not plate):
+        speckles = _speckled(rng, pattern, plate, area, big, sp)
+    elif pattern == "centromere":
+        n = int(rng.integers(40, 81))
+        if plate:
+            pts = _spaced(rng, partial(_on_plate, chains, n_plates), n, 0.4 * s)
+        else:
+            pts = _spaced(rng, partial(_nucleus_points, shape), n, 0.55 * np.sqrt(area * 0.7 / n))
+        dots = _dots(
+            pts, rng.uniform(0.85, 1.0, n), serum["dot_sigma"] * s * (0.85 if plate else 1.0), "nucleus"
+        )
+    elif pattern == "nucleolar" and subtype == "AC-10":
+        if plate:
+            n = int(rng.integers(2, 7))
+            pts = _spaced(rng, partial(_on_plate, chains, n_plates), n, 1.0 * s)
+            dots = _dots(pts, rng.uniform(0.7, 1.0, n), rng.uniform(0.28, 0.38) * s, "nucleus")
+        else:
+            nl_area = sum(np.pi * o["radius"] ** 2 * o["aspect"] for o in cell["nucleoli"])
+            speckles.append(_speckles(rng, nl_area * rng.uniform(5.0, 8.0), 0.2 * sp, 0.75, 0.3, "nucleoli"))
+    elif pattern == "nuclear_dots":
+        dots = _nuclear_dots(rng, cell, subtype, plate, s)
+    elif pattern == "nuclear_envelope" and subtype == "AC-12" and not plate:
+        perimeter = np.pi * shape["radius"] * (1.0 + shape["aspect"])
+        speckles.append(_speckles(rng, perimeter * rng.uniform(2.0, 3.0), 0.2 * sp, 0.8, 0.5, "rim", 0.86))
+    return speckles, dots
 
-    def in_nucleus(g: np.random.Generator, m: int) -> np.ndarray:
-        return _shape_points(g, shape, m, 0.0, 0.84)
 
+def _speckled(
+    rng: np.random.Generator, pattern: str, plate: bool, area: Any, big: Any, sp: float
+) -> list[dict[str, Any]]:
+    """Speckles of the fine / coarse speckled patterns and the fine granularity of homogeneous nuclei."""
+    speckles = []
     if pattern == "fine_speckled":
         where = "body" if plate else "nucleus"
         n = area * rng.uniform(4.0, 7.0) if not plate else np.pi * big**2 * rng.uniform(1.0, 2.0)
@@ -440,42 +494,24 @@ def _decorate(rng: np.random.Generator, cell: Cell, serum: dict[str, Any], style
         n = area * rng.uniform(0.4, 0.7) if not plate else np.pi * big**2 * rng.uniform(0.12, 0.25)
         speckles.append(_speckles(rng, n, 0.36 * sp, 0.85 if not plate else 0.5, 0.3, where))
         speckles.append(_speckles(rng, np.pi * big**2 * 0.06, 0.32 * sp, 0.2, 0.3, "body"))
-    elif pattern == "homogeneous" and not plate:  # the fine granularity of real AC-1 nuclei
+    else:  # homogeneous interphase: the fine granularity of real AC-1 nuclei
         speckles.append(_speckles(rng, area * rng.uniform(5.0, 8.0), 0.15 * sp, 0.25, 0.2, "nucleus"))
-    elif pattern == "centromere":
-        n = int(rng.integers(40, 81))
-        if plate:
-            pts = _spaced(rng, lambda g, m: _on_plate(chains, n_plates, g, m), n, 0.4 * s)
-        else:
-            pts = _spaced(rng, in_nucleus, n, 0.55 * np.sqrt(area * 0.7 / n))
-        dots = _dots(
-            pts, rng.uniform(0.85, 1.0, n), serum["dot_sigma"] * s * (0.85 if plate else 1.0), "nucleus"
-        )
-    elif pattern == "nucleolar" and subtype == "AC-10":
-        if plate:
-            n = int(rng.integers(2, 7))
-            pts = _spaced(rng, lambda g, m: _on_plate(chains, n_plates, g, m), n, 1.0 * s)
-            dots = _dots(pts, rng.uniform(0.7, 1.0, n), rng.uniform(0.28, 0.38) * s, "nucleus")
-        else:
-            nl_area = sum(np.pi * o["radius"] ** 2 * o["aspect"] for o in cell["nucleoli"])
-            speckles.append(_speckles(rng, nl_area * rng.uniform(5.0, 8.0), 0.2 * sp, 0.75, 0.3, "nucleoli"))
-    elif pattern == "nuclear_dots":
-        n = int(rng.integers(3, 6)) if subtype == "AC-7" else int(rng.integers(6, 21))
-        sig = np.round(rng.uniform(0.22, 0.55, n) * s / 0.05) * 0.05
-        if plate:
-            r_in, r_out = shape["radius"] / cell["body"]["radius"], 0.9
-            body = {"radius": cell["body"]["radius"], "aspect": 1.0, "harmonics": []}
-            pts = _spaced(rng, lambda g, m: _shape_points(g, body, m, r_in, r_out), n, 1.0 * s)
-            dots = _dots(pts, rng.uniform(0.45, 0.75, n), sig, "cell")
-        else:
-            pts = _spaced(rng, in_nucleus, n, 1.1 * s)
-            dots = _dots(pts, rng.uniform(0.6, 1.0, n), sig, "nucleus")
-    elif pattern == "nuclear_envelope" and subtype == "AC-12" and not plate:
-        perimeter = np.pi * shape["radius"] * (1.0 + shape["aspect"])
-        speckles.append(_speckles(rng, perimeter * rng.uniform(2.0, 3.0), 0.2 * sp, 0.8, 0.5, "rim", 0.86))
-    cell["speckles"] = speckles
-    cell["dots"] = dots
-    return cell
+    return speckles
+
+
+def _nuclear_dots(
+    rng: np.random.Generator, cell: Cell, subtype: str, plate: bool, s: float
+) -> dict[str, Any]:
+    """AC-7 (3-5) or AC-6 (6-20) nuclear dots; in a mitosis scattered over the cell body around the plate."""
+    n = int(rng.integers(3, 6)) if subtype == "AC-7" else int(rng.integers(6, 21))
+    sig = np.round(rng.uniform(0.22, 0.55, n) * s / 0.05) * 0.05
+    if plate:
+        r_in, r_out = cell["nucleus"]["radius"] / cell["body"]["radius"], 0.9
+        body = {"radius": cell["body"]["radius"], "aspect": 1.0, "harmonics": []}
+        pts = _spaced(rng, lambda g, m: _shape_points(g, body, m, r_in, r_out), n, 1.0 * s)
+        return _dots(pts, rng.uniform(0.45, 0.75, n), sig, "cell")
+    pts = _spaced(rng, partial(_nucleus_points, cell["nucleus"]), n, 1.1 * s)
+    return _dots(pts, rng.uniform(0.6, 1.0, n), sig, "nucleus")
 
 
 def _new_cell(rng: np.random.Generator, serum: dict[str, Any], phase: str, center: Any, angle: float) -> Cell:
@@ -674,13 +710,23 @@ def _spots(shape: tuple[int, int], pts: np.ndarray, amp: np.ndarray, sigma_px: n
     return out
 
 
-def _render_cell(
-    cell: Cell, fr: d.Frame, tex: dict[str, np.ndarray], canvas: dict[str, np.ndarray]
-) -> tuple[tuple[slice, slice], np.ndarray] | None:
-    """Draw one cell into the cytoplasm / nucleus / occupancy canvases; return its window and nuclear mask."""
+@dataclass(frozen=True)
+class _CellWindow:
+    """Where one cell is drawn: the cell, the field frame, its canvas slices, their shape and top-left pixel."""
+
+    cell: Cell
+    fr: d.Frame
+    win: tuple[slice, slice]
+    local: tuple[int, int]
+    origin: np.ndarray
+    soft: float  # edge softness of nuclear masks, pixels
+
+
+def _cell_window(cell: Cell, fr: d.Frame, body_soft: float) -> _CellWindow | None:
+    """The window holding the cell's nucleus and body with their soft edges; None when it misses the field."""
     ppu, size = fr.ppu, fr.size
-    body, shape, lv = cell["body"], cell["nucleus"], cell["levels"]
-    soft, body_soft = max(0.6, 0.12 * ppu), max(1.0, 1.2 * ppu)
+    body, shape = cell["body"], cell["nucleus"]
+    soft = max(0.6, 0.12 * ppu)
     reach = max(_reach(shape), float(np.hypot(*body["offset"])) + _reach(body)) * ppu + 2 * body_soft + 4
     cx, cy = fr.xy(cell["center"])
     c0, c1 = max(int(cx - reach), 0), min(int(cx + reach) + 1, size)
@@ -688,68 +734,117 @@ def _render_cell(
     if c0 >= c1 or r0 >= r1:
         return None
     win = (slice(r0, r1), slice(c0, c1))
-    local = (r1 - r0, c1 - c0)
-    origin = np.array([c0, r0], float)
+    return _CellWindow(cell, fr, win, (r1 - r0, c1 - c0), np.array([c0, r0], float), soft)
 
-    def px(points: Any) -> np.ndarray:
-        return fr.xy(_cell_to_field(points, cell)) - origin
 
-    def blob(
-        spec: dict[str, Any], centre: Any, angle: float, softness: float, shrink: float = 0.0
-    ) -> np.ndarray:
-        return d.polar_blob(
-            local,
-            centre,
-            max(spec["radius"] - shrink, 0.1) * ppu,
-            aspect=spec["aspect"],
-            angle=angle,
-            harmonics=spec["harmonics"],
-            softness=softness,
-        )
+def _px(w: _CellWindow, points: Any) -> np.ndarray:
+    """Cell-frame points (µm) as pixel positions in the cell's window."""
+    return w.fr.xy(_cell_to_field(points, w.cell)) - w.origin
 
-    centre_px = px([0.0, 0.0])[0]
-    body_mask = blob(body, px(body["offset"])[0], cell["angle"] + body["angle"], body_soft)
+
+def _blob(
+    w: _CellWindow, spec: dict[str, Any], centre: Any, angle: float, softness: float, shrink: float = 0.0
+) -> np.ndarray:
+    """Soft mask of the perturbed ellipse ``spec`` (radius in µm, less ``shrink``) in the cell's window."""
+    return d.polar_blob(
+        w.local,
+        centre,
+        max(spec["radius"] - shrink, 0.1) * w.fr.ppu,
+        aspect=spec["aspect"],
+        angle=angle,
+        harmonics=spec["harmonics"],
+        softness=softness,
+    )
+
+
+def _nucleus_mask(w: _CellWindow, centre_px: np.ndarray) -> np.ndarray:
+    """Soft nuclear mask: the chromosome plates of a metaphase / anaphase, else the nucleus outline."""
+    cell, ppu = w.cell, w.fr.ppu
     if cell["chains"]:
-        nuc = d.union(
+        return d.union(
             *[
-                d.capsule_chain(local, px(c["points"]), np.asarray(c["radii"]) * ppu, softness=soft)
+                d.capsule_chain(w.local, _px(w, c["points"]), np.asarray(c["radii"]) * ppu, softness=w.soft)
                 for c in cell["chains"]
             ]
         )
-    else:
-        nuc = blob(shape, centre_px, cell["angle"], soft)
+    return _blob(w, cell["nucleus"], centre_px, cell["angle"], w.soft)
+
+
+def _speckle_fields(w: _CellWindow) -> dict[str, np.ndarray]:
+    """The cell's speckles rendered per compartment (``nucleus``, ``rim``, ``body``, ``nucleoli``)."""
+    fields = {k: np.zeros(w.local, np.float32) for k in ("nucleus", "rim", "body", "nucleoli")}
+    for sp in w.cell["speckles"]:
+        pts, amp = _speckle_points(w.cell, sp)
+        fields[sp["where"]] += _granules(w.local, _px(w, pts), amp, sp["sigma"] * w.fr.ppu)
+    return fields
+
+
+def _condensation(w: _CellWindow, tex: dict[str, np.ndarray]) -> Any:
+    """Chromatin condensation factor: prophase threads brighten or darken the nucleoplasm."""
+    cell, lv = w.cell, w.cell["levels"]
+    thr = np.zeros(w.local, np.float32)
+    if cell["phase"] == "prophase":
+        thr = np.clip(1.0 - np.abs(tex["thread"][w.win]) / 0.45, 0.0, 1.0) ** 1.5
+    k = lv["threads"]
+    if cell["phase"] == "prophase" and k > 0:
+        return lv["chrom"] * ((1.0 - 0.6 * k) + 1.3 * k * thr)
+    return 1.0 + k * thr if k < 0 else np.ones(w.local, np.float32)
+
+
+def _nucleus_signal(
+    w: _CellWindow,
+    tex: dict[str, np.ndarray],
+    nuc: np.ndarray,
+    nucleoli: np.ndarray,
+    fields: dict[str, np.ndarray],
+    centre_px: np.ndarray,
+) -> np.ndarray:
+    """Nuclear stain before the cell's gain and its dots (a mitosis: the condensed chromatin)."""
+    cell, lv = w.cell, w.cell["levels"]
+    t_fine = tex["fine"][w.win]
+    if cell["chains"]:
+        return nuc * lv["chrom"] * (0.8 + 0.3 * t_fine)
+    cond = _condensation(w, tex)
+    holes = 1.0 - lv["hole"] * nucleoli
+    signal = lv["base"] * (1.0 + lv["tex"] * t_fine) * holes * cond
+    signal += fields["nucleus"] * (1.0 - nucleoli) * cond + fields["rim"] + fields["nucleoli"] * nucleoli
+    signal += lv["nucl"] * nucleoli * np.maximum(1.0 + lv["nucl_tex"] * 1.6 * t_fine, 0.1)
+    if lv["rim"] > 0:
+        rim = np.clip(
+            nuc - _blob(w, cell["nucleus"], centre_px, cell["angle"], w.soft, shrink=0.55), 0.0, 1.0
+        )
+        signal += lv["rim"] * rim * (1.0 + 0.15 * t_fine)
+    return nuc * signal
+
+
+def _render_cell(
+    cell: Cell, fr: d.Frame, tex: dict[str, np.ndarray], canvas: dict[str, np.ndarray]
+) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """Draw one cell into the cytoplasm / nucleus / occupancy canvases; return its window and nuclear mask."""
+    ppu = fr.ppu
+    body, lv = cell["body"], cell["levels"]
+    body_soft = max(1.0, 1.2 * ppu)
+    w = _cell_window(cell, fr, body_soft)
+    if w is None:
+        return None
+    win, local = w.win, w.local
+    centre_px = _px(w, [0.0, 0.0])[0]
+    body_mask = _blob(w, body, _px(w, body["offset"])[0], cell["angle"] + body["angle"], body_soft)
+    nuc = _nucleus_mask(w, centre_px)
     t_fine, t_cyto = tex["fine"][win], tex["cyto"][win]
     nucleoli = np.zeros(local, np.float32)
     for o in cell["nucleoli"]:
-        nucleoli = np.maximum(nucleoli, blob(o, px(o["center"])[0], cell["angle"] + o["angle"], soft))
-    fields = {w: np.zeros(local, np.float32) for w in ("nucleus", "rim", "body", "nucleoli")}
-    for sp in cell["speckles"]:
-        pts, amp = _speckle_points(cell, sp)
-        fields[sp["where"]] += _granules(local, px(pts), amp, sp["sigma"] * ppu)
+        nucleoli = np.maximum(
+            nucleoli, _blob(w, o, _px(w, o["center"])[0], cell["angle"] + o["angle"], w.soft)
+        )
+    fields = _speckle_fields(w)
     dots = cell["dots"]
-    dot_field = _spots(local, px(dots["points"]), np.asarray(dots["amp"]), np.asarray(dots["sigma"]) * ppu)
+    dot_field = _spots(
+        local, _px(w, dots["points"]), np.asarray(dots["amp"]), np.asarray(dots["sigma"]) * ppu
+    )
     dot_field *= lv["dots"]
     g = cell["gain"]
-    plate = bool(cell["chains"])
-    if plate:
-        signal = nuc * lv["chrom"] * (0.8 + 0.3 * t_fine)
-    else:
-        thr = np.zeros(local, np.float32)
-        if cell["phase"] == "prophase":
-            thr = np.clip(1.0 - np.abs(tex["thread"][win]) / 0.45, 0.0, 1.0) ** 1.5
-        w = lv["threads"]
-        if cell["phase"] == "prophase" and w > 0:
-            cond = lv["chrom"] * ((1.0 - 0.6 * w) + 1.3 * w * thr)
-        else:
-            cond = 1.0 + w * thr if w < 0 else np.ones(local, np.float32)
-        holes = 1.0 - lv["hole"] * nucleoli
-        signal = lv["base"] * (1.0 + lv["tex"] * t_fine) * holes * cond
-        signal += fields["nucleus"] * (1.0 - nucleoli) * cond + fields["rim"] + fields["nucleoli"] * nucleoli
-        signal += lv["nucl"] * nucleoli * np.maximum(1.0 + lv["nucl_tex"] * 1.6 * t_fine, 0.1)
-        if lv["rim"] > 0:
-            rim = np.clip(nuc - blob(shape, centre_px, cell["angle"], soft, shrink=0.55), 0.0, 1.0)
-            signal += lv["rim"] * rim * (1.0 + 0.15 * t_fine)
-        signal = nuc * signal
+    signal = _nucleus_signal(w, tex, nuc, nucleoli, fields, centre_px)
     nuc_signal = g * (np.maximum(signal, 0.0) + (dot_field if dots["where"] == "nucleus" else 0.0))
     halo = lv["halo"] * (1.0 + lv["tex"] * t_fine) if cell["phase"] != "interphase" else 0.0
     cyto = body_mask * (cell["cyto_level"] * lv["cyto"] * (1.0 + 0.3 * t_cyto) + halo + fields["body"])
@@ -902,7 +997,7 @@ def field_truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     }
 
 
-FIELDS = FieldSpec(
+FIELDS = PhantomFields(
     classes=FIELD_CLASSES,
     instance_classes=INSTANCE_CLASSES,
     sampler=sample_field,
@@ -912,7 +1007,7 @@ FIELDS = FieldSpec(
     one_label_per_group=True,
 )
 
-TASK = PhantomTask(
+TASK = Phantom(
     name="ana-hep2",
     classes=CLASSES,
     description="ANA indirect immunofluorescence on HEp-2 cells, 7 ICAP nuclear patterns (ICPR-like cell crops)",

@@ -23,7 +23,7 @@ import numpy as np
 
 from lablens.errors import UnknownNameError
 from lablens.phantoms import draw as d
-from lablens.phantoms.task import PhantomTask
+from lablens.phantoms.contract import Phantom
 
 CLASSES: tuple[str, ...] = (
     "basophil",
@@ -826,7 +826,7 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     return out
 
 
-TASK = PhantomTask(
+TASK = Phantom(
     name="blood-cells",
     classes=CLASSES,
     description="May-Grünwald-Giemsa peripheral blood smear, 8 cell classes (CellaVision-like crops)",

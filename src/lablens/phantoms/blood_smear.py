@@ -53,7 +53,7 @@ from lablens.phantoms.blood_cells import (
     platelet_fragments,
     stain_cell,
 )
-from lablens.phantoms.task import FieldSpec, Instance
+from lablens.phantoms.contract import Instance, PhantomFields
 
 CLASSES: tuple[str, ...] = ("normal", "neutrophilia", "lymphocytosis", "eosinophilia", "left_shift")
 WBC_CLASSES: tuple[str, ...] = (
@@ -593,7 +593,7 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     return out
 
 
-FIELDS = FieldSpec(
+FIELDS = PhantomFields(
     classes=CLASSES,
     instance_classes=INSTANCE_CLASSES,
     sampler=sample_params,

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lablens.phantoms.task import PhantomTask
+from lablens.phantoms.contract import Phantom
 from lablens.phantoms.write import FIELD_SALT, STYLE_SALT
 
 
 def montage(
-    task: PhantomTask,
+    task: Phantom,
     out_png: str | Path,
     per_class: int = 8,
     seed: int = 0,
@@ -55,7 +55,7 @@ def montage(
     return out
 
 
-def _field_pair(task: PhantomTask, seed: int, field_size: int | None, half: int) -> Image.Image:
+def _field_pair(task: Phantom, seed: int, field_size: int | None, half: int) -> Image.Image:
     """One generated field, plain (left) and with every object's box (right), each ``half`` wide."""
     assert task.fields is not None
     label = task.fields.classes[0]

@@ -44,7 +44,7 @@ from scipy.spatial.distance import cdist
 
 from lablens.errors import UnknownNameError
 from lablens.phantoms import draw as d
-from lablens.phantoms.task import PhantomTask
+from lablens.phantoms.contract import Phantom
 
 CLASSES: tuple[str, ...] = ("anti_gbm", "iga_mesangial", "lupus_full_house", "membranous", "negative")
 
@@ -845,7 +845,7 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     }
 
 
-TASK = PhantomTask(
+TASK = Phantom(
     name="kidney-if",
     classes=CLASSES,
     description="Kidney biopsy direct immunofluorescence (FITC), one glomerulus per image, 5 deposit patterns",

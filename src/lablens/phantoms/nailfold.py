@@ -41,7 +41,7 @@ import numpy as np
 
 from lablens.errors import UnknownNameError
 from lablens.phantoms import draw as d
-from lablens.phantoms.task import FieldSpec, Instance, PhantomTask
+from lablens.phantoms.contract import Instance, Phantom, PhantomFields
 
 CLASSES: tuple[str, ...] = ("normal", "ssc_early", "ssc_active", "ssc_late")
 INSTANCE_CLASSES: tuple[str, ...] = ("normal", "dilated", "giant", "ramified", "haemorrhage")
@@ -681,7 +681,7 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     }
 
 
-FIELDS = FieldSpec(
+FIELDS = PhantomFields(
     classes=CLASSES,
     instance_classes=INSTANCE_CLASSES,
     sampler=sample_params,
@@ -691,7 +691,7 @@ FIELDS = FieldSpec(
     one_label_per_group=True,
 )
 
-TASK = PhantomTask(
+TASK = Phantom(
     name="nailfold",
     classes=CLASSES,
     description="Nailfold videocapillaroscopy fields (~1 mm, 200×): normal vs SSc early / active / late (Cutolo)",

@@ -33,7 +33,7 @@ import numpy as np
 from lablens.errors import UnknownNameError
 from lablens.phantoms import blood_cells as bc
 from lablens.phantoms import draw as d
-from lablens.phantoms.task import PhantomTask
+from lablens.phantoms.contract import Phantom
 
 CLASSES: tuple[str, ...] = ("neu", "hyp", "cry", "db", "hjbli", "gbi", "bac")
 
@@ -577,7 +577,7 @@ def truth(params: dict[str, Any], size: int) -> dict[str, Any]:
     }
 
 
-TASK = PhantomTask(
+TASK = Phantom(
     name="neutrophil-inclusions",
     classes=CLASSES,
     description="May-Grünwald-Giemsa neutrophils with cytoplasmic inclusions, 7 NeuNN classes",

@@ -8,6 +8,7 @@ and group ``g`` uses ``np.random.default_rng([seed, STYLE_SALT, g])`` for its st
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from PIL import Image
 from lablens import jsonio
 from lablens.errors import OutputExistsError, SettingError
 from lablens.phantoms.coco import coco_document, rle_encode
-from lablens.phantoms.task import PhantomTask
+from lablens.phantoms.contract import Instance, Phantom, PhantomFields, Style
 from lablens.progress import SilentProgress
 from lablens.quality.degrade import LEVEL_STEP, MAX_LEVEL, parse_levels
 
@@ -99,8 +100,163 @@ def _blur_plan(plan: list[tuple[str, int]], levels: tuple[int, ...]) -> list[int
     return out
 
 
+@dataclass(frozen=True)
+class _Request:
+    """The checked arguments of :func:`write_phantoms`."""
+
+    spec: PhantomFields | None
+    classes: tuple[str, ...]
+    size: int
+    levels: tuple[int, ...]
+    one_label_per_group: bool
+    groups: int
+
+
+def _check_request(
+    task: Phantom,
+    n: int,
+    size: int | None,
+    groups: int | None,
+    blur: str | Sequence[int] | None,
+    fields: bool,
+) -> _Request:
+    """Validate :func:`write_phantoms`' arguments and fill in the task's defaults."""
+    if fields and task.fields is None:
+        raise SettingError(f"phantom task {task.name!r} has no whole-field mode (--fields)")
+    spec = task.fields if fields else None
+    classes = spec.classes if spec else task.classes
+    if n < 1:
+        raise SettingError(f"n must be >= 1, got {n}")
+    size = int(size or (spec.default_size if spec else task.default_size))
+    if size < 16:
+        raise SettingError(f"size must be >= 16 pixels, got {size}")
+    levels = parse_blur_levels(blur)
+    per_group = spec.one_label_per_group if spec else task.one_label_per_group
+    groups = default_groups(n, len(classes), per_group) if groups is None else int(groups)
+    if groups < 1:
+        raise SettingError(f"groups must be >= 1, got {groups}")
+    return _Request(spec, classes, size, levels, per_group, groups)
+
+
+@dataclass
+class _FieldTruth:
+    """Per-object truth gathered over a field dataset: ``cells.csv`` rows, COCO images and annotations."""
+
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    images: list[dict[str, Any]] = field(default_factory=list)
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _object_row(
+    rel: str, k: int, inst: Instance, box: tuple[int, int, int, int], area: int
+) -> dict[str, Any]:
+    """The ``cells.csv`` row of object ``k`` of the field at ``rel``."""
+    x0, y0, x1, y1 = box
+    return {
+        "path": rel,
+        "object": k,
+        "label": inst.label,
+        "x0": x0,
+        "y0": y0,
+        "x1": x1,
+        "y1": y1,
+        "area": area,
+        "center_x": round(float(inst.center[0]), 2),
+        "center_y": round(float(inst.center[1]), 2),
+        "may_overlap": bool(inst.may_overlap),
+        **inst.attrs,
+    }
+
+
+def _coco_annotation(
+    ann_id: int, image_id: int, category_id: int, inst: Instance, box: tuple[int, int, int, int], area: int
+) -> dict[str, Any]:
+    """One COCO annotation: box, area and RLE mask of ``inst``."""
+    x0, y0, x1, y1 = box
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": [x0, y0, x1 - x0, y1 - y0],
+        "area": area,
+        "iscrowd": 0,
+        "segmentation": rle_encode(inst.mask),
+        "attributes": {"may_overlap": bool(inst.may_overlap), **inst.attrs},
+    }
+
+
+def _add_field_truth(
+    truth: _FieldTruth, rel: str, index: int, size: int, instances: Sequence[Instance], spec: PhantomFields
+) -> None:
+    """Record field ``index`` (at ``rel``) and its objects in ``truth``."""
+    truth.images.append({"id": index + 1, "file_name": rel, "width": size, "height": size})
+    for k, inst in enumerate(instances):
+        box = inst.box()
+        area = int(inst.mask.sum())
+        truth.objects.append(_object_row(rel, k, inst, box, area))
+        category = spec.instance_classes.index(inst.label) + 1
+        truth.annotations.append(
+            _coco_annotation(len(truth.annotations) + 1, index + 1, category, inst, box, area)
+        )
+
+
+def _write_field_truth(
+    out: Path, truth: _FieldTruth, spec: PhantomFields, task_name: str, seed: int, size: int
+) -> None:
+    """Write ``cells.csv`` and the COCO ``annotations.json``."""
+    pd.DataFrame(truth.objects).to_csv(out / "cells.csv", index=False)
+    info = {"description": f"lablens phantom fields, task {task_name}", "seed": seed, "size": size}
+    doc = coco_document(truth.images, truth.annotations, spec.instance_classes, info)
+    (out / "annotations.json").write_text(jsonio.dumps(doc, separators=(",", ":")), encoding="utf-8")
+
+
+def _write_images(
+    task: Phantom,
+    req: _Request,
+    out: Path,
+    seed: int,
+    plan: list[tuple[str, int]],
+    styles: list[Style],
+    progress: Any,
+) -> tuple[list[dict[str, Any]], _FieldTruth]:
+    """Render and save every image of ``plan``; return the manifest rows and (fields) the object truth."""
+    spec, size = req.spec, req.size
+    blur_levels = _blur_plan(plan, req.levels)
+    width = max(3, len(str(req.groups - 1)))
+    rows: list[dict[str, Any]] = []
+    field_truth = _FieldTruth()
+    prog = progress or SilentProgress()
+    bar = prog.task(f"phantoms {task.name}", total=len(plan))
+    for index, ((label, g), level) in enumerate(zip(plan, blur_levels, strict=True)):
+        extra = level * BLUR_STEP
+        rel = f"{label}/{label}_{index:05d}.png"
+        if spec:
+            rng = np.random.default_rng([seed, FIELD_SALT, index])
+            img, instances, truth = task.render_field(label, rng, size, styles[g], extra)
+            truth["n_objects"] = len(instances)
+            _add_field_truth(field_truth, rel, index, size, instances, spec)
+        else:
+            rng = np.random.default_rng([seed, index])
+            img, truth = task.render_with_truth(label, rng, size, styles[g], extra)
+        Image.fromarray(img, mode="RGB").save(out / rel, format="PNG")
+        rows.append(
+            {
+                "path": rel,
+                "label": label,
+                "group": f"P{g:0{width}d}",
+                "index": index,
+                "blur_level": level,
+                **styles[g],
+                **truth,
+            }
+        )
+        bar.advance()
+    bar.done()
+    return rows, field_truth
+
+
 def write_phantoms(
-    task: PhantomTask,
+    task: Phantom,
     out_dir: str | Path,
     n: int,
     seed: int = 0,
@@ -132,95 +288,16 @@ def write_phantoms(
     Returns:
         The manifest as a DataFrame.
     """
-    if fields and task.fields is None:
-        raise SettingError(f"phantom task {task.name!r} has no whole-field mode (--fields)")
-    spec = task.fields if fields else None
-    classes = spec.classes if spec else task.classes
-    if n < 1:
-        raise SettingError(f"n must be >= 1, got {n}")
-    size = int(size or (spec.default_size if spec else task.default_size))
-    if size < 16:
-        raise SettingError(f"size must be >= 16 pixels, got {size}")
-    levels = parse_blur_levels(blur)
-    per_group = spec.one_label_per_group if spec else task.one_label_per_group
-    groups = default_groups(n, len(classes), per_group) if groups is None else int(groups)
-    if groups < 1:
-        raise SettingError(f"groups must be >= 1, got {groups}")
+    req = _check_request(task, n, size, groups, blur, fields)
     out = Path(out_dir)
     _check_empty(out)
-    plan = group_plan(classes, n, groups, per_group)
-    blur_levels = _blur_plan(plan, levels)
-    width = max(3, len(str(groups - 1)))
-    styles = [task.sample_style(np.random.default_rng([seed, STYLE_SALT, g])) for g in range(groups)]
+    plan = group_plan(req.classes, n, req.groups, req.one_label_per_group)
+    styles = [task.sample_style(np.random.default_rng([seed, STYLE_SALT, g])) for g in range(req.groups)]
     for c in sorted({lab for lab, _ in plan}):
         (out / c).mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    objects: list[dict[str, Any]] = []
-    coco_images: list[dict[str, Any]] = []
-    coco_anns: list[dict[str, Any]] = []
-    prog = progress or SilentProgress()
-    bar = prog.task(f"phantoms {task.name}", total=n)
-    for index, ((label, g), level) in enumerate(zip(plan, blur_levels, strict=True)):
-        extra = level * BLUR_STEP
-        rel = f"{label}/{label}_{index:05d}.png"
-        if spec:
-            rng = np.random.default_rng([seed, FIELD_SALT, index])
-            img, instances, truth = task.render_field(label, rng, size, styles[g], extra)
-            truth["n_objects"] = len(instances)
-            coco_images.append({"id": index + 1, "file_name": rel, "width": size, "height": size})
-            for k, inst in enumerate(instances):
-                x0, y0, x1, y1 = inst.box()
-                area = int(inst.mask.sum())
-                objects.append(
-                    {
-                        "path": rel,
-                        "object": k,
-                        "label": inst.label,
-                        "x0": x0,
-                        "y0": y0,
-                        "x1": x1,
-                        "y1": y1,
-                        "area": area,
-                        "center_x": round(float(inst.center[0]), 2),
-                        "center_y": round(float(inst.center[1]), 2),
-                        "may_overlap": bool(inst.may_overlap),
-                        **inst.attrs,
-                    }
-                )
-                coco_anns.append(
-                    {
-                        "id": len(coco_anns) + 1,
-                        "image_id": index + 1,
-                        "category_id": spec.instance_classes.index(inst.label) + 1,
-                        "bbox": [x0, y0, x1 - x0, y1 - y0],
-                        "area": area,
-                        "iscrowd": 0,
-                        "segmentation": rle_encode(inst.mask),
-                        "attributes": {"may_overlap": bool(inst.may_overlap), **inst.attrs},
-                    }
-                )
-        else:
-            rng = np.random.default_rng([seed, index])
-            img, truth = task.render_with_truth(label, rng, size, styles[g], extra)
-        Image.fromarray(img, mode="RGB").save(out / rel, format="PNG")
-        rows.append(
-            {
-                "path": rel,
-                "label": label,
-                "group": f"P{g:0{width}d}",
-                "index": index,
-                "blur_level": level,
-                **styles[g],
-                **truth,
-            }
-        )
-        bar.advance()
-    bar.done()
+    rows, field_truth = _write_images(task, req, out, seed, plan, styles, progress)
     df = pd.DataFrame(rows)
     df.to_csv(out / "manifest.csv", index=False)
-    if spec:
-        pd.DataFrame(objects).to_csv(out / "cells.csv", index=False)
-        info = {"description": f"lablens phantom fields, task {task.name}", "seed": seed, "size": size}
-        doc = coco_document(coco_images, coco_anns, spec.instance_classes, info)
-        (out / "annotations.json").write_text(jsonio.dumps(doc, separators=(",", ":")), encoding="utf-8")
+    if req.spec:
+        _write_field_truth(out, field_truth, req.spec, task.name, seed, req.size)
     return df

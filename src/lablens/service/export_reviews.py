@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
+from lablens.errors import RunError
 from lablens.service.db import open_database, sessions
 from lablens.service.models import Cell, Sample
 from lablens.service.storage import image_path
-from lablens.workflows.common import RunError
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
 

@@ -220,6 +220,76 @@ def _records(work: FieldWork, name: str, spec: FieldSpec, storage: Path, img: np
     return out
 
 
+class _Parts:
+    """The multipart parser's callbacks: collect each finished part as (field name, file name, bytes).
+
+    A file part may hold ``settings.max_upload_bytes``, a form field :data:`MAX_FIELD_BYTES`; ``ended`` is set at
+    the closing boundary.
+    """
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.done: list[tuple[str, str | None, bytes]] = []  # finished parts: (field name, file name, bytes)
+        self.part: dict[str, Any] = {}
+        self.ended = False
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        """The callbacks by the names :class:`MultipartParser` calls them."""
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_end": self.on_end,
+        }
+
+    def on_part_begin(self) -> None:
+        """Start a new part."""
+        self.part.clear()
+        self.part.update(headers={}, data=bytearray(), field=b"", value=b"")
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        """More of a header's name."""
+        self.part["field"] += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        """More of a header's value."""
+        self.part["value"] += data[start:end]
+
+    def on_header_end(self) -> None:
+        """Keep the finished header (names lower-cased)."""
+        part = self.part
+        part["headers"][part["field"].lower()] = part["value"]
+        part["field"], part["value"] = b"", b""
+
+    def on_headers_finished(self) -> None:
+        """Read the part's field and file name from its Content-Disposition and set its size limit."""
+        part = self.part
+        _, opts = parse_options_header(part["headers"].get(b"content-disposition"))
+        part["name"] = opts.get(b"name", b"").decode("utf-8", "replace")
+        part["filename"] = opts[b"filename"].decode("utf-8", "replace") if b"filename" in opts else None
+        part["limit"] = self.settings.max_upload_bytes if part["filename"] is not None else MAX_FIELD_BYTES
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        """More of the part's body; a 413 past its limit."""
+        part = self.part
+        if len(part["data"]) + (end - start) > part["limit"]:
+            shown = part["filename"] or part["name"]
+            raise HTTPException(413, f"{shown}: larger than the {part['limit'] // 1024} KiB limit per file")
+        part["data"] += data[start:end]
+
+    def on_part_end(self) -> None:
+        """Queue the finished part."""
+        self.done.append((self.part["name"], self.part["filename"], bytes(self.part["data"])))
+
+    def on_end(self) -> None:
+        """The closing boundary arrived."""
+        self.ended = True
+
+
 async def read_submission(
     request: Request,
     settings: ServiceSettings,
@@ -233,61 +303,16 @@ async def read_submission(
         raise HTTPException(415, "a submission is multipart/form-data: the field name, then the files")
     sub = Submission()
     reader = _Reader(settings, model_for, sub, lock)
-    done: list[tuple[str, str | None, bytes]] = []  # finished parts: (field name, file name, bytes)
-    part: dict[str, Any] = {}
-    ended = [False]
-
-    def on_part_begin() -> None:
-        part.clear()
-        part.update(headers={}, data=bytearray(), field=b"", value=b"")
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        part["field"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        part["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        part["headers"][part["field"].lower()] = part["value"]
-        part["field"], part["value"] = b"", b""
-
-    def on_headers_finished() -> None:
-        _, opts = parse_options_header(part["headers"].get(b"content-disposition"))
-        part["name"] = opts.get(b"name", b"").decode("utf-8", "replace")
-        part["filename"] = opts[b"filename"].decode("utf-8", "replace") if b"filename" in opts else None
-        part["limit"] = settings.max_upload_bytes if part["filename"] is not None else MAX_FIELD_BYTES
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if len(part["data"]) + (end - start) > part["limit"]:
-            shown = part["filename"] or part["name"]
-            raise HTTPException(413, f"{shown}: larger than the {part['limit'] // 1024} KiB limit per file")
-        part["data"] += data[start:end]
-
-    def on_part_end() -> None:
-        done.append((part["name"], part["filename"], bytes(part["data"])))
-
-    def on_end() -> None:
-        ended[0] = True
-
-    callbacks = {
-        "on_part_begin": on_part_begin,
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
-        "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished,
-        "on_part_data": on_part_data,
-        "on_part_end": on_part_end,
-        "on_end": on_end,
-    }
-    parser = MultipartParser(params[b"boundary"], callbacks)
+    parts = _Parts(settings)
+    parser = MultipartParser(params[b"boundary"], parts.callbacks())
     files_started = False
     async for chunk in request.stream():
         try:
             parser.write(chunk)
         except MultipartParseError as exc:
             raise HTTPException(400, f"malformed multipart body: {exc}") from None
-        while done:
-            name, filename, data = done.pop(0)
+        while parts.done:
+            name, filename, data = parts.done.pop(0)
             if filename is None:  # a form field
                 if name in READING_FIELDS and files_started:
                     raise HTTPException(422, f"form field {name!r} must come before the files it applies to")
@@ -299,7 +324,7 @@ async def read_submission(
                 files_started = True
                 await run_in_threadpool(reader.start_files)
             await run_in_threadpool(reader.add_file, filename, data)
-    if not ended[0]:
+    if not parts.ended:
         raise HTTPException(
             400, "the multipart body ended before its closing boundary (an upload cut short?)"
         )

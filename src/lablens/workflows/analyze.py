@@ -24,6 +24,7 @@ from lablens import __version__
 from lablens.data.io import DecodeLimits, ImageError, read_image
 from lablens.data.tables import TableError, number, read_text_csv
 from lablens.data.validate import Problem
+from lablens.errors import RunError
 from lablens.fields import aggregate
 from lablens.fields.cell_crops import field_cells
 from lablens.fields.crops import draw_overlay
@@ -48,11 +49,13 @@ from lablens.infer.gate import QualityGate
 from lablens.infer.ood import OUT_OF_DISTRIBUTION, OodGuard
 from lablens.infer.predictor import NOT_EVALUABLE, Predictor, expand_inputs
 from lablens.infer.shard import ModelSpec
+from lablens.jsonio import write_json
 from lablens.progress import console, make_progress
 from lablens.quality.reference import ImageReference
 from lablens.report.html import thumbnail_b64
 from lablens.workflows.analyze_config import AnalyzeConfig
-from lablens.workflows.common import RunError, no_usable_image, warn, write_json
+from lablens.workflows.printing import warn
+from lablens.workflows.reading import no_usable_image
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
 SAMPLE_MODES = ("together", "per-field")
@@ -303,7 +306,7 @@ def _prepare(bundle: str | Path, cfg: AnalyzeConfig) -> _Run:
             preset,
             um_per_px=cfg.um_per_px,
             crop_um=cfg.crop_um,
-            detector=cfg.detector,
+            detector=str(cfg.detector) if cfg.detector is not None else None,
             detector_kwargs=_detector_kwargs(cfg),
             allow_crop_mismatch=cfg.allow_crop_mismatch,
         )

@@ -17,7 +17,7 @@ def _box(value: Any) -> Any:
     if isinstance(value, str):
         parts = value.split(",")
         if len(parts) != 4 or not all(p.strip().lstrip("-").isdigit() for p in parts):
-            raise ValueError(f"{value!r}: expected four integers x0,y0,x1,y1")
+            raise ValueError(f"--ignore-region {value!r}: expected four integers x0,y0,x1,y1")
         return tuple(int(p) for p in parts)
     return value
 

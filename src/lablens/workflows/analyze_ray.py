@@ -13,10 +13,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from lablens.errors import RunError
 from lablens.fields.pipeline import FieldInput, FieldSpec, FieldWork, classify_field, detect_field
 from lablens.infer.ray_engine import RaySettings, RayUnavailable, actor_model, actor_pool, ray_session
 from lablens.infer.shard import ModelSpec, load_for_worker
-from lablens.workflows.common import RunError
 
 
 def _detect_row(row: dict[str, Any], *, items: dict[int, FieldInput], spec: FieldSpec) -> dict[str, Any]:

@@ -29,16 +29,26 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from lablens import __version__
 from lablens.config import RunConfig
-from lablens.data.splits import make_split
+from lablens.data.manifest import Manifest
+from lablens.data.splits import Fold, make_split
+from lablens.errors import RunError
 from lablens.infer.bundle import save_bundle
 from lablens.infer.gate import expected_level
+from lablens.jsonio import write_json
 from lablens.models.from_config import estimator_params
 from lablens.models.registry import create_estimator
 from lablens.progress import console, make_progress
-from lablens.quality.degrade import apply_degradation, parse_kinds, parse_levels, sample_degradation
+from lablens.quality.degrade import (
+    Degradation,
+    apply_degradation,
+    parse_kinds,
+    parse_levels,
+    sample_degradation,
+)
 from lablens.train.context import FitContext
 from lablens.train.tasks.blur import BlurSettings, fixed_records
-from lablens.workflows.common import RunError, print_data_report, read_data, read_pixels, write_json
+from lablens.workflows.printing import print_data_report
+from lablens.workflows.reading import read_data, read_pixels
 from lablens.workflows.run_folder import run_folder
 
 ARMS = ("single", "single_blur_aug", "deblur_then_classify", "multitask")
@@ -105,102 +115,171 @@ def blur_study(
 ) -> BlurStudyResult:
     """Train arms (a), (b), (d) on one grouped split and score all four at every blur level."""
     t_start = time.perf_counter()
-    lv = parse_levels(levels)
-    parse_kinds(kinds)
-    if lv[0] != 0 or len(lv) < 2:
-        raise RunError("--levels must include 0 (clean) and at least one blur level, e.g. 0-4")
+    lv = _check_levels(levels, kinds)
     cfg = cfg.model_copy(deep=True)
     cfg.data.path = str(data)
     kwargs = _arm_kwargs(cfg, ",".join(map(str, lv)), kinds, noise)
-    timings: dict[str, float] = {}
     with run_folder(out, cfg) as out, make_progress(progress) as prog:
         min_groups = 3 if cfg.split.missing_classes == "drop" else 1
         manifest, report = read_data(data, cfg.data, prog, min_groups_per_class=min_groups)
         if progress:
             print_data_report(report)
         pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
-        split = make_split(
-            manifest.y,
-            manifest.groups,
-            cfg.split.protocol,
-            val_fraction=cfg.split.val_fraction,
-            seed=cfg.split.seed,
-            classes=manifest.classes,
-            missing_classes=cfg.split.missing_classes,
-        )
-        fold = split.folds[0]
-        if len(fold.val) == 0 or len(fold.test) == 0:
-            raise RunError(f"split {cfg.split.protocol!r} gives no validation or test part; use e.g. 8:1:1")
+        fold = _study_fold(manifest, cfg)
         labels = manifest.table["label"].to_numpy()
-        n_classes = len(manifest.classes)
         x_tr, x_va, x_te = pixels[fold.train], pixels[fold.val], pixels[fold.test]
-        y_te = manifest.y[fold.test]
         context = FitContext(
             progress=prog,
             device=cfg.train.device,
             threads=cfg.train.threads,
             eval_batch_size=cfg.eval.batch_size,
         )
-        models = {}
-        for arm in ("single", "single_blur_aug", "multitask"):
-            prog.log(f"training ({'abd'[('single', 'single_blur_aug', 'multitask').index(arm)]}) {arm}")
-            t0 = time.perf_counter()
-            est = create_estimator("multitask", **kwargs[arm])
-            est.fit(x_tr, labels[fold.train], x_va, labels[fold.val], context=context)
-            timings[f"fit_{arm}"] = time.perf_counter() - t0
-            models[arm] = est
+        models, timings = _train_arms(kwargs, x_tr, labels[fold.train], x_va, labels[fold.val], context)
         settings = BlurSettings(levels=lv, kinds=parse_kinds(kinds), noise=noise)
         gate_model = _fit_blur_level_model(x_tr, settings, cfg, context)
-        rows, deblur, gate = [], {}, {}
-        task = prog.task("scoring under blur", len(lv))
-        for level in lv:
-            records = fixed_records(len(x_te), level, settings, EVAL_SEED)
-            blurred = np.stack([apply_degradation(im, r) for im, r in zip(x_te, records, strict=True)])
-            dev = cfg.train.device
-            mt = models["multitask"].outputs(x_te, records=records, want_deblurred=True, device=dev)
-            logits = {
-                "single": models["single"].outputs(x_te, records=records, device=dev)["logits"],
-                "single_blur_aug": models["single_blur_aug"].outputs(x_te, records=records, device=dev)[
-                    "logits"
-                ],
-                "deblur_then_classify": models["single"].predict_logits(mt["deblurred"], device=dev),
-                "multitask": mt["logits"],
-            }
-            for arm in ARMS:
-                rows.append({"arm": arm, "level": level, **_scores(y_te, logits[arm], n_classes)})
-            psnr_b, ssim_b = _image_quality(blurred, x_te)
-            psnr_d, ssim_d = _image_quality(mt["deblurred"], x_te)
-            deblur[level] = {
-                "psnr_blurred": psnr_b,
-                "psnr_deblurred": psnr_d,
-                "ssim_blurred": ssim_b,
-                "ssim_deblurred": ssim_d,
-            }
-            head = mt.get("level")
-            measured = expected_level(gate_model.predict_proba(blurred), list(gate_model.classes_))
-            gate[level] = {
-                "head_mean_level": float(np.mean(head)) if head is not None else None,
-                "head_flagged": float(np.mean(head > max_level)) if head is not None else None,
-                "blur_level_model_mean": float(np.mean(measured)),
-                "blur_level_model_flagged": float(np.mean(measured > max_level)),
-            }
-            task.advance(1)
-        task.done()
-        (out / "multitask").mkdir(exist_ok=True)
-        bundle = save_bundle(
-            out / "multitask" / "bundle",
-            models["multitask"],
-            estimator_name="multitask",
-            image_size=cfg.model.image_size,
-            resize_mode=cfg.data.resize_mode,
-            training={
-                "config": cfg.model_dump(),
-                "data": str(data),
-                "manifest_hash": manifest.content_hash(),
-            },
-            metrics={"blur_study": rows},
-        )
-    doc = _document(rows, deblur, gate, lv, manifest, fold, cfg, max_level, timings, t_start, bundle.path)
+        rows, deblur, gate = _score_levels(
+            models, gate_model, x_te, manifest.y[fold.test], settings, len(manifest.classes), max_level,
+            cfg.train.device, prog,
+        )  # fmt: skip
+        bundle = _save_multitask(out, models["multitask"], cfg, data, manifest, rows)
+    doc = _document(rows, deblur, gate, lv, manifest, fold, cfg, max_level, timings, t_start, bundle)
+    _write_outputs(out, doc, rows, lv, data, progress)
+    return BlurStudyResult(out, doc)
+
+
+def _check_levels(levels: str, kinds: str) -> tuple[int, ...]:
+    """The blur levels of ``--levels`` (``--kinds`` checked too): 0 (clean) and at least one more."""
+    lv = parse_levels(levels)
+    parse_kinds(kinds)
+    if lv[0] != 0 or len(lv) < 2:
+        raise RunError("--levels must include 0 (clean) and at least one blur level, e.g. 0-4")
+    return lv
+
+
+def _study_fold(manifest: Manifest, cfg: RunConfig) -> Fold:
+    """The one fold of the grouped split of ``cfg.split``; refused without a validation or a test part."""
+    split = make_split(
+        manifest.y,
+        manifest.groups,
+        cfg.split.protocol,
+        val_fraction=cfg.split.val_fraction,
+        seed=cfg.split.seed,
+        classes=manifest.classes,
+        missing_classes=cfg.split.missing_classes,
+    )
+    fold = split.folds[0]
+    if len(fold.val) == 0 or len(fold.test) == 0:
+        raise RunError(f"split {cfg.split.protocol!r} gives no validation or test part; use e.g. 8:1:1")
+    return fold
+
+
+def _train_arms(
+    kwargs: dict[str, dict[str, Any]],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    context: FitContext,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Fit the three trained arms (a), (b), (d) in turn; return them by arm, and their fit times."""
+    models, timings = {}, {}
+    for letter, arm in zip("abd", ("single", "single_blur_aug", "multitask"), strict=True):
+        context.progress.log(f"training ({letter}) {arm}")
+        t0 = time.perf_counter()
+        est = create_estimator("multitask", **kwargs[arm])
+        est.fit(x_train, y_train, x_val, y_val, context=context)
+        timings[f"fit_{arm}"] = time.perf_counter() - t0
+        models[arm] = est
+    return models, timings
+
+
+def _score_levels(
+    models: dict[str, Any], gate_model: Any, x_test: np.ndarray, y_test: np.ndarray, settings: BlurSettings,
+    n_classes: int, max_level: float, device: str, progress: Any,
+) -> tuple[list[dict], dict[int, dict], dict[int, dict]]:  # fmt: skip
+    """Degrade the test images at every level (fixed records, the same for every arm) and score them: each
+    arm's accuracy and macro F1 (rows), the decoder's PSNR/SSIM and the quality gate's flag rates by level."""
+    rows, deblur, gate = [], {}, {}
+    task = progress.task("scoring under blur", len(settings.levels))
+    for level in settings.levels:
+        records = fixed_records(len(x_test), level, settings, EVAL_SEED)
+        blurred = np.stack([apply_degradation(im, r) for im, r in zip(x_test, records, strict=True)])
+        logits, mt = _arm_logits(models, x_test, records, device)
+        rows += [{"arm": arm, "level": level, **_scores(y_test, logits[arm], n_classes)} for arm in ARMS]
+        deblur[level] = _deblur_quality(blurred, mt["deblurred"], x_test)
+        gate[level] = _gate_rates(mt.get("level"), gate_model, blurred, max_level)
+        task.advance(1)
+    task.done()
+    return rows, deblur, gate
+
+
+def _arm_logits(
+    models: dict[str, Any], x: np.ndarray, records: list[Degradation], device: str
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every arm's logits on the images ``x`` degraded by ``records``, and the multi-task model's outputs
+    (its restored images included)."""
+    mt = models["multitask"].outputs(x, records=records, want_deblurred=True, device=device)
+    logits = {
+        "single": models["single"].outputs(x, records=records, device=device)["logits"],
+        "single_blur_aug": models["single_blur_aug"].outputs(x, records=records, device=device)["logits"],
+        "deblur_then_classify": models["single"].predict_logits(mt["deblurred"], device=device),
+        "multitask": mt["logits"],
+    }
+    return logits, mt
+
+
+def _deblur_quality(blurred: np.ndarray, deblurred: np.ndarray, clean: np.ndarray) -> dict[str, float]:
+    """PSNR and SSIM against the ``clean`` images: of the ``blurred`` ones and of the decoder's output."""
+    psnr_b, ssim_b = _image_quality(blurred, clean)
+    psnr_d, ssim_d = _image_quality(deblurred, clean)
+    return {
+        "psnr_blurred": psnr_b,
+        "psnr_deblurred": psnr_d,
+        "ssim_blurred": ssim_b,
+        "ssim_deblurred": ssim_d,
+    }
+
+
+def _gate_rates(
+    head: np.ndarray | None, gate_model: Any, blurred: np.ndarray, max_level: float
+) -> dict[str, float | None]:
+    """Mean blur level and the fraction flagged above ``max_level``, by the multi-task quality ``head`` (None
+    without one) and by the ``blur_level`` model."""
+    measured = expected_level(gate_model.predict_proba(blurred), list(gate_model.classes_))
+    return {
+        "head_mean_level": float(np.mean(head)) if head is not None else None,
+        "head_flagged": float(np.mean(head > max_level)) if head is not None else None,
+        "blur_level_model_mean": float(np.mean(measured)),
+        "blur_level_model_flagged": float(np.mean(measured > max_level)),
+    }
+
+
+def _save_multitask(
+    out: Path, model: Any, cfg: RunConfig, data: str | Path, manifest: Manifest, rows: list[dict]
+) -> Path:
+    """Save the multi-task arm as ``out/multitask/bundle`` with the study's rows as its metrics; return the
+    bundle's path."""
+    (out / "multitask").mkdir(exist_ok=True)
+    bundle = save_bundle(
+        out / "multitask" / "bundle",
+        model,
+        estimator_name="multitask",
+        image_size=cfg.model.image_size,
+        resize_mode=cfg.data.resize_mode,
+        training={
+            "config": cfg.model_dump(),
+            "data": str(data),
+            "manifest_hash": manifest.content_hash(),
+        },
+        metrics={"blur_study": rows},
+    )
+    return bundle.path
+
+
+def _write_outputs(
+    out: Path, doc: dict[str, Any], rows: list[dict], lv: tuple[int, ...], data: str | Path, progress: bool
+) -> None:
+    """Write the document, its table, plot and report into ``out``; print the table unless quiet."""
     write_json(out / "blur_study.json", doc)
     _write_csv(out / "blur_study.csv", rows)
     png = accuracy_vs_blur_png(rows, lv)
@@ -209,7 +288,6 @@ def blur_study(
     if progress:
         print_blur_table(doc)
         console.print(f"report: {out / 'report.html'}")
-    return BlurStudyResult(out, doc)
 
 
 def _fit_blur_level_model(x_train: np.ndarray, s: BlurSettings, cfg: RunConfig, context: FitContext) -> Any:

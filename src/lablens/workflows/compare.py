@@ -34,20 +34,15 @@ from lablens.config import RunConfig, build_config
 from lablens.data.manifest import Manifest
 from lablens.data.splits import Split, allocate_groups, save_split
 from lablens.data.synthetic import SyntheticError
-from lablens.errors import SettingError
+from lablens.errors import RunError, SettingError
 from lablens.infer.bundle import save_bundle
+from lablens.jsonio import write_json
 from lablens.models.from_config import config_value, unused_by_all
 from lablens.progress import make_progress
 from lablens.train.calibrate import Calibration, calibrate
 from lablens.train.context import FitContext
-from lablens.workflows.common import (
-    RunError,
-    print_data_report,
-    read_data,
-    read_pixels,
-    synthetic_join,
-    write_json,
-)
+from lablens.workflows.printing import print_data_report
+from lablens.workflows.reading import read_data, read_pixels, synthetic_join
 from lablens.workflows.run_folder import run_folder
 
 

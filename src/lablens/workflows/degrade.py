@@ -22,11 +22,13 @@ from PIL import Image
 from lablens.config import DataConfig
 from lablens.data.io import read_image
 from lablens.data.preprocess import to_square
+from lablens.errors import RunError
 from lablens.progress import console, make_progress
 from lablens.quality.degrade import apply_degradation, parse_kinds, parse_levels, sample_degradation
 from lablens.quality.psf import KINDS
 from lablens.verb_config import VerbConfig
-from lablens.workflows.common import RunError, limits_from, print_data_report, read_data
+from lablens.workflows.printing import print_data_report
+from lablens.workflows.reading import limits_from, read_data
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
 # the source manifest's columns every copy gets anyway; any other column is kept as ``source_<name>``

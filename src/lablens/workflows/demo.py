@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from lablens.config import RunConfig
+from lablens.errors import RunError
 from lablens.home import default_output, unique_dir
-from lablens.phantoms import PHANTOM_TASKS, write_phantoms
+from lablens.phantoms import PHANTOMS, write_phantoms
 from lablens.progress import console, make_progress
-from lablens.workflows.common import RunError
 from lablens.workflows.predict import predict
 from lablens.workflows.train import TrainResult, train
 
@@ -40,13 +40,13 @@ def demo(
     progress: bool = True,
 ) -> TrainResult:
     """Generate phantoms for ``task``, train and evaluate a model, predict a few images, print the report path."""
-    if task not in PHANTOM_TASKS:
-        raise RunError(f"unknown demo task {task!r}; choose one of {', '.join(PHANTOM_TASKS.names())}")
+    if task not in PHANTOMS:
+        raise RunError(f"unknown demo task {task!r}; choose one of {', '.join(PHANTOMS.names())}")
     out = unique_dir(Path(out)) if out else default_output("demo")  # never into the current folder unasked
     data_dir = out / "data"
     console.print(f"[bold]lablens demo[/bold]: {n} synthetic '{task}' images → {out}")
     # render at the task's own scale (up to 128 px) so thin structures survive, train at image_size
-    size = max(image_size, min(PHANTOM_TASKS.value(task).default_size, 128))
+    size = max(image_size, min(PHANTOMS.value(task).default_size, 128))
     with make_progress(progress) as prog:
         write_phantoms(task, data_dir, n=n, seed=seed, size=size, progress=prog)
     cfg = demo_config(image_size, epochs, model, weights)

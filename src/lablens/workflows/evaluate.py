@@ -9,22 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lablens.config import DataConfig, EvalConfig
+from lablens.config import DataConfig, EvalConfig, RunConfig, dump_config
 from lablens.evaluate.calibration import apply_temperature
 from lablens.infer.bundle import load_bundle
 from lablens.infer.predictor import Predictor
+from lablens.jsonio import write_json
 from lablens.nn.tta import estimator_policy
 from lablens.progress import make_progress
-from lablens.workflows.common import (
-    drop_seen,
-    evaluate_and_write,
-    print_data_report,
-    read_data,
-    read_pixels,
-    seen_prefixes,
-    warn,
-    write_json,
-)
+from lablens.workflows.evaluation_output import evaluate_and_write
+from lablens.workflows.printing import print_data_report, warn
+from lablens.workflows.reading import drop_seen, read_data, read_pixels, seen_prefixes
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
 
@@ -47,6 +41,7 @@ def evaluate(
     check_new_folder(Path(out))
     data_cfg = data_cfg or DataConfig()
     eval_cfg = eval_cfg or EvalConfig()
+    given = RunConfig(data=data_cfg, eval=eval_cfg)  # written as config.yaml: `lablens evaluate --config` reads it
     b = load_bundle(bundle)
     data_cfg = data_cfg.model_copy(update={"resize_mode": b.resize_mode})
     with run_folder(out) as out, make_progress(progress) as prog:
@@ -87,4 +82,5 @@ def evaluate(
         )
         metrics["bundle_hash"] = b.hash
         write_json(out / "metrics.json", metrics)
+        dump_config(given, out / "config.yaml")
     return metrics

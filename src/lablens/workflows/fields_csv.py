@@ -19,13 +19,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from lablens.data.io import SUPPORTED_SUFFIXES, walk_files
 from lablens.data.tables import TableError, read_text_csv
+from lablens.errors import RunError
 from lablens.progress import console
-from lablens.workflows.common import RunError
+from lablens.verb_config import VerbConfig
 
 LABEL_COLUMNS = ("label", "slide_label", "sample_label", "class")
 
@@ -102,20 +104,35 @@ def _samples(df: pd.DataFrame, sample_regex: str | None) -> str:
     return f"regex '{sample_regex}' on file names"
 
 
+class FieldsCsvConfig(VerbConfig):
+    """Where each field's label, sample and scale come from: a CSV's ``label_column`` / ``sample_column`` (or a
+    ``sample_regex`` on file names), and one ``um_per_px`` for every field."""
+
+    verb: ClassVar[str] = "fields-csv"
+
+    label_column: str | None = None
+    sample_column: str | None = None
+    sample_regex: str | None = None
+    um_per_px: float | None = None
+
+
 def fields_csv(
     source: str | Path,
     out: str | Path,
+    cfg: FieldsCsvConfig | None = None,
     *,
-    label_column: str | None = None,
-    sample_column: str | None = None,
-    sample_regex: str | None = None,
-    um_per_px: float | None = None,
     progress: bool = True,
+    **settings: Any,
 ) -> FieldsCsv:
-    """Write the fields CSV of ``source`` to the new file ``out``; see the module docstring."""
+    """Write the fields CSV of ``source`` to the new file ``out`` (its settings in ``<out>.yaml``) with ``cfg``
+    (or its settings as keywords); see the module docstring."""
+    cfg = FieldsCsvConfig.resolve(cfg, settings)
+    label_column, sample_column, sample_regex = cfg.label_column, cfg.sample_column, cfg.sample_regex
+    um_per_px = cfg.um_per_px
     source, out = Path(source), Path(out)
-    if out.exists():
-        raise RunError(f"{out} exists; choose another file (nothing is overwritten)")
+    for taken in (out, out.with_name(out.name + ".yaml")):
+        if taken.exists():
+            raise RunError(f"{taken} exists; choose another file (nothing is overwritten)")
     if out.suffix.lower() != ".csv":
         raise RunError(f"{out}: the fields table is a .csv file")
     if sample_column is not None and sample_regex is not None:
@@ -152,6 +169,7 @@ def fields_csv(
     table = table.sort_values(["sample", "path"], kind="stable").reset_index(drop=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
+    cfg.write(out.with_name(out.name + ".yaml"))
     if progress:
         counts = (
             table.drop_duplicates("sample")["label"].value_counts().sort_index() if "label" in table else None

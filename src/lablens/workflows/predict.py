@@ -6,14 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from lablens.errors import RunError
 from lablens.infer.bundle import load_bundle
 from lablens.infer.gate import QualityGate
 from lablens.infer.ood import DEFAULT_ALPHA
 from lablens.infer.predictor import PredictionResult, Predictor, ood_summary, write_predictions
 from lablens.nn.tta import TtaPolicy
 from lablens.progress import console, make_progress
-from lablens.workflows.common import RunError, no_usable_image, warn
 from lablens.workflows.predict_archive import print_ood_verdict
+from lablens.workflows.printing import warn
+from lablens.workflows.reading import no_usable_image
 
 
 def predict(

@@ -11,20 +11,22 @@ The same command after a crash resumes: completed shards are kept, the others ru
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lablens.infer.job import JobError, JobFolder, totals
+from lablens.errors import RunError
+from lablens.infer.decode import Preprocessing
+from lablens.infer.job import JobError, JobFolder, JobInfo, totals
 from lablens.infer.ood import DEFAULT_ALPHA, OodGuard
 from lablens.infer.predictor import CLASSIFIED
 from lablens.infer.shard import ModelSpec, ShardClassifier
 from lablens.infer.sources import SourceError, iter_paths
 from lablens.nn.tta import TtaPolicy
 from lablens.progress import console, make_progress
-from lablens.workflows.common import RunError, warn
 from lablens.workflows.engine_options import ENGINES
+from lablens.workflows.printing import warn
 
 MAX_SHOWN = 20  # skipped files named on the console; every one is a row with status 'skipped' and its reason
 
@@ -39,6 +41,17 @@ class ArchiveResult:
     @property
     def parts(self) -> list[Path]:
         return sorted(self.out.glob("part-*.parquet"))
+
+
+@dataclass(frozen=True)
+class _ShardRun:
+    """What this run of the pending shards gave: every shard's entry (the resumed ones first), the rows it
+    classified, its time and the Ray cluster's facts (empty for the local engine)."""
+
+    entries: list[dict[str, Any]]
+    new_rows: int
+    seconds: float
+    cluster: dict[str, Any]
 
 
 def predict_archive(
@@ -65,6 +78,37 @@ def predict_archive(
     ``workers``: decoding threads of the local engine. ``ray``: :class:`~lablens.infer.ray_engine.RaySettings`
     for ``engine="ray"``. ``ood_alpha``: the out-of-distribution guard's flag rate (None: off).
     """
+    out = _checked_out(out, engine, ray, top_k, shard_size, batch_size, workers)
+    quality_path = str(quality) if quality is not None else None
+    spec = ModelSpec(
+        str(bundle), quality_path, max_level, top_k, batch_size, device, backend, tta, ood_alpha=ood_alpha
+    )
+    classifier = _classifier(spec)
+    source_list = [str(s) for s in sources]
+    settings = _job_settings(classifier, quality, max_level, source_list)
+    job = JobFolder(out)
+    if (done := _finished_job(job, settings, shard_size)) is not None:
+        if progress:
+            console.print(f"{out}: this job is already complete ({done['images']} images); nothing to do")
+        return ArchiveResult(out, done)
+    info = _prepare_job(job, settings, source_list, shard_size)
+    completed = job.completed()
+    pending = [i for i in range(info.n_shards) if i not in completed]
+    shard_run = _run_shards(
+        job, pending, list(completed.values()), info.n_images, classifier, spec,
+        engine=engine, shard_size=shard_size, workers=workers, ray=ray, progress=progress,
+    )  # fmt: skip
+    summary = _summary(out, shard_run, info, len(completed), classifier, engine=engine, ray=ray)
+    job.finish(summary)
+    if progress:
+        _print_summary(out, summary)
+    return ArchiveResult(out, summary)
+
+
+def _checked_out(
+    out: str | Path, engine: str, ray: Any, top_k: int, shard_size: int, batch_size: int, workers: int
+) -> Path:
+    """``out`` as a path, once the engine, its settings, the sizes and the output folder are checked."""
     if engine not in ENGINES:
         raise RunError(f"--engine {engine!r}: use local or ray")
     if engine != "ray" and ray is not None:
@@ -74,58 +118,77 @@ def predict_archive(
     out = Path(out)
     if out.suffix.lower() in (".csv", ".json", ".parquet"):
         raise RunError(f"{out}: an archive job writes a folder of Parquet shards; give a folder as --out")
-    spec = ModelSpec(
-        str(bundle),
-        str(quality) if quality is not None else None,
-        max_level,
-        top_k,
-        batch_size,
-        device,
-        backend,
-        tta,
-        ood_alpha=ood_alpha,
-    )
+    return out
+
+
+def _classifier(spec: ModelSpec) -> ShardClassifier:
+    """The classifier of ``spec`` in this process; a bundle it cannot use is a one-line :class:`RunError`."""
     try:
-        classifier = ShardClassifier(spec, warn)
+        return ShardClassifier(spec, warn)
     except ValueError as exc:
         raise RunError(str(exc)) from None
-    b = classifier.bundle
-    policy = classifier.predictor.policy
-    gpu_actors = engine == "ray" and ray is not None and ray.actor_gpus > 0
-    backend = "torch" if gpu_actors else classifier.predictor.backend
-    source_list = [str(s) for s in sources]
+
+
+def _job_settings(
+    classifier: ShardClassifier, quality: str | Path | None, max_level: float, sources: list[str]
+) -> dict[str, Any]:
+    """The settings that make a job: a resume must find them unchanged."""
     guard = classifier.predictor.ood
-    settings = {
-        "bundle_hash": b.hash,
+    return {
+        "bundle_hash": classifier.bundle.hash,
         "quality_hash": classifier.gate.bundle.hash if quality is not None and classifier.gate else None,
         "max_level": max_level if classifier.gate is not None else None,
         "top_k": classifier.top_k,
-        "tta": policy.as_dict(),
+        "tta": classifier.predictor.policy.as_dict(),
         "ood": guard.describe() if guard is not None else None,
-        "sources": source_list,
+        "sources": sources,
     }
-    job = JobFolder(out)
+
+
+def _finished_job(job: JobFolder, settings: dict[str, Any], shard_size: int) -> dict[str, Any] | None:
+    """The summary of the job in ``job`` when it is already complete with these settings (raising, naming a
+    changed setting, when it is another job); ``None`` while it is not complete."""
     try:
         if (done := job.success()) is not None:
             job.prepare(settings, [], shard_size)  # the same job? (raises naming a changed setting)
-            if progress:
-                console.print(f"{out}: this job is already complete ({done['images']} images); nothing to do")
-            return ArchiveResult(out, done)
-        info = job.prepare(settings, iter_paths(source_list), shard_size)
+        return done
+    except (JobError, SourceError) as exc:
+        raise RunError(str(exc)) from None
+
+
+def _prepare_job(job: JobFolder, settings: dict[str, Any], sources: list[str], shard_size: int) -> JobInfo:
+    """Plan the shards of ``sources`` (or check the plan of the job being resumed); refuses finding no image."""
+    try:
+        info = job.prepare(settings, iter_paths(sources), shard_size)
     except (JobError, SourceError) as exc:
         raise RunError(str(exc)) from None
     if info.n_images == 0:
         raise RunError("no image files found in the given sources")
-    completed = job.completed()
-    pending = [i for i in range(info.n_shards) if i not in completed]
+    return info
+
+
+def _run_shards(
+    job: JobFolder,
+    pending: list[int],
+    resumed: list[dict[str, Any]],
+    n_images: int,
+    classifier: ShardClassifier,
+    spec: ModelSpec,
+    *,
+    engine: str,
+    shard_size: int,
+    workers: int,
+    ray: Any,
+    progress: bool,
+) -> _ShardRun:
+    """Classify the ``pending`` shards with a progress bar, recording each finished one in the job and naming its
+    first skipped files; ``resumed``: the entries of the shards an earlier run completed."""
     prep = classifier.preprocessing()
-    entries = list(completed.values())
+    entries = list(resumed)
     t0 = time.perf_counter()
-    cluster: dict[str, Any] = {}
     with make_progress(progress) as prog:
-        task = prog.task("predict", info.n_images)
-        done_rows = sum(e["rows"] for e in entries)
-        task.update(done_rows)
+        task = prog.task("predict", n_images)
+        task.update(sum(e["rows"] for e in entries))
         new_rows = shown = 0
 
         def on_shard(entry: dict[str, Any]) -> None:
@@ -140,41 +203,76 @@ def predict_archive(
             rate = new_rows / max(time.perf_counter() - t0, 1e-9)
             task.advance(entry["rows"], **{"img/s": round(rate, 1)})
 
-        if engine == "local":
-            from lablens.infer.local_engine import run_local
-
-            run_local(
-                job, job.shards(pending, shard_size), classifier, prep, workers=workers, on_shard=on_shard
-            )
-        else:
-            from lablens.infer.ray_engine import RaySettings, RayUnavailable, run_ray
-
-            try:
-                cluster = run_ray(
-                    job, pending, shard_size, spec, prep, ray or RaySettings(), on_shard=on_shard
-                )
-            except RayUnavailable as exc:
-                raise RunError(str(exc)) from None
+        cluster = _run_engine(
+            engine,
+            job,
+            pending,
+            shard_size,
+            classifier,
+            spec,
+            prep,
+            workers=workers,
+            ray=ray,
+            on_shard=on_shard,
+        )
         task.done()
-    seconds = time.perf_counter() - t0
-    summary = {
-        **totals(entries),
+    return _ShardRun(entries, new_rows, time.perf_counter() - t0, cluster)
+
+
+def _run_engine(
+    engine: str,
+    job: JobFolder,
+    pending: list[int],
+    shard_size: int,
+    classifier: ShardClassifier,
+    spec: ModelSpec,
+    prep: Preprocessing,
+    *,
+    workers: int,
+    ray: Any,
+    on_shard: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """Run the ``pending`` shards on ``engine``; the facts about the Ray cluster used (empty for local)."""
+    if engine == "local":
+        from lablens.infer.local_engine import run_local
+
+        run_local(job, job.shards(pending, shard_size), classifier, prep, workers=workers, on_shard=on_shard)
+        return {}
+    from lablens.infer.ray_engine import RaySettings, RayUnavailable, run_ray
+
+    try:
+        return run_ray(job, pending, shard_size, spec, prep, ray or RaySettings(), on_shard=on_shard)
+    except RayUnavailable as exc:
+        raise RunError(str(exc)) from None
+
+
+def _summary(
+    out: Path,
+    shard_run: _ShardRun,
+    info: JobInfo,
+    n_resumed: int,
+    classifier: ShardClassifier,
+    *,
+    engine: str,
+    ray: Any,
+) -> dict[str, Any]:
+    """The job's summary (written to ``DIR/_SUCCESS``): the totals over every shard and what this run did."""
+    gpu_actors = engine == "ray" and ray is not None and ray.actor_gpus > 0
+    seconds, new_rows = shard_run.seconds, shard_run.new_rows
+    return {
+        **totals(shard_run.entries),
         "shards": info.n_shards,
-        "shards_resumed": len(completed),
-        "bundle_hash": b.hash,
-        "tta": policy.as_dict(),
+        "shards_resumed": n_resumed,
+        "bundle_hash": classifier.bundle.hash,
+        "tta": classifier.predictor.policy.as_dict(),
         "engine": engine,
-        "backend": backend,
-        "cluster": cluster or None,
+        "backend": "torch" if gpu_actors else classifier.predictor.backend,
+        "cluster": shard_run.cluster or None,
         "seconds_this_run": round(seconds, 2),
         "images_this_run": new_rows,
         "images_per_second": round(new_rows / seconds, 1) if seconds > 0 else None,
-        "ood_verdict": _ood_verdict(out, guard),
+        "ood_verdict": _ood_verdict(out, classifier.predictor.ood),
     }
-    job.finish(summary)
-    if progress:
-        _print_summary(out, summary)
-    return ArchiveResult(out, summary)
 
 
 def _ood_verdict(out: Path, guard: OodGuard | None) -> dict[str, Any] | None:

@@ -2,8 +2,9 @@
 
 The output decides: ``.csv``/``.json`` → :func:`lablens.workflows.predict.predict`; a folder → Parquet shards by
 :func:`lablens.workflows.predict_archive.predict_archive` on the local or the Ray engine. Settings of the other
-kind are errors naming them. The settings are written beside the output: ``<out>/predict.yaml`` for a job
-folder, ``<out>.yaml`` (e.g. ``predictions.csv.yaml``) for a table.
+kind are errors naming them. The settings are written beside the output: ``<out>/_predict.yaml`` for a job
+folder (the leading ``_`` keeps it out of ``pandas.read_parquet(out)``, like the job's own ``_job.json``),
+``<out>.yaml`` (e.g. ``predictions.csv.yaml``) for a table.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def predict_run(
         progress=progress,
         **cfg.common(),
     )
-    cfg.write(out / "predict.yaml")
+    cfg.write(out / "_predict.yaml")
     return result
 
 

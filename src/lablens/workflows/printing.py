@@ -1,4 +1,4 @@
-"""What the command line prints of a result: headlines of metrics, rankings, the files a run wrote.
+"""What the command line prints: headlines of metrics, rankings, the files a run wrote, data reports, warnings.
 
 Kept here, beside the workflows that make the results, so that ``cli.py`` only builds configs and calls.
 """
@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lablens.data.validate import DataReport
 from lablens.progress import console
+from lablens.workflows.reading import SEEN
 
 
 def print_headline(metrics: dict[str, Any]) -> None:
@@ -68,3 +70,45 @@ def print_compared(result: Any) -> None:
     console.print(f"report: {result.report}")
     if result.winner_bundle:
         console.print(f"winner bundle: {result.winner_bundle}")
+
+
+def print_data_report(report: DataReport, max_lines: int = 50) -> None:
+    """Human summary of a data report on stderr: counts, then each problem with its file and reason.
+
+    Images left out because the model trained or validated on them are not problems of the data: they are said
+    in one line, not file by file."""
+    seen = [p for p in report.problems if p.kind == SEEN]
+    problems = [p for p in report.problems if p.kind != SEEN]
+    console.print(
+        f"[bold]{report.source}[/bold] ({report.layout}): {report.n_found} files, "
+        f"[green]{report.n_usable} usable[/green], "
+        + (f"[yellow]{len(problems)} skipped[/yellow]" if problems else "0 skipped")
+        + f"; {len(report.class_counts)} classes, {report.n_groups} groups (groups from {report.group_source})"
+    )
+    for note in report.notes:
+        console.print(f"  note: {note}")
+    if seen:
+        console.print(
+            f"  {len(seen)} image(s) the model was trained or validated on are left out of this evaluation "
+            "(listed in data_report.json; --include-seen scores them too)"
+        )
+    if report.class_counts:
+        console.print("  classes: " + ", ".join(f"{c} {n}" for c, n in report.class_counts.items()))
+    for p in problems[:max_lines]:
+        console.print(
+            f"  [yellow]skipped[/yellow] {p.path}: {p.reason} [dim]({p.kind})[/dim]",
+            markup=True,
+            highlight=False,
+        )
+    if len(problems) > max_lines:
+        console.print(f"  … and {len(problems) - max_lines} more (see data_report.json)")
+    if problems:
+        kinds: dict[str, int] = {}
+        for p in problems:
+            kinds[p.kind] = kinds.get(p.kind, 0) + 1
+        console.print("  skipped by reason: " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
+
+
+def warn(message: str) -> None:
+    """A warning the user should read, shown even with --quiet (e.g. why a faster path could not be used)."""
+    console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)

@@ -14,21 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from lablens.config import DataConfig
+from lablens.config import DataConfig, RunConfig, dump_config
+from lablens.errors import RunError
 from lablens.evaluate.paired import PromotionRule, paired_comparison
 from lablens.infer.bundle import Bundle, load_bundle
 from lablens.infer.predictor import Predictor
+from lablens.jsonio import write_json
 from lablens.progress import console, make_progress
 from lablens.report.html import template_environment
-from lablens.workflows.common import (
-    RunError,
-    drop_seen,
-    read_data,
-    read_pixels,
-    seen_prefixes,
-    warn,
-    write_json,
-)
+from lablens.workflows.printing import warn
+from lablens.workflows.reading import drop_seen, read_data, read_pixels, seen_prefixes
 from lablens.workflows.run_folder import check_new_folder, run_folder
 
 
@@ -93,7 +88,8 @@ def promote(
             current={"bundle": str(current), "hash": cur.hash},
             sources=sources,
         )
-        write_json(out / "promotion.json", doc)
+        write_json(out / "promotion.json", doc)  # the rule and its figures
+        dump_config(RunConfig(data=data_cfg), out / "config.yaml")  # how the cases were read (`--config`)
         html = template_environment().get_template("promote.html.j2").render(doc=doc, classes=classes)
         (out / "report.html").write_text(html, encoding="utf-8")
     acc = doc["accuracy"]

@@ -20,12 +20,12 @@ from lablens.data.io import DecodeLimits, ImageError, read_image
 from lablens.data.preprocess import to_square
 from lablens.data.tables import read_text_csv
 from lablens.data.validate import Problem
+from lablens.errors import RunError
 from lablens.infer.gate import QualityGate
 from lablens.infer.predictor import expand_inputs
 from lablens.progress import console, make_progress
 from lablens.quality.measures import list_measures, measure_image
 from lablens.verb_config import VerbConfig
-from lablens.workflows.common import RunError
 
 
 @dataclass

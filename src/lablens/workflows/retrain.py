@@ -15,9 +15,9 @@ through the ``split.protocol`` path rule of ``lablens train``):
 
 ``NEW`` holds ``data.csv`` (every image with its source and partition), ``split.json``, ``locked_reviews.csv``
 (the held-out review cases, labelled, for ``lablens promote --data``), ``retrain.json`` (what was joined and
-left out) and ``run/``: the training run with the candidate bundle (``run/bundle``). Retraining starts from
-the run's own initialisation (its ``model.weights``), so the candidate differs from the model in service only
-by the data; ``epochs`` may be changed.
+left out), ``retrain.yaml`` (the settings, loadable with ``--config``) and ``run/``: the training run with the
+candidate bundle (``run/bundle``). Retraining starts from the run's own initialisation (its ``model.weights``),
+so the candidate differs from the model in service only by the data; ``epochs`` may be changed.
 """
 
 from __future__ import annotations
@@ -27,16 +27,19 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from lablens.config import load_config
+from lablens.config import RunConfig, load_config
 from lablens.data.splits import SPLIT_SCHEMA
+from lablens.errors import RunError
 from lablens.infer.bundle import load_bundle
+from lablens.jsonio import write_json
 from lablens.progress import console
-from lablens.workflows.common import RunError, write_json
+from lablens.verb_config import VerbConfig
 from lablens.workflows.run_folder import run_folder
 from lablens.workflows.train import TrainResult, train
 
@@ -83,9 +86,12 @@ def _run_partitions(run: Path) -> pd.DataFrame:
 
 
 def _read_reviews(
-    exports: list[Path], classes: list[str], known_sha: set[str], counts: dict[str, int]
-) -> pd.DataFrame:
-    """Reviewed cells of every export, in export order, without those that cannot join (counted by reason)."""
+    exports: list[Path], classes: list[str], known_sha: set[str]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Reviewed cells of every export, in export order, without those that cannot join, and how many were left
+    out by reason (an image already in ``known_sha`` or seen earlier in the exports is left out)."""
+    counts = {"missing_file": 0, "label_not_a_model_class": 0, "already_in_the_data": 0}
+    known = set(known_sha)
     frames = []
     for export in exports:
         manifest = export / "manifest.csv"
@@ -106,10 +112,10 @@ def _read_reviews(
                 counts["label_not_a_model_class"] += 1
                 continue
             sha = hashlib.sha256(path.read_bytes()).hexdigest()
-            if sha in known_sha:
+            if sha in known:
                 counts["already_in_the_data"] += 1
                 continue
-            known_sha.add(sha)
+            known.add(sha)
             frames.append(
                 {
                     "path": str(path.resolve()),
@@ -119,7 +125,7 @@ def _read_reviews(
                     "source": "review",
                 }
             )
-    return pd.DataFrame(frames, columns=["path", "label", "group", "sha256", "source"])
+    return pd.DataFrame(frames, columns=["path", "label", "group", "sha256", "source"]), counts
 
 
 def _review_partitions(reviews: pd.DataFrame, test_share: float, val_share: float, seed: int) -> pd.Series:
@@ -134,16 +140,34 @@ def _review_partitions(reviews: pd.DataFrame, test_share: float, val_share: floa
     return reviews["group"].map(side)
 
 
+class RetrainConfig(VerbConfig):
+    """What a retrain changes besides the data (written as ``retrain.yaml`` into the retrain folder).
+
+    Attributes:
+        review_test: share of review samples (the most recent) held out as locked cases for promote, in
+            ``[0, 1)``.
+        epochs: training epochs; None keeps the run's own.
+    """
+
+    verb: ClassVar[str] = "retrain"
+
+    review_test: float = 0.2
+    epochs: int | None = Field(None, ge=1)
+
+
 def retrain(
     run: str | Path,
     reviews: list[str | Path],
     out: str | Path,
+    cfg: RetrainConfig | None = None,
     *,
-    review_test: float = 0.2,
-    epochs: int | None = None,
     progress: bool = True,
+    **settings: Any,
 ) -> RetrainResult:
-    """Train the run's configuration again on its images plus the reviewed cells; see the module docstring."""
+    """Train the run's configuration again on its images plus the reviewed cells with ``cfg`` (or its settings as
+    keywords, see :class:`RetrainConfig`); see the module docstring."""
+    cfg = RetrainConfig.resolve(cfg, settings)
+    review_test, epochs = cfg.review_test, cfg.epochs
     run, out = Path(run), Path(out)
     if not 0.0 <= review_test < 1.0:
         raise RunError(f"--review-test {review_test}: give the share of review samples held out, in [0, 1)")
@@ -151,9 +175,34 @@ def retrain(
         raise RunError("give at least one --reviews folder (written by `lablens export-reviews`)")
     original = _run_partitions(run)
     bundle = load_bundle(run / "bundle")
-    cfg = load_config(run / "config.yaml")
-    counts = {"missing_file": 0, "label_not_a_model_class": 0, "already_in_the_data": 0}
-    joined = _read_reviews([Path(r) for r in reviews], bundle.classes, set(original["sha256"]), counts)
+    run_cfg = load_config(run / "config.yaml")
+    joined, counts = _joined_reviews(reviews, bundle.classes, original, review_test, run_cfg)
+    data = pd.concat([original, joined], ignore_index=True)
+    run_cfg = _retrain_config(run_cfg, epochs)
+    with run_folder(out, hint="choose a new --out for the retrain") as out:
+        data_csv = out / "data.csv"
+        data.to_csv(data_csv, index=False)
+        write_json(out / "split.json", _fixed_split(data, run_cfg))
+        run_cfg.data.path = str(data_csv)
+        run_cfg.split.protocol = str(out / "split.json")
+        locked = joined[joined["partition"] == "test"][["path", "label", "group"]]
+        locked.to_csv(out / "locked_reviews.csv", index=False)
+        result = train(data_csv, out / "run", run_cfg, progress=progress)
+        epochs_run = run_cfg.train.epochs
+        summary = _summary(run, reviews, bundle.hash, result, data, joined, locked, counts, epochs_run)
+        write_json(out / "retrain.json", summary)
+        cfg.write(out / "retrain.yaml")
+    if progress:
+        _print_retrained(run, out, summary, result.bundles[0])
+    return RetrainResult(out, result.bundles[0], out / "locked_reviews.csv", summary, result)
+
+
+def _joined_reviews(
+    reviews: list[str | Path], classes: list[str], original: pd.DataFrame, review_test: float, cfg: RunConfig
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The reviewed cells that join the run's data, each with its partition, and how many were left out by
+    reason; refuses when none can join."""
+    joined, counts = _read_reviews([Path(r) for r in reviews], classes, set(original["sha256"]))
     if joined.empty:
         raise RunError(
             "no reviewed cell can join the training data ("
@@ -161,7 +210,13 @@ def retrain(
             + ")"
         )
     joined["partition"] = _review_partitions(joined, review_test, cfg.split.val_fraction, cfg.split.seed)
-    data = pd.concat([original, joined], ignore_index=True)
+    return joined, counts
+
+
+def _retrain_config(cfg: RunConfig, epochs: int | None) -> RunConfig:
+    """The run's configuration reading a CSV of ``path, label, group`` (the retrain's ``data.csv``), with
+    ``epochs`` when given."""
+    cfg = cfg.model_copy(deep=True)
     cfg.data = cfg.data.model_copy(
         update={
             "layout": "csv",
@@ -174,57 +229,68 @@ def retrain(
     )
     if epochs is not None:
         cfg.train.epochs = epochs
-    with run_folder(out, hint="choose a new --out for the retrain") as out:
-        data_csv = out / "data.csv"
-        data.to_csv(data_csv, index=False)
-        ids = [Path(p).as_posix() for p in data["path"]]  # absolute paths: the ids lablens reads them as
-        fold = {
-            side: [i for i, p in zip(ids, data["partition"], strict=True) if p == side]
-            for side in ("train", "val", "test")
-        }
-        split = {
-            "schema": SPLIT_SCHEMA,
-            "protocol": "file",
-            "seed": cfg.split.seed,
-            "val_fraction": cfg.split.val_fraction,
-            "groups": dict(zip(ids, data["group"], strict=True)),
-            "folds": [{"name": "retrain", **fold}],
-        }
-        write_json(out / "split.json", split)
-        cfg.data.path = str(data_csv)
-        cfg.split.protocol = str(out / "split.json")
-        locked = joined[joined["partition"] == "test"][["path", "label", "group"]]
-        locked.to_csv(out / "locked_reviews.csv", index=False)
-        result = train(data_csv, out / "run", cfg, progress=progress)
-        by = data.groupby(["source", "partition"]).size()
-        summary = {
-            "run": str(run),
-            "current_bundle_hash": bundle.hash,
-            "candidate_bundle": str(result.bundles[0]),
-            "reviews": [str(r) for r in reviews],
-            "reviewed_cells_joined": len(joined),
-            "review_samples": int(joined["group"].nunique()),
-            "left_out": counts,
-            "images": {f"{s}/{p}": int(n) for (s, p), n in by.items()},
-            "locked": {
-                "original_test": int((original["partition"] == "test").sum()),
-                "review_test": len(locked),
-                "review_test_samples": sorted(g.removeprefix(REVIEW_GROUP) for g in locked["group"].unique()),
-            },
-            "epochs": cfg.train.epochs,
-        }
-        write_json(out / "retrain.json", summary)
-    if progress:
-        left = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v)
-        console.print(
-            f"retrained with {len(joined)} reviewed cells from {summary['review_samples']} samples"
-            f"{f' (left out: {left})' if left else ''}; {len(locked)} review cells held out as locked cases → "
-            f"{out / 'locked_reviews.csv'}\ncandidate: {result.bundles[0]}\nnext: lablens promote "
-            f"{result.bundles[0]} --against {run / 'bundle'} --data {original_data(run)} "
-            f"--data {out / 'locked_reviews.csv'} --out PROMOTION",
-            highlight=False,
-        )
-    return RetrainResult(out, result.bundles[0], out / "locked_reviews.csv", summary, result)
+    return cfg
+
+
+def _fixed_split(data: pd.DataFrame, cfg: RunConfig) -> dict[str, Any]:
+    """The ``split.json`` document of one fold holding every image of ``data`` in its ``partition``."""
+    ids = [Path(p).as_posix() for p in data["path"]]  # absolute paths: the ids lablens reads them as
+    fold = {
+        side: [i for i, p in zip(ids, data["partition"], strict=True) if p == side]
+        for side in ("train", "val", "test")
+    }
+    return {
+        "schema": SPLIT_SCHEMA,
+        "protocol": "file",
+        "seed": cfg.split.seed,
+        "val_fraction": cfg.split.val_fraction,
+        "groups": dict(zip(ids, data["group"], strict=True)),
+        "folds": [{"name": "retrain", **fold}],
+    }
+
+
+def _summary(
+    run: Path,
+    reviews: list[str | Path],
+    bundle_hash: str,
+    result: TrainResult,
+    data: pd.DataFrame,
+    joined: pd.DataFrame,
+    locked: pd.DataFrame,
+    counts: dict[str, int],
+    epochs: int,
+) -> dict[str, Any]:
+    """``retrain.json``: the run and its bundle, the candidate, what joined and was left out, what is locked."""
+    by = data.groupby(["source", "partition"]).size()
+    return {
+        "run": str(run),
+        "current_bundle_hash": bundle_hash,
+        "candidate_bundle": str(result.bundles[0]),
+        "reviews": [str(r) for r in reviews],
+        "reviewed_cells_joined": len(joined),
+        "review_samples": int(joined["group"].nunique()),
+        "left_out": counts,
+        "images": {f"{s}/{p}": int(n) for (s, p), n in by.items()},
+        "locked": {
+            "original_test": int(((data["source"] == "original") & (data["partition"] == "test")).sum()),
+            "review_test": len(locked),
+            "review_test_samples": sorted(g.removeprefix(REVIEW_GROUP) for g in locked["group"].unique()),
+        },
+        "epochs": epochs,
+    }
+
+
+def _print_retrained(run: Path, out: Path, summary: dict[str, Any], candidate: Path) -> None:
+    """What joined, what is held out, the candidate and the ``lablens promote`` command that comes next."""
+    left = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in summary["left_out"].items() if v)
+    console.print(
+        f"retrained with {summary['reviewed_cells_joined']} reviewed cells from {summary['review_samples']} samples"
+        f"{f' (left out: {left})' if left else ''}; {summary['locked']['review_test']} review cells held out as "
+        f"locked cases → {out / 'locked_reviews.csv'}\ncandidate: {candidate}\nnext: lablens promote "
+        f"{candidate} --against {run / 'bundle'} --data {original_data(run)} "
+        f"--data {out / 'locked_reviews.csv'} --out PROMOTION",
+        highlight=False,
+    )
 
 
 def original_data(run: Path) -> str:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lablens.config import RunConfig, dump_config, load_config
-from lablens.workflows.common import RunError
+from lablens.errors import RunError
 
 CONFIG = "config.yaml"
 

@@ -40,29 +40,30 @@ import pandas as pd
 
 from lablens import __version__
 from lablens.config import RunConfig
+from lablens.data.manifest import Manifest
 from lablens.data.splits import save_split
-from lablens.errors import SettingError
+from lablens.errors import RunError, SettingError
 from lablens.evaluate.seeded import majority_vote, paired_tests, seeded_scores
+from lablens.jsonio import write_json
 from lablens.models.from_config import estimator_params
 from lablens.models.registry import create_estimator
 from lablens.params import ParamError
 from lablens.progress import console, make_progress
 from lablens.synth.features import classifier_features
 from lablens.synth.registry import create_generator, list_generators
-from lablens.synth.report import montage, png_b64, quality_document, write_report
+from lablens.synth.report import montage, png_b64
 from lablens.train.context import FitContext
 from lablens.train.order import mix_seed
-from lablens.workflows.common import (
-    RunError,
-    check_classes,
-    print_data_report,
-    read_data,
-    read_pixels,
-    split_from_config,
-    write_json,
-)
+from lablens.workflows.printing import print_data_report
+from lablens.workflows.reading import check_classes, read_data, read_pixels, split_from_config
 from lablens.workflows.run_folder import run_folder
-from lablens.workflows.synthesize import MIN_IMAGES, save_generator, write_images
+from lablens.workflows.synthesize import (
+    MIN_IMAGES,
+    check_training_counts,
+    save_generator,
+    write_images,
+    write_quality,
+)
 
 REMEDIES = ("weighted", "sampler", "focal")
 #: salt of the draw that picks which synthetic images join an arm, and of the --keep cut
@@ -164,89 +165,131 @@ def synth_study(
     _check_request(classes, methods, ratios, seeds, keep, generator_epochs)
     cfg = cfg.model_copy(deep=True)
     cfg.data.path = str(Path(data).resolve())
-    try:
-        params = estimator_params(cfg)
-        for imbalance in ("none", *REMEDIES):  # every arm's classifier, checked before hours of training
-            create_estimator(cfg.model.name, **{**params, "imbalance": imbalance})
-    except ParamError as exc:
-        raise RunError(
-            f"{exc} (every arm trains model {cfg.model.name!r} with its own train.imbalance)"
-        ) from None
+    params = _classifier_params(cfg)
     arms = study_arms(methods, ratios)
-    timings: dict[str, float] = {}
     with run_folder(out, cfg) as out, make_progress(progress) as prog:
         manifest, report = read_data(data, cfg.data, prog)
         if progress:
             print_data_report(report)
         check_classes(classes, manifest, data)
         labels, groups = manifest.table["label"].to_numpy(), np.asarray(manifest.groups).astype(str)
-        split = split_from_config(cfg, manifest)
-        fold = split.folds[0]
-        if len(split.folds) != 1 or len(fold.val) == 0 or len(fold.test) == 0:
-            raise RunError(
-                f"split {cfg.split.protocol!r}: the study needs one train:validation:test split, e.g. 6:2:2"
-            )
-        save_split(split, manifest.ids, groups, out / "split.json")
-        train = (
-            keep_rows(np.asarray(fold.train), labels, groups, classes, keep, cfg.split.seed)
-            if keep
-            else np.asarray(fold.train)
-        )
+        train, val, test = _study_rows(cfg, manifest, labels, groups, classes, keep, out / "split.json")
         counts = {c: int((labels[train] == c).sum()) for c in classes}
-        for c, have in counts.items():
-            if have < MIN_IMAGES:
-                raise RunError(
-                    f"--classes: {c!r} has {have} training image(s); a generator needs at least {MIN_IMAGES}"
-                )
+        check_training_counts(counts)
         pixels = read_pixels(manifest, image_size, cfg.data, prog)
-        val, test = np.asarray(fold.val), np.asarray(fold.test)
         context = FitContext(
             progress=prog,
             device=cfg.train.device,
             threads=cfg.train.threads,
             eval_batch_size=cfg.eval.batch_size,
         )
-
         synthetic, generated = {}, {}
         for method in methods:
-            epochs = (generator_epochs or {}).get(method)
             synthetic[method], generated[method] = _generate(
-                out / "synthetic" / method, method, epochs, image_size, cfg, data, manifest, train, classes,
-                math.ceil(max(ratios) * max(counts.values())), pixels, context,
+                out / "synthetic" / method, method, generator_epochs.get(method), image_size, cfg, data,
+                manifest, train, classes, math.ceil(max(ratios) * max(counts.values())), pixels, context,
             )  # fmt: skip
-            timings[f"generator_{method}"] = generated[method]["seconds"]
-        predictions, first_real = _train_arms(
-            arms, seeds, cfg, params, manifest, pixels, train, val, test, counts, synthetic, context, timings
+        timings = {f"generator_{m}": g["seconds"] for m, g in generated.items()}
+        predictions, first_real, fit_times = _train_arms(
+            arms, seeds, cfg, params, manifest, pixels, train, val, test, counts, synthetic, context
         )
-        prog.log("scoring and checking the synthetic images")
-        features = {"classifier (arm real, first seed)": classifier_features(first_real)}
+        timings.update(fit_times)
         real_by_class = {c: pixels[train][labels[train] == c] for c in classes}
-        for method in methods:
-            quality = quality_document(real_by_class, synthetic[method], features, seed=cfg.train.seed)
-            quality.update({"method": method, "generator": generated[method]["generator"], "data": str(data),
-                            "image_size": image_size})  # fmt: skip
-            folder = out / "synthetic" / method
-            write_json(folder / "quality.json", quality)
-            title = f"{method} generator · {data} · {image_size} px"
-            write_report(folder, quality, real_by_class, synthetic[method], title=title)
-            generated[method]["quality"] = quality["classes"]
+        quality = _check_synthetic(
+            out, generated, real_by_class, synthetic, first_real, data, image_size, cfg.train.seed, prog
+        )
+        for method, figures in quality.items():
+            generated[method]["quality"] = figures
     doc = _document(cfg, manifest, arms, predictions, classes, labels, groups, val, test, train, counts, keep,
                     generated, seeds, image_size, timings, t_start)  # fmt: skip
+    _write_outputs(out, doc, real_by_class, synthetic, classes, methods, progress)
+    return SynthStudyResult(out, doc)
+
+
+def _classifier_params(cfg: RunConfig) -> dict[str, Any]:
+    """The classifier's parameters from ``cfg``, checked with every arm's ``imbalance`` before hours of
+    training; a bad one is a one-line :class:`RunError`."""
+    try:
+        params = estimator_params(cfg)
+        for imbalance in ("none", *REMEDIES):
+            create_estimator(cfg.model.name, **{**params, "imbalance": imbalance})
+    except ParamError as exc:
+        raise RunError(
+            f"{exc} (every arm trains model {cfg.model.name!r} with its own train.imbalance)"
+        ) from None
+    return params
+
+
+def _study_rows(
+    cfg: RunConfig, manifest: Manifest, labels: np.ndarray, groups: np.ndarray, classes: list[str],
+    keep: int | None, path: Path,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Make the split of ``cfg.split`` (one train:validation:test split, or a :class:`RunError`) and save
+    it as ``path``; return its training rows (each rare class cut to ``keep`` images when given), validation
+    rows and test rows."""
+    split = split_from_config(cfg, manifest)
+    fold = split.folds[0]
+    if len(split.folds) != 1 or len(fold.val) == 0 or len(fold.test) == 0:
+        raise RunError(
+            f"split {cfg.split.protocol!r}: the study needs one train:validation:test split, e.g. 6:2:2"
+        )
+    save_split(split, manifest.ids, groups, path)
+    train = (
+        keep_rows(np.asarray(fold.train), labels, groups, classes, keep, cfg.split.seed)
+        if keep
+        else np.asarray(fold.train)
+    )
+    return train, np.asarray(fold.val), np.asarray(fold.test)
+
+
+def _check_synthetic(
+    out: Path, generated: dict[str, dict[str, Any]], real: dict[str, np.ndarray],
+    synthetic: dict[str, dict[str, np.ndarray]], classifier: Any, data: str | Path, image_size: int,
+    seed: int, progress: Any,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Compare each generator's synthetic images with the ``real`` training images of their class on the
+    features of ``classifier`` (arm ``real``, first seed); write its quality report into
+    ``out/synthetic/<method>/``; return the per-class figures by method."""
+    progress.log("scoring and checking the synthetic images")
+    features = {"classifier (arm real, first seed)": classifier_features(classifier)}
+    quality = {}
+    for method, images in synthetic.items():
+        info = {"method": method, "generator": generated[method]["generator"], "data": str(data),
+                "image_size": image_size}  # fmt: skip
+        title = f"{method} generator · {data} · {image_size} px"
+        doc = write_quality(out / "synthetic" / method, real, images, features, seed, info, title)
+        quality[method] = doc["classes"]
+    return quality
+
+
+def _montages(
+    real: dict[str, np.ndarray],
+    synthetic: dict[str, dict[str, np.ndarray]],
+    classes: list[str],
+    methods: list[str],
+) -> dict[str, str]:
+    """Per generator, a montage (base64 PNG) of up to 10 real images of each class, then 10 synthetic ones."""
+    return {
+        m: png_b64(montage([real[c][:10] for c in classes] + [synthetic[m][c][:10] for c in classes]))
+        for m in methods
+    }
+
+
+def _write_outputs(
+    out: Path, doc: dict[str, Any], real: dict[str, np.ndarray], synthetic: dict[str, dict[str, np.ndarray]],
+    classes: list[str], methods: list[str], progress: bool,
+) -> None:  # fmt: skip
+    """Write the document, its table, plot and report (with montages of ``real`` and ``synthetic`` images)
+    into ``out``; print the table unless quiet."""
     write_json(out / "synth_study.json", doc)
     pd.DataFrame(_rows(doc)).to_csv(out / "synth_study.csv", index=False)
     png = rare_class_png(doc)
     (out / "rare_class.png").write_bytes(png)
-    montages = {
-        m: png_b64(
-            montage([real_by_class[c][:10] for c in classes] + [synthetic[m][c][:10] for c in classes])
-        )
-        for m in methods
-    }
+    montages = _montages(real, synthetic, classes, methods)
     (out / "report.html").write_text(_render(doc, png, montages), encoding="utf-8")
     if progress:
         print_study_table(doc)
         console.print(f"report: {out / 'report.html'}")
-    return SynthStudyResult(out, doc)
 
 
 def _generate(
@@ -279,15 +322,15 @@ def _generate(
 def _train_arms(
     arms: list[Arm], seeds: int, cfg: RunConfig, params: dict[str, Any], manifest: Any, pixels: np.ndarray,
     train: np.ndarray, val: np.ndarray, test: np.ndarray, counts: dict[str, int],
-    synthetic: dict[str, dict[str, np.ndarray]], context: FitContext, timings: dict[str, float],
-) -> tuple[dict[str, dict[str, list[np.ndarray]]], Any]:  # fmt: skip
+    synthetic: dict[str, dict[str, np.ndarray]], context: FitContext,
+) -> tuple[dict[str, dict[str, list[np.ndarray]]], Any, dict[str, float]]:  # fmt: skip
     """Train every arm with every seed; return predicted class codes (``manifest.y`` numbering) on the
-    validation and test rows per arm and seed, and the first seed's real-only classifier. Fit times go to
-    ``timings``."""
+    validation and test rows per arm and seed, the first seed's real-only classifier, and the fit times."""
     labels = manifest.table["label"].to_numpy()
     code = pd.Series(np.arange(len(manifest.classes)), index=manifest.classes)
     predictions: dict[str, dict[str, list[np.ndarray]]] = {a.name: {"val": [], "test": []} for a in arms}
     first_real = None
+    timings: dict[str, float] = {}
     for k in range(seeds):
         seed = cfg.train.seed + k
         for arm in arms:
@@ -309,7 +352,7 @@ def _train_arms(
                 predictions[arm.name][part].append(code.loc[est.classes_[proba.argmax(1)]].to_numpy())
             if first_real is None and arm.name == "real":
                 first_real = est
-    return predictions, first_real
+    return predictions, first_real, timings
 
 
 def _check_request(

@@ -17,32 +17,30 @@ training partition only — never validation or test images — and the output f
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lablens.config import RunConfig
+from lablens.config import DataConfig, RunConfig
+from lablens.data.manifest import Manifest
 from lablens.data.splits import SplitError, load_split
 from lablens.data.synthetic import MANIFEST, SOURCES
+from lablens.errors import RunError
 from lablens.infer.bundle import BundleError, load_bundle
+from lablens.jsonio import write_json
 from lablens.progress import make_progress
 from lablens.synth.base import ImageGenerator
 from lablens.synth.features import Features, classifier_features, imagenet_features, inception_features
 from lablens.synth.registry import create_generator, list_generators, load_generator
 from lablens.synth.report import quality_document, write_report
 from lablens.train.context import FitContext
-from lablens.workflows.common import (
-    RunError,
-    check_classes,
-    read_data,
-    read_pixels,
-    split_from_config,
-    write_json,
-)
+from lablens.workflows.reading import check_classes, read_data, read_pixels, split_from_config
 from lablens.workflows.run_folder import run_folder
 
 GENERATOR = "generator"
@@ -84,37 +82,12 @@ def synthesize(
     ``classifier`` (a model bundle trained on the lab's images; ImageNet features without one) and of Inception
     when a local ``inception`` weights file is given.
     """
-    if method not in list_generators():
-        raise RunError(f"--method {method!r}: choose {' | '.join(list_generators())}")
-    if n < 1:
-        raise RunError("--n must be at least 1")
+    _check_request(method, n)
     features, notes = quality_features(image_size, classifier, inception)  # a bad path fails before training
     cfg = (config or RunConfig()).model_copy(deep=True)
     out = Path(out)
     with make_progress(progress) as prog:
-        manifest, _ = read_data(data, cfg.data, prog)
-        check_classes(classes, manifest, data)
-        groups = np.asarray(manifest.groups).astype(str)
-        if split is not None:
-            try:
-                parts, _ = load_split(split, manifest.ids, groups)
-            except SplitError as exc:
-                raise RunError(f"split: {exc}") from None
-        else:
-            parts = split_from_config(cfg, manifest)
-        if len(parts.folds) != 1:
-            raise RunError(
-                f"split {parts.protocol}: a generator learns from one training partition; give a hold-out split "
-                "(e.g. 8:1:1) or one fold's split.json"
-            )
-        train_rows = np.asarray(parts.folds[0].train)
-        labels = manifest.table["label"].to_numpy()[train_rows]
-        for c in classes:
-            have = int((labels == c).sum())
-            if have < MIN_IMAGES:
-                raise RunError(
-                    f"--classes: {c!r} has {have} training image(s); a generator needs at least {MIN_IMAGES}"
-                )
+        part = _read_partition(data, classes, cfg, split, prog)
         if resume and not (out / "checkpoints").exists():
             raise RunError(f"cannot resume: {out} holds no generator checkpoints")
         folder = (
@@ -122,42 +95,154 @@ def synthesize(
         )
         with folder as out:
             if generator is not None:
-                try:
-                    est, digest = load_generator(generator)
-                except BundleError as exc:
-                    raise RunError(f"--generator {exc}") from None
-                shutil.copytree(generator, out / GENERATOR)
-                src = Path(generator) / SOURCES
-                if src.is_file():
-                    shutil.copyfile(src, out / SOURCES)
+                est, digest = _reuse_generator(generator, out)
             else:
-                pixels = read_pixels(manifest.subset(train_rows), image_size, cfg.data, prog)
-                params = {"image_size": image_size, "seed": seed}
-                est = create_generator(method, **params, **({"epochs": epochs} if epochs else {}))
                 context = FitContext(
                     progress=prog, checkpoint_dir=out / "checkpoints", resume=resume, device=cfg.train.device
                 )
-                est.fit(pixels, labels, groups=groups[train_rows], context=context)
-                digest = save_generator(
-                    out,
-                    est,
-                    manifest.table["sha256"].iloc[train_rows],
-                    {"data": str(data), "n_images": len(train_rows)},
-                )
-                shutil.rmtree(out / "checkpoints", ignore_errors=True)
+                fit = GeneratorFit(method, image_size, epochs, seed)
+                est, digest = _train_generator(out, fit, part, str(data), cfg.data, context)
             images = write_images(out, est, classes, n, seed, digest)
-            real_rows = train_rows[np.isin(labels, classes)]
-            real_pixels = read_pixels(manifest.subset(real_rows), est.image_size, cfg.data, prog)
-            real_labels = manifest.table["label"].to_numpy()[real_rows]
-            real = {c: real_pixels[real_labels == c] for c in classes}
-            doc = quality_document(real, images, features, seed=seed)
-            doc.update(
-                {"method": est.name, "generator": digest, "data": str(data), "image_size": est.image_size}
-            )
-            write_json(out / QUALITY, doc)
+            real = _real_images(part, classes, est.image_size, cfg.data, prog)
+            info = {"method": est.name, "generator": digest, "data": str(data), "image_size": est.image_size}
             title = f"{est.name} generator {digest[:16]} · {data} · {est.image_size} px"
-            write_report(out, doc, real, images, title=title, notes=notes)
+            write_quality(out, real, images, features, seed, info, title, notes)
     return SynthesisResult(out, out / GENERATOR, digest, {c: len(v) for c, v in images.items()})
+
+
+def _check_request(method: str, n: int) -> None:
+    """Refuse an unknown generator family, or fewer than one image per class, before any work."""
+    if method not in list_generators():
+        raise RunError(f"--method {method!r}: choose {' | '.join(list_generators())}")
+    if n < 1:
+        raise RunError("--n must be at least 1")
+
+
+@dataclass(frozen=True)
+class TrainingPartition:
+    """The training partition a generator learns from: the dataset's manifest, the training rows of it, and
+    their labels and groups."""
+
+    manifest: Manifest
+    rows: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+
+
+def _read_partition(
+    data: str | Path, classes: list[str], cfg: RunConfig, split: str | Path | None, progress: Any
+) -> TrainingPartition:
+    """Read ``data`` and take its training partition; refuse an unknown class or one with too few images."""
+    manifest, _ = read_data(data, cfg.data, progress)
+    check_classes(classes, manifest, data)
+    groups = np.asarray(manifest.groups).astype(str)
+    rows = _training_rows(manifest, groups, cfg, split)
+    labels = manifest.table["label"].to_numpy()[rows]
+    check_training_counts({c: int((labels == c).sum()) for c in classes})
+    return TrainingPartition(manifest, rows, labels, groups[rows])
+
+
+def _training_rows(
+    manifest: Manifest, groups: np.ndarray, cfg: RunConfig, split: str | Path | None
+) -> np.ndarray:
+    """The rows of the one training partition a generator may learn from: of ``split`` (a ``split.json``) when
+    given, else of the split ``lablens train`` makes with ``cfg``."""
+    if split is not None:
+        try:
+            parts, _ = load_split(split, manifest.ids, groups)
+        except SplitError as exc:
+            raise RunError(f"split: {exc}") from None
+    else:
+        parts = split_from_config(cfg, manifest)
+    if len(parts.folds) != 1:
+        raise RunError(
+            f"split {parts.protocol}: a generator learns from one training partition; give a hold-out split "
+            "(e.g. 8:1:1) or one fold's split.json"
+        )
+    return np.asarray(parts.folds[0].train)
+
+
+def check_training_counts(counts: dict[str, int]) -> None:
+    """Refuse the first class of ``counts`` (class → training images) with fewer than :data:`MIN_IMAGES`."""
+    for c, have in counts.items():
+        if have < MIN_IMAGES:
+            raise RunError(
+                f"--classes: {c!r} has {have} training image(s); a generator needs at least {MIN_IMAGES}"
+            )
+
+
+def _reuse_generator(generator: str | Path, out: Path) -> tuple[ImageGenerator, str]:
+    """Load the generator bundle ``generator`` and copy it (with the ``sources.csv`` beside it, if any) into
+    ``out``; return it and its bundle hash."""
+    try:
+        est, digest = load_generator(generator)
+    except BundleError as exc:
+        raise RunError(f"--generator {exc}") from None
+    shutil.copytree(generator, out / GENERATOR)
+    src = Path(generator) / SOURCES
+    if src.is_file():
+        shutil.copyfile(src, out / SOURCES)
+    return est, digest
+
+
+@dataclass(frozen=True)
+class GeneratorFit:
+    """A new generator: its family, image size, epochs (None keeps the family's default) and seed."""
+
+    method: str
+    image_size: int
+    epochs: int | None
+    seed: int
+
+
+def _train_generator(
+    out: Path,
+    fit: GeneratorFit,
+    part: TrainingPartition,
+    data: str,
+    data_cfg: DataConfig,
+    context: FitContext,
+) -> tuple[ImageGenerator, str]:
+    """Train a generator on the training partition of ``data`` (checkpoints in ``context``, removed once it is
+    saved) and save it as ``out/generator/``; return it and its bundle hash."""
+    pixels = read_pixels(part.manifest.subset(part.rows), fit.image_size, data_cfg, context.progress)
+    params = {"image_size": fit.image_size, "seed": fit.seed}
+    est = create_generator(fit.method, **params, **({"epochs": fit.epochs} if fit.epochs else {}))
+    est.fit(pixels, part.labels, groups=part.groups, context=context)
+    training = {"data": data, "n_images": len(part.rows)}
+    digest = save_generator(out, est, part.manifest.table["sha256"].iloc[part.rows], training)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return est, digest
+
+
+def _real_images(
+    part: TrainingPartition, classes: list[str], size: int, data_cfg: DataConfig, progress: Any
+) -> dict[str, np.ndarray]:
+    """The real training images of each of ``classes``, decoded at ``size``."""
+    rows = part.rows[np.isin(part.labels, classes)]
+    pixels = read_pixels(part.manifest.subset(rows), size, data_cfg, progress)
+    labels = part.manifest.table["label"].to_numpy()[rows]
+    return {c: pixels[labels == c] for c in classes}
+
+
+def write_quality(
+    out: Path,
+    real: dict[str, np.ndarray],
+    images: dict[str, np.ndarray],
+    features: dict[str, Features],
+    seed: int,
+    info: dict[str, Any],
+    title: str,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Compare synthetic ``images`` with the ``real`` ones of their class on ``features``; write the document
+    (``info`` added: method, generator, data, image size) as ``out/quality.json`` and ``out/report.html``;
+    return it."""
+    doc = quality_document(real, images, features, seed=seed)
+    doc.update(info)
+    write_json(out / QUALITY, doc)
+    write_report(out, doc, real, images, title=title, notes=notes)
+    return doc
 
 
 def quality_features(

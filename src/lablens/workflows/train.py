@@ -45,10 +45,11 @@ from lablens.data.splits import (
 )
 from lablens.data.synthetic import SyntheticError, SyntheticJoin
 from lablens.device import resolve_device
-from lablens.errors import LablensError
+from lablens.errors import LablensError, RunError
 from lablens.evaluate.calibration import apply_temperature
 from lablens.infer.bundle import CARD, Bundle, save_bundle
 from lablens.infer.ood import OodSummary
+from lablens.jsonio import write_json
 from lablens.library_warnings import library_warnings_to_log
 from lablens.models.from_config import estimator_params
 from lablens.models.registry import create_estimator, get_spec
@@ -56,16 +57,10 @@ from lablens.progress import make_progress
 from lablens.train import distributed as D
 from lablens.train.calibrate import Calibration, calibrate
 from lablens.train.context import FitContext
-from lablens.workflows.common import (
-    RunError,
-    evaluate_and_write,
-    print_data_report,
-    read_data,
-    read_pixels,
-    synthetic_join,
-    write_json,
-)
 from lablens.workflows.crop_cells import data_crop_geometry
+from lablens.workflows.evaluation_output import evaluate_and_write
+from lablens.workflows.printing import print_data_report
+from lablens.workflows.reading import read_data, read_pixels, synthetic_join
 from lablens.workflows.run_folder import check_new_folder, has_checkpoints, resumed_config, run_folder
 
 SEEN_PREFIX = 12  # hex characters of sha256 kept in the card to recognise training images later

@@ -9,21 +9,25 @@ IoU ≥ 0.5 on the validation fields, held out by sample) and ``skipped.csv`` fo
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
+from pydantic import Field
 
 from lablens.data.io import ImageError, read_image
 from lablens.data.validate import Problem
+from lablens.errors import RunError
 from lablens.evaluate.detection import Counts, score_image
 from lablens.fields.learned import LearnedDetector
 from lablens.fields.presets import get_preset
+from lablens.jsonio import write_json
 from lablens.progress import console, make_progress
 from lablens.train.context import FitContext
+from lablens.verb_config import VerbConfig
 from lablens.workflows.analyze import read_fields
-from lablens.workflows.common import RunError, write_json
 from lablens.workflows.crop_cells import read_boxes
 from lablens.workflows.run_folder import run_folder
 
@@ -40,25 +44,57 @@ class DetectorRun:
     skipped: list[Problem] = field(default_factory=list)
 
 
+#: the detector family's own defaults (one source: its ``__init__``)
+_DETECTOR = {n: p.default for n, p in inspect.signature(LearnedDetector.__init__).parameters.items()}
+#: the settings that are the detector's hyper-parameters
+DETECTOR_PARAMS = ("label", "model_name", "weights", "epochs", "batch_size", "lr", "tile", "work_um_per_px",
+                   "threshold", "validation_fraction", "seed")  # fmt: skip
+
+
+class TrainDetectorConfig(VerbConfig):
+    """The field preset and scale of the annotated fields, the device, and the detector's hyper-parameters
+    (:class:`~lablens.fields.learned.LearnedDetector`); written as ``train_detector.yaml`` into the run."""
+
+    verb: ClassVar[str] = "train-detector"
+
+    task: str = "ana"
+    um_per_px: float | None = None
+    device: str = "auto"
+    label: str = _DETECTOR["label"]
+    model_name: str = _DETECTOR["model_name"]
+    weights: str = _DETECTOR["weights"]
+    epochs: int = Field(_DETECTOR["epochs"], ge=1)
+    batch_size: int = Field(_DETECTOR["batch_size"], ge=2)
+    lr: float = _DETECTOR["lr"]
+    tile: int = _DETECTOR["tile"]
+    work_um_per_px: float = _DETECTOR["work_um_per_px"]
+    threshold: float = _DETECTOR["threshold"]
+    validation_fraction: float = _DETECTOR["validation_fraction"]
+    seed: int = _DETECTOR["seed"]
+
+    def detector_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in DETECTOR_PARAMS}
+
+
 def train_detector(
     fields: list[str | Path],
     annotations: str | Path,
     out: str | Path,
+    cfg: TrainDetectorConfig | None = None,
     *,
-    task: str = "ana",
-    um_per_px: float | None = None,
-    params: dict[str, Any] | None = None,
-    device: str = "auto",
     progress: bool = True,
+    **settings: Any,
 ) -> DetectorRun:
-    """Train and save a learned detector (see the module docstring); ``params`` are its hyper-parameters."""
+    """Train and save a learned detector (see the module docstring) with ``cfg`` (or its settings as keywords)."""
+    cfg = TrainDetectorConfig.resolve(cfg, settings)
+    task, um_per_px, params, device = cfg.task, cfg.um_per_px, cfg.detector_params(), cfg.device
     preset = get_preset(task)
     annotations = Path(annotations)
     if not annotations.exists():
         raise RunError(f"--annotations {annotations}: no such file or folder")
     try:
         boxes, by = read_boxes(annotations, None, labelled=False)
-        detector = LearnedDetector(**(params or {}))
+        detector = LearnedDetector(**params)
     except (ValueError, TypeError) as exc:
         raise RunError(str(exc)) from None
     items, skipped = read_fields(list(fields), "per-field", None)
@@ -92,6 +128,7 @@ def train_detector(
         digest = detector.save(out / BUNDLE, metrics)
         metrics["bundle_hash"] = digest
         write_json(out / "metrics.json", metrics)
+        cfg.write(out / "train_detector.yaml")
         if skipped:
             pd.DataFrame([s.__dict__ for s in skipped]).to_csv(out / "skipped.csv", index=False)
     if progress:

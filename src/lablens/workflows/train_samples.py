@@ -17,7 +17,7 @@ the finished folds and continues the unfinished one from its last epoch.
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,16 +31,18 @@ from lablens.data.manifest import Manifest
 from lablens.data.splits import Fold, Split, check_class_coverage, make_split, save_split
 from lablens.data.tables import TableError, number, read_text_csv
 from lablens.data.validate import Problem
+from lablens.errors import RunError
 from lablens.evaluate.calibration import apply_temperature, fit_temperature
 from lablens.evaluate.summary import evaluate_predictions
 from lablens.fields.cell_crops import field_cells, preset_geometry
 from lablens.fields.presets import get_preset
 from lablens.infer.bundle import save_bundle
+from lablens.jsonio import write_json
 from lablens.models.from_config import estimator_params
 from lablens.models.registry import create_estimator, get_spec
 from lablens.progress import console, make_progress
 from lablens.train.context import FitContext
-from lablens.workflows.common import RunError, limits_from, write_json
+from lablens.workflows.reading import limits_from
 from lablens.workflows.run_folder import has_checkpoints, resumed_config, run_folder
 
 LEAVE_ONE_OUT = "leave-one-out"
@@ -69,6 +71,17 @@ class SampleTrainResult:
     metrics: dict[str, Any]
     bundles: list[Path]
     predictions: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class _FoldResults:
+    """Every fold's test outputs gathered per sample: out-of-fold probabilities (NaN rows for samples no fold
+    tested), attention and each cell's top class by sample index, and the bundles the folds wrote."""
+
+    oof: np.ndarray
+    attention: dict[int, np.ndarray]
+    cell_top: dict[int, np.ndarray]
+    bundles: list[Path]
 
 
 def read_sample_fields(csv: str | Path, label_column: str = "label") -> pd.DataFrame:
@@ -102,8 +115,12 @@ def collect_cells(
     progress: Any,
     ignore_regions: list[tuple[int, int, int, int]] | None = None,
 ) -> SampleCells:
-    """Detect and crop the cells of every field, gathered per sample (fields that cannot be read are skipped)."""
+    """Detect and crop the cells of every field, gathered per sample (fields that cannot be read are skipped);
+    ``ignore_regions``: pixel boxes left out of every field, as in ``lablens analyze``."""
     preset = get_preset(task)
+    detector_kwargs = dict(preset.detector_kwargs)
+    if ignore_regions:
+        detector_kwargs["ignore_regions"] = [tuple(int(v) for v in r) for r in ignore_regions]
     root = Path(fields.attrs.get("root", "."))
     size = cfg.model.image_size
     per: dict[str, dict[str, Any]] = {}
@@ -119,9 +136,7 @@ def collect_cells(
             skipped.append(Problem(str(path), getattr(exc, "kind", "unreadable"), reason))
             bar.advance(1)
             continue
-        dets, todo, crops = field_cells(
-            img, preset, scale or preset.um_per_px, dict(preset.detector_kwargs), size
-        )
+        dets, todo, crops = field_cells(img, preset, scale or preset.um_per_px, dict(detector_kwargs), size)
         s = per.setdefault(
             row["sample"], {"label": row["label"], "group": row["group"], "crops": [], "where": []}
         )
@@ -188,14 +203,41 @@ def train_samples(
     """
     out = Path(out)
     if resume:
-        if (out / "metrics.json").exists():
-            raise RunError(f"{out} is already complete (metrics written); nothing to resume")
-        cfg = resumed_config(out)
-        saved = _read_settings(out)
+        cfg, saved = _resumed_run(out)
         task, um_per_px, ignore_regions = saved["task"], saved["um_per_px"], saved["ignore_regions"]
         fields_csv = cfg.data.path
     elif cfg is None or fields_csv is None:
         raise RunError("no fields CSV or config given")
+    _check_sample_config(cfg)
+    params = estimator_params(cfg)
+    fields = read_sample_fields(fields_csv, cfg.data.label_column)
+    cfg = cfg.model_copy(deep=True)
+    cfg.data.path = str(Path(fields_csv).resolve())
+    with _sample_folder(out, cfg, resume) as out, make_progress(progress) as prog:
+        if not resume:
+            regions = [list(r) for r in ignore_regions or []]
+            write_json(out / SETTINGS, {"task": task, "um_per_px": um_per_px, "ignore_regions": regions})
+        cells = _usable_cells(fields, cfg, task, um_per_px, prog, ignore_regions)
+        classes = sorted(set(cells.labels))
+        y = np.searchsorted(classes, cells.labels)
+        table = _write_samples(out / "samples.csv", cells)
+        folds, notes = _split_samples(out / "split.json", cells, cfg, classes, y, prog)
+        results = _run_folds(folds, out, cells, cfg, params, classes, y, task, resume, prog)
+        metrics, pred = _write_results(out, cells, table, results, cfg, classes, y, notes, task)
+    if progress:
+        _print_result(metrics, pred)
+    return SampleTrainResult(out, metrics, results.bundles, pred)
+
+
+def _resumed_run(out: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """The config and the field settings of the interrupted run in ``out``; a finished run is refused."""
+    if (out / "metrics.json").exists():
+        raise RunError(f"{out} is already complete (metrics written); nothing to resume")
+    return resumed_config(out), _read_settings(out)
+
+
+def _check_sample_config(cfg: RunConfig) -> None:
+    """Refuse a model that does not learn from bags of cells, and synthetic data (image-level only)."""
     spec = get_spec(cfg.model.name)
     if spec.capabilities.inputs != "bags":
         raise RunError(
@@ -203,102 +245,178 @@ def train_samples(
         )
     if cfg.data.synthetic or cfg.data.synthetic_ratio is not None:
         raise RunError("data.synthetic applies to image-level training, not to sample-level runs")
-    params = estimator_params(cfg)
-    fields = read_sample_fields(fields_csv, cfg.data.label_column)
-    cfg = cfg.model_copy(deep=True)
-    cfg.data.path = str(Path(fields_csv).resolve())
-    folder = (
-        nullcontext(out)
-        if resume
-        else run_folder(
-            out, cfg, keep=lambda folder: has_checkpoints(folder, FOLD_OUTPUTS), hint=NEW_RUN_HINT
-        )
+
+
+def _sample_folder(out: Path, cfg: RunConfig, resume: bool) -> AbstractContextManager[Path]:
+    """The run folder: the interrupted one as it is for a resume, else a new one (kept on failure once a fold
+    has finished)."""
+    if resume:
+        return nullcontext(out)
+    return run_folder(out, cfg, keep=lambda folder: has_checkpoints(folder, FOLD_OUTPUTS), hint=NEW_RUN_HINT)
+
+
+def _usable_cells(
+    fields: pd.DataFrame,
+    cfg: RunConfig,
+    task: str,
+    um_per_px: float | None,
+    prog: Any,
+    ignore_regions: list[tuple[int, int, int, int]] | None,
+) -> SampleCells:
+    """The cells of every sample (:func:`collect_cells`), each skipped field or sample logged; refuses fewer
+    than two samples with cells."""
+    cells = collect_cells(fields, cfg, task, um_per_px, prog, ignore_regions)
+    for s in cells.skipped:
+        prog.log(f"[yellow]skipped[/yellow] {s.path}: {s.reason}")
+    if len(cells.samples) < 2:
+        raise RunError("fewer than 2 samples with cells: nothing to train on")
+    return cells
+
+
+def _write_samples(path: Path, cells: SampleCells) -> pd.DataFrame:
+    """``samples.csv``: each sample with its label, group and number of cells (the table is returned)."""
+    table = pd.DataFrame(
+        {
+            "sample": cells.samples,
+            "label": cells.labels,
+            "group": cells.groups,
+            "n_cells": [len(c) for c in cells.crops],
+        }
     )
-    with folder as out, make_progress(progress) as prog:
-        if not resume:
-            regions = [list(r) for r in ignore_regions or []]
-            write_json(out / SETTINGS, {"task": task, "um_per_px": um_per_px, "ignore_regions": regions})
-        cells = collect_cells(fields, cfg, task, um_per_px, prog, ignore_regions)
-        for s in cells.skipped:
-            prog.log(f"[yellow]skipped[/yellow] {s.path}: {s.reason}")
-        if len(cells.samples) < 2:
-            raise RunError("fewer than 2 samples with cells: nothing to train on")
-        classes = sorted(set(cells.labels))
-        y = np.searchsorted(classes, cells.labels)
-        table = pd.DataFrame(
-            {
-                "sample": cells.samples,
-                "label": cells.labels,
-                "group": cells.groups,
-                "n_cells": [len(c) for c in cells.crops],
-            }
+    table.to_csv(path, index=False)
+    return table
+
+
+def _split_samples(
+    path: Path, cells: SampleCells, cfg: RunConfig, classes: list[str], y: np.ndarray, prog: Any
+) -> tuple[list[Fold], list[str]]:
+    """The folds over samples (:func:`sample_folds`) and the split's notes, logged; the split is written to
+    ``path`` unless the protocol is ``leave-one-out``."""
+    folds, notes = sample_folds(cells, cfg, classes, y)
+    for n in notes:
+        prog.log(f"split: {n}")
+    if cfg.split.protocol != LEAVE_ONE_OUT:
+        save_split(
+            Split(cfg.split.protocol, cfg.split.seed, cfg.split.val_fraction, folds),
+            cells.samples,
+            np.asarray(cells.groups),
+            path,
         )
-        table.to_csv(out / "samples.csv", index=False)
-        folds, notes = sample_folds(cells, cfg, classes, y)
-        for n in notes:
-            prog.log(f"split: {n}")
-        manifest_table = table.assign(id=table["sample"], path=table["sample"], sha256="")
-        if cfg.split.protocol != LEAVE_ONE_OUT:
-            save_split(
-                Split(cfg.split.protocol, cfg.split.seed, cfg.split.val_fraction, folds),
-                cells.samples,
-                np.asarray(cells.groups),
-                out / "split.json",
+    return folds, notes
+
+
+def _run_folds(
+    folds: list[Fold],
+    out: Path,
+    cells: SampleCells,
+    cfg: RunConfig,
+    params: dict[str, Any],
+    classes: list[str],
+    y: np.ndarray,
+    task: str,
+    resume: bool,
+    prog: Any,
+) -> _FoldResults:
+    """Fit every fold in its own folder (or keep a finished one on resume) and gather their test outputs."""
+    oof = np.full((len(y), len(classes)), np.nan)
+    attention: dict[int, np.ndarray] = {}
+    cell_top: dict[int, np.ndarray] = {}
+    bundles: list[Path] = []
+    for fold in folds:
+        if len(folds) > 1:
+            prog.log(
+                f"[bold]{fold.name}[/bold]: train {len(fold.train)}, val {len(fold.val)}, test {len(fold.test)} samples"
             )
-        oof = np.full((len(y), len(classes)), np.nan)
-        attention: dict[int, np.ndarray] = {}
-        cell_top: dict[int, np.ndarray] = {}
-        bundles: list[Path] = []
-        for fold in folds:
-            if len(folds) > 1:
-                prog.log(
-                    f"[bold]{fold.name}[/bold]: train {len(fold.train)}, val {len(fold.val)}, test {len(fold.test)} samples"
-                )
-            fold_dir = out if len(folds) == 1 else out / "folds" / fold.name
-            fold_dir.mkdir(parents=True, exist_ok=True)
-            done = fold_dir / FOLD_OUTPUTS
-            if resume and done.exists():
-                prog.log(f"{fold.name}: already finished, kept as it is")
-                outs = _load_outputs(done)
-            else:
-                outs = _fit_fold(fold, fold_dir, cells, cfg, params, classes, y, task, resume, prog)
-                _save_outputs(done, outs)
-            for i, o in zip(fold.test, outs, strict=True):
-                oof[i], attention[int(i)], cell_top[int(i)] = o["proba"], o["attention"], o["cell_top"]
-            if (fold_dir / "bundle").is_dir():
-                bundles.append(fold_dir / "bundle")
-        tested = ~np.isnan(oof).any(1)
-        manifest = Manifest(manifest_table[tested].reset_index(drop=True), out, list(classes))
-        metrics = evaluate_predictions(
-            y[tested],
-            oof[tested],
-            classes,
-            groups=np.asarray(cells.groups)[tested],
-            n_boot=cfg.eval.bootstrap,
-            level=cfg.eval.level,
-            top_k=tuple(cfg.eval.top_k),
-            n_bins=cfg.eval.ece_bins,
-        )
-        metrics["unit"] = "sample"
-        metrics["protocol"] = cfg.split.protocol
-        metrics["notes"] = list(metrics.get("notes", [])) + notes
-        write_json(out / "metrics.json", metrics)
-        pred = _prediction_table(manifest, oof[tested], classes)
-        pred.to_csv(out / "predictions.csv", index=False)
-        _cell_table(cells, attention, cell_top, classes).to_csv(out / "cells.csv", index=False)
-        if cells.skipped:
-            pd.DataFrame([s.__dict__ for s in cells.skipped]).to_csv(out / "skipped.csv", index=False)
-        _write_report(out, metrics, manifest, oof[tested], classes, cfg, task)
-    if progress:
-        acc = metrics["overall"]["accuracy"]
-        ci = acc.get("ci")
-        console.print(
-            f"samples called right: {int(pred['correct'].sum())}/{len(pred)} = {acc['value']:.3f}"
-            + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
-        )
-        for note in metrics["notes"]:
-            console.print(f"  [yellow]⚠ {note}[/yellow]", highlight=False)
-    return SampleTrainResult(out, metrics, bundles, pred)
+        fold_dir = out if len(folds) == 1 else out / "folds" / fold.name
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        outs = _fold_outputs(fold, fold_dir, cells, cfg, params, classes, y, task, resume, prog)
+        for i, o in zip(fold.test, outs, strict=True):
+            oof[i], attention[int(i)], cell_top[int(i)] = o["proba"], o["attention"], o["cell_top"]
+        if (fold_dir / "bundle").is_dir():
+            bundles.append(fold_dir / "bundle")
+    return _FoldResults(oof, attention, cell_top, bundles)
+
+
+def _fold_outputs(
+    fold: Fold,
+    fold_dir: Path,
+    cells: SampleCells,
+    cfg: RunConfig,
+    params: dict[str, Any],
+    classes: list[str],
+    y: np.ndarray,
+    task: str,
+    resume: bool,
+    prog: Any,
+) -> list[dict[str, np.ndarray]]:
+    """One fold's test outputs: read back when a resume finds the fold finished, else fitted and saved."""
+    done = fold_dir / FOLD_OUTPUTS
+    if resume and done.exists():
+        prog.log(f"{fold.name}: already finished, kept as it is")
+        return _load_outputs(done)
+    outs = _fit_fold(fold, fold_dir, cells, cfg, params, classes, y, task, resume, prog)
+    _save_outputs(done, outs)
+    return outs
+
+
+def _write_results(
+    out: Path,
+    cells: SampleCells,
+    table: pd.DataFrame,
+    results: _FoldResults,
+    cfg: RunConfig,
+    classes: list[str],
+    y: np.ndarray,
+    notes: list[str],
+    task: str,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Score the tested samples and write ``metrics.json``, ``predictions.csv``, ``cells.csv``, ``skipped.csv``
+    (when a field or sample was skipped) and ``report.html``; returns the metrics and the prediction table."""
+    tested = ~np.isnan(results.oof).any(1)
+    manifest_table = table.assign(id=table["sample"], path=table["sample"], sha256="")
+    manifest = Manifest(manifest_table[tested].reset_index(drop=True), out, list(classes))
+    groups = np.asarray(cells.groups)[tested]
+    metrics = _sample_metrics(y[tested], results.oof[tested], classes, groups, cfg, notes)
+    write_json(out / "metrics.json", metrics)
+    pred = _prediction_table(manifest, results.oof[tested], classes)
+    pred.to_csv(out / "predictions.csv", index=False)
+    _cell_table(cells, results.attention, results.cell_top, classes).to_csv(out / "cells.csv", index=False)
+    if cells.skipped:
+        pd.DataFrame([s.__dict__ for s in cells.skipped]).to_csv(out / "skipped.csv", index=False)
+    _write_report(out, metrics, manifest, results.oof[tested], classes, cfg, task)
+    return metrics, pred
+
+
+def _sample_metrics(
+    y: np.ndarray, proba: np.ndarray, classes: list[str], groups: np.ndarray, cfg: RunConfig, notes: list[str]
+) -> dict[str, Any]:
+    """The metrics document over samples, bootstrapped by group, with the split's ``notes`` added."""
+    metrics = evaluate_predictions(
+        y,
+        proba,
+        classes,
+        groups=groups,
+        n_boot=cfg.eval.bootstrap,
+        level=cfg.eval.level,
+        top_k=tuple(cfg.eval.top_k),
+        n_bins=cfg.eval.ece_bins,
+    )
+    metrics["unit"] = "sample"
+    metrics["protocol"] = cfg.split.protocol
+    metrics["notes"] = list(metrics.get("notes", [])) + notes
+    return metrics
+
+
+def _print_result(metrics: dict[str, Any], pred: pd.DataFrame) -> None:
+    """How many samples were called right (with the accuracy's CI), then the run's notes."""
+    acc = metrics["overall"]["accuracy"]
+    ci = acc.get("ci")
+    console.print(
+        f"samples called right: {int(pred['correct'].sum())}/{len(pred)} = {acc['value']:.3f}"
+        + (f" ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
+    )
+    for note in metrics["notes"]:
+        console.print(f"  [yellow]⚠ {note}[/yellow]", highlight=False)
 
 
 def _fit_fold(

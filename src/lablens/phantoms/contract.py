@@ -1,7 +1,7 @@
-"""The contract every phantom generator obeys: :class:`PhantomTask`, :class:`FieldSpec`, :class:`Instance`.
+"""The contract every phantom generator obeys: :class:`Phantom`, :class:`PhantomFields`, :class:`Instance`.
 
 A task module (``blood_cells.py``, ``ana_hep2.py`` ...) defines four plain functions and builds one
-``PhantomTask`` from them:
+``Phantom`` from them:
 
 * ``sample_style(rng) -> dict[str, float]`` — one synthetic patient / specimen / slide (stain,
   exposure, focus ...). Every value is a float; they all go to the manifest.
@@ -12,7 +12,7 @@ A task module (``blood_cells.py``, ``ana_hep2.py`` ...) defines four plain funct
 * ``truth(params, size) -> dict`` — scalar per-image truth for the manifest; must include
   ``blur_sigma``: the generator's own defocus sigma in output pixels (without the extra blur).
 
-Whole fields (many objects per image, ``--fields``) add a :class:`FieldSpec` whose drawer also returns
+Whole fields (many objects per image, ``--fields``) add a :class:`PhantomFields` whose drawer also returns
 one :class:`Instance` (label + exact pixel mask) per annotated object.
 """
 
@@ -59,7 +59,7 @@ class Instance:
 
 
 @dataclass(frozen=True)
-class FieldSpec:
+class PhantomFields:
     """Whole-field generation for a task.
 
     Attributes:
@@ -82,7 +82,7 @@ class FieldSpec:
 
 
 @dataclass(frozen=True)
-class PhantomTask:
+class Phantom:
     """A synthetic image classification task.
 
     Attributes:
@@ -109,7 +109,7 @@ class PhantomTask:
     truth_fn: Callable[[Params, int], dict[str, Any]]
     one_label_per_group: bool = False
     default_size: int = 128
-    fields: FieldSpec | None = None
+    fields: PhantomFields | None = None
 
     def sample_style(self, rng: np.random.Generator) -> Style:
         """Sample the per-group style (stain, exposure, focus blur...)."""

@@ -1,4 +1,5 @@
-"""Pieces shared by the workflows: reading data with progress, and writing an evaluation's outputs."""
+"""Reading a run's data with progress: validated manifests, synthetic images, pixels, splits, and what is left
+out (unreadable files, images a model was trained on)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from lablens import jsonio
-from lablens.config import DataConfig, EvalConfig, RunConfig
+from lablens.config import DataConfig, RunConfig
 from lablens.data.cache import load_pixels
 from lablens.data.io import DecodeLimits
 from lablens.data.manifest import Manifest
@@ -23,16 +22,9 @@ from lablens.data.synthetic import (
 )
 from lablens.data.tables import TableError, read_text_csv
 from lablens.data.validate import DataReport, Problem, load_dataset
-from lablens.errors import LablensError
-from lablens.evaluate.calibration import expected_calibration_error
-from lablens.evaluate.summary import evaluate_predictions
-from lablens.progress import console
+from lablens.errors import RunError
 
 SEEN = "seen_in_training"  # an image left out of an evaluation because the model trained or validated on it
-
-
-class RunError(LablensError):
-    """A workflow cannot proceed; the message is meant for the user as is."""
 
 
 def no_usable_image(skipped: list[Problem], shown: int = 3) -> str:
@@ -155,138 +147,6 @@ def read_pixels(manifest: Manifest, size: int, data_cfg: DataConfig, progress: A
     )
     task.done()
     return pixels
-
-
-def print_data_report(report: DataReport, max_lines: int = 50) -> None:
-    """Human summary of a data report on stderr: counts, then each problem with its file and reason.
-
-    Images left out because the model trained or validated on them are not problems of the data: they are said
-    in one line, not file by file."""
-    seen = [p for p in report.problems if p.kind == SEEN]
-    problems = [p for p in report.problems if p.kind != SEEN]
-    console.print(
-        f"[bold]{report.source}[/bold] ({report.layout}): {report.n_found} files, "
-        f"[green]{report.n_usable} usable[/green], "
-        + (f"[yellow]{len(problems)} skipped[/yellow]" if problems else "0 skipped")
-        + f"; {len(report.class_counts)} classes, {report.n_groups} groups (groups from {report.group_source})"
-    )
-    for note in report.notes:
-        console.print(f"  note: {note}")
-    if seen:
-        console.print(
-            f"  {len(seen)} image(s) the model was trained or validated on are left out of this evaluation "
-            "(listed in data_report.json; --include-seen scores them too)"
-        )
-    if report.class_counts:
-        console.print("  classes: " + ", ".join(f"{c} {n}" for c, n in report.class_counts.items()))
-    for p in problems[:max_lines]:
-        console.print(
-            f"  [yellow]skipped[/yellow] {p.path}: {p.reason} [dim]({p.kind})[/dim]",
-            markup=True,
-            highlight=False,
-        )
-    if len(problems) > max_lines:
-        console.print(f"  … and {len(problems) - max_lines} more (see data_report.json)")
-    if problems:
-        kinds: dict[str, int] = {}
-        for p in problems:
-            kinds[p.kind] = kinds.get(p.kind, 0) + 1
-        console.print("  skipped by reason: " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
-
-
-def warn(message: str) -> None:
-    """A warning the user should read, shown even with --quiet (e.g. why a faster path could not be used)."""
-    console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
-
-
-def write_json(path: Path, doc: Any) -> None:
-    """Strict JSON (:mod:`lablens.jsonio`): what cannot be estimated is ``null``, never ``NaN``."""
-    jsonio.write_json(path, doc)
-
-
-def evaluate_and_write(
-    out_dir: Path,
-    manifest: Manifest,
-    images: np.ndarray,
-    proba: np.ndarray,
-    *,
-    eval_cfg: EvalConfig,
-    temperature: float = 1.0,
-    uncalibrated_proba: np.ndarray | None = None,
-    history: list[dict] | None = None,
-    run_info: dict | None = None,
-    title: str = "lablens evaluation report",
-    subtitle: str | None = None,
-    estimator: Any = None,
-    extra: dict[str, Any] | None = None,
-) -> dict:
-    """Compute the metrics document and write ``metrics.json``, ``predictions.csv`` and ``report.html``.
-
-    With a deep ``estimator`` the report's error gallery shows a Grad-CAM overlay beside each image; ``extra``
-    blocks (e.g. what synthetic images joined training) are added to the document as they are.
-    """
-    from lablens.explain.gradcam import explainer_for
-    from lablens.report.html import write_report
-
-    classes = manifest.classes
-    y = manifest.y
-    metrics = evaluate_predictions(
-        y,
-        proba,
-        classes,
-        groups=manifest.groups,
-        reader=manifest.reader,
-        n_boot=eval_cfg.bootstrap,
-        level=eval_cfg.level,
-        seed=0,
-        top_k=tuple(eval_cfg.top_k),
-        n_bins=eval_cfg.ece_bins,
-    )
-    metrics["groups_from"] = manifest.group_source  # the report says when there were no patient ids
-    metrics["calibration"]["temperature"] = float(temperature)
-    if uncalibrated_proba is not None:
-        metrics["calibration"]["ece_uncalibrated"] = float(
-            expected_calibration_error(uncalibrated_proba, y, n_bins=eval_cfg.ece_bins)
-        )
-    metrics.update(extra or {})
-    write_json(out_dir / "metrics.json", metrics)
-    write_prediction_table(out_dir / "predictions.csv", manifest, proba)
-    write_report(
-        out_dir / "report.html",
-        metrics,
-        y_true=y,
-        proba=proba,
-        classes=classes,
-        ids=manifest.ids,
-        images=np.asarray(images),
-        history=history,
-        title=title,
-        subtitle=subtitle,
-        run_info=run_info,
-        explain=explainer_for(estimator) if estimator is not None else None,
-    )
-    return metrics
-
-
-def write_prediction_table(path: Path, manifest: Manifest, proba: np.ndarray) -> None:
-    """Per-image predictions for an evaluated set: truth, prediction, rank-1 probability, all probabilities."""
-    classes = manifest.classes
-    pred = proba.argmax(1)
-    table = pd.DataFrame(
-        {
-            "id": manifest.ids,
-            "label": manifest.table["label"].tolist(),
-            "group": manifest.table["group"].tolist(),
-            "predicted": [classes[i] for i in pred],
-            "probability": proba.max(1).round(6),
-            "correct": pred == manifest.y,
-        }
-    )
-    if manifest.reader is not None:
-        table["reader"] = manifest.reader
-    for j, c in enumerate(classes):
-        table[f"p_{c}"] = proba[:, j].round(6)
-    table.to_csv(path, index=False)
 
 
 def split_from_config(cfg: RunConfig, manifest: Manifest) -> Split:
