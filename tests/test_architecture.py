@@ -68,3 +68,32 @@ def test_lablens_imports_without_its_optional_stacks() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _functions(path: Path, commands: bool = False) -> list[tuple[str, int, int]]:
+    """Every function in ``path`` (only Typer commands with ``commands``): its name, its length (``def`` line to
+    last line) and its body's length (after the docstring)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if commands and not any("command" in ast.unparse(d) for d in node.decorator_list):
+                continue
+            body = node.body[1:] if ast.get_docstring(node) is not None and len(node.body) > 1 else node.body
+            out.append((node.name, node.end_lineno - node.lineno + 1, node.end_lineno - body[0].lineno + 1))
+    return out
+
+
+def test_no_function_is_longer_than_80_lines() -> None:
+    long = [
+        f"{f.relative_to(SRC)}:{name} {n} lines"
+        for f in sorted(SRC.rglob("*.py"))
+        for name, n, _ in _functions(f)
+        if n > 80
+    ]
+    assert long == [], "\n".join(long)
+
+
+def test_cli_commands_only_build_a_config_and_print() -> None:
+    """A command body (after its options and docstring) stays under 25 lines: the logic lives in the workflows."""
+    long = [f"{name}: {body} lines" for name, _, body in _functions(SRC / "cli.py", commands=True) if body > 25]
+    assert long == [], "\n".join(long)
