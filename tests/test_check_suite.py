@@ -19,6 +19,7 @@ from lablens.fields.detection import create_detector, list_detectors
 from lablens.infer.bundle import load_bundle, save_bundle
 from lablens.models.classical import FeatureClassifier
 from lablens.models.deep import DeepClassifier
+from lablens.models.head import HeadClassifier
 from lablens.models.mil import MILClassifier
 from lablens.models.multitask import MultiTaskClassifier
 from lablens.models.registry import create_estimator, get_spec, list_estimators, list_families
@@ -48,6 +49,7 @@ FAMILIES: dict[type, tuple[str, dict[str, Any]]] = {
         ),
     ),
     FeatureClassifier: ("features", dict(features="hu+colour", classifier="logreg", image_size=32)),
+    HeadClassifier: ("head", dict(model_name="test_resnet", weights="scratch", image_size=32)),
     MILClassifier: (
         "mil",
         dict(

@@ -120,8 +120,10 @@ FIT_VERIFIER_OPTIONS = {"not_wbc": "non_wbc"}
 TRAIN_OPTIONS = {
     "model": "model.name",
     "weights": "model.weights",
+    "init": "model.init",
     "image_size": "model.image_size",
     "epochs": "train.epochs",
+    "min_steps": "train.min_steps",
     "batch_size": "train.batch_size",
     "lr": "train.lr",
     "split": "split.protocol",
@@ -153,8 +155,17 @@ def train(
     ),
     model: str | None = typer.Option(None, help="Registered model or any timm model name, e.g. resnet34."),
     weights: str | None = typer.Option(None, help="scratch | imagenet | path to .safetensors/.pth weights."),
+    init: Path | None = typer.Option(
+        None, help="Warm start: a lablens bundle to start from (its network; head rows kept per known class)."
+    ),
     image_size: int | None = typer.Option(None, help="Input size in pixels (square)."),
-    epochs: int | None = typer.Option(None, help="Maximum epochs."),
+    epochs: int | None = typer.Option(
+        None, help="Maximum epochs (default 20, of at least --min-steps steps)."
+    ),
+    min_steps: int | None = typer.Option(
+        None,
+        help="Fewest optimiser steps in all (default 400 unless --epochs is given): small sets take more passes.",
+    ),
     batch_size: int | None = typer.Option(None, help="Batch size."),
     lr: float | None = typer.Option(None, help="Peak learning rate (AdamW)."),
     split: str | None = typer.Option(
@@ -214,6 +225,7 @@ def train(
     overrides = {key: values[option] for option, key in TRAIN_OPTIONS.items()}
     overrides["split.seed"] = seed
     overrides["data.synthetic"] = str(synthetic.resolve()) if synthetic else None
+    overrides["model.init"] = str(init.resolve()) if init else None
     fields = SampleLevel(task=task, um_per_px=um_per_px, ignore_regions=ignore_region)
     res = train_run(
         data, out, config=config, overrides=overrides, label_level=label_level, fields=fields,
@@ -291,6 +303,9 @@ def retrain(
         0.2, help="Share of review samples (the most recent) held out as locked cases for promote."
     ),
     epochs: int | None = typer.Option(None, help="Epochs (default: the run's own)."),
+    start: str = typer.Option(
+        "auto", help="bundle: warm-start from the run's bundle | run: from the run's initialisation | auto."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train the run's configuration again on its images plus the technicians' reviewed cells (test locked)."""

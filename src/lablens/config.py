@@ -17,6 +17,10 @@ from lablens.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
+# The default schedule (TrainingSettings): 20 epochs of at least 400 optimiser steps in all.
+DEFAULT_EPOCHS = 20
+DEFAULT_MIN_STEPS = 400
+
 
 class StrictModel(BaseModel):
     """Typed settings that refuse unknown keys (naming them) and check values on assignment too."""
@@ -80,9 +84,13 @@ class NetworkSettings(StrictModel):
     dropout before the classifier, and test-time augmentation: ``tta`` averages predictions over the 8
     flips/rotations of an image; with ``tta_margin`` (adaptive TTA) each image is first seen once and only an
     image whose top-1 minus top-2 softmax probability is below the margin gets all 8 views (``null``: every
-    image gets 8 views, 8× the inference cost). Validation during training always uses all 8 views."""
+    image gets 8 views, 8× the inference cost). Validation during training always uses all 8 views.
+
+    ``init``: a lablens bundle to start from instead of ``weights`` (a warm start: its network and normalisation,
+    head rows kept for the classes it knows; see :mod:`lablens.models.warm_start`)."""
 
     weights: str = "scratch"
+    init: str | None = None
     image_size: int = Field(224, ge=16, le=2048)
     drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
     tta: bool = True
@@ -103,9 +111,15 @@ class TrainingSettings(StrictModel):
 
     ``augment: null`` switches augmentation off. ``compile`` runs the training network through
     ``torch.compile``; batches always have one static shape (``drop_last`` leaves out the last, partial pass
-    instead of filling it from the start of the epoch). ``grad_clip`` caps the global gradient norm."""
+    instead of filling it from the start of the epoch). ``grad_clip`` caps the global gradient norm.
 
-    epochs: int = Field(20, ge=1)
+    The schedule is counted in optimiser steps as well as epochs: training runs ``epochs`` epochs of at least
+    ``min_steps`` steps in all; an epoch that would be too short takes several passes over the training images
+    (a 32-image set gets as many updates as it needs, a large one is unaffected). Neither given: 20 epochs and
+    at least 400 steps; ``epochs`` given alone: exactly that many passes (``min_steps`` 0)."""
+
+    epochs: int | None = Field(None, ge=1)
+    min_steps: int | None = Field(None, ge=0)
     batch_size: int = Field(32, ge=1)
     lr: float | None = Field(None, gt=0.0)
     weight_decay: float = Field(0.05, ge=0.0)
@@ -124,6 +138,19 @@ class TrainingSettings(StrictModel):
     drop_last: bool = False
     seed: int = 0
     augment: AugmentConfig | None = AugmentConfig()
+
+    @property
+    def epoch_count(self) -> int:
+        """The epochs the schedule runs (``epochs``, or the default 20)."""
+        return self.epochs if self.epochs is not None else DEFAULT_EPOCHS
+
+    @property
+    def step_floor(self) -> int:
+        """The fewest optimiser steps the schedule runs (``min_steps``, or its default; 0 when only
+        ``epochs`` was given)."""
+        if self.min_steps is not None:
+            return self.min_steps
+        return DEFAULT_MIN_STEPS if self.epochs is None else 0
 
 
 class TrainConfig(TrainingSettings):

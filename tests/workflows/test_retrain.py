@@ -122,3 +122,19 @@ def test_retrain_refuses_what_it_cannot_do(base: dict[str, Path], tmp_path: Path
     )
     assert result.exit_code == 1 and "no manifest.csv" in result.output
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_network_retrains_from_its_bundle_unless_asked_to_start_over(base: dict[str, Path]) -> None:
+    root = base["root"]
+    cfg = RunConfig()
+    cfg.model.name, cfg.model.image_size = "test_resnet", 40
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.augment, cfg.eval.bootstrap = 1, 8, None, 0
+    train(base["data"], root / "deep_run", cfg, progress=False)
+    run_bundle = load_bundle(root / "deep_run" / "bundle")
+    warm = retrain(root / "deep_run", [base["export"]], root / "warm", progress=False)
+    init = load_bundle(warm.bundle).card["init"]
+    assert init["bundle_hash"] == run_bundle.hash and init["kept"] == ["disc", "ring", "square"]
+    cold = retrain(root / "deep_run", [base["export"]], root / "cold", start="run", progress=False)
+    assert "init" not in load_bundle(cold.bundle).card
+    with pytest.raises(RunError, match="model 'handcrafted' cannot warm-start"):
+        retrain(base["run"], [base["export"]], root / "never", start="bundle", progress=False)

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from lablens.models import classical, deep, mil, multitask  # noqa: F401  (registers every family)
+from lablens.models import classical, deep, head, mil, multitask  # noqa: F401  (registers every family)

@@ -17,8 +17,9 @@ from lablens.device import resolve_device
 from lablens.errors import SettingError, UnknownNameError
 from lablens.models.base import ImageClassifier
 from lablens.models.registry import Capabilities, EstimatorSpec, register, register_fallback
+from lablens.models.warm_start import read_init_bundle, warm_start
 from lablens.nn.network import run_network
-from lablens.nn.weights import build_network, check_model_name
+from lablens.nn.weights import build_network, check_model_name, same_architecture
 from lablens.params import FamilyParams, params_init
 from lablens.train.context import FitContext
 from lablens.train.imbalance import ClassificationLoss, balanced_class_weights
@@ -68,6 +69,14 @@ class NetworkClassifier(ImageClassifier):
     def _task(self, p: Any, net: torch.nn.Module, y_idx: np.ndarray) -> Any:
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def backbone_of(self, net: torch.nn.Module) -> torch.nn.Module:
+        """The timm backbone (encoder) inside ``net``: what a warm start copies whole."""
+        return net
+
+    def head_of(self, net: torch.nn.Module) -> torch.nn.Module:
+        """The class head inside ``net`` (one row per class): what a warm start maps by class name."""
+        return net.get_classifier()
+
     #: training settings the family always uses, whatever the parameters say
     _settings_fixed: ClassVar[dict[str, Any]] = {}
 
@@ -96,23 +105,44 @@ class NetworkClassifier(ImageClassifier):
         y_idx, yv_idx = self._encode_labels(y, y_val if X_val is not None else None)
         X, y_idx = self._training_items(p, X, y_idx)
         torch.manual_seed(p.seed)  # network initialisation
-        net, info = self._build(p, len(self.classes_), p.weights)
-        self.arch_, self.mean_, self.std_, self.weights_source_ = (
-            info.arch,
-            info.mean,
-            info.std,
-            info.weights_source,
-        )
+        net = self._initial_network(p)
         settings = TrainingSettings.model_validate(p.model_dump(include=set(TrainingSettings.model_fields)))
         settings = settings.model_copy(
-            update={"lr": default_lr(p.lr, info.weights_source), **self._settings_fixed}
+            update={"lr": default_lr(p.lr, self.weights_source_), **self._settings_fixed}
         )
         result = Trainer(settings, context).fit(self._task(p, net, y_idx), X, y_idx, X_val, yv_idx)
         self.network_ = net.to("cpu").eval()
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.stopped_early_ = result.stopped_early
+        self.steps_, self.passes_ = result.steps, result.passes
         return self
+
+    def _initial_network(self, p: Any) -> torch.nn.Module:
+        """The network training starts from: built with ``weights``, or warm-started from the ``init`` bundle."""
+        self.init_ = None
+        if p.init is None:
+            net, info = self._build(p, len(self.classes_), p.weights)
+            self.arch_, self.mean_, self.std_ = info.arch, info.mean, info.std
+            self.weights_source_ = info.weights_source
+            return net
+        if p.weights != "scratch":
+            raise SettingError(
+                f"model.init {p.init} and model.weights {p.weights!r}: a warm start takes its weights from the "
+                "bundle; give one of them"
+            )
+        source = read_init_bundle(p.init)
+        if not same_architecture(p.model_name, source.arch):
+            raise SettingError(
+                f"model.init {source.path}: the bundle is {source.arch}, this model {p.model_name}; a warm start "
+                "needs the same architecture"
+            )
+        net, _ = self._build(p, len(self.classes_), "scratch", arch=source.arch)
+        classes = [str(c) for c in self.classes_]
+        self.init_ = warm_start(net, self, classes, source, int(p.image_size))
+        self.arch_, self.mean_, self.std_ = source.arch, source.estimator.mean_, source.estimator.std_
+        self.weights_source_ = f"bundle:{source.hash[:16]}"
+        return net
 
     def _loss(self, p: Any, y_idx: np.ndarray) -> ClassificationLoss:
         weights = balanced_class_weights(y_idx, len(self.classes_))
@@ -166,6 +196,7 @@ class NetworkClassifier(ImageClassifier):
             "std": list(self.std_),
             "weights_source": self.weights_source_,
             "best_epoch": self.best_epoch_,
+            **({"init": self.init_} if getattr(self, "init_", None) else {}),
         }
 
     def export_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -179,6 +210,7 @@ class NetworkClassifier(ImageClassifier):
         self.mean_, self.std_ = tuple(meta["mean"]), tuple(meta["std"])
         self.weights_source_ = meta.get("weights_source", "bundle")
         self.best_epoch_ = meta.get("best_epoch", 0)
+        self.init_ = meta.get("init")
         self.history_ = []
         # ``arch`` can differ from model_name: offline ImageNet weights pick their own variant
         net, _ = self._build(p, len(self.classes_), "scratch", arch=self.arch_)

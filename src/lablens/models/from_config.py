@@ -18,6 +18,7 @@ from lablens.params import ParamError
 #: estimator parameter → the config key that sets it
 CONFIG_KEYS: dict[str, str] = {
     "weights": "model.weights",
+    "init": "model.init",
     "image_size": "model.image_size",
     "drop_rate": "model.drop_rate",
     "tta": "model.tta",

@@ -108,6 +108,12 @@ class MILClassifier(NetworkClassifier):
         items, y_items, _ = training_bags(X, y_idx, p.cells_per_bag, p.bags_per_sample, p.seed)
         return items, y_items
 
+    def backbone_of(self, net: torch.nn.Module) -> torch.nn.Module:
+        return net.encoder
+
+    def head_of(self, net: torch.nn.Module) -> torch.nn.Module:
+        return net.classifier
+
     def _task(self, p: Any, net: torch.nn.Module, y_idx: np.ndarray) -> MILTask:
         return MILTask(
             net, len(self.classes_), self._loss(p, y_idx), self.mean_, self.std_, amp=p.amp, tta=p.tta

@@ -97,6 +97,12 @@ class MultiTaskClassifier(NetworkClassifier):
         net = MultiTaskNet(backbone, p.image_size, quality=p.quality_weight > 0, deblur=p.deblur_weight > 0)
         return net, info
 
+    def backbone_of(self, net: torch.nn.Module) -> torch.nn.Module:
+        return net.backbone
+
+    def head_of(self, net: torch.nn.Module) -> torch.nn.Module:
+        return net.backbone.get_classifier()
+
     def _task(self, p: Any, net: torch.nn.Module, y_idx: np.ndarray) -> BlurMultiTask:
         return BlurMultiTask(
             net,

@@ -47,6 +47,12 @@ class NetInfo:
     weights_source: str
 
 
+def same_architecture(model_name: str, arch: str) -> bool:
+    """Whether a network built as ``arch`` is ``model_name`` (EfficientNet-Lite with offline ImageNet weights is
+    built as timm's ``tf_`` variant of it)."""
+    return arch == model_name or (model_name in _LITE_PACKAGES and arch == "tf_" + model_name)
+
+
 def check_model_name(name: str) -> None:
     """Raise an :class:`~lablens.errors.UnknownNameError` with suggestions if timm does not know ``name``."""
     if timm.is_model(name):

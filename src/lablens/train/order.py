@@ -55,10 +55,16 @@ def shard_owner(n: int, world_size: int, seed: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StepPlan:
-    """``steps`` optimiser steps per epoch, each taking ``per_rank`` images on every rank."""
+    """``steps`` optimiser steps per pass over the images, each taking ``per_rank`` images on every rank, and
+    ``passes`` passes per epoch (more than one when the data is too small for the schedule's fewest steps)."""
 
     per_rank: int
     steps: int
+    passes: int = 1
+
+    @property
+    def epoch_steps(self) -> int:
+        return self.steps * self.passes
 
 
 def step_plan(shard_sizes: np.ndarray, batch_size: int, world_size: int, drop_last: bool) -> StepPlan:
@@ -84,3 +90,12 @@ def rank_batches(order: np.ndarray, owner: np.ndarray, rank: int, plan: StepPlan
     need = plan.steps * plan.per_rank
     reps = math.ceil(need / len(mine))
     return np.tile(mine, reps)[:need].reshape(plan.steps, plan.per_rank)
+
+
+def epoch_batches(
+    y: np.ndarray, mode: str, generator: torch.Generator, owner: np.ndarray, rank: int, plan: StepPlan
+) -> np.ndarray:
+    """``epoch_steps × per_rank`` image indices of one epoch for ``rank``: ``plan.passes`` passes, each in its
+    own order drawn from ``generator`` (one pass draws exactly what a single :func:`epoch_order` draws)."""
+    passes = [rank_batches(epoch_order(y, mode, generator), owner, rank, plan) for _ in range(plan.passes)]
+    return np.concatenate(passes)

@@ -40,10 +40,9 @@ from lablens.train.checkpoint import load_checkpoint, save_checkpoint
 from lablens.train.context import FitContext
 from lablens.train.order import (
     StepPlan,
+    epoch_batches,
     epoch_generator,
-    epoch_order,
     mix_seed,
-    rank_batches,
     shard_owner,
     step_plan,
 )
@@ -60,12 +59,15 @@ class TrainingError(SettingError):
 
 @dataclass
 class FitRecord:
-    """What a fit did: one record per epoch, the selected epoch, and whether it stopped early or resumed."""
+    """What a fit did: one record per epoch, the selected epoch, whether it stopped early or resumed, and the
+    optimiser steps it ran (``passes`` passes over the training images per epoch)."""
 
     history: list[dict[str, float]]
     best_epoch: int
     stopped_early: bool
     resumed_from: int | None = None
+    steps: int = 0
+    passes: int = 1
 
 
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -246,7 +248,7 @@ class Trainer:
             state, best_state = self._restore(ckpt, run.stateful)
             resumed = state.epoch
         has_val = x_val is not None and len(x_val) > 0
-        for epoch in range(state.epoch + 1, s.epochs + 1):
+        for epoch in range(state.epoch + 1, s.epoch_count + 1):
             if state.stopped:
                 break
             t0 = time.perf_counter()
@@ -275,7 +277,8 @@ class Trainer:
                 )
         task.model.load_state_dict(best_state if best_state is not None else run.evaluated.state_dict())
         task.model.eval()
-        return FitRecord(state.history, state.best_epoch, state.stopped, resumed)
+        steps = len(state.history) * run.plan.epoch_steps
+        return FitRecord(state.history, state.best_epoch, state.stopped, resumed, steps, run.plan.passes)
 
     def _prepare(self, task: Task, x_train: np.ndarray, y_train: np.ndarray) -> _Run:
         """Shard the images, place the networks, build optimisers, scaler and weight average; check settings."""
@@ -291,6 +294,8 @@ class Trainer:
         plan = step_plan(
             np.bincount(owner, minlength=env.world_size), s.batch_size, env.world_size, s.drop_last
         )
+        passes = max(1, math.ceil(s.step_floor / (s.epoch_count * plan.steps)))
+        plan = StepPlan(plan.per_rank, plan.steps, passes)
         if plan.per_rank < 2 and has_batchnorm(task.model):
             raise TrainingError(
                 f"{plan.per_rank} image per process and step: BatchNorm needs at least 2 (raise train.batch_size, "
@@ -327,14 +332,15 @@ class Trainer:
         t0 = time.perf_counter()
         gen = epoch_generator(s.seed, epoch)
         torch.manual_seed(mix_seed(s.seed, epoch, 1, env.rank))  # dropout / drop-path replay on resume
-        batches = rank_batches(epoch_order(y_train, s.imbalance, gen), run.owner, env.rank, plan)
+        batches = epoch_batches(y_train, s.imbalance, gen, run.owner, env.rank, plan)
         for net in task.networks.values():
             net.train()
-        total, warmup = s.epochs * plan.steps, round(s.warmup_epochs * plan.steps)
-        bar = self.progress.task(f"epoch {epoch}/{s.epochs}", plan.steps)
+        steps = plan.epoch_steps
+        total, warmup = s.epoch_count * steps, round(s.warmup_epochs * steps)
+        bar = self.progress.task(f"epoch {epoch}/{s.epoch_count}", steps)
         sums: dict[str, torch.Tensor] = {}
         for b, idx in enumerate(batches):
-            step = (epoch - 1) * plan.steps + b
+            step = (epoch - 1) * steps + b
             for opt in run.stateful.optimizers.values():
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total, warmup, float(s.lr))
@@ -350,12 +356,13 @@ class Trainer:
                 run.stateful.ema.update(task.model, step=step)
             for name, value in logs.items():  # summed on the device: no synchronisation per step
                 sums[name] = sums.get(name, 0.0) + value.float() * len(idx)
-            if b % 10 == 9 or b == plan.steps - 1:
+            if b % 10 == 9 or b == steps - 1:
                 bar.update(b + 1, loss=float(sums["loss"]) / ((b + 1) * len(idx)))
         bar.done()
-        record = self._train_record(epoch, sums, plan.steps * plan.per_rank, run.stateful.optimizers)
+        record = self._train_record(epoch, sums, steps * plan.per_rank, run.stateful.optimizers)
+        record["steps"] = steps
         record["train_seconds"] = time.perf_counter() - t0
-        record["train_images_per_s"] = plan.steps * plan.per_rank * env.world_size / record["train_seconds"]
+        record["train_images_per_s"] = steps * plan.per_rank * env.world_size / record["train_seconds"]
         return record
 
     def _wrap(self, net: torch.nn.Module) -> Any:
@@ -397,7 +404,7 @@ class Trainer:
 
     def _epoch_line(self, record: dict[str, float], improved: bool, stopped: bool) -> str:
         s = self.s
-        parts = [f"epoch {int(record['epoch'])}/{s.epochs}", f"train_loss {record['train_loss']:.4f}"]
+        parts = [f"epoch {int(record['epoch'])}/{s.epoch_count}", f"train_loss {record['train_loss']:.4f}"]
         if "val_loss" in record:
             parts.append(f"val_loss {record['val_loss']:.4f}")
             if s.monitor != "loss":

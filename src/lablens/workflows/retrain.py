@@ -16,8 +16,10 @@ through the ``split.protocol`` path rule of ``lablens train``):
 ``NEW`` holds ``data.csv`` (every image with its source and partition), ``split.json``, ``locked_reviews.csv``
 (the held-out review cases, labelled, for ``lablens promote --data``), ``retrain.json`` (what was joined and
 left out), ``retrain.yaml`` (the settings, loadable with ``--config``) and ``run/``: the training run with the
-candidate bundle (``run/bundle``). Retraining starts from the run's own initialisation (its ``model.weights``),
-so the candidate differs from the model in service only by the data; ``epochs`` may be changed.
+candidate bundle (``run/bundle``). Retraining starts, by default, from the run's bundle (a warm start,
+``model.init``: the model in service learns the corrections instead of starting over); ``start: run`` starts
+from the run's own initialisation (its ``model.weights``) instead, so the candidate differs from the model in
+service only by the data. ``epochs`` may be changed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -38,6 +40,7 @@ from lablens.data.splits import SPLIT_SCHEMA
 from lablens.errors import RunError
 from lablens.infer.bundle import load_bundle
 from lablens.jsonio import write_json
+from lablens.models.registry import get_spec
 from lablens.progress import console
 from lablens.verb_config import VerbConfig
 from lablens.workflows.run_folder import run_folder
@@ -147,12 +150,16 @@ class RetrainConfig(VerbConfig):
         review_test: share of review samples (the most recent) held out as locked cases for promote, in
             ``[0, 1)``.
         epochs: training epochs; None keeps the run's own.
+        start: ``bundle``: from the run's bundle (a warm start); ``run``: from the run's own initialisation;
+            ``auto`` (default): the bundle when the model family can warm-start (the network families), else the
+            run's initialisation.
     """
 
     verb: ClassVar[str] = "retrain"
 
     review_test: float = 0.2
     epochs: int | None = Field(None, ge=1)
+    start: Literal["auto", "bundle", "run"] = "auto"
 
 
 def retrain(
@@ -179,6 +186,7 @@ def retrain(
     joined, counts = _joined_reviews(reviews, bundle.classes, original, review_test, run_cfg)
     data = pd.concat([original, joined], ignore_index=True)
     run_cfg = _retrain_config(run_cfg, epochs)
+    run_cfg = _starting_point(run_cfg, run / "bundle", cfg.start)
     with run_folder(out, hint="choose a new --out for the retrain") as out:
         data_csv = out / "data.csv"
         data.to_csv(data_csv, index=False)
@@ -188,7 +196,7 @@ def retrain(
         locked = joined[joined["partition"] == "test"][["path", "label", "group"]]
         locked.to_csv(out / "locked_reviews.csv", index=False)
         result = train(data_csv, out / "run", run_cfg, progress=progress)
-        epochs_run = run_cfg.train.epochs
+        epochs_run = run_cfg.train.epoch_count
         summary = _summary(run, reviews, bundle.hash, result, data, joined, locked, counts, epochs_run)
         write_json(out / "retrain.json", summary)
         cfg.write(out / "retrain.yaml")
@@ -229,6 +237,19 @@ def _retrain_config(cfg: RunConfig, epochs: int | None) -> RunConfig:
     )
     if epochs is not None:
         cfg.train.epochs = epochs
+    return cfg
+
+
+def _starting_point(cfg: RunConfig, bundle: Path, start: str) -> RunConfig:
+    """``cfg`` warm-starting from ``bundle`` (``model.init``) when ``start`` asks for it or, with ``auto``, when
+    the run's model family can; a :class:`RunError` when ``bundle`` is asked of a family that cannot."""
+    can = get_spec(cfg.model.name).accepts("init")
+    if start == "run" or (start == "auto" and not can):
+        return cfg
+    if not can:
+        raise RunError(f"--start bundle: model {cfg.model.name!r} cannot warm-start; use --start run")
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.init, cfg.model.weights = str(bundle.resolve()), "scratch"
     return cfg
 
 

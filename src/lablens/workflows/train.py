@@ -384,6 +384,8 @@ def _write_fold(
         "processes": env.world_size,
         "history": getattr(est, "history_", []),
         "best_epoch": getattr(est, "best_epoch_", None),
+        "optimizer_steps": getattr(est, "steps_", None),
+        "passes_per_epoch": getattr(est, "passes_", None),
         "seen_sha256_prefixes": sorted({s[:SEEN_PREFIX] for s in seen}),
         "synthetic": synthetic,
     }
@@ -423,10 +425,20 @@ def run_info(cfg: RunConfig, manifest: Manifest, fold: Fold, est: Any, env: D.Di
         "split": f"{cfg.split.protocol} (seed {cfg.split.seed}, {fold.name}, grouped)",
         "manifest hash": manifest.content_hash()[:16],
         "best epoch": getattr(est, "best_epoch_", None),
+        "optimiser steps": _steps_line(est),
         "test-time augmentation": estimator_policy(est).describe(),
         "processes": env.world_size,
         "versions": f"lablens {v['lablens']}, torch {v['torch']}, timm {v['timm']}",
     }
+
+
+def _steps_line(est: Any) -> str | None:
+    """How many optimiser steps training ran (and passes per epoch when an epoch took several)."""
+    steps = getattr(est, "steps_", None)
+    if steps is None:
+        return None
+    passes = getattr(est, "passes_", 1)
+    return f"{steps}" + (f" ({passes} passes over the images per epoch)" if passes > 1 else "")
 
 
 def summarise_folds(fold_metrics: list[dict], names: list[str]) -> dict[str, Any]:
