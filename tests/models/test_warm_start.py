@@ -14,7 +14,8 @@ from lablens.models.registry import create_estimator
 from lablens.models.warm_start import read_init_bundle, warm_start
 from lablens.nn.weights import build_network
 from lablens.train.context import FitContext
-from tests.conftest import shape_image, tiny_bundle
+
+from conftest import shape_image, tiny_bundle
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def test_another_architecture_or_input_size_or_both_weights_are_refused_naming_b
         params = {"image_size": 32, "init": str(source), "epochs": 1, "batch_size": 4, **extra}
         with pytest.raises(SettingError, match=message):
             create_estimator(model, **params).fit(X, y, context=FitContext(device="cpu"))
-    with pytest.raises(SettingError, match="model.weights 'imagenet'"):
+    with pytest.raises(SettingError, match=r"model\.weights 'imagenet'"):
         create_estimator("test_resnet", image_size=32, init=str(source), weights="imagenet").fit(
             X, y, context=FitContext(device="cpu")
         )
