@@ -52,6 +52,7 @@ from lablens.workflows.predict_verb import predict_run as predict
 from lablens.workflows.promote import promote
 from lablens.workflows.quality import QualityConfig, QualityResult, quality
 from lablens.workflows.retrain import RetrainConfig, retrain
+from lablens.workflows.suggest import SuggestConfig, SuggestResult, suggest
 from lablens.workflows.synth_study import SynthStudyResult, synth_study
 from lablens.workflows.synthesize import SynthesisResult, synthesize
 from lablens.workflows.train import TrainResult, min_groups_for, train
@@ -148,6 +149,8 @@ __all__ = [
     "RetrainConfig",
     "RunConfig",
     "ServeConfig",
+    "SuggestConfig",
+    "SuggestResult",
     "SynthStudyResult",
     "SynthesisResult",
     "TrainDetectorConfig",
@@ -177,6 +180,7 @@ __all__ = [
     "serve",
     "service_admin",
     "show_config",
+    "suggest",
     "synth_study",
     "synthesize",
     "train",

@@ -417,6 +417,32 @@ def predict(
 
 @app.command()
 @friendly
+def suggest(
+    ctx: typer.Context,
+    bundle: Path = typer.Argument(..., help="Bundle folder or .zip (the model in use, or a related one)."),
+    paths: list[Path] = typer.Argument(..., help="Unlabelled images: files, folders, CSV manifests, .txt lists."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder collecting the batches (batch-001.csv, …)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings (a batch-NNN.yaml)."),
+    n: int = typer.Option(50, "--n", "-n", help="Images in the batch."),
+    rule: str = typer.Option("margin", help="margin | entropy (uncertainty + diversity) | random"),
+    pool_factor: float = typer.Option(10.0, help="Diversity chooses among the pool_factor × n most uncertain."),
+    seed: int = typer.Option(0, help="Breaks ties; draws the random batch."),
+    labelled: list[str] = typer.Option([], help="Images already labelled (file, folder or CSV); repeatable."),
+    ood: str = OOD_OPTION,
+    batch_size: int = typer.Option(64, help="Images per batch of inference."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Suggest the unlabelled images worth a technician's label next: uncertain and diverse; odd ones apart."""
+    from lablens.workflows.suggest import SuggestConfig
+    from lablens.workflows.suggest import suggest as run_suggest
+
+    cfg = verb_settings(ctx, SuggestConfig, config, locals(), {"ood": "ood_alpha"})
+    run_suggest(bundle, list(paths), out, cfg, progress=not quiet)
+
+
+@app.command()
+@friendly
 def export(
     ctx: typer.Context,
     bundle: Path = typer.Argument(..., help="Bundle folder (or .zip with --out)."),

@@ -262,9 +262,11 @@ class Predictor:
         progress: Any = None,
         limits: DecodeLimits | None = None,
         workers: int = 2,
+        on_images: Callable[[np.ndarray], None] | None = None,
     ) -> PredictionResult:
         """Classify every readable image of ``inputs`` (files and folders) in memory: for small jobs; an archive
-        streams to Parquet shards instead (:mod:`lablens.workflows.predict_archive`)."""
+        streams to Parquet shards instead (:mod:`lablens.workflows.predict_archive`). ``on_images`` sees each
+        decoded batch (at the bundle's size, rows in the order of ``paths``), e.g. to embed it too."""
         from lablens.infer.decode import Preprocessing, Shard, decode_shard
 
         progress = progress or SilentProgress()
@@ -281,6 +283,8 @@ class Predictor:
                     result.skipped.append(Problem(safe_display_name(path), *err))
             if len(decoded.ok):
                 parts.append(self.gated_scores(decoded.images, decoded.gate_crops))
+                if on_images is not None:
+                    on_images(decoded.images)
             result.paths.extend(chunk[i] for i in decoded.ok)
             task.advance(len(chunk))
         task.done()

@@ -92,6 +92,10 @@ class FeatureClassifier(ImageClassifier):
         """Feature matrix of crops (``N×D`` float32), as the classifier sees it."""
         return self._feature_set().transform(self.resize_images(X))
 
+    def embed(self, X: np.ndarray, *, device: str | None = None, batch_size: int | None = None) -> np.ndarray:
+        """The feature matrix (:meth:`transform`): the embedding ``lablens suggest`` spreads a batch over."""
+        return self.transform(X)
+
     # -- training -----------------------------------------------------------------------------------
     def fit(
         self,

@@ -181,6 +181,21 @@ class NetworkClassifier(ImageClassifier):
     ) -> np.ndarray:
         return self.outputs(X, device=device, batch_size=batch_size)["logits"]
 
+    def embed(self, X: np.ndarray, *, device: str | None = None, batch_size: int | None = None) -> np.ndarray:
+        """The pooled features the class head reads (``N×D`` float32, one view per image): the embedding that
+        ``lablens suggest`` spreads a batch over."""
+        captured: list[torch.Tensor] = []
+        hook = self.head_of(self.network_).register_forward_hook(
+            lambda _m, inputs, _out: captured.append(inputs[0].detach().float().cpu())
+        )
+        try:
+            self.outputs(X, device=device, batch_size=batch_size, tta=False)
+        finally:
+            hook.remove()
+        if not captured:
+            return np.zeros((0, 0), np.float32)
+        return torch.cat(captured).flatten(1).numpy()
+
     def predict_proba(
         self, X: np.ndarray, *, device: str | None = None, batch_size: int | None = None
     ) -> np.ndarray:
