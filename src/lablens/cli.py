@@ -116,6 +116,21 @@ DEGRADE_OPTIONS = {"label_column": "data.label_column", "group_column": "data.gr
 FIT_VERIFIER_OPTIONS = {"not_wbc": "non_wbc"}
 
 
+MISSING_CLASSES_OPTION = typer.Option(
+    None,
+    help="A class without images in a partition: refuse (default) | drop (leave small classes out) | "
+    "not-estimable (keep; its metrics are reported as not estimable).",
+)
+LABEL_LEVEL_OPTION = typer.Option(
+    "image",
+    help="image: DATA holds labelled images | sample: DATA is a fields CSV (path, sample, label) with one "
+    "label per sample, learnt from the cells of its fields (multiple-instance model mil / mil-mean).",
+)
+SYNTHETIC_OPTION = typer.Option(
+    None,
+    help="Synthetic images (folder with manifest.csv, synthetic=1) that join training partitions only.",
+)
+
 #: ``lablens train``'s options → the config keys they set
 TRAIN_OPTIONS = {
     "model": "model.name",
@@ -171,21 +186,14 @@ def train(
     split: str | None = typer.Option(
         None, help="8:1:1 | 9:1 | 70:30 | kfold:5 | repeated-kfold:5x3 | split.json"
     ),
-    missing_classes: str | None = typer.Option(
-        None,
-        help="A class without images in a partition: refuse (default) | drop (leave small classes out) | "
-        "not-estimable (keep; its metrics are reported as not estimable).",
-    ),
+    missing_classes: str | None = MISSING_CLASSES_OPTION,
     label_column: str | None = typer.Option(None, help="CSV/manifest column holding the label."),
     group_column: str | None = typer.Option(None, help="CSV column naming patient/specimen/slide."),
     group_regex: str | None = typer.Option(
         None, help="Regex on file names giving the group, e.g. '^(P\\d+)_'."
     ),
     reader_column: str | None = typer.Option(None, help="CSV column with a second reader's label."),
-    synthetic: Path | None = typer.Option(
-        None,
-        help="Synthetic images (folder with manifest.csv, synthetic=1) that join training partitions only.",
-    ),
+    synthetic: Path | None = SYNTHETIC_OPTION,
     synthetic_ratio: float | None = typer.Option(
         None, help="Cap each class's synthetic images at this multiple of its real training images."
     ),
@@ -203,11 +211,7 @@ def train(
     ),
     seed: int | None = typer.Option(None, help="Seed for split, initialisation and augmentation."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
-    label_level: str = typer.Option(
-        "image",
-        help="image: DATA holds labelled images | sample: DATA is a fields CSV (path, sample, label) with one "
-        "label per sample, learnt from the cells of its fields (multiple-instance model mil / mil-mean).",
-    ),
+    label_level: str = LABEL_LEVEL_OPTION,
     task: str | None = typer.Option(None, help="With --label-level sample: the field preset (ana | blood)."),
     um_per_px: float | None = typer.Option(
         None, help="With --label-level sample: field scale when the CSV has no um_per_px column."
@@ -420,12 +424,16 @@ def predict(
 def suggest(
     ctx: typer.Context,
     bundle: Path = typer.Argument(..., help="Bundle folder or .zip (the model in use, or a related one)."),
-    paths: list[Path] = typer.Argument(..., help="Unlabelled images: files, folders, CSV manifests, .txt lists."),
+    paths: list[Path] = typer.Argument(
+        ..., help="Unlabelled images: files, folders, CSV manifests, .txt lists."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder collecting the batches (batch-001.csv, …)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings (a batch-NNN.yaml)."),
     n: int = typer.Option(50, "--n", "-n", help="Images in the batch."),
     rule: str = typer.Option("margin", help="margin | entropy (uncertainty + diversity) | random"),
-    pool_factor: float = typer.Option(10.0, help="Diversity chooses among the pool_factor × n most uncertain."),
+    pool_factor: float = typer.Option(
+        10.0, help="Diversity chooses among the pool_factor × n most uncertain."
+    ),
     seed: int = typer.Option(0, help="Breaks ties; draws the random batch."),
     labelled: list[str] = typer.Option([], help="Images already labelled (file, folder or CSV); repeatable."),
     ood: str = OOD_OPTION,
