@@ -137,6 +137,23 @@ def test_export_reviews_writes_signed_labels_as_a_training_set(service: dict) ->
     assert len(m) == 2 and set(m["group"]) == {f"sample-{signed['id']}"}
     row = m[m["status"] == "reclassified"].iloc[0]
     assert row["label"] == other and row["predicted"] == first["predicted"] and (out / row["path"]).is_file()
+    p = np.array(sorted(first["probabilities"].values(), reverse=True))
+    assert np.isclose(row["review_score"], 1 - (p[0] - p[1]), atol=1e-4)  # the score suggest ranks by
     assert CliRunner().invoke(cli, [*args, str(out)]).exit_code == 1  # never overwritten
     r = CliRunner().invoke(cli, [*args, str(service["tmp"] / "all"), "--include-unsigned"])
     assert r.exit_code == 0 and len(pd.read_csv(service["tmp"] / "all" / "manifest.csv")) == 3
+
+
+def test_review_first_lists_open_pending_cells_most_uncertain_first(service: dict) -> None:
+    c, auth = service["client"], service["auth"]
+    doc = _submit(service)
+    c.post(f"/api/cells/{doc['cells'][0]['id']}/review", json={"action": "confirm"}, headers=auth["technician"])
+    rows = c.get("/api/review-first", params={"limit": 1000}, headers=auth["technician"]).json()
+    mine = [r for r in rows if r["sample_id"] == doc["id"]]
+    assert {r["id"] for r in mine} == {cell["id"] for cell in doc["cells"][1:]}  # the reviewed cell is gone
+    scores = [r["review_score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    for r in mine:
+        p = sorted(r["probabilities"].values(), reverse=True)
+        assert np.isclose(r["review_score"], 1 - (p[0] - p[1]), atol=1e-4)
+    assert len(c.get("/api/review-first", params={"limit": 2}, headers=auth["technician"]).json()) == 2

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+
+from lablens.infer.acquisition import uncertainty
 from lablens.service.models import AuditEvent, Cell, Sample
 
 
@@ -31,15 +34,26 @@ def _flags(stored: str | None) -> tuple[list[str], dict[str, str]]:
     return names, reasons
 
 
+def review_score(probabilities: dict[str, float]) -> float | None:
+    """How much a technician's look at the cell would teach the model: the margin uncertainty of its calibrated
+    probabilities (:func:`lablens.infer.acquisition.uncertainty`, the score ``lablens suggest`` ranks by), in
+    [0, 1]; None for a cell given no probabilities (held back by the quality gate)."""
+    if not probabilities:
+        return None
+    return round(float(uncertainty(np.asarray([list(probabilities.values())]), "margin")[0]), 4)
+
+
 def cell_doc(c: Cell, min_confidence: float) -> dict[str, Any]:
     where = queue(c, min_confidence)
     flags, reasons = _flags(c.flags)
+    probabilities = json.loads(c.probabilities)
     return {
         "id": c.id,
         "name": c.original_name,
         "predicted": c.predicted,
         "confidence": round(c.confidence, 4),
-        "probabilities": json.loads(c.probabilities),
+        "probabilities": probabilities,
+        "review_score": review_score(probabilities),
         "label": c.label,
         "status": c.status,
         "final": c.label or (c.predicted if where in ("review", "reviewed") else None),

@@ -7,6 +7,7 @@ one sample on both sides) plus what the model had said. ``lablens train OUT/mani
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from sqlalchemy import select
 
 from lablens.errors import RunError
 from lablens.service.db import open_database, sessions
+from lablens.service.documents import review_score
 from lablens.service.models import Cell, Sample
 from lablens.service.storage import image_path
 from lablens.workflows.run_folder import check_new_folder, run_folder
@@ -47,6 +49,7 @@ def export_reviews(
                     "sample": sample.name,
                     "predicted": cell.predicted,
                     "confidence": cell.confidence,
+                    "review_score": review_score(json.loads(cell.probabilities)),
                     "status": cell.status,
                     "signed_by": sample.signed_by,
                     "bundle_hash": sample.bundle_hash,
@@ -67,6 +70,7 @@ def _manifest(rows: list[dict]) -> pd.DataFrame:
             "sample",
             "predicted",
             "confidence",
+            "review_score",
             "status",
             "signed_by",
             "bundle_hash",

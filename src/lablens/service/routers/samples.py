@@ -221,6 +221,28 @@ def held_back(
     return out
 
 
+@router.get("/review-first")
+def review_first(
+    _user: Technician,
+    state: State,
+    session: ReadSession,
+    task: str | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+) -> list[dict[str, Any]]:
+    """Open cells still to review, the most informative first (``review_score``: the uncertainty ``lablens
+    suggest`` ranks by; oldest sample first among equals), for ``task`` or every task: review these first."""
+    q = select(Cell, Sample).join(Sample).where(Sample.status == "open", Cell.status == "pending")
+    if task:
+        q = q.where(Sample.task == task)
+    rows = []
+    for cell, sample in session.execute(q.order_by(Sample.id, Cell.id)).all():
+        doc = cell_doc(cell, state.settings.min_confidence)
+        if doc["review_score"] is not None:
+            rows.append({**doc, "sample_id": sample.id, "sample": sample.name, "task": sample.task})
+    rows.sort(key=lambda d: -d["review_score"])  # stable: oldest sample, then cell, among equal scores
+    return rows[:limit]
+
+
 def _field_images(s: Sample) -> dict[str, str]:
     """Field name → stored image sha256, in the order the sample's cells came from them."""
     out: dict[str, str] = {}
