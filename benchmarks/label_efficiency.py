@@ -168,6 +168,8 @@ def _plot(sel: dict[str, Any], path: Path) -> None:
     for arm, colour in (("random", "tab:grey"), ("suggested", "tab:blue")):
         ax.plot(sel["budgets_total"], sel[f"{arm}_mean_accuracy"], "o-", color=colour, label=arm)
     ax.set_xscale("log")
+    ax.set_xticks(sel["budgets_total"], [str(b) for b in sel["budgets_total"]])
+    ax.minorticks_off()
     ax.set_xlabel("labelled cells (total)")
     ax.set_ylabel("test accuracy (mean of seeds)")
     ax.set_title("head on EfficientNet-Lite0 ImageNet embeddings")
