@@ -89,3 +89,18 @@ def test_another_architecture_or_input_size_or_both_weights_are_refused_naming_b
         create_estimator("test_resnet", image_size=32, init=str(source), weights="imagenet").fit(
             X, y, context=FitContext(device="cpu")
         )
+
+
+def test_a_multitask_network_starts_from_a_plain_networks_backbone_and_head(tmp_path: Path) -> None:
+    source, _ = tiny_bundle(tmp_path / "src", model="test_efficientnet")
+    src = read_init_bundle(source)
+    est = create_estimator("multitask", model_name="test_efficientnet", image_size=32, init=str(source))
+    net, _ = est._build(est.typed_params(), 3, "scratch")
+    record = warm_start(net, est, ["disc", "ring", "square"], src, 32)
+    src_state = src.estimator.network_.state_dict()
+    backbone = {k[len("backbone.") :]: v for k, v in net.state_dict().items() if k.startswith("backbone.")}
+    assert backbone.keys() == src_state.keys() and all(
+        torch.equal(v, src_state[k]) for k, v in backbone.items()
+    )
+    assert record["kept"] == ["disc", "ring", "square"] and record["fresh"]  # the blur heads start fresh
+    assert all(part.startswith(("quality_head", "decoder")) for part in record["fresh"])
