@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from lablens.config import DataConfig, EvalConfig, RunConfig, build_config, load_config
 from lablens.data.manifest import Manifest
-from lablens.data.validate import DataReport, load_dataset
+from lablens.data.validate import DataReport
 from lablens.infer.bundle import Bundle, load_bundle
 from lablens.infer.gate import QualityGate
 from lablens.infer.predictor import Predictor
 from lablens.models.registry import create_estimator, list_estimators
+from lablens.progress import SilentProgress
 from lablens.service.serve_config import ServeConfig
 from lablens.train.context import FitContext
 from lablens.workflows.analyze import AnalyzeConfig, AnalyzeResult, analyze
@@ -67,19 +68,10 @@ def validate_data(
     data: str | Path, data_cfg: DataConfig | None = None, protocol: str = "8:1:1"
 ) -> tuple[Manifest, DataReport]:
     """Check a dataset: the usable images as a Manifest, and a report of everything skipped and why."""
-    from lablens.workflows.reading import limits_from
+    from lablens.workflows.reading import read_data
 
-    d = data_cfg or DataConfig()
-    return load_dataset(
-        data,
-        layout=d.layout,
-        path_column=d.path_column,
-        label_column=d.label_column,
-        group_column=d.group_column,
-        group_regex=d.group_regex,
-        reader_column=d.reader_column,
-        limits=limits_from(d),
-        min_groups_per_class=min_groups_for(protocol),
+    return read_data(
+        data, data_cfg or DataConfig(), SilentProgress(), min_groups_per_class=min_groups_for(protocol)
     )
 
 

@@ -262,11 +262,12 @@ class Predictor:
         progress: Any = None,
         limits: DecodeLimits | None = None,
         workers: int = 2,
-        on_images: Callable[[np.ndarray], None] | None = None,
+        on_images: Callable[[np.ndarray, list[str]], None] | None = None,
     ) -> PredictionResult:
         """Classify every readable image of ``inputs`` (files and folders) in memory: for small jobs; an archive
         streams to Parquet shards instead (:mod:`lablens.workflows.predict_archive`). ``on_images`` sees each
-        decoded batch (at the bundle's size, rows in the order of ``paths``), e.g. to embed it too."""
+        decoded batch (at the bundle's size, rows in the order of ``paths``) and the sha256 of each file, e.g. to
+        embed it too."""
         from lablens.infer.decode import Preprocessing, Shard, decode_shard
 
         progress = progress or SilentProgress()
@@ -284,7 +285,7 @@ class Predictor:
             if len(decoded.ok):
                 parts.append(self.gated_scores(decoded.images, decoded.gate_crops))
                 if on_images is not None:
-                    on_images(decoded.images)
+                    on_images(decoded.images, [str(decoded.sha256[i]) for i in decoded.ok])
             result.paths.extend(chunk[i] for i in decoded.ok)
             task.advance(len(chunk))
         task.done()

@@ -27,6 +27,7 @@ from pydantic import Field
 
 from lablens.device import resolve_device
 from lablens.errors import SettingError
+from lablens.evaluate.calibration import softmax
 from lablens.features.cache import FeatureStore
 from lablens.models.base import ImageClassifier
 from lablens.models.classifiers import classifier_spec
@@ -115,7 +116,9 @@ class HeadClassifier(ImageClassifier):
 
         if not self.cache:
             return compute(X)
-        return FeatureStore(self.embedding_key_).get(X, compute)
+        if getattr(self, "_store", None) is None or self._store.key != self.embedding_key_:
+            self._store = FeatureStore(self.embedding_key_)  # read from disk once, not on every call
+        return self._store.get(X, compute)
 
     # -- training -----------------------------------------------------------------------------------
     def fit(
@@ -161,9 +164,7 @@ class HeadClassifier(ImageClassifier):
     def predict_proba(
         self, X: np.ndarray, *, device: str | None = None, batch_size: int | None = None
     ) -> np.ndarray:
-        logits = self.predict_logits(X, device=device, batch_size=batch_size)
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        return softmax(self.predict_logits(X, device=device, batch_size=batch_size))
 
     # -- bundles ------------------------------------------------------------------------------------
     def export_state(self) -> tuple[dict[str, Any], dict[str, Any]]:

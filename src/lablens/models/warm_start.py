@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from lablens.bundle_files import read_bundle_files
+from lablens.bundle_files import BundleError, read_bundle_files
 from lablens.errors import SettingError
 from lablens.models.from_card import estimator_from_card
 
@@ -47,7 +47,10 @@ class InitBundle:
 def read_init_bundle(path: str | Path) -> InitBundle:
     """The bundle at ``path``, verified; a :class:`SettingError` naming it when it holds no network to start from."""
     path = Path(path).expanduser()
-    card, tensors, digest = read_bundle_files(path)
+    try:
+        card, tensors, digest = read_bundle_files(path)
+    except BundleError as exc:
+        raise BundleError(f"model.init: {exc}") from None
     est = estimator_from_card(path, card, tensors)
     if getattr(est, "network_", None) is None or not hasattr(est, "backbone_of"):
         name = (card.get("estimator") or {}).get("name")
@@ -104,7 +107,8 @@ def warm_start(
         if src_key in src_state and src_state[src_key].shape == value.shape:
             loaded[key] = src_state[src_key]
         else:
-            loaded[key], _ = value, fresh.append(key)
+            loaded[key] = value
+            fresh.append(key)
     net.load_state_dict(loaded)
     parts = sorted({k.rsplit(".", 1)[0] for k in fresh})
     return {

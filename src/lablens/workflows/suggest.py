@@ -17,7 +17,6 @@ from them. The batch is a pure function of the inputs, the bundle, what is exclu
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -115,8 +114,8 @@ def suggest(
         predictor = Predictor.prepared(
             b, warn, batch_size=cfg.batch_size, device=cfg.device, ood_alpha=cfg.ood_alpha
         )
-        pool = _score(predictor, b, inputs, cfg, prog)
-        labelled = _score(predictor, b, cfg.labelled, cfg, prog) if cfg.labelled else None
+        pool = _score(predictor, b, inputs, cfg, prog, "UNLABELLED")
+        labelled = _score(predictor, b, cfg.labelled, cfg, prog, "--labelled") if cfg.labelled else None
     known = _known_hashes(b, earlier, labelled)
     excluded = np.array([h in known or h[:SEEN_PREFIX] in known for h in pool.sha256], dtype=bool)
     ood = pool.status == OUT_OF_DISTRIBUTION
@@ -148,25 +147,28 @@ def _earlier_batches(out: Path) -> tuple[int, list[Path]]:
     return len(earlier) + 1, earlier
 
 
-def _score(predictor: Predictor, b: Bundle, inputs: list[Any], cfg: SuggestConfig, prog: Any) -> _Pool:
-    """Probabilities, status, OOD scores and embeddings of every readable image of ``inputs``."""
+def _score(
+    predictor: Predictor, b: Bundle, inputs: list[Any], cfg: SuggestConfig, prog: Any, what: str
+) -> _Pool:
+    """Probabilities, status, OOD scores and embeddings of every readable image of ``inputs`` (``what``: which
+    argument they came from, for messages)."""
     embeddings: list[np.ndarray] = []
+    hashes: list[str] = []
 
-    def embed(images: np.ndarray) -> None:
+    def embed(images: np.ndarray, sha256: list[str]) -> None:
         embeddings.append(np.asarray(b.estimator.embed(images, device=cfg.device), dtype=np.float32))
+        hashes.extend(sha256)
 
     result = predictor.predict_files(inputs, progress=prog, on_images=embed)
     for s in result.skipped:
         warn(f"skipped {s.path}: {s.reason}")
     if not result.paths:
-        raise RunError(
-            no_usable_image(result.skipped) if result.skipped else "no image files found in the given paths"
-        )
+        why = no_usable_image(result.skipped) if result.skipped else "no image files found in the given paths"
+        raise RunError(f"{what}: {why}")
     status = (
         result.status if result.status is not None else np.full(len(result.paths), CLASSIFIED, dtype=object)
     )
     ood = result.ood if result.ood is not None else np.full(len(result.paths), np.nan)
-    hashes = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in result.paths]
     return _Pool(
         result.paths, hashes, result.proba, status, ood, np.concatenate(embeddings), len(result.skipped)
     )

@@ -74,6 +74,21 @@ class SampleTrainResult:
 
 
 @dataclass(frozen=True)
+class _FoldRun:
+    """What every fold of a run shares: the samples' cells and labels (``y``: class indices of ``classes``), the
+    run's config and the model's parameters, the field preset, whether to resume, and the progress sink."""
+
+    cells: SampleCells
+    cfg: RunConfig
+    params: dict[str, Any]
+    classes: list[str]
+    y: np.ndarray
+    task: str
+    resume: bool
+    prog: Any
+
+
+@dataclass(frozen=True)
 class _FoldResults:
     """Every fold's test outputs gathered per sample: out-of-fold probabilities (NaN rows for samples no fold
     tested), attention and each cell's top class by sample index, and the bundles the folds wrote."""
@@ -222,7 +237,8 @@ def train_samples(
         y = np.searchsorted(classes, cells.labels)
         table = _write_samples(out / "samples.csv", cells)
         folds, notes = _split_samples(out / "split.json", cells, cfg, classes, y, prog)
-        results = _run_folds(folds, out, cells, cfg, params, classes, y, task, resume, prog)
+        run = _FoldRun(cells, cfg, params, list(classes), y, task, resume, prog)
+        results = _run_folds(folds, out, run)
         metrics, pred = _write_results(out, cells, table, results, cfg, classes, y, notes, task)
     if progress:
         _print_result(metrics, pred)
@@ -305,19 +321,9 @@ def _split_samples(
     return folds, notes
 
 
-def _run_folds(
-    folds: list[Fold],
-    out: Path,
-    cells: SampleCells,
-    cfg: RunConfig,
-    params: dict[str, Any],
-    classes: list[str],
-    y: np.ndarray,
-    task: str,
-    resume: bool,
-    prog: Any,
-) -> _FoldResults:
+def _run_folds(folds: list[Fold], out: Path, run: _FoldRun) -> _FoldResults:
     """Fit every fold in its own folder (or keep a finished one on resume) and gather their test outputs."""
+    y, classes, prog = run.y, run.classes, run.prog
     oof = np.full((len(y), len(classes)), np.nan)
     attention: dict[int, np.ndarray] = {}
     cell_top: dict[int, np.ndarray] = {}
@@ -329,7 +335,7 @@ def _run_folds(
             )
         fold_dir = out if len(folds) == 1 else out / "folds" / fold.name
         fold_dir.mkdir(parents=True, exist_ok=True)
-        outs = _fold_outputs(fold, fold_dir, cells, cfg, params, classes, y, task, resume, prog)
+        outs = _fold_outputs(fold, fold_dir, run)
         for i, o in zip(fold.test, outs, strict=True):
             oof[i], attention[int(i)], cell_top[int(i)] = o["proba"], o["attention"], o["cell_top"]
         if (fold_dir / "bundle").is_dir():
@@ -337,24 +343,13 @@ def _run_folds(
     return _FoldResults(oof, attention, cell_top, bundles)
 
 
-def _fold_outputs(
-    fold: Fold,
-    fold_dir: Path,
-    cells: SampleCells,
-    cfg: RunConfig,
-    params: dict[str, Any],
-    classes: list[str],
-    y: np.ndarray,
-    task: str,
-    resume: bool,
-    prog: Any,
-) -> list[dict[str, np.ndarray]]:
+def _fold_outputs(fold: Fold, fold_dir: Path, run: _FoldRun) -> list[dict[str, np.ndarray]]:
     """One fold's test outputs: read back when a resume finds the fold finished, else fitted and saved."""
     done = fold_dir / FOLD_OUTPUTS
-    if resume and done.exists():
-        prog.log(f"{fold.name}: already finished, kept as it is")
+    if run.resume and done.exists():
+        run.prog.log(f"{fold.name}: already finished, kept as it is")
         return _load_outputs(done)
-    outs = _fit_fold(fold, fold_dir, cells, cfg, params, classes, y, task, resume, prog)
+    outs = _fit_fold(fold, fold_dir, run)
     _save_outputs(done, outs)
     return outs
 
@@ -419,21 +414,12 @@ def _print_result(metrics: dict[str, Any], pred: pd.DataFrame) -> None:
         console.print(f"  [yellow]⚠ {note}[/yellow]", highlight=False)
 
 
-def _fit_fold(
-    fold: Fold,
-    fold_dir: Path,
-    cells: SampleCells,
-    cfg: RunConfig,
-    params: dict[str, Any],
-    classes: list[str],
-    y: np.ndarray,
-    task: str,
-    resume: bool,
-    prog: Any,
-) -> list[dict[str, np.ndarray]]:
+def _fit_fold(fold: Fold, fold_dir: Path, run: _FoldRun) -> list[dict[str, np.ndarray]]:
     """Fit one fold (checkpointing each epoch), calibrate on its validation samples, bundle it (hold-out and
     k-fold), and return per test sample its calibrated probabilities, attention and each cell's top class."""
-    est = create_estimator(cfg.model.name, **params)
+    cells, cfg, classes, y, prog = run.cells, run.cfg, run.classes, run.y, run.prog
+    task, resume = run.task, run.resume
+    est = create_estimator(cfg.model.name, **run.params)
     pick = lambda rows: [cells.crops[i] for i in rows]  # noqa: E731
     labels = np.asarray(cells.labels)
     context = FitContext(
