@@ -175,7 +175,7 @@ def train(
     ),
     image_size: int | None = typer.Option(None, help="Input size in pixels (square)."),
     epochs: int | None = typer.Option(
-        None, help="Maximum epochs (default 20, of at least --min-steps steps)."
+        None, help="Maximum epochs (default 8, of at least --min-steps steps)."
     ),
     min_steps: int | None = typer.Option(
         None,

@@ -11,16 +11,20 @@ and the parameters the name fixes. Every registry offers the same four things:
 - ``names()`` — what is registered, sorted;
 - an :class:`~lablens.errors.UnknownNameError` with the closest names for one that is not registered.
 
-A registry never imports what registers in it: the package that owns it imports its members in its
-``__init__``, so that the registry is complete whenever the package is imported (and no import cycle forms).
+A registry never imports what registers in it at import time: the package that owns it either imports its
+members in its ``__init__`` (so the registry is complete whenever the package is imported), or declares with
+:meth:`Registry.lazy` which module registers which names, so that looking up one name imports only its module
+(loading a deep bundle then never imports the classical stack: scikit-learn's model selection, skops, the
+feature extractors); listing the names, or a name no declaration covers, imports them all.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +80,7 @@ class Registry:
         self.unknown = unknown  # said of a name that is not registered, e.g. "not a timm model name either"
         self._entries: dict[str, Entry] = {}
         self._fallbacks: list[Callable[[str], Entry | None]] = []
+        self._lazy: dict[str, list[str]] = {}  # module → the names importing it registers (not yet imported)
 
     # -- registering ---------------------------------------------------------------------------------------------
     def register(
@@ -119,6 +124,24 @@ class Registry:
             raise ValueError(f"{self.kind} name {entry.name!r} is already registered")
         self._entries[entry.name] = entry
 
+    def lazy(self, module: str, names: Iterable[str]) -> None:
+        """Declare that importing ``module`` registers ``names``: it is imported the first time one of them is
+        looked up, or when every name is needed (listing, an unknown name), so that using one entry does not
+        import the libraries of all the others."""
+        self._lazy[module] = list(names)
+
+    def _import(self, modules: Iterable[str]) -> None:
+        for module in list(modules):
+            if self._lazy.pop(module, None) is not None:
+                importlib.import_module(module)
+
+    def _import_all(self) -> None:
+        self._import(list(self._lazy))
+
+    def declared(self) -> dict[str, list[str]]:
+        """The lazy declarations not yet imported (module → names), e.g. to check them against the modules."""
+        return {m: list(n) for m, n in self._lazy.items()}
+
     def fallback(self, resolver: Callable[[str], Entry | None]) -> None:
         """Resolve names not registered one by one (e.g. every timm model name)."""
         self._fallbacks.append(resolver)
@@ -126,19 +149,31 @@ class Registry:
     # -- looking up ----------------------------------------------------------------------------------------------
     def names(self, sort: bool = True) -> list[str]:
         """The registered names, sorted (or in the order they were registered)."""
+        self._import_all()
         return sorted(self._entries) if sort else list(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self._entries
+        if not isinstance(name, str):
+            return False
+        self._import(m for m, names in self._lazy.items() if name in names)
+        if name not in self._entries:
+            self._import_all()
+        return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        self._import_all()
         return len(self._entries)
 
     def entry(self, name: str) -> Entry:
         """The entry of ``name``; an :class:`UnknownNameError` naming the closest registered names otherwise."""
+        if name not in self._entries:
+            self._import(m for m, names in self._lazy.items() if name in names)
+        if name in self._entries:
+            return self._entries[name]
+        self._import_all()  # another module may register it, or the fallback that resolves it
         if name in self._entries:
             return self._entries[name]
         for resolve in self._fallbacks:

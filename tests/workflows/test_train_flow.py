@@ -67,6 +67,11 @@ def test_run_folder_contents(trained: tuple[Path, Path]) -> None:
     assert card["training"]["manifest_hash"]
     assert card["calibration"]["temperature"] > 0
     assert card["metrics"]["test"]["accuracy"]["ci"] is not None
+    timing = json.loads((run / "timing.json").read_text())
+    phases = ["read data", "decode", "train", "calibration", "test", "ood summary", "report and bundle"]
+    assert list(timing) == [*phases, "other", "total"]
+    assert timing["train"] > 0
+    assert sum(timing[p] for p in [*phases, "other"]) == pytest.approx(timing["total"], abs=0.1 * len(timing))
 
 
 def test_shapes_are_learned(trained: tuple[Path, Path]) -> None:

@@ -1,5 +1,4 @@
-"""Model families. Importing this package registers every built-in estimator."""
+"""Model families. Each family module registers its names when imported; :mod:`lablens.models.registry`
+declares which module registers which name, so that a name is looked up by importing its module alone."""
 
 from __future__ import annotations
-
-from lablens.models import classical, deep, head, mil, multitask  # noqa: F401  (registers every family)

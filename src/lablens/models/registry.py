@@ -67,6 +67,21 @@ class EstimatorSpec:
 
 
 ESTIMATORS = Registry("model", unknown="not registered in lablens and not a timm model name")
+# Which family module registers which names (imported on first use; tests/models/test_registry_lazy.py checks
+# this against the modules). Any other timm name resolves through the deep module's fallback.
+_FAMILY_MODULES = {
+    "lablens.models.deep": (
+        "deep", "densenet121", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+        "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_lite0",
+        "efficientnet_lite1", "efficientnet_lite2", "inception_v3", "resnet18", "resnet34", "vgg16",
+    ),
+    "lablens.models.classical": ("blur_level", "cnn_features", "features", "handcrafted"),
+    "lablens.models.head": ("head",),
+    "lablens.models.mil": ("mil", "mil-mean"),
+    "lablens.models.multitask": ("multitask",),
+}
+for _module, _names in _FAMILY_MODULES.items():
+    ESTIMATORS.lazy(_module, _names)
 
 
 def _entry(spec: EstimatorSpec) -> Entry:

@@ -10,6 +10,7 @@ Run folder layout::
     RUN/metrics.json         test-set metrics with group-bootstrap CIs
     RUN/predictions.csv      per-image test predictions
     RUN/report.html          the report
+    RUN/timing.json          wall seconds of each phase (read data, decode, train, calibration, test, …)
     RUN/bundle/              weights.safetensors + card.json
 
 With k-fold protocols every fold gets the files above under ``RUN/folds/<fold>/`` and ``RUN/metrics.json``
@@ -54,6 +55,7 @@ from lablens.library_warnings import library_warnings_to_log
 from lablens.models.from_config import estimator_params
 from lablens.models.registry import create_estimator, get_spec
 from lablens.progress import make_progress
+from lablens.timing import Phases
 from lablens.train import distributed as D
 from lablens.train.calibrate import Calibration, calibrate
 from lablens.train.context import FitContext
@@ -145,7 +147,11 @@ def train(
                 prog.log(
                     f"note: {spec.describe()} keeps no checkpoints; unfinished folds are fitted from the start"
                 )
-            metrics, bundles = _run(out, cfg, params, resume, prog, env, show_data=progress)
+            phases = Phases(start=t0)
+            metrics, bundles = _run(out, cfg, params, resume, prog, env, phases, show_data=progress)
+            if env.is_main:
+                write_json(out / "timing.json", phases.to_dict())
+                prog.log(f"times: {phases.line()}")
     return TrainResult(out, metrics, bundles, time.perf_counter() - t0)
 
 
@@ -156,25 +162,28 @@ def _run(
     resume: bool,
     prog: Any,
     env: D.DistEnv,
+    phases: Phases,
     show_data: bool,
 ) -> tuple[dict[str, Any], list[Path]]:
-    manifest, report = read_data(
-        cfg.data.path,
-        cfg.data,
-        prog,
-        min_groups_per_class=min_groups_for(cfg.split.protocol, cfg.split.missing_classes),
-    )
+    with phases("read data"):
+        manifest, report = read_data(
+            cfg.data.path,
+            cfg.data,
+            prog,
+            min_groups_per_class=min_groups_for(cfg.split.protocol, cfg.split.missing_classes),
+        )
     if env.is_main:
         if show_data:
             print_data_report(report)
         write_json(out / "data_report.json", report.to_dict())
         manifest.to_csv(out / "manifest.csv")
     folds = _get_split(out, manifest, cfg, prog, resume, env)
-    if env.local_rank == 0:  # one process per machine decodes; the others then read its cache
-        pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
-    D.barrier(env)
-    if env.local_rank != 0:
-        pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
+    with phases("decode"):
+        if env.local_rank == 0:  # one process per machine decodes; the others then read its cache
+            pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
+        D.barrier(env)
+        if env.local_rank != 0:
+            pixels = read_pixels(manifest, cfg.model.image_size, cfg.data, prog)
     synthetic = synthetic_join(cfg, manifest, prog)
     results = []
     for fold in folds:
@@ -186,7 +195,7 @@ def _run(
                 f"[bold]{fold.name}[/bold]: train {len(fold.train)}, val {len(fold.val)}, test {len(fold.test)}"
             )
         results.append(
-            _train_fold(fold_dir, fold, manifest, pixels, cfg, params, resume, prog, env, synthetic)
+            _train_fold(fold_dir, fold, manifest, pixels, cfg, params, resume, prog, env, phases, synthetic)
         )
     if not env.is_main:
         return {}, []
@@ -251,6 +260,7 @@ def _train_fold(
     resume: bool,
     prog: Any,
     env: D.DistEnv,
+    phases: Phases,
     synthetic: SyntheticJoin | None = None,
 ) -> tuple[dict, Path]:
     if resume and (fold_dir / "bundle" / CARD).exists():  # a finished fold of an interrupted k-fold run
@@ -278,38 +288,44 @@ def _train_fold(
         except SyntheticError as exc:
             raise RunError(str(exc)) from None
     est = create_estimator(cfg.model.name, **params)
-    est.fit(fit_x, fit_y, val_x, val_y, groups=fit_g, groups_val=groups[fold.val], context=context)
+    with phases("train"):
+        est.fit(fit_x, fit_y, val_x, val_y, groups=fit_g, groups_val=groups[fold.val], context=context)
     if list(est.classes_) != manifest.classes:
         raise RunError("a class is missing from the training partition; use more data or another split")
     logits_of = _logits_everywhere(device, cfg.eval.batch_size, env)
     calibration = Calibration(1.0, "none", 0, "eval.calibrate is off")
     if cfg.eval.calibrate:
-        calibration = calibrate(
-            est,
-            train_x,
-            train_y,
-            val_x,
-            val_y,
-            groups=train_g,
-            groups_val=groups[fold.val],
-            context=FitContext(progress=prog, device=device, threads=cfg.train.threads),
-            logits_of=logits_of,
-            seed=cfg.split.seed,
-        )
-    test_logits = logits_of(est, pixels[fold.test])
+        with phases("calibration"):
+            calibration = calibrate(
+                est,
+                train_x,
+                train_y,
+                val_x,
+                val_y,
+                groups=train_g,
+                groups_val=groups[fold.val],
+                context=FitContext(progress=prog, device=device, threads=cfg.train.threads),
+                logits_of=logits_of,
+                seed=cfg.split.seed,
+            )
+    with phases("test"):
+        test_logits = logits_of(est, pixels[fold.test])
     caps = type(est).capabilities
     # the OOD summary keeps the validation confidence only of a model that never trained on those images
-    val_logits = (
-        logits_of(est, val_x)
-        if val_x is not None and caps.inputs == "images" and not caps.folds_validation
-        else None
-    )
+    with phases("ood summary"):
+        val_logits = (
+            logits_of(est, val_x)
+            if val_x is not None and caps.inputs == "images" and not caps.folds_validation
+            else None
+        )
     if not env.is_main:
         return {}, fold_dir / "bundle"
-    ood = _ood_summary(pixels, fold, est, calibration, val_logits, cfg.split.seed)
-    return _write_fold(
-        fold_dir, fold, manifest, pixels, cfg, est, calibration, test_logits, env, prog, syn_doc, ood
-    )
+    with phases("ood summary"):
+        ood = _ood_summary(pixels, fold, est, calibration, val_logits, cfg.split.seed)
+    with phases("report and bundle"):
+        return _write_fold(
+            fold_dir, fold, manifest, pixels, cfg, est, calibration, test_logits, env, prog, syn_doc, ood
+        )
 
 
 def _ood_summary(
