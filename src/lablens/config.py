@@ -86,7 +86,7 @@ class NetworkSettings(StrictModel):
     dropout before the classifier, and test-time augmentation: ``tta`` averages predictions over the 8
     flips/rotations of an image; with ``tta_margin`` (adaptive TTA) each image is first seen once and only an
     image whose top-1 minus top-2 softmax probability is below the margin gets all 8 views (``null``: every
-    image gets 8 views, 8× the inference cost). Validation during training always uses all 8 views.
+    image gets 8 views, 8× the inference cost). Validation during training uses the same policy.
 
     ``init``: a lablens bundle to start from instead of ``weights`` (a warm start: its network and normalisation,
     head rows kept for the classes it knows; see :mod:`lablens.models.warm_start`)."""
@@ -118,7 +118,13 @@ class TrainingSettings(StrictModel):
     The schedule is counted in optimiser steps as well as epochs: training runs ``epochs`` epochs of at least
     ``min_steps`` steps in all; an epoch that would be too short takes several passes over the training images
     (a 32-image set gets as many updates as it needs, a large one is unaffected). Neither given: 8 epochs and
-    at least 300 steps; ``epochs`` given alone: exactly that many passes (``min_steps`` 0)."""
+    at least 300 steps; ``epochs`` given alone: exactly that many passes (``min_steps`` 0).
+
+    ``frozen_stages``: the stem and the first N stages of the backbone keep their starting weights (timm's
+    coarse parameter groups). A speed option for CPUs: at 2, EfficientNet-Lite0 trains ~45 % faster (no weight
+    gradients for the largest feature maps), at some cost in accuracy (PBC, 128 px: validation macro-F1 0.969
+    vs 0.981; docs/speed.md), so the default is 0. Above 0 needs pretrained weights (``model.weights`` or
+    ``model.init``): frozen random weights learn nothing."""
 
     epochs: int | None = Field(None, ge=1)
     min_steps: int | None = Field(None, ge=0)
@@ -138,6 +144,7 @@ class TrainingSettings(StrictModel):
     compile: bool = False
     grad_clip: float | None = Field(None, gt=0.0)
     drop_last: bool = False
+    frozen_stages: int = Field(0, ge=0)
     seed: int = 0
     augment: AugmentConfig | None = AugmentConfig()
 

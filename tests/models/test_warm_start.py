@@ -63,6 +63,21 @@ def test_a_warm_started_fit_records_where_it_began_in_its_bundle(source: Path, t
     assert (init["kept"], init["new"], init["dropped"]) == (["disc", "ring"], ["cross"], ["square"])
 
 
+def test_frozen_stages_keep_the_bundles_stem_and_first_stage_while_the_rest_trains(source: Path) -> None:
+    X, y = _fit_data(["disc", "ring", "square"])
+    est = create_estimator(
+        "test_resnet", image_size=32, init=str(source), epochs=2, batch_size=4, augment=None, frozen_stages=1,
+        ema=False,
+    ).fit(X, y, context=FitContext(device="cpu"))  # fmt: skip
+    start, after = read_init_bundle(source).estimator.network_.state_dict(), est.network_.state_dict()
+    weights = [k for k in after if k.endswith("weight") and "bn" not in k]
+    frozen = [k for k in weights if k.startswith(("conv1", "layer1"))]
+    trained = [k for k in weights if k.startswith(("layer2", "fc"))]
+    assert frozen and trained and est.frozen_stages_ == 1
+    assert all(torch.equal(after[k], start[k]) for k in frozen)
+    assert not any(torch.equal(after[k], start[k]) for k in trained)
+
+
 def test_the_encoder_of_a_multiple_instance_model_starts_from_a_plain_networks_bundle(source: Path) -> None:
     src = read_init_bundle(source)
     est = create_estimator("mil", model_name="test_resnet", image_size=32, init=str(source))

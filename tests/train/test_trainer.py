@@ -171,3 +171,20 @@ def test_gradient_clipping_caps_the_norm_of_every_update() -> None:
         Trainer(_settings(epochs=1, grad_clip=clip), FitContext(device="cpu")).fit(task, images, y)
     assert max(norms[None]) > 0.05  # without clipping the gradients are larger …
     assert max(norms[0.05]) <= 0.05 * (1 + 1e-5)  # … with it, no update exceeds the cap
+
+
+def test_validation_predicts_with_the_models_own_tta_policy() -> None:
+    """Model selection scores the views prediction will use: adaptive TTA validates adaptively."""
+    seen: list[dict[str, object]] = []
+    images, y = _colours(12)
+
+    def predict(model: object, x: np.ndarray, **kwargs: object) -> dict[str, np.ndarray]:
+        seen.append(kwargs)
+        return {"logits": np.eye(3)[y]}
+
+    task = ClassificationTask(
+        _Tiny(), 3, ClassificationLoss("weighted", np.ones(3)), MEAN, STD, tta=True, tta_margin=0.5
+    )
+    scores = task.validate(task.model, images, y, predict)
+    assert seen == [{"mean": MEAN, "std": STD, "tta": True, "tta_margin": 0.5}]
+    assert scores["val_accuracy"] == 1.0

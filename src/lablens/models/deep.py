@@ -18,6 +18,7 @@ from lablens.errors import SettingError, UnknownNameError
 from lablens.models.base import ImageClassifier
 from lablens.models.registry import Capabilities, EstimatorSpec, register, register_fallback
 from lablens.models.warm_start import read_init_bundle, warm_start
+from lablens.nn.freeze import check_frozen_stages, freeze_stages
 from lablens.nn.network import run_network
 from lablens.nn.weights import build_network, check_model_name, same_architecture
 from lablens.params import FamilyParams, params_init
@@ -106,6 +107,8 @@ class NetworkClassifier(ImageClassifier):
         X, y_idx = self._training_items(p, X, y_idx)
         torch.manual_seed(p.seed)  # network initialisation
         net = self._initial_network(p)
+        self.frozen_stages_ = check_frozen_stages(p.frozen_stages, self.weights_source_)
+        freeze_stages(self.backbone_of(net), self.frozen_stages_)
         settings = TrainingSettings.model_validate(p.model_dump(include=set(TrainingSettings.model_fields)))
         settings = settings.model_copy(
             update={"lr": default_lr(p.lr, self.weights_source_), **self._settings_fixed}
@@ -263,6 +266,7 @@ class DeepClassifier(NetworkClassifier):
             self.mean_,
             self.std_,
             tta=p.tta,
+            tta_margin=p.tta_margin,
             channels_last=p.channels_last,
         )
 

@@ -402,6 +402,7 @@ def _write_fold(
         "best_epoch": getattr(est, "best_epoch_", None),
         "optimizer_steps": getattr(est, "steps_", None),
         "passes_per_epoch": getattr(est, "passes_", None),
+        "frozen_stages": getattr(est, "frozen_stages_", None),
         "seen_sha256_prefixes": sorted({s[:SEEN_PREFIX] for s in seen}),
         "synthetic": synthetic,
     }

@@ -14,7 +14,8 @@ from lablens.train.tasks.base import Batch, Predict, StepContext, Task, classifi
 
 
 class ClassificationTask(Task):
-    """Train ``net`` (images → logits) with ``loss``; validation scores the logits (8-view TTA when ``tta``)."""
+    """Train ``net`` (images → logits) with ``loss``; validation scores the logits the way the model will predict:
+    8-view TTA when ``tta``, for every image or (``tta_margin``) only for those whose top-2 margin is below it."""
 
     def __init__(
         self,
@@ -25,6 +26,7 @@ class ClassificationTask(Task):
         std: Sequence[float],
         *,
         tta: bool = False,
+        tta_margin: float | None = None,
         channels_last: bool = False,
     ) -> None:
         super().__init__({"net": net})
@@ -32,7 +34,7 @@ class ClassificationTask(Task):
         self.loss = loss
         self.mean, self.std = tuple(mean), tuple(std)
         self.norm = Normalizer(mean, std, channels_last)
-        self.tta = tta
+        self.tta, self.tta_margin = tta, tta_margin
 
     def training_step(self, nets: dict[str, Any], batch: Batch, step: StepContext) -> dict[str, torch.Tensor]:
         with step.autocast():
@@ -44,5 +46,6 @@ class ClassificationTask(Task):
     def validate(
         self, model: torch.nn.Module, x_val: np.ndarray, y_val: np.ndarray, predict: Predict
     ) -> dict[str, float]:
-        logits = predict(model, x_val, mean=self.mean, std=self.std, tta=self.tta)["logits"]
+        policy = {"tta": self.tta, "tta_margin": self.tta_margin}
+        logits = predict(model, x_val, mean=self.mean, std=self.std, **policy)["logits"]
         return classification_scores(logits, y_val, self.n_classes)
