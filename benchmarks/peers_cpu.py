@@ -79,14 +79,13 @@ def run_lablens(data: Path, out: Path, size: int) -> dict[str, Any]:
 
 def imagenet_lite0_file(folder: Path) -> Path:
     """lablens's offline Lite0 ImageNet weights in timm's names (``tf_efficientnet_lite0``), for the peers."""
-    import torch
+    from safetensors.torch import save_file
 
     from lablens.nn.weights import build_network
 
     net, _ = build_network("efficientnet_lite0", "imagenet", num_classes=1000)
-    path = folder / "tf_efficientnet_lite0_imagenet.pth"
-    state = {k: v for k, v in net.state_dict().items() if not k.startswith("classifier.")}
-    torch.save(state, path)  # the format timm's pretrained_cfg_overlay=dict(file=…) reads
+    path = folder / "tf_efficientnet_lite0_imagenet.safetensors"  # timm's pretrained_cfg_overlay=dict(file=…) reads it
+    save_file({k: v.contiguous() for k, v in net.state_dict().items() if not k.startswith("classifier.")}, path)
     return path
 
 
@@ -186,12 +185,15 @@ def predict_plain_ort(bundle: Path, files: list[str], size: int) -> dict[str, An
     import onnxruntime as ort
     from PIL import Image
 
-    from lablens.data.cache import default_cache_dir
+    from lablens.infer.bundle import load_bundle
+    from lablens.infer.onnx_runtime import cached_onnx, matching_onnx
 
-    model = next((default_cache_dir() / "onnx").glob("*/model.onnx"), None) if not (bundle / "model.onnx").exists() \
-        else bundle / "model.onnx"  # fmt: skip
+    loaded = load_bundle(bundle)
+    model = matching_onnx(loaded) or cached_onnx(loaded)  # the export `lablens predict` made (it runs first)
+    if model is None:
+        raise SystemExit(f"{bundle}: no ONNX export of this bundle in the lablens cache")
     t0 = time.perf_counter()
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     for i in range(0, len(files), 64):
         batch = np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size))) for f in files[i : i + 64]])

@@ -19,7 +19,7 @@ M = TypeVar("M", bound=BaseModel)
 
 # The default schedule (TrainingSettings): 8 epochs of at least 300 optimiser steps in all. Chosen for time to
 # accuracy on a CPU: fine-tuning an ImageNet network on ~1,000 cells plateaus on validation by epoch 7–8 of a
-# warm-up + cosine schedule (measured: docs/speed.md); 20 epochs cost 2.5× the time for no gain.
+# warm-up + cosine schedule (PBC, 2 CPU cores, 2026-12-07); 20 epochs cost 2.5× the time for no gain.
 DEFAULT_EPOCHS = 8
 DEFAULT_MIN_STEPS = 300
 
@@ -122,8 +122,8 @@ class TrainingSettings(StrictModel):
 
     ``frozen_stages``: the stem and the first N stages of the backbone keep their starting weights (timm's
     coarse parameter groups). A speed option for CPUs: at 2, EfficientNet-Lite0 trains ~45 % faster (no weight
-    gradients for the largest feature maps), at some cost in accuracy (PBC, 128 px: validation macro-F1 0.969
-    vs 0.981; docs/speed.md), so the default is 0. Above 0 needs pretrained weights (``model.weights`` or
+    gradients for the largest feature maps), at some cost in accuracy (PBC, 128 px, 2026-12-07: validation
+    macro-F1 0.969 vs 0.981), so the default is 0. Above 0 needs pretrained weights (``model.weights`` or
     ``model.init``): frozen random weights learn nothing."""
 
     epochs: int | None = Field(None, ge=1)

@@ -138,9 +138,14 @@ class Registry:
     def _import_all(self) -> None:
         self._import(list(self._lazy))
 
-    def declared(self) -> dict[str, list[str]]:
-        """The lazy declarations not yet imported (module → names), e.g. to check them against the modules."""
-        return {m: list(n) for m, n in self._lazy.items()}
+    def _load(self, name: str) -> None:
+        """Import what registers ``name``: the module declared for it, else every declared module (another one,
+        or a fallback it brings, may know the name)."""
+        if name in self._entries:
+            return
+        self._import(m for m, names in self._lazy.items() if name in names)
+        if name not in self._entries:
+            self._import_all()
 
     def fallback(self, resolver: Callable[[str], Entry | None]) -> None:
         """Resolve names not registered one by one (e.g. every timm model name)."""
@@ -155,9 +160,7 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        self._import(m for m, names in self._lazy.items() if name in names)
-        if name not in self._entries:
-            self._import_all()
+        self._load(name)
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
@@ -169,11 +172,7 @@ class Registry:
 
     def entry(self, name: str) -> Entry:
         """The entry of ``name``; an :class:`UnknownNameError` naming the closest registered names otherwise."""
-        if name not in self._entries:
-            self._import(m for m, names in self._lazy.items() if name in names)
-        if name in self._entries:
-            return self._entries[name]
-        self._import_all()  # another module may register it, or the fallback that resolves it
+        self._load(name)
         if name in self._entries:
             return self._entries[name]
         for resolve in self._fallbacks:

@@ -12,14 +12,18 @@ def test_the_declared_modules_register_exactly_their_names() -> None:
     assert actual == declared
 
 
+def _printed(code: str) -> list[str]:
+    """What ``code`` prints in a fresh interpreter (nothing imported yet), split into words."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+
+
 def test_a_deep_name_imports_its_family_alone() -> None:
     code = (
         "import sys; from lablens.models.registry import get_spec; "
         "print(get_spec('efficientnet_lite0').family.__name__, "
         "'lablens.models.classical' in sys.modules, 'skops' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["DeepClassifier", "False", "False"]
+    assert _printed(code) == ["DeepClassifier", "False", "False"]
 
 
 def test_a_timm_name_resolves_through_the_fallback_and_a_typo_is_refused() -> None:
@@ -28,5 +32,4 @@ def test_a_timm_name_resolves_through_the_fallback_and_a_typo_is_refused() -> No
         "print(get_spec('mobilenetv3_small_050').family.__name__)\n"
         "try:\n    get_spec('efficientnet_lite9')\nexcept Exception as exc:\n    print(type(exc).__name__)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["DeepClassifier", "UnknownNameError"]
+    assert _printed(code) == ["DeepClassifier", "UnknownNameError"]
