@@ -54,9 +54,8 @@ def _split_table(run: Path) -> pd.DataFrame:
     """The run's manifest with a ``part`` column (train / val / test) from its split."""
     manifest = pd.read_csv(run / "manifest.csv")
     fold = json.loads((run / "split.json").read_text())["folds"][0]
-    manifest["part"] = ""
-    for part in ("train", "val", "test"):
-        manifest.loc[fold[part], "part"] = part
+    part_of = {image_id: part for part in ("train", "val", "test") for image_id in fold[part]}
+    manifest["part"] = manifest["id"].map(part_of).fillna("")
     return manifest
 
 

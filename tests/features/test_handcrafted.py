@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lablens.features.cell_view import make_view
+from lablens.features.cell_view import CellView, make_view
 from lablens.features.feature_set import FeatureSet
 from lablens.features.registry import create_extractor
 
@@ -76,3 +76,30 @@ def test_lbp_histograms_are_distributions_and_options_change_width() -> None:
     h = e.transform(_stained_cell()[None])[0]
     assert h.shape == (10,) and h.sum() == pytest.approx(1.0) and (h >= 0).all()
     assert len(create_extractor("haralick[distances=1, levels=16]").feature_names()) == 14
+
+
+def _colour_reference(view: CellView) -> np.ndarray:
+    """The per-channel scipy.stats definition of the colour statistics."""
+    from scipy import stats
+
+    hue = view.hsv[:, :, 0].astype(np.float64) * (2 * np.pi / 180.0)
+    chans = [*(view.rgb[:, :, i] / 255.0 for i in range(3)), np.cos(hue), np.sin(hue)]
+    chans += [view.hsv[:, :, 1] / 255.0, view.hsv[:, :, 2] / 255.0]
+    out: list[float] = []
+    for ch in chans:
+        v = ch[view.mask]
+        flat = v.std() < 1e-9
+        skew, kurt = (0.0, 0.0) if flat else (stats.skew(v), stats.kurtosis(v))
+        out += [v.mean(), v.std(), skew, kurt, *np.percentile(v, [10, 50, 90])]
+    return np.asarray(out)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_colour_statistics_equal_scipy_per_channel(seed: int) -> None:
+    img = _stained_cell(lobes=1 + seed, seed=seed)
+    img[:8, :8] = (20, 20, 20)  # a dark corner: skewed background, untouched mask
+    view = make_view(img)
+    got = create_extractor("colour").transform(img[None])[0]
+    np.testing.assert_allclose(got[:49], _colour_reference(view), rtol=1e-6, atol=1e-7)  # float32 out
+    flat = create_extractor("colour").transform(np.full((1, 32, 32, 3), 90, np.uint8))[0]
+    assert np.all(flat[2:49:7] == 0) and np.all(flat[3:49:7] == 0)  # no skew or kurtosis of a constant

@@ -15,6 +15,8 @@ shared by all of them.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -50,4 +52,31 @@ class PerCellExtractor(FeatureExtractor):
         raise NotImplementedError
 
     def transform(self, images: np.ndarray) -> np.ndarray:
-        return np.stack([self.describe(make_view(im)) for im in images]).astype(np.float32)
+        return np.stack([row[0] for row in describe_crops(images, [[self]] * len(images))]).astype(np.float32)
+
+
+def _cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells it)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+def _describe_one(image: np.ndarray, extractors: list[PerCellExtractor]) -> list[np.ndarray]:
+    view = make_view(image)
+    return [e.describe(view) for e in extractors]
+
+
+def describe_crops(images: np.ndarray, extractors: list[list[PerCellExtractor]]) -> list[list[np.ndarray]]:
+    """Per crop, the descriptions by its own list of extractors, from one shared :class:`CellView`, on a thread
+    per core.
+
+    Threads share the crops without copies and start at once. Much of scikit-image's region and GLCM properties
+    runs in Python under the interpreter lock, so they scale less than processes (measured on 2 cores, 320 PBC
+    crops: 1 thread 94, 2 threads 119, 2 warm processes 155 crops/s), but a process pool's start-up (≈5 s of
+    imports in its workers) only pays back after some 2,500 crops.
+    """
+    workers = min(len(images), _cores())
+    if workers < 2:
+        return [_describe_one(im, ex) for im, ex in zip(images, extractors, strict=True)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_describe_one, images, extractors))

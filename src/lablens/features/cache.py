@@ -31,17 +31,19 @@ def image_hashes(images: np.ndarray) -> np.ndarray:
 
 
 class FeatureStore:
-    """Cached features of one extractor, in memory and on disk."""
+    """Cached features of one extractor, in memory and on disk (``persist=False``: in memory only)."""
 
-    def __init__(self, key: str, cache_dir: str | Path | None = None) -> None:
+    def __init__(self, key: str, cache_dir: str | Path | None = None, persist: bool = True) -> None:
         self.key = key
-        root = Path(cache_dir) if cache_dir else default_cache_dir()
-        digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-        self.path = root / "features" / f"{digest}.npz"
         self._rows: dict[str, np.ndarray] = {}
-        self._load()
+        self.path: Path | None = None
+        if persist:
+            root = Path(cache_dir) if cache_dir else default_cache_dir()
+            self.path = root / "features" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
+            self._load()
 
     def _load(self) -> None:
+        assert self.path is not None
         try:
             with np.load(self.path, allow_pickle=False) as z:
                 if str(z["key"]) != self.key:
@@ -50,7 +52,10 @@ class FeatureStore:
         except (OSError, ValueError, KeyError):
             self._rows = {}
 
-    def _save(self) -> None:
+    def save(self) -> None:
+        """Write every row to the store's file, atomically (nothing to write for an in-memory store)."""
+        if self.path is None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         hashes = np.asarray(list(self._rows), dtype="U32")
         feats = np.stack(list(self._rows.values())).astype(np.float32)
@@ -63,30 +68,41 @@ class FeatureStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
+    def missing(self, hashes: np.ndarray) -> list[str]:
+        """The distinct hashes of ``hashes`` with no cached row, in first-seen order."""
+        return list(dict.fromkeys(h for h in hashes.tolist() if h not in self._rows))
+
+    def add(self, hashes: list[str], rows: np.ndarray) -> None:
+        """Keep computed rows in memory (:meth:`save` writes them)."""
+        for h, row in zip(hashes, np.asarray(rows, dtype=np.float32), strict=True):
+            self._rows[h] = row
+
+    def rows(self, hashes: np.ndarray) -> np.ndarray:
+        """The cached rows of ``hashes`` (``N×D`` float32); every hash must be cached."""
+        if not len(hashes):
+            return np.zeros((0, 0), np.float32)
+        return np.stack([self._rows[h] for h in hashes.tolist()]).astype(np.float32)
+
     def get(
         self,
         images: np.ndarray,
         compute: Callable[[np.ndarray], np.ndarray],
         on_progress: Callable[[int], None] | None = None,
         chunk: int = 64,
+        hashes: np.ndarray | None = None,
     ) -> np.ndarray:
         """Features of ``images`` (``N×D`` float32), computing only those not cached yet."""
-        hashes = image_hashes(images)
-        missing = list(dict.fromkeys(h for h in hashes if h not in self._rows))
-        first = {h: i for i, h in reversed(list(enumerate(hashes)))}  # one crop per distinct hash
+        hashes = image_hashes(images) if hashes is None else hashes
+        missing = self.missing(hashes)
+        first = {h: i for i, h in reversed(list(enumerate(hashes.tolist())))}  # one crop per distinct hash
         copies = Counter(hashes.tolist())
         if on_progress:
             on_progress(len(images) - sum(copies[h] for h in missing))
         for start in range(0, len(missing), chunk):
             todo = missing[start : start + chunk]
-            idx = [first[h] for h in todo]
-            feats = np.asarray(compute(np.asarray(images[idx])), dtype=np.float32)
-            for h, row in zip(todo, feats, strict=True):
-                self._rows[h] = row
+            self.add(todo, compute(np.asarray(images[[first[h] for h in todo]])))
             if on_progress:
                 on_progress(sum(copies[h] for h in todo))
         if missing:
-            self._save()
-        if not len(images):
-            return np.zeros((0, 0), np.float32)
-        return np.stack([self._rows[h] for h in hashes]).astype(np.float32)
+            self.save()
+        return self.rows(hashes)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lablens.features.cache import FeatureStore
+from lablens.features.base import PerCellExtractor, describe_crops
+from lablens.features.cache import FeatureStore, image_hashes
 from lablens.features.registry import create_extractors
 
 
@@ -37,15 +38,40 @@ class FeatureSet:
         return out
 
     def transform(self, images: np.ndarray, on_progress: Callable[[int], None] | None = None) -> np.ndarray:
-        blocks = []
-        for extractor, store in zip(self.extractors, self.stores, strict=True):
-            if store is None:
-                block = np.asarray(extractor.transform(images), dtype=np.float32)
+        images = np.asarray(images)
+        hashes = image_hashes(images)
+        blocks = self._per_cell_blocks(images, hashes)
+        for k, (extractor, store) in enumerate(zip(self.extractors, self.stores, strict=True)):
+            if k in blocks:
+                if on_progress:
+                    on_progress(len(images))
+            elif store is None:
+                blocks[k] = np.asarray(extractor.transform(images), dtype=np.float32)
                 if on_progress:
                     on_progress(len(images))
             else:
-                block = store.get(images, extractor.transform, on_progress)
-            blocks.append(block)
-        features = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(images), 0), np.float32)
+                blocks[k] = store.get(images, extractor.transform, on_progress, hashes=hashes)
+        ordered = [blocks[k] for k in range(len(self.extractors))]
+        features = np.concatenate(ordered, axis=1) if ordered else np.zeros((len(images), 0), np.float32)
         # a descriptor can be undefined on a degenerate crop; 0 is neutral after scaling
         return np.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def _per_cell_blocks(self, images: np.ndarray, hashes: np.ndarray) -> dict[int, np.ndarray]:
+        """The columns of every handcrafted extractor, computed together: each crop not cached yet is prepared
+        once (:class:`CellView`) and described by each extractor that lacks it, crops in parallel."""
+        cells = {k: e for k, e in enumerate(self.extractors) if isinstance(e, PerCellExtractor)}
+        if not cells or not len(images):
+            return {k: np.zeros((len(images), len(e.feature_names())), np.float32) for k, e in cells.items()}
+        stores = {k: self.stores[k] or FeatureStore(e.key(), persist=False) for k, e in cells.items()}
+        wanted = {k: store.missing(hashes) for k, store in stores.items()}
+        todo = list(dict.fromkeys(h for k in cells for h in wanted[k]))
+        first = {h: i for i, h in reversed(list(enumerate(hashes.tolist())))}
+        lacking = {k: set(hs) for k, hs in wanted.items()}
+        needs = [[k for k in cells if h in lacking[k]] for h in todo]
+        described = describe_crops(images[[first[h] for h in todo]], [[cells[k] for k in ks] for ks in needs])
+        for k in cells:
+            rows = {h: r[ks.index(k)] for h, r, ks in zip(todo, described, needs, strict=True) if k in ks}
+            if rows:
+                stores[k].add(list(rows), np.stack(list(rows.values())))
+                stores[k].save()
+        return {k: store.rows(hashes) for k, store in stores.items()}
