@@ -30,6 +30,11 @@ def image_hashes(images: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype="U32")
 
 
+def first_rows(hashes: np.ndarray) -> dict[str, int]:
+    """The row of each distinct hash's first crop (one crop is computed per distinct hash)."""
+    return {h: i for i, h in reversed(list(enumerate(hashes.tolist())))}
+
+
 class FeatureStore:
     """Cached features of one extractor, in memory and on disk (``persist=False``: in memory only)."""
 
@@ -94,7 +99,7 @@ class FeatureStore:
         """Features of ``images`` (``N×D`` float32), computing only those not cached yet."""
         hashes = image_hashes(images) if hashes is None else hashes
         missing = self.missing(hashes)
-        first = {h: i for i, h in reversed(list(enumerate(hashes.tolist())))}  # one crop per distinct hash
+        first = first_rows(hashes)
         copies = Counter(hashes.tolist())
         if on_progress:
             on_progress(len(images) - sum(copies[h] for h in missing))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from lablens.features.base import PerCellExtractor, describe_crops
-from lablens.features.cache import FeatureStore, image_hashes
+from lablens.features.cache import FeatureStore, first_rows, image_hashes
 from lablens.features.registry import create_extractors
 
 
@@ -63,10 +63,9 @@ class FeatureSet:
         if not cells or not len(images):
             return {k: np.zeros((len(images), len(e.feature_names())), np.float32) for k, e in cells.items()}
         stores = {k: self.stores[k] or FeatureStore(e.key(), persist=False) for k, e in cells.items()}
-        wanted = {k: store.missing(hashes) for k, store in stores.items()}
-        todo = list(dict.fromkeys(h for k in cells for h in wanted[k]))
-        first = {h: i for i, h in reversed(list(enumerate(hashes.tolist())))}
-        lacking = {k: set(hs) for k, hs in wanted.items()}
+        lacking = {k: set(store.missing(hashes)) for k, store in stores.items()}
+        first = first_rows(hashes)
+        todo = [h for h in dict.fromkeys(hashes.tolist()) if any(h in hs for hs in lacking.values())]
         needs = [[k for k in cells if h in lacking[k]] for h in todo]
         described = describe_crops(images[[first[h] for h in todo]], [[cells[k] for k in ks] for ks in needs])
         for k in cells:

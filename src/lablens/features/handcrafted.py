@@ -139,9 +139,8 @@ class LocalBinaryPatterns(PerCellExtractor):
     def describe(self, view: CellView) -> np.ndarray:
         mask = view.mask if view.mask.sum() >= 16 else np.ones_like(view.mask)
         scales = self._scales()
-        box = _box(
-            mask, int(np.ceil(max(r for _, r in scales))) + 1
-        )  # the reach of bilinear sampling at radius r
+        reach = int(np.ceil(max(r for _, r in scales))) + 1  # bilinear sampling at radius r reads this far
+        box = _box(mask, reach)
         grey, mask = view.grey[box], mask[box]
         out = []
         for p, r in scales:
